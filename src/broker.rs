@@ -1,0 +1,210 @@
+//! RabbitMQ: connecting, the relay's topology (declared idempotently at start), and publishing
+//! with publisher confirms.
+//!
+//! Topology (names from the config, defaults shown):
+//! - topic exchange `conversions`, routing key = event type;
+//! - quorum queue `postback-relay.events`, bound with `#`: every event;
+//! - quorum queue `postback-relay.deliveries`: one message per (event, destination) to retry;
+//! - quorum queue `postback-relay.dead`: dead-letter envelopes, and messages the broker itself
+//!   dead-letters (delivery limit reached) from the two queues above.
+
+use lapin::PublisherConfirm;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use crate::config::Config;
+
+/// Names and limits of the relay's exchange and queues.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub exchange: String,
+    pub events: String,
+    pub deliveries: String,
+    pub dead: String,
+    pub delivery_limit: u32,
+}
+
+impl Topology {
+    pub fn from_config(c: &Config) -> Topology {
+        Topology {
+            exchange: c.broker.exchange.clone(),
+            events: c.events_queue(),
+            deliveries: c.deliveries_queue(),
+            dead: c.dead_queue(),
+            delivery_limit: c.broker.delivery_limit,
+        }
+    }
+
+    /// Declares everything; safe to run again and from several replicas at once. A queue that
+    /// exists with other arguments fails with the broker's PRECONDITION_FAILED message.
+    pub async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
+        ch.exchange_declare(
+            self.exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let mut work_args = quorum_args();
+        // Poison messages go to the dead queue instead of looping; at-least-once dead-lettering
+        // (which needs reject-publish overflow) so the broker never drops one on the way.
+        work_args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongUInt(self.delivery_limit),
+        );
+        work_args.insert("x-dead-letter-exchange".into(), long_string(""));
+        work_args.insert("x-dead-letter-routing-key".into(), long_string(&self.dead));
+        work_args.insert(
+            "x-dead-letter-strategy".into(),
+            long_string("at-least-once"),
+        );
+        work_args.insert("x-overflow".into(), long_string("reject-publish"));
+        ch.queue_declare(self.dead.as_str().into(), durable, quorum_args())
+            .await?;
+        for q in [&self.events, &self.deliveries] {
+            ch.queue_declare(q.as_str().into(), durable, work_args.clone())
+                .await?;
+        }
+        ch.queue_bind(
+            self.events.as_str().into(),
+            self.exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the queues and the exchange (the demo's and the tests' clean-up).
+    pub async fn delete(&self, ch: &Channel) -> Result<(), lapin::Error> {
+        for q in [&self.events, &self.deliveries, &self.dead] {
+            ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        ch.exchange_delete(
+            self.exchange.as_str().into(),
+            ExchangeDeleteOptions::default(),
+        )
+        .await
+    }
+}
+
+fn quorum_args() -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert("x-queue-type".into(), long_string("quorum"));
+    t
+}
+
+fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+/// Opens a connection named after the process role, shown in the management UI.
+pub async fn connect(url: &str, role: &str) -> Result<Connection, lapin::Error> {
+    let props = ConnectionProperties::default()
+        .with_connection_name(format!("postback-relay {role} (pid {})", std::process::id()).into());
+    Connection::connect(url, props).await
+}
+
+/// Why a publish was not confirmed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("broker error: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    #[error("no queue is bound for routing key {0:?}: the message was returned")]
+    Unroutable(String),
+}
+
+/// A channel in confirm mode: every publish waits for the broker's confirm.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+}
+
+impl Publisher {
+    pub async fn new(conn: &Connection) -> Result<Publisher, lapin::Error> {
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Publisher { channel })
+    }
+
+    /// Publishes a persistent JSON message and waits until the broker has taken responsibility
+    /// for it (confirm), or says why not.
+    pub async fn publish_json(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        message_id: Option<&str>,
+        headers: Option<FieldTable>,
+    ) -> Result<(), PublishError> {
+        let pending = self
+            .send_json(exchange, routing_key, body, message_id, headers)
+            .await?;
+        confirmed(pending, routing_key).await
+    }
+
+    /// Publishes without waiting for the confirm, so many publishes can be in flight; pass the
+    /// result to [`confirmed`]. `mandatory`: a message no queue receives comes back as an
+    /// error, not a silent drop.
+    pub async fn send_json(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        message_id: Option<&str>,
+        headers: Option<FieldTable>,
+    ) -> Result<PublisherConfirm, lapin::Error> {
+        let mut props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2);
+        // AMQP short strings hold 255 bytes at most.
+        if let Some(id) = message_id.filter(|id| id.len() <= 255) {
+            props = props.with_message_id(ShortString::from(id));
+        }
+        if let Some(h) = headers {
+            props = props.with_headers(h);
+        }
+        self.channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                props,
+            )
+            .await
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+}
+
+/// Waits for a publish's confirm and turns a nack or a return into an error.
+pub async fn confirmed(pending: PublisherConfirm, routing_key: &str) -> Result<(), PublishError> {
+    match pending.await? {
+        lapin::Confirmation::Ack(None) => Ok(()),
+        lapin::Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable(routing_key.to_owned())),
+        _ => Err(PublishError::Nacked),
+    }
+}

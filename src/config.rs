@@ -1,0 +1,530 @@
+//! Configuration: a TOML file validated in full at start-up. Unknown keys are errors, secrets
+//! come from the environment through `${VAR}`, and every error names the key and the problem.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::EventType;
+
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    pub destinations: Vec<DestinationConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// AMQP URL; the vhost is percent-encoded (`%2f` is `/`).
+    pub url: String,
+    /// The topic exchange producers publish to (routing key = event type).
+    pub exchange: String,
+    /// Prefix of the relay's queues: `{prefix}.events`, `{prefix}.deliveries`, `{prefix}.dead`.
+    pub queue_prefix: String,
+    /// Unacknowledged deliveries the broker may hand the relay at once; also the number of
+    /// events processed concurrently.
+    pub prefetch: u16,
+    /// Redeliveries after which the broker dead-letters a message (quorum `x-delivery-limit`),
+    /// so a message that crashes the relay cannot loop forever.
+    pub delivery_limit: u32,
+    /// Seconds between reconnection attempts grow up to this cap.
+    pub reconnect_max_delay_secs: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            url: DEFAULT_AMQP_URL.into(),
+            exchange: "conversions".into(),
+            queue_prefix: "postback-relay".into(),
+            prefetch: 64,
+            delivery_limit: 20,
+            reconnect_max_delay_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Bodies over this size are dead-lettered unread (`event_too_large`).
+    pub max_event_bytes: usize,
+    /// On SIGTERM/SIGINT, how long in-flight deliveries may take to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            max_event_bytes: 1024 * 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the `/metrics`, `/healthz` and `/readyz` listener.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9464".parse().expect("valid address"),
+        }
+    }
+}
+
+/// The partner formats the relay speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Powerspace,
+}
+
+impl Kind {
+    /// Event types this kind has a request for.
+    pub fn supported_types(self) -> &'static [EventType] {
+        match self {
+            Kind::Powerspace => &[EventType::Lead, EventType::Order],
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Powerspace => "powerspace",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Unique; used in metrics, logs and dead letters. Lower-case letters, digits, `-` and `_`.
+    pub name: String,
+    pub kind: Kind,
+    pub base_url: String,
+    #[serde(rename = "match")]
+    pub matcher: MatchRule,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Partner requests in flight at once for this destination.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub powerspace: PowerspaceOptions,
+}
+
+fn default_timeout_ms() -> u64 {
+    // Powerspace: "Gérez les timeouts (5 secondes max recommandé)".
+    5_000
+}
+
+fn default_concurrency() -> usize {
+    64
+}
+
+impl DestinationConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// Whether this destination must hear about `event`.
+    pub fn matches(&self, event: &crate::event::ConversionEvent) -> bool {
+        let Some(a) = &event.attribution else {
+            return false;
+        };
+        let m = &self.matcher;
+        m.networks.iter().any(|n| n == &a.network)
+            && (m.types.is_empty() || m.types.contains(&event.kind))
+            && (m.publishers.is_empty()
+                || a.publisher_id
+                    .as_ref()
+                    .is_some_and(|p| m.publishers.contains(p)))
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchRule {
+    /// `attribution.network` values this destination serves.
+    pub networks: Vec<String>,
+    /// Event types; empty means every type the kind supports.
+    #[serde(default)]
+    pub types: BTreeSet<EventType>,
+    /// `attribution.publisher_id` values; empty means any publisher.
+    #[serde(default)]
+    pub publishers: BTreeSet<String>,
+}
+
+/// In-process retries of one partner call: short, for blips. Retries over minutes and hours go
+/// through the broker.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts in all, the first one included.
+    pub attempts: u32,
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts: 3,
+            initial_delay_ms: 200,
+            max_delay_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PowerspaceOptions {
+    /// Send `ov` without `order.shipping` ("Excluez les frais de port si demandé").
+    pub exclude_shipping: bool,
+    /// Send `ov` without `order.tax` ("Incluez les taxes selon votre configuration").
+    pub exclude_tax: bool,
+}
+
+/// A configuration problem: the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config is not valid TOML: {0}")]
+    Syntax(String),
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+fn key_err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates a configuration; `env` resolves `${VAR}` references.
+    pub fn from_toml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        for (k, v) in table.iter_mut() {
+            expand_env(k, v, env)?;
+        }
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                key_err(key, e.into_inner().to_string())
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let b = &self.broker;
+        b.url
+            .parse::<lapin::uri::AMQPUri>()
+            .map_err(|e| key_err("broker.url", format!("not an AMQP URL: {e}")))?;
+        check_name("broker.exchange", &b.exchange)?;
+        check_name("broker.queue_prefix", &b.queue_prefix)?;
+        if b.prefetch == 0 {
+            return Err(key_err("broker.prefetch", "must be at least 1"));
+        }
+        if b.delivery_limit == 0 {
+            return Err(key_err("broker.delivery_limit", "must be at least 1"));
+        }
+        if b.reconnect_max_delay_secs == 0 {
+            return Err(key_err(
+                "broker.reconnect_max_delay_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.worker.max_event_bytes < 1024 {
+            return Err(key_err("worker.max_event_bytes", "must be at least 1024"));
+        }
+        if self.destinations.is_empty() {
+            return Err(key_err(
+                "destinations",
+                "at least one destination is required",
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for (i, d) in self.destinations.iter().enumerate() {
+            let at = |k: &str| format!("destinations[{i}].{k}");
+            check_name(&at("name"), &d.name)?;
+            if !names.insert(d.name.as_str()) {
+                return Err(key_err(at("name"), format!("{:?} is used twice", d.name)));
+            }
+            let url = url::Url::parse(&d.base_url)
+                .map_err(|e| key_err(at("base_url"), format!("not a URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(key_err(
+                    at("base_url"),
+                    "must be an http:// or https:// URL",
+                ));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(key_err(
+                    at("base_url"),
+                    "must not carry a query or fragment",
+                ));
+            }
+            if !(1..=120_000).contains(&d.timeout_ms) {
+                return Err(key_err(at("timeout_ms"), "must be between 1 and 120000"));
+            }
+            if d.concurrency == 0 {
+                return Err(key_err(at("concurrency"), "must be at least 1"));
+            }
+            if d.matcher.networks.is_empty() {
+                return Err(key_err(at("match.networks"), "name at least one network"));
+            }
+            for t in &d.matcher.types {
+                if !d.kind.supported_types().contains(t) {
+                    let ok: Vec<_> = d
+                        .kind
+                        .supported_types()
+                        .iter()
+                        .map(|t| t.as_str())
+                        .collect();
+                    return Err(key_err(
+                        at("match.types"),
+                        format!(
+                            "{} has no request for `{t}` (it handles: {})",
+                            d.kind,
+                            ok.join(", ")
+                        ),
+                    ));
+                }
+            }
+            let r = &d.retry;
+            if r.attempts == 0 || r.attempts > 10 {
+                return Err(key_err(at("retry.attempts"), "must be between 1 and 10"));
+            }
+            if r.initial_delay_ms == 0 || r.initial_delay_ms > r.max_delay_ms {
+                return Err(key_err(
+                    at("retry.initial_delay_ms"),
+                    "must be at least 1 and not above retry.max_delay_ms",
+                ));
+            }
+            if r.max_delay_ms > 30_000 {
+                return Err(key_err(
+                    at("retry.max_delay_ms"),
+                    "in-process retries hold a delivery open: keep them under 30000 ms",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn events_queue(&self) -> String {
+        format!("{}.events", self.broker.queue_prefix)
+    }
+
+    pub fn deliveries_queue(&self) -> String {
+        format!("{}.deliveries", self.broker.queue_prefix)
+    }
+
+    pub fn dead_queue(&self) -> String {
+        format!("{}.dead", self.broker.queue_prefix)
+    }
+}
+
+/// Names used as metric labels and AMQP names: short, and only `[A-Za-z0-9._-]`.
+fn check_name(key: &str, v: &str) -> Result<(), ConfigError> {
+    let ok = !v.is_empty()
+        && v.len() <= 100
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(key_err(
+            key,
+            format!("{v:?} must be 1 to 100 characters among letters, digits, '-', '_' and '.'"),
+        ))
+    }
+}
+
+/// Replaces `${VAR}` in every string value with the variable's value; an unset variable is an
+/// error naming the key. `$${` stands for a literal `${`.
+fn expand_env(
+    key: &str,
+    v: &mut toml::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    match v {
+        toml::Value::String(s) if s.contains('$') => *s = expand_str(key, s, env)?,
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_env(&format!("{key}[{i}]"), item, env)?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, item) in t.iter_mut() {
+                expand_env(&format!("{key}.{k}"), item, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_str(
+    key: &str,
+    s: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(r) = rest.strip_prefix("$${") {
+            out.push_str("${");
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("${") {
+            let end = r
+                .find('}')
+                .ok_or_else(|| key_err(key, "unclosed ${ in value"))?;
+            let name = &r[..end];
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(key_err(key, format!("${{{name}}} is not a variable name")));
+            }
+            let value = env(name)
+                .ok_or_else(|| key_err(key, format!("environment variable {name} is not set")))?;
+            out.push_str(&value);
+            rest = &r[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn destination(kind: &str, base_url: &str) -> DestinationConfig {
+        let text = format!(
+            r#"[[destinations]]
+               name = "d"
+               kind = "{kind}"
+               base_url = "{base_url}"
+               match = {{ networks = ["{kind}"] }}"#
+        );
+        Config::from_toml(&text, &|_| None)
+            .unwrap()
+            .destinations
+            .remove(0)
+    }
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text, &|n| (n == "SET").then(|| "value".to_owned()))
+            .unwrap_err()
+            .to_string()
+    }
+
+    const MINIMAL: &str = r#"
+        [[destinations]]
+        name = "ps"
+        kind = "powerspace"
+        base_url = "https://a.pwspace.com"
+        match = { networks = ["powerspace"] }
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::from_toml(MINIMAL, &|_| None).unwrap();
+        assert_eq!(c.broker.url, DEFAULT_AMQP_URL);
+        assert_eq!(c.events_queue(), "postback-relay.events");
+        assert_eq!(c.destinations[0].timeout(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = err(&format!("{MINIMAL}\ntimeout = 3"));
+        assert!(
+            e.contains("destinations[0]") && e.contains("unknown field `timeout`"),
+            "{e}"
+        );
+        let e = err(&format!("[broker]\nprefech = 3\n{MINIMAL}"));
+        assert!(e.contains("`broker") && e.contains("prefech"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = err(&MINIMAL.replace("https://a.pwspace.com", "ftp://x"));
+        assert!(e.contains("destinations[0].base_url"), "{e}");
+        let e = err(&MINIMAL.replace("powerspace\"\n", "hoqu\"\n"));
+        assert!(
+            e.contains("destinations[0].kind") || e.contains("unknown variant"),
+            "{e}"
+        );
+        let e = err(&format!("{MINIMAL}\nconcurrency = 0"));
+        assert!(e.contains("destinations[0].concurrency"), "{e}");
+        let e = err(&MINIMAL.replace(
+            "networks = [\"powerspace\"]",
+            "networks = [\"p\"], types = [\"rebill\"]",
+        ));
+        assert!(e.contains("match.types") && e.contains("rebill"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[destinations]]\nname = \"ps\"\nkind = \"powerspace\"\nbase_url = \"http://x\"\nmatch = {{ networks = [\"a\"] }}"
+        ));
+        assert!(
+            e.contains("destinations[1].name") && e.contains("twice"),
+            "{e}"
+        );
+        assert!(err("").contains("destinations"));
+    }
+
+    #[test]
+    fn environment_references() {
+        let text = MINIMAL.replace("a.pwspace.com", "${SET}.example");
+        let c = Config::from_toml(&text, &|n| (n == "SET").then(|| "value".into())).unwrap();
+        assert_eq!(c.destinations[0].base_url, "https://value.example");
+        let e = err(&MINIMAL.replace("a.pwspace.com", "${UNSET}"));
+        assert!(
+            e.contains("destinations[0].base_url") && e.contains("UNSET is not set"),
+            "{e}"
+        );
+        assert_eq!(expand_str("k", "a$${b}$c", &|_| None).unwrap(), "a${b}$c");
+    }
+}

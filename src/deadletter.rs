@@ -1,0 +1,217 @@
+//! Dead letters: the envelope published to the dead-letter queue (`schemas/dead-letter.v1.json`)
+//! and the stable reason codes that metrics, `dlq` and people filter on.
+
+use std::fmt;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::partner::Request;
+
+pub const SCHEMA: &str = "postback-relay.dead-letter.v1";
+/// Longest partner response body kept in an envelope.
+pub const SNIPPET_MAX: usize = 1024;
+
+/// Why a conversion could not be delivered. The codes are stable: metric labels, log fields and
+/// replay filters use them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The message body is not JSON.
+    NotJson,
+    /// The message body is over the configured size limit.
+    EventTooLarge,
+    /// JSON, but not a valid conversion event (field named in the detail).
+    InvalidEvent,
+    /// No configured destination matches the event's network and type.
+    Unroutable,
+    /// The destination cannot build a request from this event (field named in the detail).
+    RenderError,
+    /// The partner refused the request with a 4xx that retrying cannot fix.
+    PartnerRejected,
+    /// Retryable failures (5xx, 408, 429, timeouts, connection errors) until the budget ran out.
+    RetriesExhausted,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 7] = [
+        Reason::NotJson,
+        Reason::EventTooLarge,
+        Reason::InvalidEvent,
+        Reason::Unroutable,
+        Reason::RenderError,
+        Reason::PartnerRejected,
+        Reason::RetriesExhausted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotJson => "not_json",
+            Reason::EventTooLarge => "event_too_large",
+            Reason::InvalidEvent => "invalid_event",
+            Reason::Unroutable => "unroutable",
+            Reason::RenderError => "render_error",
+            Reason::PartnerRejected => "partner_rejected",
+            Reason::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the dead-lettered message came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub queue: String,
+    pub routing_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    pub redelivered: bool,
+}
+
+/// The original body when it was not JSON, kept whole so nothing is lost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RawBody {
+    /// `utf8` or `base64`.
+    pub encoding: String,
+    pub data: String,
+}
+
+impl RawBody {
+    pub fn new(body: &[u8]) -> Self {
+        match std::str::from_utf8(body) {
+            Ok(s) => RawBody {
+                encoding: "utf8".into(),
+                data: s.to_owned(),
+            },
+            Err(_) => RawBody {
+                encoding: "base64".into(),
+                data: base64::engine::general_purpose::STANDARD.encode(body),
+            },
+        }
+    }
+}
+
+/// A conversion that could not be delivered, with everything an operator needs to act on it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub schema: String,
+    pub dead_letter_id: uuid::Uuid,
+    /// Absent when the body could not be read far enough to find it.
+    pub event_id: Option<String>,
+    /// Absent when the event failed before routing (not JSON, invalid, unroutable).
+    pub destination: Option<String>,
+    pub reason: Reason,
+    /// What went wrong, in words: the field and the problem, or the partner's answer.
+    pub detail: String,
+    pub attempts: u32,
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub dead_lettered_at: DateTime<Utc>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    /// The start of the partner's last response body, at most [`SNIPPET_MAX`] bytes.
+    pub response_snippet: Option<String>,
+    /// The last request as it was (or would have been) sent, secrets redacted.
+    pub request: Option<Request>,
+    /// The original event when the body was JSON (even if not a valid event).
+    pub event: Option<serde_json::Value>,
+    /// The original body when it was not JSON.
+    pub raw_body: Option<RawBody>,
+    pub source: Source,
+}
+
+impl Envelope {
+    /// An envelope for a message that failed before any partner was called. Keeps the original
+    /// body: as JSON when it parses as JSON, raw otherwise.
+    pub fn for_message(
+        reason: Reason,
+        detail: String,
+        body: &[u8],
+        event_id: Option<String>,
+        source: Source,
+    ) -> Self {
+        let event = serde_json::from_slice::<serde_json::Value>(body).ok();
+        let raw_body = event.is_none().then(|| RawBody::new(body));
+        let event_id = event_id.or_else(|| {
+            event
+                .as_ref()
+                .and_then(|v| v.get("event_id"))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        });
+        Envelope {
+            schema: SCHEMA.into(),
+            dead_letter_id: uuid::Uuid::now_v7(),
+            event_id,
+            destination: None,
+            reason,
+            detail,
+            attempts: 0,
+            first_attempt_at: None,
+            last_attempt_at: None,
+            dead_lettered_at: Utc::now(),
+            last_status: None,
+            last_error: None,
+            response_snippet: None,
+            request: None,
+            event,
+            raw_body,
+            source,
+        }
+    }
+}
+
+/// Cuts a response body to at most `SNIPPET_MAX` bytes on a character boundary.
+pub fn snippet(body: &[u8]) -> Option<String> {
+    if body.is_empty() {
+        return None;
+    }
+    let cut = &body[..body.len().min(SNIPPET_MAX)];
+    let s = String::from_utf8_lossy(cut);
+    // A multi-byte character split by the cut shows as one replacement character at the end.
+    Some(s.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> Source {
+        Source {
+            queue: "q".into(),
+            routing_key: "order".into(),
+            message_id: None,
+            redelivered: false,
+        }
+    }
+
+    #[test]
+    fn keeps_json_bodies_as_json_and_others_raw() {
+        let e = Envelope::for_message(
+            Reason::InvalidEvent,
+            "x".into(),
+            br#"{"event_id":"e1","type":"nope"}"#,
+            None,
+            source(),
+        );
+        assert_eq!(e.event_id.as_deref(), Some("e1"));
+        assert!(e.event.is_some() && e.raw_body.is_none());
+
+        let e = Envelope::for_message(Reason::NotJson, "x".into(), b"\xff\x00", None, source());
+        let raw = e.raw_body.unwrap();
+        assert_eq!(raw.encoding, "base64");
+        assert_eq!(raw.data, "/wA=");
+    }
+
+    #[test]
+    fn snippets_are_capped() {
+        assert_eq!(snippet(b""), None);
+        assert_eq!(snippet(&[b'a'; 5000]).unwrap().len(), SNIPPET_MAX);
+    }
+}

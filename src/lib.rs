@@ -1,0 +1,29 @@
+//! postback-relay: consumes conversion events from RabbitMQ and relays them to affiliate
+//! partners, owning every outcome: delivered, retried, or dead-lettered with a reason.
+//!
+//! Components, in the order an event meets them:
+//! - [`event`]: the event contract and its parser (money as exact decimals);
+//! - [`config`]: the TOML configuration, validated in full at start-up;
+//! - [`broker`]: RabbitMQ topology and confirmed publishing;
+//! - [`relay`]: the consumer that routes, delivers and acknowledges;
+//! - [`partner`]: one renderer per partner format (pure functions);
+//! - [`dispatch`] and [`classify`]: sending requests, and deciding what an answer means;
+//! - [`deadletter`]: the envelope of what could not be delivered;
+//! - [`metrics`] and [`observe`]: Prometheus metrics, health and readiness;
+//! - [`sandbox`]: a stand-in partner for the demo, the tests and benchmarks;
+//! - [`publish`] and [`demo`]: the reference producer and the guided demo.
+#![forbid(unsafe_code)]
+
+pub mod broker;
+pub mod classify;
+pub mod config;
+pub mod deadletter;
+pub mod demo;
+pub mod dispatch;
+pub mod event;
+pub mod metrics;
+pub mod observe;
+pub mod partner;
+pub mod publish;
+pub mod relay;
+pub mod sandbox;

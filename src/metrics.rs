@@ -1,0 +1,187 @@
+//! Prometheus metrics, all named `postback_relay_*`. Labels are bounded: destination names come
+//! from the config, outcomes, reasons and status classes are fixed codes; never click IDs, URLs
+//! or event IDs.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric the relay exports, registered on one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Events read from the events queue, by event type (`invalid` when unparseable).
+    pub events_consumed: IntCounterVec,
+    /// Events acknowledged after every outcome was recorded.
+    pub events_acked: IntCounter,
+    /// Events with no attribution: not ours to relay, acknowledged without a request.
+    pub events_skipped: IntCounter,
+    /// Final outcome per destination: `delivered` or `dead_lettered`.
+    pub deliveries: IntCounterVec,
+    /// Dead letters by destination (`none` before routing) and reason code.
+    pub dead_letters: IntCounterVec,
+    /// Partner calls by destination and status class (`2xx`, `4xx`, `5xx`, `timeout`...).
+    pub partner_requests: IntCounterVec,
+    /// Partner call duration by destination.
+    pub request_duration: HistogramVec,
+    /// Deliveries being worked on, by destination.
+    pub in_flight: IntGaugeVec,
+    /// 1 while connected to the broker and consuming.
+    pub broker_connected: IntGauge,
+    /// Broker connections made after the first.
+    pub broker_reconnects: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let name = |n: &str| format!("postback_relay_{n}");
+        let counter_vec = |n: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name(n), help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let counter = |n: &str, help: &str| {
+            let c = IntCounter::new(name(n), help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let m = Metrics {
+            events_consumed: counter_vec(
+                "events_consumed_total",
+                "Events read from the events queue, by event type.",
+                &["type"],
+            ),
+            events_acked: counter(
+                "events_acked_total",
+                "Events acknowledged after their outcomes were recorded.",
+            ),
+            events_skipped: counter(
+                "events_skipped_total",
+                "Events without attribution, acknowledged without any partner request.",
+            ),
+            deliveries: counter_vec(
+                "deliveries_total",
+                "Final delivery outcomes by destination.",
+                &["destination", "outcome"],
+            ),
+            dead_letters: counter_vec(
+                "dead_letters_total",
+                "Dead letters published, by destination and reason.",
+                &["destination", "reason"],
+            ),
+            partner_requests: counter_vec(
+                "partner_requests_total",
+                "Partner HTTP requests by destination and status class.",
+                &["destination", "status_class"],
+            ),
+            request_duration: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        name("partner_request_duration_seconds"),
+                        "Partner HTTP request duration by destination.",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ]),
+                    &["destination"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
+            in_flight: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        name("in_flight_deliveries"),
+                        "Deliveries in progress by destination.",
+                    ),
+                    &["destination"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            broker_connected: {
+                let g = IntGauge::new(
+                    name("broker_connected"),
+                    "1 while connected to the broker and consuming, else 0.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            broker_reconnects: counter(
+                "broker_reconnects_total",
+                "Broker connections made after the first one.",
+            ),
+            registry,
+        };
+        let build = IntGaugeVec::new(
+            Opts::new(name("build_info"), "Build information; always 1."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.registry.register(Box::new(build)).expect("unique metric");
+        m
+    }
+
+    /// Creates every labelled series a configuration can produce at zero, so rates and alerts
+    /// see a series before its first increment.
+    pub fn init_destinations<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        use crate::deadletter::Reason;
+        for t in crate::event::EventType::ALL {
+            self.events_consumed.with_label_values(&[t.as_str()]);
+        }
+        self.events_consumed.with_label_values(&["invalid"]);
+        for r in [
+            Reason::NotJson,
+            Reason::EventTooLarge,
+            Reason::InvalidEvent,
+            Reason::Unroutable,
+        ] {
+            self.dead_letters.with_label_values(&["none", r.as_str()]);
+        }
+        for d in names {
+            for o in ["delivered", "dead_lettered"] {
+                self.deliveries.with_label_values(&[d, o]);
+            }
+            for r in [
+                Reason::RenderError,
+                Reason::PartnerRejected,
+                Reason::RetriesExhausted,
+            ] {
+                self.dead_letters.with_label_values(&[d, r.as_str()]);
+            }
+            self.request_duration.with_label_values(&[d]);
+            self.in_flight.with_label_values(&[d]);
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,283 @@
+//! The partner sandbox: an HTTP server on loopback that stands in for every partner. It accepts
+//! any path, records each request, and answers 200 unless a rule says otherwise (a status, a
+//! delay, a `Retry-After`, a number of times). Tests, the demo and benchmarks drive it over
+//! HTTP under `/_sandbox/`:
+//!
+//! - `GET  /_sandbox/requests` — every recorded request, oldest first (`?path_prefix=/ord`);
+//! - `GET  /_sandbox/stats` — counts by path and by answered status;
+//! - `POST /_sandbox/rules` — add a rule (JSON [`Rule`]); rules are tried in order;
+//! - `POST /_sandbox/reset` — forget requests and rules.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// One request the sandbox received.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Recorded {
+    pub seq: u64,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub content_type: Option<String>,
+    pub body: String,
+    /// The status the sandbox answered.
+    pub status: u16,
+    pub received_at: DateTime<Utc>,
+}
+
+impl Recorded {
+    /// A decoded query parameter.
+    pub fn param(&self, name: &str) -> Option<String> {
+        let q = self.query.as_deref()?;
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// Which requests a rule applies to; every given field must match.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// A substring of the raw query string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_contains: Option<String>,
+}
+
+/// How to answer matching requests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default, rename = "match")]
+    pub matcher: Match,
+    #[serde(default = "ok")]
+    pub status: u16,
+    #[serde(default)]
+    pub delay_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<String>,
+    /// Apply to this many requests, then stop; forever when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub times: Option<u64>,
+}
+
+fn ok() -> u16 {
+    200
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Vec<Recorded>,
+    rules: Vec<Rule>,
+    next_seq: u64,
+}
+
+#[derive(Clone, Default)]
+struct Sandbox {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Stats {
+    pub total: u64,
+    pub by_path: BTreeMap<String, u64>,
+    pub by_status: BTreeMap<u16, u64>,
+}
+
+pub fn router() -> Router {
+    Router::new()
+        .route("/_sandbox/requests", get(list))
+        .route("/_sandbox/stats", get(stats))
+        .route("/_sandbox/rules", post(add_rule))
+        .route("/_sandbox/reset", post(reset))
+        .fallback(record)
+        .with_state(Sandbox::default())
+}
+
+/// Serves until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Starts a sandbox on a free loopback port in the background.
+pub async fn spawn(shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(serve(listener, shutdown));
+    Ok(addr)
+}
+
+async fn record(
+    State(s): State<Sandbox>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let query = uri.query().map(str::to_owned);
+    let rule = {
+        let mut inner = s.inner.lock().expect("sandbox lock");
+        let rule = inner
+            .rules
+            .iter_mut()
+            .find(|r| {
+                r.times != Some(0)
+                    && r.matcher
+                        .path_prefix
+                        .as_ref()
+                        .is_none_or(|p| path.starts_with(p))
+                    && r.matcher
+                        .query_contains
+                        .as_ref()
+                        .is_none_or(|q| query.as_deref().unwrap_or("").contains(q))
+            })
+            .map(|r| {
+                if let Some(t) = r.times.as_mut() {
+                    *t -= 1;
+                }
+                r.clone()
+            });
+        let status = rule.as_ref().map_or(200, |r| r.status);
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner.requests.push(Recorded {
+            seq,
+            method: method.to_string(),
+            path,
+            query,
+            content_type: headers
+                .get(axum::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            status,
+            received_at: Utc::now(),
+        });
+        rule
+    };
+    let Some(rule) = rule else {
+        return (StatusCode::OK, "OK").into_response();
+    };
+    if rule.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
+    }
+    let status = StatusCode::from_u16(rule.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, format!("sandbox answered {}", rule.status)).into_response();
+    if let Some(ra) = rule.retry_after.as_deref().and_then(|v| v.parse().ok()) {
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, ra);
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    path_prefix: Option<String>,
+}
+
+async fn list(State(s): State<Sandbox>, Query(q): Query<ListQuery>) -> Json<Vec<Recorded>> {
+    let inner = s.inner.lock().expect("sandbox lock");
+    Json(
+        inner
+            .requests
+            .iter()
+            .filter(|r| q.path_prefix.as_ref().is_none_or(|p| r.path.starts_with(p)))
+            .cloned()
+            .collect(),
+    )
+}
+
+async fn stats(State(s): State<Sandbox>) -> Json<Stats> {
+    let inner = s.inner.lock().expect("sandbox lock");
+    let mut st = Stats {
+        total: inner.requests.len() as u64,
+        by_path: BTreeMap::new(),
+        by_status: BTreeMap::new(),
+    };
+    for r in &inner.requests {
+        *st.by_path.entry(r.path.clone()).or_default() += 1;
+        *st.by_status.entry(r.status).or_default() += 1;
+    }
+    Json(st)
+}
+
+async fn add_rule(State(s): State<Sandbox>, Json(rule): Json<Rule>) -> StatusCode {
+    s.inner.lock().expect("sandbox lock").rules.push(rule);
+    StatusCode::CREATED
+}
+
+async fn reset(State(s): State<Sandbox>) -> StatusCode {
+    let mut inner = s.inner.lock().expect("sandbox lock");
+    inner.requests.clear();
+    inner.rules.clear();
+    StatusCode::NO_CONTENT
+}
+
+/// A small client for the sandbox's control API, used by the demo and the tests.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Client {
+        Client {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn add_rule(&self, rule: &Rule) -> reqwest::Result<()> {
+        self.http
+            .post(format!("{}/_sandbox/rules", self.base))
+            .json(rule)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    pub async fn requests(&self) -> reqwest::Result<Vec<Recorded>> {
+        self.http
+            .get(format!("{}/_sandbox/requests", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+
+    pub async fn stats(&self) -> reqwest::Result<Stats> {
+        self.http
+            .get(format!("{}/_sandbox/stats", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+}
