@@ -155,7 +155,11 @@ impl DestinationConfig {
         };
         let m = &self.matcher;
         m.networks.iter().any(|n| n == &a.network)
-            && (m.types.is_empty() || m.types.contains(&event.kind))
+            && if m.types.is_empty() {
+                self.kind.supported_types().contains(&event.kind)
+            } else {
+                m.types.contains(&event.kind)
+            }
             && (m.publishers.is_empty()
                 || a.publisher_id
                     .as_ref()

@@ -110,7 +110,8 @@ impl Relay {
         shutdown: &CancellationToken,
         sessions: &mut u64,
     ) -> Result<SessionEnd, lapin::Error> {
-        let conn = broker::connect(&self.config.broker.url, "worker").await?;
+        let role = format!("worker {}", self.config.broker.queue_prefix);
+        let conn = broker::connect(&self.config.broker.url, &role).await?;
         let setup = conn.create_channel().await?;
         self.topology.declare(&setup).await?;
         let _ = setup.close(200, "topology declared".into()).await;

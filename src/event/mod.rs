@@ -15,8 +15,10 @@ pub use money::{Money, MoneyError};
 
 use crate::deadletter::Reason;
 
-/// Largest identifier accepted (event id, click id, order id...).
+/// Longest identifier accepted, in characters (event id, click id, order id...).
 pub const MAX_ID_LEN: usize = 512;
+/// Longest `attribution.tracker` accepted, in characters.
+pub const MAX_TRACKER_LEN: usize = 2048;
 
 /// What kind of fact an event reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -206,6 +208,16 @@ pub fn parse(body: &[u8], max_bytes: usize) -> Result<ConversionEvent, ParseErro
             limit: max_bytes,
         });
     }
+    // serde would also read a struct from a JSON array; an event is an object, nothing else.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(v) => ParseError::invalid(
+                ".",
+                format!("an event must be a JSON object, found {}", json_kind(&v)),
+            ),
+            Err(e) => ParseError::NotJson(e.to_string()),
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let event: ConversionEvent = match serde_path_to_error::deserialize(&mut de) {
         Ok(e) => e,
@@ -242,6 +254,18 @@ impl ConversionEvent {
         if let Some(a) = &self.attribution {
             check_id("attribution.network", &a.network)?;
             check_id("attribution.click_id", &a.click_id)?;
+            if let Some(p) = &a.publisher_id {
+                check_id("attribution.publisher_id", p)?;
+            }
+            if a.tracker
+                .as_ref()
+                .is_some_and(|t| t.chars().count() > MAX_TRACKER_LEN)
+            {
+                return Err(ParseError::invalid(
+                    "attribution.tracker",
+                    format!("is over the limit of {MAX_TRACKER_LEN} characters"),
+                ));
+            }
         }
         if let Some(id) = self.order.as_ref().and_then(|o| o.id.as_deref()) {
             check_id("order.id", id)?;
@@ -254,10 +278,13 @@ fn check_id(path: &str, v: &str) -> Result<(), ParseError> {
     if v.trim().is_empty() {
         return Err(ParseError::invalid(path, "must not be empty"));
     }
-    if v.len() > MAX_ID_LEN {
+    if v.chars().count() > MAX_ID_LEN {
         return Err(ParseError::invalid(
             path,
-            format!("is {} bytes long, over the limit of {MAX_ID_LEN}", v.len()),
+            format!(
+                "is {} characters long, over the limit of {MAX_ID_LEN}",
+                v.chars().count()
+            ),
         ));
     }
     if v.chars().any(char::is_control) {

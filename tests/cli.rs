@@ -1,0 +1,365 @@
+//! The `postback-relay` binary as a user runs it: config checks, render, publish, run, a kill -9
+//! in the middle of a stream, and the demo.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Env, event, eventually};
+use postback_relay::sandbox::{Match, Rule};
+
+const BIN: &str = env!("CARGO_BIN_EXE_postback-relay");
+
+fn relay_cmd(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// A relay process on a config file; killed when dropped.
+struct Process(Child);
+
+impl Process {
+    fn run(config: &str) -> Process {
+        Process(
+            Command::new(BIN)
+                .args(["--log-format", "json", "run", "--config", config])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the relay did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn check_config_names_the_key_and_exits_non_zero() {
+    let ok = relay_cmd(&["check-config", "--config", "config/example.toml"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string("config/example.toml").unwrap();
+    let cases = [
+        (
+            example.replace("prefetch = 64", "prefetch = 64\nprefech = 3"),
+            "`broker`",
+            "prefech",
+        ),
+        (
+            example.replace("timeout_ms = 5000", "timeout_ms = \"soon\""),
+            "destinations[0].timeout_ms",
+            "invalid type",
+        ),
+        (
+            example.replace("https://a.pwspace.com", "${POSTBACK_RELAY_TEST_UNSET}"),
+            "destinations[0].base_url",
+            "POSTBACK_RELAY_TEST_UNSET is not set",
+        ),
+        (
+            example.replace("types = [\"lead\", \"order\"]", "types = [\"rebill\"]"),
+            "destinations[0].match.types",
+            "rebill",
+        ),
+        ("[broker".to_owned(), "not valid TOML", ""),
+    ];
+    for (text, key, problem) in cases {
+        let path = write(&dir, "bad.toml", &text);
+        let out = relay_cmd(&["check-config", "--config", &path]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(key) && err.contains(problem), "{err}");
+    }
+    let missing = relay_cmd(&["run", "--config", "/nonexistent.toml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("cannot read config file"));
+}
+
+#[test]
+fn render_prints_the_powerspace_documents_urls() {
+    let out = relay_cmd(&[
+        "render",
+        "--config",
+        "config/example.toml",
+        "--format",
+        "json",
+        "examples/events/powerspace-lead.json",
+        "examples/events/powerspace-order.json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let requests: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let urls: Vec<&str> = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "https://a.pwspace.com/ld?qci=abc123xyz789",
+            "https://a.pwspace.com/ord?qci=abc123xyz789&ov=89.99"
+        ]
+    );
+    assert_eq!(requests[0]["method"], "GET");
+    assert_eq!(requests[0]["destination"], "powerspace");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        &dir,
+        "bad.json",
+        r#"{"event_id":"x","type":"order","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"powerspace","click_id":"c"},"order":{"amount":"1e3"}}"#,
+    );
+    let out = relay_cmd(&["render", "--config", "config/example.toml", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("order.amount"), "{}", stderr(&out));
+}
+
+/// Starts `postback-relay sandbox` on a free port and returns its address.
+fn sandbox_process() -> (Process, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["sandbox", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (Process(child), addr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_published_events_become_ten_thousand_requests() {
+    const N: usize = 10_000;
+    let env = Env::new().await;
+    let (_sandbox, addr) = sandbox_process();
+    let sandbox = postback_relay::sandbox::Client::new(addr);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        &dir,
+        "relay.toml",
+        &env.config_toml("")
+            .replace(env.sandbox.base_url(), sandbox.base_url()),
+    );
+    let events: String = (0..N)
+        .map(|i| {
+            let kind = if i % 2 == 0 { "lead" } else { "order" };
+            let amount = (i % 2 == 1).then(|| format!("{}.{:02}", i % 500, i % 100));
+            let mut line = String::from_utf8(event(
+                &format!("e{i}"),
+                kind,
+                &format!("click-{i}"),
+                amount.as_deref(),
+            ))
+            .unwrap();
+            line.push('\n');
+            line
+        })
+        .collect();
+    let file = write(&dir, "events.jsonl", &events);
+
+    let started = Instant::now();
+    let relay = Process::run(&config);
+    let published = relay_cmd(&["publish", "--config", &config, &file]);
+    assert!(published.status.success(), "{}", stderr(&published));
+    assert!(
+        stderr(&published).contains(&format!("published {N} event(s)")),
+        "{}",
+        stderr(&published)
+    );
+    eventually(
+        Duration::from_secs(300),
+        "10,000 requests at the sandbox",
+        || {
+            let s = sandbox.clone();
+            async move {
+                s.stats()
+                    .await
+                    .map(|st| st.total >= N as u64)
+                    .unwrap_or(false)
+            }
+        },
+    )
+    .await;
+    let elapsed = started.elapsed();
+    eprintln!(
+        "10,000 events published and delivered in {:.2} s",
+        elapsed.as_secs_f64()
+    );
+
+    assert!(relay.terminate().success(), "the relay exits 0 on SIGTERM");
+    let requests = sandbox.requests().await.unwrap();
+    assert_eq!(requests.len(), N, "no duplicates");
+    let clicks: BTreeSet<String> = requests.iter().filter_map(|r| r.param("qci")).collect();
+    assert_eq!(clicks.len(), N, "every click exactly once");
+    let t = env.topology();
+    assert_eq!(env.ready(&t.events).await, 0);
+    assert_eq!(env.ready(&t.deliveries).await, 0);
+    assert_eq!(env.ready(&t.dead).await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_killed_mid_stream_and_restarted_loses_nothing() {
+    const N: usize = 400;
+    let env = Env::new().await;
+    // A partner that takes a little time, so the kill lands with deliveries in flight.
+    env.sandbox
+        .add_rule(&Rule {
+            matcher: Match::default(),
+            status: 200,
+            delay_ms: 5,
+            retry_after: None,
+            times: None,
+        })
+        .await
+        .unwrap();
+    env.declare().await;
+    for i in 0..N {
+        env.publish(&event(&format!("k{i}"), "lead", &format!("kill-{i}"), None))
+            .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(&dir, "relay.toml", &env.config_toml(""));
+
+    let first = Process::run(&config);
+    let sandbox = env.sandbox.clone();
+    eventually(
+        Duration::from_secs(60),
+        "some deliveries before the kill",
+        || {
+            let s = sandbox.clone();
+            async move { s.stats().await.unwrap().total >= (N / 4) as u64 }
+        },
+    )
+    .await;
+    drop(first); // SIGKILL
+    let at_kill = env.sandbox.stats().await.unwrap().total;
+    assert!(
+        at_kill < N as u64,
+        "the kill must land mid-stream ({at_kill} of {N} delivered)"
+    );
+
+    let second = Process::run(&config);
+    eventually(
+        Duration::from_secs(120),
+        "every click delivered after the restart",
+        || {
+            let s = sandbox.clone();
+            async move {
+                let clicks: BTreeSet<String> = s
+                    .requests()
+                    .await
+                    .unwrap()
+                    .iter()
+                    .filter_map(|r| r.param("qci"))
+                    .collect();
+                clicks.len() == N
+            }
+        },
+    )
+    .await;
+    assert!(second.terminate().success());
+
+    let requests = env.sandbox.requests().await.unwrap();
+    let mut per_click: HashMap<String, usize> = HashMap::new();
+    for r in &requests {
+        *per_click.entry(r.param("qci").unwrap()).or_default() += 1;
+    }
+    let duplicates = requests.len() - per_click.len();
+    eprintln!(
+        "killed after {at_kill} requests; {N} events, {} requests, {duplicates} redelivered duplicates",
+        requests.len()
+    );
+    assert_eq!(per_click.len(), N, "no event lost");
+    // At least once: only deliveries in flight at the kill may be sent twice.
+    assert!(
+        duplicates <= 32,
+        "duplicates bounded by the prefetch: {duplicates}"
+    );
+    let t = env.topology();
+    assert_eq!(env.ready(&t.events).await, 0, "nothing left behind");
+    assert!(env.take_dead_letters().await.is_empty());
+    env.cleanup().await;
+}
+
+#[test]
+fn demo_runs_and_agrees_with_the_sandbox() {
+    let out = relay_cmd(&["demo", "--events", "200"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(!text.contains("MISMATCH"), "{text}");
+    assert!(text.contains("[ok] every event is accounted for"), "{text}");
+    assert!(text.contains("cleaned up"), "{text}");
+}
+
+#[test]
+fn demo_without_a_broker_says_how_to_start_one() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["demo"])
+        .env("AMQP_URL", format!("amqp://guest:guest@{closed}/%2f"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Cannot reach RabbitMQ") && err.contains("rabbitmq-server"),
+        "{err}"
+    );
+}

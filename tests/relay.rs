@@ -1,0 +1,430 @@
+//! The relay end to end against the real RabbitMQ and the partner sandbox on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, event, eventually};
+use postback_relay::config::Config;
+use postback_relay::deadletter::Reason;
+use postback_relay::relay::{self, Running};
+use postback_relay::sandbox::{Match, Rule};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn start(env: &Env, extra: &str) -> Running {
+    start_with(env, &env.config_toml(extra)).await
+}
+
+async fn start_with(env: &Env, toml: &str) -> Running {
+    let config = Config::from_toml(toml, &|_| None).unwrap();
+    let running = relay::start(config, env.shutdown.clone()).await.unwrap();
+    let health = running.health.clone();
+    eventually(WAIT, "the relay consumes", || {
+        let h = health.clone();
+        async move { h.is_ready() }
+    })
+    .await;
+    running
+}
+
+async fn wait_acked(running: &Running, n: u64) {
+    let m = running.metrics.clone();
+    eventually(WAIT, &format!("{n} events acked"), || {
+        let m = m.clone();
+        async move { m.events_acked.get() >= n }
+    })
+    .await;
+}
+
+fn rule(query_contains: &str, status: u16, times: Option<u64>) -> Rule {
+    Rule {
+        matcher: Match {
+            path_prefix: None,
+            query_contains: Some(query_contains.into()),
+        },
+        status,
+        delay_ms: 0,
+        retry_after: None,
+        times,
+    }
+}
+
+#[tokio::test]
+async fn an_order_becomes_exactly_one_get() {
+    let env = Env::new().await;
+    let running = start(&env, "").await;
+    env.publish(&event("ord-1", "order", "abc123xyz789", Some("89.99")))
+        .await;
+    wait_acked(&running, 1).await;
+
+    let requests = env.sandbox.requests().await.unwrap();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let r = &requests[0];
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/ord"));
+    assert_eq!(r.query.as_deref(), Some("qci=abc123xyz789&ov=89.99"));
+    let t = env.topology();
+    assert_eq!(env.ready(&t.events).await, 0);
+    assert!(env.take_dead_letters().await.is_empty());
+    assert_eq!(
+        running
+            .metrics
+            .deliveries
+            .with_label_values(&["powerspace", "delivered"])
+            .get(),
+        1
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_404_becomes_one_dead_letter_with_its_reason() {
+    let env = Env::new().await;
+    env.sandbox
+        .add_rule(&rule("qci=gone", 404, None))
+        .await
+        .unwrap();
+    let running = start(&env, "").await;
+    let body = event("ord-404", "order", "gone", Some("10.00"));
+    env.publish(&body).await;
+    wait_acked(&running, 1).await;
+
+    // 404 is permanent: one call, no retry.
+    assert_eq!(env.sandbox.requests().await.unwrap().len(), 1);
+    let dead = env.take_dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let d = &dead[0];
+    assert_eq!(d.reason, Reason::PartnerRejected);
+    assert_eq!(d.destination.as_deref(), Some("powerspace"));
+    assert_eq!(d.event_id.as_deref(), Some("ord-404"));
+    assert_eq!(d.last_status, Some(404));
+    assert_eq!(d.attempts, 1);
+    assert_eq!(d.detail, "HTTP 404 Not Found: click ID expired or unknown");
+    assert_eq!(d.response_snippet.as_deref(), Some("sandbox answered 404"));
+    let req = d.request.as_ref().unwrap();
+    assert!(req.url.ends_with("/ord?qci=gone&ov=10.00"), "{}", req.url);
+    assert_eq!(d.event, Some(serde_json::from_slice(&body).unwrap()));
+    assert_eq!(
+        running
+            .metrics
+            .dead_letters
+            .with_label_values(&["powerspace", "partner_rejected"])
+            .get(),
+        1
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn malformed_events_are_dead_lettered_and_consuming_goes_on() {
+    let env = Env::new().await;
+    let running = start(&env, "").await;
+    let bad_amount = String::from_utf8(event("bad-amount", "order", "c1", Some("12,50"))).unwrap();
+    let no_click = r#"{"event_id":"no-click","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"powerspace"}}"#;
+    let huge = format!(
+        r#"{{"event_id":"huge","pad":"{}"}}"#,
+        "x".repeat(10 * 1024 * 1024)
+    );
+    let bodies: Vec<&[u8]> = vec![
+        b"this is not json",
+        bad_amount.as_bytes(),
+        no_click.as_bytes(),
+        huge.as_bytes(),
+    ];
+    for b in &bodies {
+        env.publish(b).await;
+    }
+    env.publish(&event("after", "lead", "still-here", None))
+        .await;
+    wait_acked(&running, bodies.len() as u64 + 1).await;
+
+    let requests = env.sandbox.requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].query.as_deref(), Some("qci=still-here"));
+
+    let mut dead = env.take_dead_letters().await;
+    dead.sort_by_key(|d| d.reason.as_str());
+    let got: Vec<_> = dead
+        .iter()
+        .map(|d| (d.reason, d.event_id.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Reason::EventTooLarge, Some("huge")),
+            (Reason::InvalidEvent, Some("bad-amount")),
+            (Reason::InvalidEvent, Some("no-click")),
+            (Reason::NotJson, None),
+        ]
+    );
+    assert!(
+        dead[1].detail.contains("order.amount") && dead[1].detail.contains("12,50"),
+        "{}",
+        dead[1].detail
+    );
+    assert!(dead[2].detail.contains("click_id"), "{}", dead[2].detail);
+    // Nothing is lost: the bodies are in the envelopes.
+    assert_eq!(
+        dead[0].event.as_ref().unwrap()["pad"]
+            .as_str()
+            .unwrap()
+            .len(),
+        10 * 1024 * 1024
+    );
+    assert_eq!(dead[3].raw_body.as_ref().unwrap().data, "this is not json");
+    assert!(
+        dead.iter()
+            .all(|d| d.destination.is_none() && d.attempts == 0)
+    );
+    // Not requeued in a loop: every queue is empty.
+    let t = env.topology();
+    assert_eq!(env.ready(&t.events).await, 0);
+    assert_eq!(env.ready(&t.dead).await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn retryable_failures_are_retried_then_dead_lettered() {
+    let env = Env::new().await;
+    env.sandbox
+        .add_rule(&rule("qci=flaky", 503, Some(2)))
+        .await
+        .unwrap();
+    env.sandbox
+        .add_rule(&rule("qci=down", 503, None))
+        .await
+        .unwrap();
+    env.sandbox
+        .add_rule(&rule("qci=busy", 429, Some(1)))
+        .await
+        .unwrap();
+    let running = start(&env, "").await;
+    env.publish(&event("flaky", "lead", "flaky", None)).await;
+    env.publish(&event("down", "lead", "down", None)).await;
+    env.publish(&event("busy", "lead", "busy", None)).await;
+    wait_acked(&running, 3).await;
+
+    let requests = env.sandbox.requests().await.unwrap();
+    let count = |q: &str| {
+        requests
+            .iter()
+            .filter(|r| r.query.as_deref() == Some(q))
+            .count()
+    };
+    assert_eq!(count("qci=flaky"), 3, "two 503s then a 200");
+    assert_eq!(count("qci=busy"), 2, "a 429 then a 200");
+    assert_eq!(count("qci=down"), 3, "the whole in-process budget");
+    let dead = env.take_dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, Reason::RetriesExhausted);
+    assert_eq!(dead[0].event_id.as_deref(), Some("down"));
+    assert_eq!((dead[0].attempts, dead[0].last_status), (3, Some(503)));
+    let m = &running.metrics;
+    assert_eq!(
+        m.deliveries
+            .with_label_values(&["powerspace", "delivered"])
+            .get(),
+        2
+    );
+    assert_eq!(
+        m.partner_requests
+            .with_label_values(&["powerspace", "5xx"])
+            .get(),
+        5
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn timeouts_and_connection_errors_are_retryable() {
+    let env = Env::new().await;
+    env.sandbox
+        .add_rule(&Rule {
+            delay_ms: 1_000,
+            ..rule("qci=slow", 200, Some(1))
+        })
+        .await
+        .unwrap();
+    let toml = env
+        .config_toml("")
+        .replace("timeout_ms = 2000", "timeout_ms = 200");
+    let running = start_with(&env, &toml).await;
+    env.publish(&event("slow", "lead", "slow", None)).await;
+    wait_acked(&running, 1).await;
+    assert_eq!(
+        running
+            .metrics
+            .partner_requests
+            .with_label_values(&["powerspace", "timeout"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        running
+            .metrics
+            .deliveries
+            .with_label_values(&["powerspace", "delivered"])
+            .get(),
+        1
+    );
+    env.cleanup().await;
+
+    // Nothing listens on the port: every attempt is a connection error.
+    let env = Env::new().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let toml = env
+        .config_toml("")
+        .replace(env.sandbox.base_url(), &format!("http://{closed}"));
+    let running = start_with(&env, &toml).await;
+    env.publish(&event("refused", "lead", "c", None)).await;
+    wait_acked(&running, 1).await;
+    let dead = env.take_dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, Reason::RetriesExhausted);
+    assert_eq!(dead[0].last_status, None);
+    let err = dead[0].last_error.as_deref().unwrap();
+    assert!(
+        !err.contains(&closed.to_string()),
+        "URLs stay out of errors: {err}"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn unattributed_events_are_skipped_and_unroutable_ones_dead_lettered() {
+    let env = Env::new().await;
+    let running = start(&env, "").await;
+    env.publish(br#"{"event_id":"organic","type":"order","occurred_at":"2026-11-22T10:00:00Z"}"#)
+        .await;
+    env.publish(
+        br#"{"event_id":"other-net","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"elsewhere","click_id":"c"}}"#,
+    )
+    .await;
+    env.publish(&event("rebill", "rebill", "c", None)).await;
+    wait_acked(&running, 3).await;
+    assert!(env.sandbox.requests().await.unwrap().is_empty());
+    assert_eq!(running.metrics.events_skipped.get(), 1);
+    let mut dead = env.take_dead_letters().await;
+    dead.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    let got: Vec<_> = dead
+        .iter()
+        .map(|d| (d.event_id.as_deref().unwrap(), d.reason))
+        .collect();
+    // A Powerspace destination has no request for a rebill: the config's match decides, and
+    // with no types listed it takes what the kind supports.
+    assert_eq!(
+        got,
+        vec![
+            ("other-net", Reason::Unroutable),
+            ("rebill", Reason::Unroutable)
+        ]
+    );
+    assert!(
+        dead[0].detail.contains("\"elsewhere\""),
+        "{}",
+        dead[0].detail
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn metrics_and_health_endpoints() {
+    let env = Env::new().await;
+    env.sandbox
+        .add_rule(&rule("qci=gone", 404, None))
+        .await
+        .unwrap();
+    let running = start(&env, "").await;
+    env.publish(&event("a", "lead", "ok-1", None)).await;
+    env.publish(&event("b", "order", "ok-2", Some("5.00")))
+        .await;
+    env.publish(&event("c", "order", "gone", Some("5.00")))
+        .await;
+    env.publish(b"{").await;
+    wait_acked(&running, 4).await;
+
+    let base = format!("http://{}", running.http_addr);
+    let get = |path: &str| reqwest::get(format!("{base}{path}"));
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let text = get("/metrics").await.unwrap().text().await.unwrap();
+    for line in [
+        r#"postback_relay_events_consumed_total{type="lead"} 1"#,
+        r#"postback_relay_events_consumed_total{type="order"} 2"#,
+        r#"postback_relay_events_consumed_total{type="invalid"} 1"#,
+        r#"postback_relay_events_acked_total 4"#,
+        r#"postback_relay_deliveries_total{destination="powerspace",outcome="delivered"} 2"#,
+        r#"postback_relay_deliveries_total{destination="powerspace",outcome="dead_lettered"} 1"#,
+        r#"postback_relay_dead_letters_total{destination="powerspace",reason="partner_rejected"} 1"#,
+        r#"postback_relay_dead_letters_total{destination="none",reason="not_json"} 1"#,
+        r#"postback_relay_partner_requests_total{destination="powerspace",status_class="2xx"} 2"#,
+        r#"postback_relay_partner_requests_total{destination="powerspace",status_class="4xx"} 1"#,
+        r#"postback_relay_partner_request_duration_seconds_count{destination="powerspace"} 3"#,
+        r#"postback_relay_broker_connected 1"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("ok-1") && !text.contains("qci"),
+        "no click IDs or URLs in metrics"
+    );
+
+    env.shutdown.cancel();
+    running.wait().await.unwrap();
+    let t = env.topology();
+    assert_eq!(env.ready(&t.events).await, 0);
+    let _ = env.take_dead_letters().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_closed_broker_connection_is_survived() {
+    let env = Env::new().await;
+    let running = start(&env, "").await;
+    env.publish(&event("before", "lead", "before", None)).await;
+    wait_acked(&running, 1).await;
+
+    // Force-close the relay's connection from the broker side, as an operator or a failover would.
+    let name = format!("postback-relay worker {}", env.prefix);
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "pid", "client_properties", "--silent"])
+        .output()
+        .expect("rabbitmqctl");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let pid = listing
+        .lines()
+        .find(|l| l.contains(&name))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("connection {name} not listed:\n{listing}"))
+        .to_owned();
+    let closed = std::process::Command::new("rabbitmqctl")
+        .args(["close_connection", &pid, "test closes it"])
+        .output()
+        .unwrap();
+    assert!(closed.status.success());
+    let m = running.metrics.clone();
+    eventually(WAIT, "a reconnect", || {
+        let m = m.clone();
+        async move { m.broker_reconnects.get() >= 1 && m.broker_connected.get() == 1 }
+    })
+    .await;
+
+    env.publish(&event("after", "lead", "after", None)).await;
+    wait_acked(&running, 2).await;
+    let queries: Vec<_> = env
+        .sandbox
+        .requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.query)
+        .collect();
+    assert_eq!(queries, vec!["qci=before", "qci=after"]);
+    env.cleanup().await;
+}

@@ -1,0 +1,149 @@
+//! The published JSON Schemas and the Rust types agree: what one accepts the other accepts, and
+//! every envelope the relay writes validates against the dead-letter schema.
+
+use postback_relay::deadletter::{Envelope, Reason, Source};
+use postback_relay::event;
+use serde_json::{Value, json};
+
+fn validator(file: &str) -> jsonschema::Validator {
+    let path = format!("{}/schemas/{file}", env!("CARGO_MANIFEST_DIR"));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap()
+}
+
+fn base() -> Value {
+    json!({
+        "event_id": "ord-10045-paid",
+        "type": "order",
+        "occurred_at": "2026-11-22T10:00:00Z",
+        "attribution": {
+            "network": "powerspace",
+            "click_id": "abc123xyz789",
+            "clicked_at": "2026-11-20T09:00:00Z",
+            "publisher_id": "45628",
+            "tracker": "trID_1234567_aff9-tx77-ck42_trID",
+            "params": { "clickRef": "LINKCMP2013-06" }
+        },
+        "order": {
+            "id": "10045", "amount": "89.99", "currency": "EUR", "status": "paid",
+            "shipping": "4.99", "tax": "14.99", "commission": "1.64",
+            "products": [], "commission_groups": []
+        },
+        "customer": { "id": "cust-77" },
+        "action": "sale"
+    })
+}
+
+/// Applies `edit` to the example event.
+fn edited(edit: impl FnOnce(&mut Value)) -> Value {
+    let mut v = base();
+    edit(&mut v);
+    v
+}
+
+#[test]
+fn schema_and_parser_agree_on_events() {
+    let schema = validator("conversion-event.v1.json");
+    let valid = vec![
+        base(),
+        edited(|v| {
+            v.as_object_mut().unwrap().remove("attribution");
+        }),
+        edited(|v| v["order"]["amount"] = json!(89.99)),
+        edited(|v| v["type"] = json!("lead")),
+        edited(|v| v["occurred_at"] = json!("2026-11-22T12:00:00+02:00")),
+        edited(|v| v["future_field"] = json!({"anything": true})),
+        json!({"event_id": "e", "type": "rebill", "occurred_at": "2026-11-22T10:00:00Z"}),
+    ];
+    let invalid = vec![
+        json!([1, 2]),
+        json!("order"),
+        edited(|v| {
+            v.as_object_mut().unwrap().remove("event_id");
+        }),
+        edited(|v| {
+            v["attribution"].as_object_mut().unwrap().remove("click_id");
+        }),
+        edited(|v| v["event_id"] = json!("")),
+        edited(|v| v["event_id"] = json!("   ")),
+        edited(|v| v["event_id"] = json!("a\u{0}b")),
+        edited(|v| v["event_id"] = json!("x".repeat(513))),
+        edited(|v| v["event_id"] = json!(42)),
+        edited(|v| v["type"] = json!("refund")),
+        edited(|v| v["occurred_at"] = json!("22/11/2026")),
+        edited(|v| v["order"]["amount"] = json!("12,50")),
+        edited(|v| v["order"]["amount"] = json!("1e3")),
+        edited(|v| v["order"]["amount"] = json!("NaN")),
+        edited(|v| v["order"]["amount"] = json!("-1.00")),
+        edited(|v| v["order"]["amount"] = json!(-1)),
+        edited(|v| v["order"]["currency"] = json!("eur")),
+        edited(|v| v["attribution"]["params"]["clickRef"] = json!(7)),
+    ];
+    for v in &valid {
+        let body = serde_json::to_vec(v).unwrap();
+        assert!(schema.is_valid(v), "schema refuses {v}");
+        assert!(
+            event::parse(&body, 1 << 20).is_ok(),
+            "parser refuses {v}: {:?}",
+            event::parse(&body, 1 << 20)
+        );
+    }
+    for v in &invalid {
+        let body = serde_json::to_vec(v).unwrap();
+        assert!(!schema.is_valid(v), "schema accepts {v}");
+        assert!(event::parse(&body, 1 << 20).is_err(), "parser accepts {v}");
+    }
+}
+
+#[test]
+fn envelopes_match_the_dead_letter_schema() {
+    let schema = validator("dead-letter.v1.json");
+    let source = Source {
+        queue: "postback-relay.events".into(),
+        routing_key: "order".into(),
+        message_id: Some("ord-10045-paid".into()),
+        redelivered: true,
+    };
+    let body = serde_json::to_vec(&base()).unwrap();
+    let mut with_request = Envelope::for_message(
+        Reason::PartnerRejected,
+        "HTTP 404".into(),
+        &body,
+        None,
+        source.clone(),
+    );
+    with_request.destination = Some("powerspace".into());
+    with_request.attempts = 1;
+    with_request.first_attempt_at = Some(chrono::Utc::now());
+    with_request.last_attempt_at = Some(chrono::Utc::now());
+    with_request.last_status = Some(404);
+    with_request.response_snippet = Some("not found".into());
+    with_request.request = Some(postback_relay::partner::Request {
+        destination: "powerspace".into(),
+        method: postback_relay::partner::Method::Get,
+        url: "https://a.pwspace.com/ord?qci=abc123xyz789&ov=89.99".into(),
+        headers: Default::default(),
+        body: None,
+    });
+    let envelopes = [
+        with_request,
+        Envelope::for_message(
+            Reason::NotJson,
+            "x".into(),
+            b"\xff not json",
+            None,
+            source.clone(),
+        ),
+        Envelope::for_message(Reason::InvalidEvent, "x".into(), b"[1]", None, source),
+    ];
+    for env in envelopes {
+        let v = serde_json::to_value(&env).unwrap();
+        let errors: Vec<String> = schema.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{v}\n{errors:?}");
+        let back: Envelope = serde_json::from_value(v).unwrap();
+        assert_eq!(back, env);
+    }
+}
