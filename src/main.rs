@@ -67,8 +67,10 @@ enum Command {
         /// Take the broker URL and exchange from this config file.
         #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
         config: Option<PathBuf>,
+        /// Broker URL [default: amqp://guest:guest@127.0.0.1:5672/%2f].
         #[arg(long, env = "AMQP_URL", conflicts_with = "config")]
         amqp_url: Option<String>,
+        /// Exchange to publish to [default: conversions].
         #[arg(long, conflicts_with = "config")]
         exchange: Option<String>,
         /// Refuse to publish anything unless every event is valid.
