@@ -97,7 +97,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, matches!(cli.command, Command::Demo { .. }));
+    init_logging(cli.log_format, &cli.command);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,10 +111,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat, demo: bool) {
+fn init_logging(format: LogFormat, command: &Command) {
     use tracing_subscriber::EnvFilter;
-    // The demo tells its own story; its relay logs only errors unless RUST_LOG says more.
-    let default = if demo { "error" } else { "info" };
+    // A running relay logs its work. The other commands speak for themselves on the terminal,
+    // so they log only problems (and not lapin's own report of a channel they closed on
+    // purpose) unless RUST_LOG says more.
+    let default = match command {
+        Command::Run { .. } | Command::Sandbox { .. } => "info",
+        Command::Demo { .. } => "error,lapin=off",
+        _ => "warn,lapin=off",
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let json = match format {
         LogFormat::Json => true,
@@ -300,6 +306,26 @@ async fn publish(
     let conn = broker::connect(url, "publish")
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to RabbitMQ at {}: {e}", redact_url(url)))?;
+    let probe = conn.create_channel().await?;
+    let passive = lapin::options::ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    if let Err(e) = probe
+        .exchange_declare(
+            exchange.into(),
+            lapin::ExchangeKind::Topic,
+            passive,
+            Default::default(),
+        )
+        .await
+    {
+        eprintln!(
+            "exchange {exchange:?} cannot be used ({e}). The relay declares it when it starts: \
+             run `postback-relay run` once with the same broker settings."
+        );
+        return Ok(ExitCode::from(1));
+    }
     let publisher = broker::Publisher::new(&conn).await?;
     let total = messages.len() as u64;
     let bar = demo::progress_bar(total, "published");

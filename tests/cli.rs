@@ -210,6 +210,7 @@ async fn ten_thousand_published_events_become_ten_thousand_requests() {
         .collect();
     let file = write(&dir, "events.jsonl", &events);
 
+    env.declare().await;
     let started = Instant::now();
     let relay = Process::run(&config);
     let published = relay_cmd(&["publish", "--config", &config, &file]);
