@@ -189,6 +189,7 @@ pub async fn run(amqp_url: &str, n: usize) -> anyhow::Result<ExitCode> {
         .message_count();
     let stats = sandbox.stats().await?;
     let agrees = report(&metrics, &stats, dead_in_queue as u64, n, elapsed);
+    show_dead_letters(&channel, &topology.dead, dead_in_queue).await?;
 
     shutdown.cancel();
     running.wait().await?;
@@ -200,6 +201,36 @@ pub async fn run(amqp_url: &str, n: usize) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Prints one dead letter of each reason, as an operator would read them. Reads without
+/// acknowledging: the queue is deleted afterwards anyway.
+async fn show_dead_letters(
+    channel: &lapin::Channel,
+    queue: &str,
+    count: u32,
+) -> anyhow::Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    println!("  a dead letter of each reason (from {queue}):");
+    for _ in 0..count {
+        let Some(m) = channel
+            .basic_get(queue.into(), lapin::options::BasicGetOptions::default())
+            .await?
+        else {
+            break;
+        };
+        let env: crate::deadletter::Envelope = serde_json::from_slice(&m.delivery.data)?;
+        if seen.insert(env.reason.as_str()) {
+            println!(
+                "    {:<17} event {:<16} {}",
+                env.reason.as_str(),
+                env.event_id.as_deref().unwrap_or("(unreadable)"),
+                env.detail.chars().take(90).collect::<String>()
+            );
+        }
+    }
+    println!();
+    Ok(())
 }
 
 /// Prints the per-destination table; true when the relay's counts agree with the sandbox's.
