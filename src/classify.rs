@@ -84,6 +84,7 @@ fn describe(status: u16, kind: Kind) -> String {
     let name = http_name(status);
     let meaning = match kind {
         Kind::Powerspace => crate::partner::powerspace::explain_status(status),
+        Kind::Hoqu | Kind::Callback | Kind::Tracker => None,
     };
     match (name, meaning) {
         (Some(n), Some(m)) => format!("{status} {n}: {m}"),

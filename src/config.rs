@@ -1,7 +1,7 @@
 //! Configuration: a TOML file validated in full at start-up. Unknown keys are errors, secrets
 //! come from the environment through `${VAR}`, and every error names the key and the problem.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::event::EventType;
+use crate::partner::template::Missing;
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -94,14 +95,45 @@ impl Default for HttpConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    /// Powerspace S2S (specs/powerspace-s2s.fr.txt).
     Powerspace,
+    /// HOQU S2S postbacks (specs/hoqu-s2s.ru.txt).
+    Hoqu,
+    /// Publisher callbacks in the Awin Transaction Notification style.
+    Callback,
+    /// Tracker postbacks in the Espace-plus style.
+    Tracker,
 }
 
 impl Kind {
-    /// Event types this kind has a request for.
-    pub fn supported_types(self) -> &'static [EventType] {
+    /// What the partner can be told: the values of a destination's `conversions` table.
+    pub fn conversions(self) -> &'static [&'static str] {
         match self {
-            Kind::Powerspace => &[EventType::Lead, EventType::Order],
+            Kind::Powerspace => &["lead", "order"],
+            Kind::Hoqu => &["conversion", "status_update", "customer"],
+            Kind::Callback => &["transaction"],
+            Kind::Tracker => &["registration", "trial", "signup", "rebill"],
+        }
+    }
+
+    /// Which event types a destination receives, and as what, unless its config says
+    /// otherwise. These follow the documents.
+    pub fn default_routes(self) -> &'static [(EventType, &'static str)] {
+        use EventType::*;
+        match self {
+            Kind::Powerspace => &[(Lead, "lead"), (Order, "order")],
+            Kind::Hoqu => &[
+                (Lead, "conversion"),
+                (Order, "conversion"),
+                (OrderStatus, "status_update"),
+            ],
+            Kind::Callback => &[(Order, "transaction")],
+            Kind::Tracker => &[
+                (Registration, "registration"),
+                (Trial, "trial"),
+                (Signup, "signup"),
+                (Rebill, "rebill"),
+            ],
         }
     }
 }
@@ -110,6 +142,9 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Kind::Powerspace => "powerspace",
+            Kind::Hoqu => "hoqu",
+            Kind::Callback => "callback",
+            Kind::Tracker => "tracker",
         })
     }
 }
@@ -117,12 +152,18 @@ impl fmt::Display for Kind {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
-    /// Unique; used in metrics, logs and dead letters. Lower-case letters, digits, `-` and `_`.
+    /// Unique; used in metrics, logs and dead letters.
     pub name: String,
     pub kind: Kind,
-    pub base_url: String,
+    /// The partner's endpoint (powerspace, hoqu). Callbacks and trackers have URL templates.
+    #[serde(default)]
+    pub base_url: Option<String>,
     #[serde(rename = "match")]
     pub matcher: MatchRule,
+    /// Event type -> what the partner is told (see [`Kind::conversions`]); merged over the
+    /// kind's defaults.
+    #[serde(default)]
+    pub conversions: BTreeMap<EventType, String>,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Partner requests in flight at once for this destination.
@@ -130,8 +171,38 @@ pub struct DestinationConfig {
     pub concurrency: usize,
     #[serde(default)]
     pub retry: RetryConfig,
+    /// A template placeholder with no value: rendered `empty`, or the delivery `fail`s.
     #[serde(default)]
-    pub powerspace: PowerspaceOptions,
+    pub missing: Missing,
+    #[serde(default)]
+    pub powerspace: Option<PowerspaceOptions>,
+    #[serde(default)]
+    pub hoqu: Option<crate::partner::hoqu::Options>,
+    #[serde(default)]
+    pub callback: Option<crate::partner::callback::Options>,
+    #[serde(default)]
+    pub tracker: Option<crate::partner::tracker::Options>,
+    /// The effective event type -> conversion table, after validation.
+    #[serde(skip)]
+    pub routes: BTreeMap<EventType, String>,
+    /// The kind's options, checked and compiled (templates parsed) at load.
+    #[serde(skip)]
+    pub format: Format,
+}
+
+/// A destination's kind-specific settings, ready to render with.
+#[derive(Clone, Debug)]
+pub enum Format {
+    Powerspace(PowerspaceOptions),
+    Hoqu(crate::partner::hoqu::Hoqu),
+    Callback(crate::partner::callback::Callback),
+    Tracker(crate::partner::tracker::Tracker),
+}
+
+impl Default for Format {
+    fn default() -> Self {
+        Format::Powerspace(PowerspaceOptions::default())
+    }
 }
 
 fn default_timeout_ms() -> u64 {
@@ -148,23 +219,121 @@ impl DestinationConfig {
         Duration::from_millis(self.timeout_ms)
     }
 
-    /// Whether this destination must hear about `event`.
-    pub fn matches(&self, event: &crate::event::ConversionEvent) -> bool {
-        let Some(a) = &event.attribution else {
-            return false;
-        };
+    /// What `event` is sent as, when this destination must hear about it.
+    pub fn route(&self, event: &crate::event::ConversionEvent) -> Option<&str> {
+        let a = event.attribution.as_ref()?;
         let m = &self.matcher;
-        m.networks.iter().any(|n| n == &a.network)
-            && if m.types.is_empty() {
-                self.kind.supported_types().contains(&event.kind)
-            } else {
-                m.types.contains(&event.kind)
-            }
+        let wanted = m.networks.iter().any(|n| n == &a.network)
+            && (m.types.is_empty() || m.types.contains(&event.kind))
             && (m.publishers.is_empty()
                 || a.publisher_id
                     .as_ref()
-                    .is_some_and(|p| m.publishers.contains(p)))
+                    .is_some_and(|p| m.publishers.contains(p)));
+        if wanted {
+            self.routes.get(&event.kind).map(String::as_str)
+        } else {
+            None
+        }
     }
+
+    /// Whether this destination must hear about `event`.
+    pub fn matches(&self, event: &crate::event::ConversionEvent) -> bool {
+        self.route(event).is_some()
+    }
+
+    /// Checks the destination and fills `routes` and `format`. `at` names a key for errors.
+    fn compile(&mut self, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let sections = [
+            (Kind::Powerspace, self.powerspace.is_some()),
+            (Kind::Hoqu, self.hoqu.is_some()),
+            (Kind::Callback, self.callback.is_some()),
+            (Kind::Tracker, self.tracker.is_some()),
+        ];
+        for (kind, present) in sections {
+            if present && kind != self.kind {
+                return Err(key_err(
+                    at(&kind.to_string()),
+                    format!(
+                        "options for kind {kind} on a destination of kind {}",
+                        self.kind
+                    ),
+                ));
+            }
+        }
+        let needs_base = matches!(self.kind, Kind::Powerspace | Kind::Hoqu);
+        match (&self.base_url, needs_base) {
+            (Some(b), true) => check_http_url(&at("base_url"), b)?,
+            (None, true) => {
+                return Err(key_err(
+                    at("base_url"),
+                    format!("required for kind {}", self.kind),
+                ));
+            }
+            (Some(_), false) => {
+                return Err(key_err(
+                    at("base_url"),
+                    format!(
+                        "not used by kind {}: its URL is a template in [{}]",
+                        self.kind, self.kind
+                    ),
+                ));
+            }
+            (None, false) => {}
+        }
+        let mut routes: BTreeMap<EventType, String> = self
+            .kind
+            .default_routes()
+            .iter()
+            .map(|(t, c)| (*t, (*c).to_owned()))
+            .collect();
+        for (t, c) in &self.conversions {
+            if !self.kind.conversions().contains(&c.as_str()) {
+                return Err(key_err(
+                    at(&format!("conversions.{t}")),
+                    format!(
+                        "{} has no conversion {c:?} (it has: {})",
+                        self.kind,
+                        self.kind.conversions().join(", ")
+                    ),
+                ));
+            }
+            routes.insert(*t, c.clone());
+        }
+        self.format = match self.kind {
+            Kind::Powerspace => Format::Powerspace(self.powerspace.clone().unwrap_or_default()),
+            Kind::Hoqu => Format::Hoqu(crate::partner::hoqu::compile(self, &mut routes, at)?),
+            Kind::Callback => Format::Callback(crate::partner::callback::compile(self, at)?),
+            Kind::Tracker => Format::Tracker(crate::partner::tracker::compile(self, &routes, at)?),
+        };
+        for t in &self.matcher.types {
+            if !routes.contains_key(t) {
+                let known: Vec<&str> = routes.keys().map(|t| t.as_str()).collect();
+                return Err(key_err(
+                    at("match.types"),
+                    format!(
+                        "{} has no request for `{t}` (it handles: {}; add `{t} = \"...\"` to [conversions] to send it as one of: {})",
+                        self.kind,
+                        known.join(", "),
+                        self.kind.conversions().join(", ")
+                    ),
+                ));
+            }
+        }
+        self.routes = routes;
+        Ok(())
+    }
+}
+
+/// An http(s) URL with a host and no query or fragment.
+pub(crate) fn check_http_url(key: &str, v: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(v).map_err(|e| key_err(key, format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(key_err(key, "must be an http:// or https:// URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(key_err(key, "must not carry a query or fragment"));
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -172,7 +341,7 @@ impl DestinationConfig {
 pub struct MatchRule {
     /// `attribution.network` values this destination serves.
     pub networks: Vec<String>,
-    /// Event types; empty means every type the kind supports.
+    /// Event types; empty means every type the destination has a conversion for.
     #[serde(default)]
     pub types: BTreeSet<EventType>,
     /// `attribution.publisher_id` values; empty means any publisher.
@@ -224,7 +393,7 @@ pub enum ConfigError {
     Key { key: String, message: String },
 }
 
-fn key_err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn key_err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Key {
         key: key.into(),
         message: message.into(),
@@ -250,8 +419,8 @@ impl Config {
         for (k, v) in table.iter_mut() {
             expand_env(k, v, env)?;
         }
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 key_err(key, e.into_inner().to_string())
             })?;
@@ -259,7 +428,7 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&mut self) -> Result<(), ConfigError> {
         let b = &self.broker;
         b.url
             .parse::<lapin::uri::AMQPUri>()
@@ -288,25 +457,12 @@ impl Config {
             ));
         }
         let mut names = BTreeSet::new();
-        for (i, d) in self.destinations.iter().enumerate() {
+        for (i, d) in self.destinations.iter_mut().enumerate() {
             let at = |k: &str| format!("destinations[{i}].{k}");
+            d.compile(&at)?;
             check_name(&at("name"), &d.name)?;
-            if !names.insert(d.name.as_str()) {
+            if !names.insert(d.name.clone()) {
                 return Err(key_err(at("name"), format!("{:?} is used twice", d.name)));
-            }
-            let url = url::Url::parse(&d.base_url)
-                .map_err(|e| key_err(at("base_url"), format!("not a URL: {e}")))?;
-            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                return Err(key_err(
-                    at("base_url"),
-                    "must be an http:// or https:// URL",
-                ));
-            }
-            if url.query().is_some() || url.fragment().is_some() {
-                return Err(key_err(
-                    at("base_url"),
-                    "must not carry a query or fragment",
-                ));
             }
             if !(1..=120_000).contains(&d.timeout_ms) {
                 return Err(key_err(at("timeout_ms"), "must be between 1 and 120000"));
@@ -316,24 +472,6 @@ impl Config {
             }
             if d.matcher.networks.is_empty() {
                 return Err(key_err(at("match.networks"), "name at least one network"));
-            }
-            for t in &d.matcher.types {
-                if !d.kind.supported_types().contains(t) {
-                    let ok: Vec<_> = d
-                        .kind
-                        .supported_types()
-                        .iter()
-                        .map(|t| t.as_str())
-                        .collect();
-                    return Err(key_err(
-                        at("match.types"),
-                        format!(
-                            "{} has no request for `{t}` (it handles: {})",
-                            d.kind,
-                            ok.join(", ")
-                        ),
-                    ));
-                }
             }
             let r = &d.retry;
             if r.attempts == 0 || r.attempts > 10 {
@@ -443,22 +581,8 @@ fn expand_str(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    pub(crate) fn destination(kind: &str, base_url: &str) -> DestinationConfig {
-        let text = format!(
-            r#"[[destinations]]
-               name = "d"
-               kind = "{kind}"
-               base_url = "{base_url}"
-               match = {{ networks = ["{kind}"] }}"#
-        );
-        Config::from_toml(&text, &|_| None)
-            .unwrap()
-            .destinations
-            .remove(0)
-    }
 
     fn err(text: &str) -> String {
         Config::from_toml(text, &|n| (n == "SET").then(|| "value".to_owned()))
@@ -499,7 +623,19 @@ pub(crate) mod tests {
         assert!(e.contains("destinations[0].base_url"), "{e}");
         let e = err(&MINIMAL.replace("powerspace\"\n", "hoqu\"\n"));
         assert!(
-            e.contains("destinations[0].kind") || e.contains("unknown variant"),
+            e.contains("destinations[0].hoqu") && e.contains("required"),
+            "{e}"
+        );
+        let e = err(&MINIMAL.replace("powerspace\"\n", "carrier-pigeon\"\n"));
+        assert!(
+            e.contains("destinations[0].kind") && e.contains("unknown variant"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{MINIMAL}\n[destinations.hoqu]\napi_key = \"k\"\npayout = \"fixed\""
+        ));
+        assert!(
+            e.contains("destinations[0].hoqu") && e.contains("kind powerspace"),
             "{e}"
         );
         let e = err(&format!("{MINIMAL}\nconcurrency = 0"));
@@ -523,7 +659,10 @@ pub(crate) mod tests {
     fn environment_references() {
         let text = MINIMAL.replace("a.pwspace.com", "${SET}.example");
         let c = Config::from_toml(&text, &|n| (n == "SET").then(|| "value".into())).unwrap();
-        assert_eq!(c.destinations[0].base_url, "https://value.example");
+        assert_eq!(
+            c.destinations[0].base_url.as_deref(),
+            Some("https://value.example")
+        );
         let e = err(&MINIMAL.replace("a.pwspace.com", "${UNSET}"));
         assert!(
             e.contains("destinations[0].base_url") && e.contains("UNSET is not set"),

@@ -58,6 +58,12 @@ enum Command {
         config: PathBuf,
         #[arg(long, value_enum, default_value_t = RenderFormat::Text)]
         format: RenderFormat,
+        /// Only this destination's requests.
+        #[arg(long)]
+        destination: Option<String>,
+        /// Show secrets (API keys) instead of REDACTED.
+        #[arg(long)]
+        show_secrets: bool,
         /// Event files: one JSON event, or JSON Lines; `-` for standard input.
         #[arg(required = true)]
         events: Vec<PathBuf>,
@@ -179,13 +185,22 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Render {
             config,
             format,
+            destination,
+            show_secrets,
             events,
         } => {
-            let config = match load(&config) {
+            let mut config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            render(&config, format, &events)
+            if let Some(name) = destination {
+                config.destinations.retain(|d| d.name == name);
+                if config.destinations.is_empty() {
+                    eprintln!("error: no destination is named {name:?}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            render(&config, format, show_secrets, &events)
         }
         Command::Publish {
             config,
@@ -223,7 +238,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn render(config: &Config, format: RenderFormat, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn render(
+    config: &Config,
+    format: RenderFormat,
+    show_secrets: bool,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
     let mut requests = Vec::new();
     let mut failed = false;
     for file in files {
@@ -250,7 +270,8 @@ fn render(config: &Config, format: RenderFormat, files: &[PathBuf]) -> anyhow::R
             }
             for d in dests {
                 match partner::render(d, &event) {
-                    Ok(r) => requests.push(r),
+                    Ok(r) if show_secrets => requests.push(r),
+                    Ok(r) => requests.push(r.redacted()),
                     Err(e) => {
                         eprintln!("{at}: {}: {e} (render_error)", d.name);
                         failed = true;

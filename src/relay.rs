@@ -329,7 +329,8 @@ impl Relay {
                     source.clone(),
                 );
                 env.destination = Some(failure.destination);
-                env.request = failure.request;
+                // API keys sit in some partners' URLs: envelopes keep the request redacted.
+                env.request = failure.request.map(|r| r.redacted());
                 if let Some(r) = failure.report {
                     env.attempts = r.attempts;
                     env.first_attempt_at = Some(r.first_attempt_at);

@@ -428,3 +428,164 @@ async fn a_closed_broker_connection_is_survived() {
     assert_eq!(queries, vec!["qci=before", "qci=after"]);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn every_partner_kind_end_to_end() {
+    let env = Env::new().await;
+    env.sandbox
+        .add_rule(&rule("click_id=gone", 404, None))
+        .await
+        .unwrap();
+    let base = env.sandbox.base_url().to_owned();
+    let toml = format!(
+        r##"{powerspace}
+        [[destinations]]
+        name = "hoqu-get"
+        kind = "hoqu"
+        base_url = "{base}/hoqu-get"
+        match = {{ networks = ["hoqu"] }}
+        hoqu = {{ api_key = "${{TEST_HOQU_KEY}}", payout = "percentage", action = "lead" }}
+
+        [[destinations]]
+        name = "hoqu-post"
+        kind = "hoqu"
+        base_url = "{base}/hoqu-post"
+        match = {{ networks = ["hoqu"] }}
+        hoqu = {{ api_key = "${{TEST_HOQU_KEY}}", method = "post", payout = "fixed", action = "sale" }}
+
+        [[destinations]]
+        name = "publisher"
+        kind = "callback"
+        match = {{ networks = ["awin"] }}
+        callback = {{ url = "{base}/cb/!!!merchantId!!!?clk=!!!clickRef!!!&amt=!!!transactionAmount!!!", merchant_id = "3661", allow_any_port = true }}
+
+        [[destinations]]
+        name = "publisher-post"
+        kind = "callback"
+        match = {{ networks = ["awin"] }}
+        callback = {{ url = "{base}/cb-post", method = "post", allow_any_port = true }}
+
+        [[destinations]]
+        name = "affiliate"
+        kind = "tracker"
+        match = {{ networks = ["espace-plus"] }}
+        tracker = {{ structure = "#affid#-#clickId#", url = "{base}/pb?a=#affid#&c=#clickId#&k=#conversion#" }}
+        "##,
+        powerspace = env.config_toml(""),
+    );
+    let config = Config::from_toml(&toml, &|n| {
+        (n == "TEST_HOQU_KEY").then(|| "s3cr3t key".to_owned())
+    })
+    .unwrap();
+    let running = relay::start(config, env.shutdown.clone()).await.unwrap();
+    let health = running.health.clone();
+    eventually(WAIT, "the relay consumes", || {
+        let h = health.clone();
+        async move { h.is_ready() }
+    })
+    .await;
+
+    let events = [
+        r#"{"event_id":"h1","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"hoqu","click_id":"c7e2206f"},"order":{"id":"12345","amount":"30"}}"#,
+        r#"{"event_id":"h2","type":"order_status","occurred_at":"2026-11-22T11:00:00Z","attribution":{"network":"hoqu","click_id":"c7e2206f"},"order":{"id":"12345","amount":"30","status":"PAID"}}"#,
+        r#"{"event_id":"h3","type":"order_status","occurred_at":"2026-11-22T11:00:00Z","attribution":{"network":"hoqu","click_id":"gone"},"order":{"id":"9","amount":"5","status":"paid"}}"#,
+        r#"{"event_id":"a1","type":"order","occurred_at":"2013-06-13T12:05:00Z","attribution":{"network":"awin","click_id":"k","publisher_id":"45628","params":{"clickRef":"a&b"}},"order":{"id":"105956531","amount":"26.09","currency":"GBP"}}"#,
+        r#"{"event_id":"t1","type":"rebill","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"espace-plus","click_id":"x","tracker":"trID_aff9-ck42_trID"}}"#,
+        r#"{"event_id":"t2","type":"signup","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"espace-plus","click_id":"x","tracker":"trID_nodash_trID"}}"#,
+    ];
+    for e in events {
+        env.publish(e.as_bytes()).await;
+    }
+    wait_acked(&running, events.len() as u64).await;
+
+    let requests = env.sandbox.requests().await.unwrap();
+    let find = |prefix: &str| -> Vec<_> {
+        requests
+            .iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .collect()
+    };
+    let hoqu_get = find("/hoqu-get/");
+    assert_eq!(hoqu_get.len(), 3);
+    assert!(
+        hoqu_get
+            .iter()
+            .all(|r| r.path == "/hoqu-get/s3cr3t%20key/s2s" && r.method == "GET")
+    );
+    let queries: Vec<_> = hoqu_get.iter().map(|r| r.query.clone().unwrap()).collect();
+    assert!(queries.contains(
+        &"click_id=c7e2206f&request_id=12345&action=lead&price=30&status=hold".to_owned()
+    ));
+    assert!(queries.contains(
+        &"click_id=c7e2206f&request_id=12345&action=lead&price=30&status=approved".to_owned()
+    ));
+    let hoqu_post = find("/hoqu-post/");
+    assert_eq!(hoqu_post.len(), 3);
+    let post = hoqu_post
+        .iter()
+        .find(|r| r.body.contains("\"status\":\"hold\""))
+        .unwrap();
+    assert_eq!(post.method, "POST");
+    assert_eq!(post.path, "/hoqu-post/s3cr3t%20key");
+    assert_eq!(post.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        post.body,
+        r#"{"click_id":"c7e2206f","request_id":"12345","action":"sale","price":30,"status":"hold"}"#
+    );
+    let cb = find("/cb/");
+    assert_eq!(cb.len(), 1);
+    assert_eq!(
+        (cb[0].path.as_str(), cb[0].query.as_deref()),
+        ("/cb/3661", Some("clk=a%26b&amt=26.09"))
+    );
+    let cb_post = find("/cb-post");
+    assert_eq!(
+        cb_post[0].content_type.as_deref(),
+        Some("application/x-www-form-urlencoded; charset=UTF-8")
+    );
+    assert!(
+        cb_post[0]
+            .body
+            .starts_with("AwinTransactionPush=%7B%22transactionId%22%3A%22105956531%22"),
+        "{}",
+        cb_post[0].body
+    );
+    let pb = find("/pb");
+    assert_eq!(pb.len(), 1);
+    assert_eq!(pb[0].query.as_deref(), Some("a=aff9&c=ck42&k=rebill"));
+
+    // Dead letters: the GET 404 (the sandbox's rule matches the query; the POST carries the
+    // click in its body) and the tracker that does not fit.
+    let mut dead = env.take_dead_letters().await;
+    dead.sort_by(|a, b| a.destination.cmp(&b.destination));
+    let got: Vec<_> = dead
+        .iter()
+        .map(|d| (d.destination.as_deref().unwrap(), d.reason))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("affiliate", Reason::RenderError),
+            ("hoqu-get", Reason::PartnerRejected)
+        ]
+    );
+    assert!(
+        dead[0].detail.contains("does not fit"),
+        "{}",
+        dead[0].detail
+    );
+    let envelope = serde_json::to_string(&dead).unwrap();
+    assert!(
+        !envelope.contains("s3cr3t"),
+        "the API key never reaches a dead letter"
+    );
+    assert!(
+        dead[1]
+            .request
+            .as_ref()
+            .unwrap()
+            .url
+            .contains("/REDACTED/s2s?")
+    );
+    env.cleanup().await;
+}

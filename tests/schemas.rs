@@ -70,7 +70,7 @@ fn schema_and_parser_agree_on_events() {
         edited(|v| v["event_id"] = json!("")),
         edited(|v| v["event_id"] = json!("   ")),
         edited(|v| v["event_id"] = json!("a\u{0}b")),
-        edited(|v| v["event_id"] = json!("x".repeat(513))),
+        edited(|v| v["event_id"] = json!("x".repeat(4097))),
         edited(|v| v["event_id"] = json!(42)),
         edited(|v| v["type"] = json!("refund")),
         edited(|v| v["occurred_at"] = json!("22/11/2026")),
@@ -127,6 +127,7 @@ fn envelopes_match_the_dead_letter_schema() {
         url: "https://a.pwspace.com/ord?qci=abc123xyz789&ov=89.99".into(),
         headers: Default::default(),
         body: None,
+        secrets: Vec::new(),
     });
     let envelopes = [
         with_request,

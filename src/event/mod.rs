@@ -16,9 +16,9 @@ pub use money::{Money, MoneyError};
 use crate::deadletter::Reason;
 
 /// Longest identifier accepted, in characters (event id, click id, order id...).
-pub const MAX_ID_LEN: usize = 512;
+pub const MAX_ID_LEN: usize = 4096;
 /// Longest `attribution.tracker` accepted, in characters.
-pub const MAX_TRACKER_LEN: usize = 2048;
+pub const MAX_TRACKER_LEN: usize = 8192;
 
 /// What kind of fact an event reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -120,10 +120,15 @@ pub struct Order {
     pub tax: Option<Money>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commission: Option<Money>,
+    /// The amount in the currency the customer paid in, when it differs from `currency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracked_amount: Option<Money>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracked_currency: Option<Currency>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub products: Vec<serde_json::Value>,
+    pub products: Vec<serde_json::Map<String, serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub commission_groups: Vec<serde_json::Value>,
+    pub commission_groups: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

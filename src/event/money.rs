@@ -37,6 +37,25 @@ impl Money {
         self.0
     }
 
+    /// Two fraction digits, rounded half-up: `89.99`, `125.50`, `30.00`. The form most partner
+    /// documents show (Powerspace `ov`, Awin amounts).
+    pub fn fixed2(self) -> String {
+        let mut d = self
+            .0
+            .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        d.rescale(2);
+        d.to_string()
+    }
+
+    /// Rounded half-up to two fraction digits, without trailing zeros: `30`, `49.9`, `49.99`
+    /// (HOQU's examples write `price=30`).
+    pub fn plain2(self) -> String {
+        self.0
+            .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+            .normalize()
+            .to_string()
+    }
+
     /// Subtracts, or `None` when the result would be negative.
     pub fn checked_sub(self, other: Money) -> Option<Money> {
         let d = self.0.checked_sub(other.0)?;
@@ -135,6 +154,22 @@ mod tests {
         assert!(serde_json::from_str::<Money>("1e3").is_err());
         assert!(serde_json::from_str::<Money>("-5").is_err());
         assert!(serde_json::from_str::<Money>("true").is_err());
+    }
+
+    #[test]
+    fn partner_forms_round_half_up() {
+        let m = |s: &str| s.parse::<Money>().unwrap();
+        assert_eq!(m("89.99").fixed2(), "89.99");
+        assert_eq!(m("125.5").fixed2(), "125.50");
+        assert_eq!(m("30").fixed2(), "30.00");
+        assert_eq!(m("0.005").fixed2(), "0.01");
+        assert_eq!(m("2.675").fixed2(), "2.68");
+        assert_eq!(m("2.674999").fixed2(), "2.67");
+        assert_eq!(m("30.00").plain2(), "30");
+        assert_eq!(m("49.90").plain2(), "49.9");
+        assert_eq!(m("49.995").plain2(), "50");
+        assert_eq!(m("1000000").plain2(), "1000000");
+        assert_eq!(m("0").fixed2(), "0.00");
     }
 
     #[test]

@@ -1,15 +1,23 @@
 //! Partner formats: each destination kind turns an event into the HTTP request its partner
 //! expects. Rendering is pure (no I/O), so every format is pinned by unit tests.
 
+pub mod callback;
+pub mod fields;
+pub mod hoqu;
 pub mod powerspace;
+pub mod template;
+pub mod tracker;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DestinationConfig, Kind};
+use crate::config::{DestinationConfig, Format, Kind};
 use crate::event::ConversionEvent;
+
+/// Shown in place of a secret.
+pub const REDACTED: &str = "REDACTED";
 
 /// An HTTP request ready to send, or to show (`render`, dead letters).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +29,37 @@ pub struct Request {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub body: Option<String>,
+    /// Values that must not be shown (API keys): see [`Request::redacted`].
+    #[serde(skip)]
+    pub secrets: Vec<String>,
+}
+
+impl Request {
+    /// A copy safe to print, log or store: every secret, raw or percent-encoded, replaced by
+    /// `REDACTED`.
+    pub fn redacted(&self) -> Request {
+        let hide = |s: &str| {
+            let mut out = s.to_owned();
+            for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
+                out = out
+                    .replace(&encode_component(secret), REDACTED)
+                    .replace(secret.as_str(), REDACTED);
+            }
+            out
+        };
+        Request {
+            destination: self.destination.clone(),
+            method: self.method,
+            url: hide(&self.url),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), hide(v)))
+                .collect(),
+            body: self.body.as_deref().map(hide),
+            secrets: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,13 +88,61 @@ pub enum RenderError {
     Missing { kind: Kind, field: &'static str },
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    MissingValue(#[from] template::MissingValue),
 }
 
 /// Renders the request `dest` sends for `event`.
 pub fn render(dest: &DestinationConfig, event: &ConversionEvent) -> Result<Request, RenderError> {
-    match dest.kind {
-        Kind::Powerspace => powerspace::render(dest, event),
+    let conversion = dest
+        .routes
+        .get(&event.kind)
+        .ok_or_else(|| RenderError::UnsupportedType {
+            kind: dest.kind,
+            event_type: event.kind.to_string(),
+        })?;
+    let request = |method, url, headers, body, secrets| Request {
+        destination: dest.name.clone(),
+        method,
+        url,
+        headers,
+        body,
+        secrets,
+    };
+    match &dest.format {
+        Format::Powerspace(o) => {
+            let url = powerspace::url(dest, o, event, conversion)?;
+            Ok(request(Method::Get, url, BTreeMap::new(), None, Vec::new()))
+        }
+        Format::Hoqu(h) => h.render(event, conversion, dest.missing).map(|r| {
+            request(
+                r.method,
+                r.url,
+                r.headers,
+                r.body,
+                vec![h.api_key().to_owned()],
+            )
+        }),
+        Format::Callback(c) => c
+            .render(event, dest.missing)
+            .map(|r| request(r.method, r.url, r.headers, r.body, Vec::new())),
+        Format::Tracker(t) => t
+            .render(event, conversion, dest.missing)
+            .map(|url| request(Method::Get, url, BTreeMap::new(), None, Vec::new())),
     }
+}
+
+/// What a kind's renderer produces; [`render`] adds the destination and secrets.
+pub(crate) struct Rendered {
+    pub method: Method,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+}
+
+/// A required event field, or a render error naming it.
+pub(crate) fn required<T>(kind: Kind, field: &'static str, v: Option<T>) -> Result<T, RenderError> {
+    v.ok_or(RenderError::Missing { kind, field })
 }
 
 /// Characters left as they are in a query value or path segment: RFC 3986 "unreserved".

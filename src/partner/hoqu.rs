@@ -1,0 +1,365 @@
+//! HOQU S2S postbacks (specs/hoqu-s2s.ru.txt).
+//!
+//! - GET `{base}/{api_key}/s2s?click_id=&request_id=&action=&price=&status=`, or POST to
+//!   `{base}/{api_key}` with `Content-Type: application/json` and the same fields ("Пример
+//!   POST-запроса: Host: https://trackerdomain.com/advertiser_api_key").
+//! - `request_id` is the advertiser's conversion ID: HOQU drops duplicates by it and confirms or
+//!   rejects by it, so a status update repeats the same `click_id` + `request_id`.
+//! - Required: fixed CPA `click_id, request_id, action, status`; percentage CPA adds `price`;
+//!   recurring payments add `customer_id` to leads and add customers with
+//!   `customer_id, click_id, status=activate|deactivate`.
+//! - The API key sits in the URL path: it is a secret, redacted wherever a request is shown.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use super::template::{Missing, Syntax, Template};
+use super::{Method, RenderError, Rendered, encode_component, fields, join, required};
+use crate::config::{ConfigError, DestinationConfig, Kind, key_err};
+use crate::event::{ConversionEvent, EventType};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpMethod {
+    #[default]
+    Get,
+    Post,
+}
+
+/// How the offer pays, which decides the required parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payout {
+    /// Fixed CPA: `price` is sent when known, not required.
+    Fixed,
+    /// Percentage CPA: `price` (the full amount paid) is required.
+    Percentage,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// The advertiser API key from HOQU; use `${HOQU_API_KEY}`.
+    pub api_key: String,
+    #[serde(default)]
+    pub method: HttpMethod,
+    pub payout: Payout,
+    /// Recurring payments: leads carry `customer_id`, and `customer_status` events add or
+    /// remove a customer.
+    #[serde(default)]
+    pub recurring: bool,
+    /// The payout name (`action`) from the offer card, when the event has no `action`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Extra parameters from the offer's template: name -> value template over event fields,
+    /// e.g. `sub1 = "{params.sub1}"`.
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
+}
+
+/// A checked HOQU destination.
+#[derive(Clone, Debug)]
+pub struct Hoqu {
+    base_url: String,
+    api_key: String,
+    method: HttpMethod,
+    payout: Payout,
+    recurring: bool,
+    action: Option<String>,
+    extra: Vec<(String, Template)>,
+}
+
+/// The document's status table ("Соответствие статусов конверсий"), matched case-insensitively.
+/// The three HOQU statuses map to themselves.
+pub const STATUS_TABLE: &[(&str, &[&str])] = &[
+    (
+        "hold",
+        &[
+            "hold",
+            "shipped",
+            "processing",
+            "accepted",
+            "waiting",
+            "open",
+            "new",
+            "pending",
+        ],
+    ),
+    (
+        "approved",
+        &[
+            "approved",
+            "confirmed",
+            "confirm",
+            "paid",
+            "completed",
+            "sold",
+            "delivered",
+        ],
+    ),
+    (
+        "rejected",
+        &[
+            "rejected",
+            "returned",
+            "canceled",
+            "cancelled",
+            "archived",
+            "refunded",
+            "cancel",
+            "archive",
+            "refund",
+            "spam",
+            "error",
+            "wrong",
+            "test",
+            "declined",
+        ],
+    ),
+];
+
+/// HOQU's status for a merchant status, or `None` when the table does not have it.
+pub fn map_status(merchant: &str) -> Option<&'static str> {
+    let s = merchant.trim().to_lowercase();
+    STATUS_TABLE
+        .iter()
+        .find(|(_, names)| names.contains(&s.as_str()))
+        .map(|(status, _)| *status)
+}
+
+/// Parameters HOQU defines; extra parameters may not reuse them.
+const RESERVED: &[&str] = &[
+    "click_id",
+    "request_id",
+    "action",
+    "price",
+    "status",
+    "customer_id",
+];
+
+pub fn compile(
+    d: &DestinationConfig,
+    routes: &mut BTreeMap<EventType, String>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Hoqu, ConfigError> {
+    let o = d
+        .hoqu
+        .as_ref()
+        .ok_or_else(|| key_err(at("hoqu"), "required for kind hoqu (api_key, payout)"))?;
+    if o.api_key.trim().is_empty() {
+        return Err(key_err(at("hoqu.api_key"), "must not be empty"));
+    }
+    let mut extra = Vec::new();
+    for (name, text) in &o.extra {
+        if RESERVED.contains(&name.as_str()) || name.is_empty() {
+            return Err(key_err(
+                at(&format!("hoqu.extra.{name}")),
+                "is a parameter HOQU defines; pick another name",
+            ));
+        }
+        let t = Template::parse(text, Syntax::Brace, fields::EVENT_FIELDS)
+            .map_err(|e| key_err(at(&format!("hoqu.extra.{name}")), e.to_string()))?;
+        extra.push((name.clone(), t));
+    }
+    if o.recurring && !d.conversions.contains_key(&EventType::CustomerStatus) {
+        routes.insert(EventType::CustomerStatus, "customer".into());
+    }
+    if !o.recurring && routes.values().any(|c| c == "customer") {
+        return Err(key_err(
+            at("conversions"),
+            "`customer` is for recurring payments: set hoqu.recurring = true",
+        ));
+    }
+    Ok(Hoqu {
+        base_url: d.base_url.clone().unwrap_or_default(),
+        api_key: o.api_key.clone(),
+        method: o.method,
+        payout: o.payout,
+        recurring: o.recurring,
+        action: o.action.clone(),
+        extra,
+    })
+}
+
+/// A parameter value: text, or a number (`price`, a JSON number in POST bodies).
+enum Param {
+    Text(String),
+    Number(String),
+}
+
+impl Param {
+    fn as_str(&self) -> &str {
+        match self {
+            Param::Text(s) | Param::Number(s) => s,
+        }
+    }
+}
+
+/// Serializes parameters as a JSON object in the document's order.
+struct JsonBody<'a>(&'a [(String, Param)]);
+
+impl Serialize for JsonBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            match v {
+                Param::Text(t) => map.serialize_entry(k, t)?,
+                Param::Number(n) => {
+                    let n: serde_json::Number = n.parse().map_err(serde::ser::Error::custom)?;
+                    map.serialize_entry(k, &n)?
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+impl Hoqu {
+    pub fn api_key(&self) -> &str {
+        &self.api_key
+    }
+
+    pub(crate) fn render(
+        &self,
+        event: &ConversionEvent,
+        conversion: &str,
+        missing: Missing,
+    ) -> Result<Rendered, RenderError> {
+        let a = required(Kind::Hoqu, "attribution", event.attribution.as_ref())?;
+        let order = event.order.as_ref();
+        let price = match (order.and_then(|o| o.amount), self.payout) {
+            // "полную сумму заработка с лида": the full amount, before any commission.
+            (Some(m), _) => Some(Param::Number(m.plain2())),
+            (None, Payout::Percentage) => {
+                return Err(RenderError::Invalid(
+                    "order.amount is required: a percentage payout needs HOQU's price".into(),
+                ));
+            }
+            (None, Payout::Fixed) => None,
+        };
+        let mut params: Vec<(String, Param)> = Vec::new();
+        let mut push = |k: &str, v: Param| params.push((k.to_owned(), v));
+        if conversion == "customer" {
+            let c = event.customer.as_ref();
+            let customer_id = required(Kind::Hoqu, "customer.id", c.and_then(|c| c.id.clone()))?;
+            let status = required(
+                Kind::Hoqu,
+                "customer.status",
+                c.and_then(|c| c.status.clone()),
+            )?;
+            let status = match status.trim().to_lowercase().as_str() {
+                s @ ("activate" | "deactivate") => s.to_owned(),
+                _ => {
+                    return Err(RenderError::Invalid(format!(
+                        "customer.status {status:?} must be activate or deactivate"
+                    )));
+                }
+            };
+            push("customer_id", Param::Text(customer_id));
+            push("click_id", Param::Text(a.click_id.clone()));
+            if let Some(p) = price {
+                push("price", p);
+            }
+            push("status", Param::Text(status));
+        } else {
+            let request_id = match (order.and_then(|o| o.id.clone()), conversion) {
+                (Some(id), _) => id,
+                // A status update must name the conversion it updates.
+                (None, "status_update") => {
+                    return Err(RenderError::Missing {
+                        kind: Kind::Hoqu,
+                        field: "order.id",
+                    });
+                }
+                (None, _) => event.event_id.clone(),
+            };
+            let action = event.action.clone().or_else(|| self.action.clone()).ok_or(
+                RenderError::Missing {
+                    kind: Kind::Hoqu,
+                    field: "action (or hoqu.action in the config)",
+                },
+            )?;
+            let merchant_status = order.and_then(|o| o.status.as_deref());
+            let status = match (merchant_status, conversion) {
+                (Some(s), _) => map_status(s).ok_or_else(|| {
+                    RenderError::Invalid(format!(
+                        "order.status {s:?} is not in HOQU's status table (hold: {}; approved: {}; rejected: {})",
+                        STATUS_TABLE[0].1.join(", "),
+                        STATUS_TABLE[1].1.join(", "),
+                        STATUS_TABLE[2].1.join(", ")
+                    ))
+                })?,
+                (None, "status_update") => {
+                    return Err(RenderError::Missing {
+                        kind: Kind::Hoqu,
+                        field: "order.status",
+                    });
+                }
+                // "Сообщить платформе о новой конверсии": a new conversion is on hold.
+                (None, _) => "hold",
+            };
+            push("click_id", Param::Text(a.click_id.clone()));
+            push("request_id", Param::Text(request_id));
+            push("action", Param::Text(action));
+            if let Some(p) = price {
+                push("price", p);
+            }
+            push("status", Param::Text(status.to_owned()));
+            if self.recurring {
+                let c = event.customer.as_ref().and_then(|c| c.id.clone());
+                push(
+                    "customer_id",
+                    Param::Text(required(Kind::Hoqu, "customer.id", c)?),
+                );
+            }
+        }
+        for (name, t) in &self.extra {
+            let v = t.render_raw(&|n| fields::value(event, n), missing)?;
+            params.push((name.clone(), Param::Text(v)));
+        }
+        let key = encode_component(&self.api_key);
+        Ok(match self.method {
+            HttpMethod::Get => {
+                let query: Vec<String> = params
+                    .iter()
+                    .map(|(k, v)| {
+                        format!("{}={}", encode_component(k), encode_component(v.as_str()))
+                    })
+                    .collect();
+                Rendered {
+                    method: Method::Get,
+                    url: join(&self.base_url, &format!("/{key}/s2s?{}", query.join("&"))),
+                    headers: BTreeMap::new(),
+                    body: None,
+                }
+            }
+            HttpMethod::Post => Rendered {
+                method: Method::Post,
+                url: join(&self.base_url, &format!("/{key}")),
+                headers: BTreeMap::from([("Content-Type".into(), "application/json".into())]),
+                body: Some(
+                    serde_json::to_string(&JsonBody(&params))
+                        .map_err(|e| RenderError::Invalid(e.to_string()))?,
+                ),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_table_is_case_insensitive_and_closed() {
+        assert_eq!(map_status("Paid"), Some("approved"));
+        assert_eq!(map_status(" PENDING "), Some("hold"));
+        assert_eq!(map_status("cancelled"), Some("rejected"));
+        assert_eq!(map_status("refund"), Some("rejected"));
+        assert_eq!(map_status("approved"), Some("approved"));
+        assert_eq!(map_status("on its way"), None);
+        assert_eq!(map_status(""), None);
+    }
+}
