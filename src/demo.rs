@@ -35,10 +35,13 @@ pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// The demo's configuration: one Powerspace destination pointing at the sandbox.
-fn demo_config(amqp_url: &str, prefix: &str, sandbox_url: &str) -> anyhow::Result<Config> {
+/// The demo's destinations: one of each kind, each under its own path at the sandbox.
+pub const DESTINATIONS: [&str; 4] = ["powerspace", "hoqu", "publisher", "affiliate"];
+
+/// The demo's configuration: one destination of each kind, all pointing at the sandbox.
+fn demo_config(amqp_url: &str, prefix: &str, sb: &str) -> anyhow::Result<Config> {
     let text = format!(
-        r#"
+        r##"
         [broker]
         url = {amqp_url:?}
         exchange = "{prefix}.conversions"
@@ -51,25 +54,45 @@ fn demo_config(amqp_url: &str, prefix: &str, sandbox_url: &str) -> anyhow::Resul
         [[destinations]]
         name = "powerspace"
         kind = "powerspace"
-        base_url = {sandbox_url:?}
-        timeout_ms = 5000
-        match = {{ networks = ["powerspace"], types = ["lead", "order"] }}
+        base_url = "{sb}/powerspace"
+        match = {{ networks = ["powerspace"] }}
         retry = {{ attempts = 3, initial_delay_ms = 50, max_delay_ms = 500 }}
-        "#
+
+        [[destinations]]
+        name = "hoqu"
+        kind = "hoqu"
+        base_url = "{sb}/hoqu"
+        match = {{ networks = ["hoqu"] }}
+        hoqu = {{ api_key = "demo-api-key", payout = "percentage", action = "lead" }}
+
+        [[destinations]]
+        name = "publisher"
+        kind = "callback"
+        match = {{ networks = ["awin"] }}
+        callback = {{ url = "{sb}/publisher/!!!merchantId!!!/pixel.php?clk=!!!clickRef!!!&cnv=!!!transactionId!!!&com=!!!commission!!!", merchant_id = "3661", allow_any_port = true }}
+
+        [[destinations]]
+        name = "affiliate"
+        kind = "tracker"
+        match = {{ networks = ["espace-plus"] }}
+        tracker = {{ structure = "#affid#-#clickId#", url = "{sb}/affiliate/postback?affid=#affid#&cid=#clickId#&kind=#conversion#" }}
+        "##
     );
     Ok(Config::from_toml(&text, &|_| None)?)
 }
 
-/// Sample events: mostly leads and orders, with every 20th order's click expired (the sandbox
-/// answers 404), every 25th event malformed, and every 50th without attribution.
+/// Sample events, spread over the four networks: leads, orders and status updates, with every
+/// 23rd click expired (the sandbox answers 404), every 40th tracker in the wrong shape, every
+/// 25th event malformed, and every 50th without attribution.
 pub fn sample_events(n: usize) -> Vec<Outgoing> {
     const MALFORMED: [&str; 5] = [
         r#"{"event_id": "broken-"#,
         r#"{"event_id":"bad-amount-{i}","type":"order","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"powerspace","click_id":"c{i}"},"order":{"amount":"12,50"}}"#,
-        r#"{"event_id":"no-click-{i}","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"powerspace"}}"#,
-        r#"{"event_id":"nan-{i}","type":"order","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"powerspace","click_id":"c{i}"},"order":{"amount":"NaN"}}"#,
+        r#"{"event_id":"no-click-{i}","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"hoqu"}}"#,
+        r#"{"event_id":"nan-{i}","type":"order","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"awin","click_id":"c{i}"},"order":{"amount":"NaN"}}"#,
         r#"{"event_id":"refund-{i}","type":"refund","occurred_at":"2026-11-22T10:00:00Z"}"#,
     ];
+    const TRACKER_KINDS: [&str; 4] = ["registration", "trial", "signup", "rebill"];
     (0..n)
         .map(|i| {
             let body = if i % 25 == 3 {
@@ -77,15 +100,41 @@ pub fn sample_events(n: usize) -> Vec<Outgoing> {
             } else if i % 50 == 11 {
                 format!(r#"{{"event_id":"organic-{i}","type":"order","occurred_at":"2026-11-22T10:00:00Z","order":{{"amount":"10.00"}}}}"#)
             } else {
-                let click = if i % 20 == 7 { format!("expired-{i}") } else { format!("demo-click-{i}") };
-                let (kind, order) = if i % 2 == 0 {
-                    ("lead", String::new())
-                } else {
-                    ("order", format!(r#","order":{{"id":"{i}","amount":"{}.{:02}","currency":"EUR"}}"#, 10 + i % 190, i % 100))
+                let click = if i % 23 == 5 { format!("expired-{i}") } else { format!("click-{i}") };
+                let amount = format!("{}.{:02}", 10 + i % 190, i % 100);
+                let (network, kind, extra) = match i % 4 {
+                    0 if i % 8 == 0 => ("powerspace", "lead", String::new()),
+                    0 => ("powerspace", "order", format!(r#","order":{{"id":"{i}","amount":"{amount}","currency":"EUR"}}"#)),
+                    1 if i % 8 == 1 => ("hoqu", "lead", format!(r#","order":{{"id":"{i}","amount":"{amount}"}}"#)),
+                    1 => ("hoqu", "order_status", format!(r#","order":{{"id":"{i}","amount":"{amount}","status":"paid"}}"#)),
+                    2 => (
+                        "awin",
+                        "order",
+                        format!(r#","order":{{"id":"{i}","amount":"{amount}","currency":"GBP","commission":"1.64"}}"#),
+                    ),
+                    _ => (
+                        "espace-plus",
+                        TRACKER_KINDS[(i / 4) % 4],
+                        format!(r#","order":{{"amount":"{amount}"}}"#),
+                    ),
                 };
-                format!(
-                    r#"{{"event_id":"demo-{i}","type":"{kind}","occurred_at":"2026-11-22T10:00:00Z","attribution":{{"network":"powerspace","click_id":"{click}"}}{order}}}"#
-                )
+                let mut attribution = format!(r#""network":"{network}","click_id":"{click}""#);
+                if network == "awin" {
+                    attribution.push_str(&format!(r#","publisher_id":"45628","params":{{"clickRef":"{click}"}}"#));
+                }
+                let mut body = format!(
+                    r#"{{"event_id":"demo-{i}","type":"{kind}","occurred_at":"2026-11-22T10:00:00Z","attribution":{{{attribution}}}{extra}}}"#
+                );
+                if network == "espace-plus" {
+                    // The affiliate's structure is #affid#-#clickId#: no dash, no fit.
+                    let tracker = if i % 40 == 19 {
+                        "trID_nostructure_trID".to_owned()
+                    } else {
+                        format!("trID_aff{}-{click}_trID", i % 7)
+                    };
+                    body = body.replace(r#""click_id":"#, &format!(r#""tracker":"{tracker}","click_id":"#));
+                }
+                body
             };
             Outgoing::new(body.into_bytes())
         })
@@ -114,7 +163,7 @@ pub async fn run(amqp_url: &str, n: usize) -> anyhow::Result<ExitCode> {
         .add_rule(&sandbox::Rule {
             matcher: sandbox::Match {
                 path_prefix: None,
-                query_contains: Some("qci=expired-".into()),
+                query_contains: Some("=expired-".into()),
             },
             status: 404,
             delay_ms: 0,
@@ -187,8 +236,8 @@ pub async fn run(amqp_url: &str, n: usize) -> anyhow::Result<ExitCode> {
         )
         .await?
         .message_count();
-    let stats = sandbox.stats().await?;
-    let agrees = report(&metrics, &stats, dead_in_queue as u64, n, elapsed);
+    let requests = sandbox.requests().await?;
+    let agrees = report(&metrics, &requests, dead_in_queue as u64, n, elapsed);
     show_dead_letters(&channel, &topology.dead, dead_in_queue).await?;
 
     shutdown.cancel();
@@ -233,22 +282,30 @@ async fn show_dead_letters(
     Ok(())
 }
 
+/// What the sandbox answered, per destination (the first path segment) and status.
+fn sandbox_counts(requests: &[sandbox::Recorded]) -> BTreeMap<(String, u16), u64> {
+    let mut counts = BTreeMap::new();
+    for r in requests {
+        let dest = r
+            .path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        *counts.entry((dest, r.status)).or_default() += 1;
+    }
+    counts
+}
+
 /// Prints the per-destination table; true when the relay's counts agree with the sandbox's.
 fn report(
     m: &Metrics,
-    sandbox: &sandbox::Stats,
+    requests: &[sandbox::Recorded],
     dead_in_queue: u64,
     n: usize,
     elapsed: Duration,
 ) -> bool {
-    let delivered = m
-        .deliveries
-        .with_label_values(&["powerspace", "delivered"])
-        .get();
-    let dead = m
-        .deliveries
-        .with_label_values(&["powerspace", "dead_lettered"])
-        .get();
     let by_reason = |dest: &str| -> BTreeMap<&'static str, u64> {
         Reason::ALL
             .iter()
@@ -261,9 +318,9 @@ fn report(
             .filter(|(_, c)| *c > 0)
             .collect()
     };
-    let list = |map: BTreeMap<&str, u64>| {
+    let list = |map: &BTreeMap<&str, u64>| {
         if map.is_empty() {
-            "none".to_owned()
+            "-".to_owned()
         } else {
             map.iter()
                 .map(|(r, c)| format!("{r}: {c}"))
@@ -271,19 +328,13 @@ fn report(
                 .join(", ")
         }
     };
-    let sandbox_2xx: u64 = sandbox
-        .by_status
-        .iter()
-        .filter(|(s, _)| (200..300).contains(*s))
-        .map(|(_, c)| c)
-        .sum();
-    let sandbox_404 = sandbox.by_status.get(&404).copied().unwrap_or(0);
-    let before_routing: u64 = by_reason("none").values().sum();
-    let skipped = m.events_skipped.get();
-    let rate = if delivered + dead == 0 {
-        0.0
-    } else {
-        100.0 * delivered as f64 / (delivered + dead) as f64
+    let sandbox = sandbox_counts(requests);
+    let answered = |dest: &str, ok: fn(u16) -> bool| -> u64 {
+        sandbox
+            .iter()
+            .filter(|((d, s), _)| d == dest && ok(*s))
+            .map(|(_, c)| c)
+            .sum()
     };
 
     println!(
@@ -292,55 +343,75 @@ fn report(
     );
     println!();
     println!(
-        "  {:<12} {:>10} {:>14} {:>13} {:>12} {:>12}",
-        "destination", "delivered", "dead-lettered", "success rate", "sandbox 2xx", "sandbox 404"
+        "  {:<11} {:>9} {:>13} {:>8} {:>8} {:>8}   dead letters by reason",
+        "destination", "delivered", "dead-lettered", "success", "sandbox", "sandbox"
     );
     println!(
-        "  {:<12} {:>10} {:>14} {:>12.1}% {:>12} {:>12}",
-        "powerspace", delivered, dead, rate, sandbox_2xx, sandbox_404
+        "  {:<11} {:>9} {:>13} {:>8} {:>8} {:>8}",
+        "", "", "", "rate", "2xx", "404"
     );
+    let mut checks: Vec<(String, bool)> = Vec::new();
+    let mut outcomes = 0;
+    for dest in DESTINATIONS {
+        let delivered = m.deliveries.with_label_values(&[dest, "delivered"]).get();
+        let dead = m
+            .deliveries
+            .with_label_values(&[dest, "dead_lettered"])
+            .get();
+        let rate = if delivered + dead == 0 {
+            0.0
+        } else {
+            100.0 * delivered as f64 / (delivered + dead) as f64
+        };
+        let (ok, not_found) = (
+            answered(dest, |s| (200..300).contains(&s)),
+            answered(dest, |s| s == 404),
+        );
+        let reasons = by_reason(dest);
+        println!(
+            "  {dest:<11} {delivered:>9} {dead:>13} {rate:>7.1}% {ok:>8} {not_found:>8}   {}",
+            list(&reasons)
+        );
+        checks.push((
+            format!("{dest}: delivered = sandbox 2xx, partner_rejected = sandbox 404"),
+            delivered == ok && reasons.get("partner_rejected").copied().unwrap_or(0) == not_found,
+        ));
+        outcomes += delivered + dead;
+    }
+    let unrouted = by_reason("none");
+    let before_routing: u64 = unrouted.values().sum();
     println!(
-        "  {:<12} dead letters by reason: {}",
-        "",
-        list(by_reason("powerspace"))
-    );
-    println!(
-        "  {:<12} {:>10} {:>14}   {}",
+        "  {:<11} {:>9} {:>13} {:>8} {:>8} {:>8}   {}",
         "(unrouted)",
         "-",
         before_routing,
-        list(by_reason("none"))
+        "",
+        "",
+        "",
+        list(&unrouted)
     );
+    let skipped = m.events_skipped.get();
     println!("  skipped (no attribution): {skipped}");
     println!();
-    let total_dead = dead + before_routing;
-    let checks = [
-        (
-            "every delivery was a 2xx at the sandbox",
-            delivered == sandbox_2xx,
-        ),
-        (
-            "every partner rejection was a 404 at the sandbox",
-            by_reason("powerspace")
-                .get("partner_rejected")
-                .copied()
-                .unwrap_or(0)
-                == sandbox_404,
-        ),
-        (
-            "the dead-letter queue holds every dead letter",
-            dead_in_queue == total_dead,
-        ),
-        (
-            "every event is accounted for",
-            delivered + total_dead + skipped == n as u64,
-        ),
-    ];
-    let mut ok = true;
+    let total_dead: u64 = DESTINATIONS
+        .iter()
+        .map(|d| m.deliveries.with_label_values(&[d, "dead_lettered"]).get())
+        .sum::<u64>()
+        + before_routing;
+    checks.push((
+        "the dead-letter queue holds every dead letter".into(),
+        dead_in_queue == total_dead,
+    ));
+    // Each sample event is meant for exactly one destination.
+    checks.push((
+        "every event is accounted for".into(),
+        outcomes + before_routing + skipped == n as u64,
+    ));
+    let mut all = true;
     for (what, pass) in checks {
         println!("  [{}] {what}", if pass { "ok" } else { "MISMATCH" });
-        ok &= pass;
+        all &= pass;
     }
     println!();
-    ok
+    all
 }

@@ -189,18 +189,23 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             show_secrets,
             events,
         } => {
-            let mut config = match load(&config) {
+            let config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            if let Some(name) = destination {
-                config.destinations.retain(|d| d.name == name);
-                if config.destinations.is_empty() {
-                    eprintln!("error: no destination is named {name:?}");
-                    return Ok(ExitCode::from(2));
-                }
+            if let Some(name) = &destination
+                && !config.destinations.iter().any(|d| &d.name == name)
+            {
+                eprintln!("error: no destination is named {name:?}");
+                return Ok(ExitCode::from(2));
             }
-            render(&config, format, show_secrets, &events)
+            render(
+                &config,
+                destination.as_deref(),
+                format,
+                show_secrets,
+                &events,
+            )
         }
         Command::Publish {
             config,
@@ -240,6 +245,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 
 fn render(
     config: &Config,
+    only: Option<&str>,
     format: RenderFormat,
     show_secrets: bool,
     files: &[PathBuf],
@@ -268,7 +274,10 @@ fn render(
                 eprintln!("{at}: no destination matches (unroutable)");
                 failed = true;
             }
-            for d in dests {
+            for d in dests
+                .into_iter()
+                .filter(|d| only.is_none_or(|n| n == d.name))
+            {
                 match partner::render(d, &event) {
                     Ok(r) if show_secrets => requests.push(r),
                     Ok(r) => requests.push(r.redacted()),

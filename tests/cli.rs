@@ -14,8 +14,13 @@ use postback_relay::sandbox::{Match, Rule};
 
 const BIN: &str = env!("CARGO_BIN_EXE_postback-relay");
 
+/// Runs the binary with the example config's one secret set, as a user would.
 fn relay_cmd(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
+    Command::new(BIN)
+        .args(args)
+        .env("HOQU_API_KEY", "advertiser_api_key")
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -116,6 +121,76 @@ fn check_config_names_the_key_and_exits_non_zero() {
     let missing = relay_cmd(&["run", "--config", "/nonexistent.toml"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("cannot read config file"));
+}
+
+#[test]
+fn render_shows_every_kind_and_hides_secrets() {
+    let events = [
+        "examples/events/hoqu-lead.json",
+        "examples/events/hoqu-approved.json",
+        "examples/events/awin-order.json",
+        "examples/events/espace-plus-signup.json",
+    ];
+    let mut args = vec!["render", "--config", "config/example.toml"];
+    args.extend(events);
+    let out = relay_cmd(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hoqu\tGET https://trackerdomain.com/REDACTED/s2s?click_id=c7e2206f-03af-49fa-9046-dd6aeaa44e9b&request_id=12345&action=lead&price=30&status=hold\n\
+         hoqu\tGET https://trackerdomain.com/REDACTED/s2s?click_id=c7e2206f-03af-49fa-9046-dd6aeaa44e9b&request_id=12345&action=lead&price=30&status=approved\n\
+         publisher-45628\tGET http://www.publisher-domain.com/3661/pixel.php?clk=LINKCMP2013-06&cnv=105956531&com=1.64\n\
+         affiliate-1234567\tGET https://tracking.affiliate.example/postback?affid=aff9&tid=tx77&cid=ck42&kind=signup&amount=29.90\n"
+    );
+    let out = relay_cmd(&[
+        "render",
+        "--config",
+        "config/example.toml",
+        "--destination",
+        "hoqu",
+        "--show-secrets",
+        "--format",
+        "json",
+        "examples/events/hoqu-lead.json",
+        "examples/events/powerspace-lead.json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let requests: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        requests.as_array().unwrap().len(),
+        1,
+        "only the chosen destination"
+    );
+    assert!(
+        requests[0]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://trackerdomain.com/advertiser_api_key/s2s?")
+    );
+    let out = relay_cmd(&[
+        "render",
+        "--config",
+        "config/example.toml",
+        "--destination",
+        "nope",
+        "examples/events/hoqu-lead.json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // Without the secret in the environment the config does not load, and says why.
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", "config/example.toml"])
+        .env_remove("HOQU_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out)
+            .contains("destinations[1].hoqu.api_key: environment variable HOQU_API_KEY is not set")
+            || stderr(&out).contains("HOQU_API_KEY is not set"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -317,7 +317,10 @@ impl Hoqu {
         }
         for (name, t) in &self.extra {
             let v = t.render_raw(&|n| fields::value(event, n), missing)?;
-            params.push((name.clone(), Param::Text(v)));
+            // A name=value pair with nothing to say is left out rather than sent empty.
+            if !v.is_empty() {
+                params.push((name.clone(), Param::Text(v)));
+            }
         }
         let key = encode_component(&self.api_key);
         Ok(match self.method {
