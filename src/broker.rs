@@ -5,8 +5,10 @@
 //! - topic exchange `conversions`, routing key = event type;
 //! - quorum queue `postback-relay.events`, bound with `#`: every event;
 //! - quorum queue `postback-relay.deliveries`: one message per (event, destination) to retry;
+//! - quorum queues `postback-relay.retry.{delay}`, one per delay tier: a retry waits there
+//!   for the tier's `x-message-ttl`, then the broker dead-letters it to the deliveries queue;
 //! - quorum queue `postback-relay.dead`: dead-letter envelopes, and messages the broker itself
-//!   dead-letters (delivery limit reached) from the two queues above.
+//!   dead-letters (delivery limit reached) from the events and deliveries queues.
 
 use lapin::PublisherConfirm;
 use lapin::options::{
@@ -25,16 +27,51 @@ pub struct Topology {
     pub events: String,
     pub deliveries: String,
     pub dead: String,
+    /// Delay tiers, shortest first: (delay, queue name).
+    pub tiers: Vec<(std::time::Duration, String)>,
     pub delivery_limit: u32,
 }
 
+/// Deliveries of one dead letter after which the broker would drop it: reading the
+/// dead-letter queue (`dlq list`) redelivers its messages, so this is set out of reach.
+const DEAD_DELIVERY_LIMIT: u32 = 1_000_000;
+
 impl Topology {
+    /// The default topology under `queue_prefix`, for tools that need only the queue names.
+    pub fn for_prefix(queue_prefix: &str) -> Topology {
+        let defaults = crate::config::BrokerConfig::default();
+        Topology {
+            exchange: defaults.exchange,
+            events: format!("{queue_prefix}.events"),
+            deliveries: format!("{queue_prefix}.deliveries"),
+            dead: format!("{queue_prefix}.dead"),
+            tiers: Vec::new(),
+            delivery_limit: defaults.delivery_limit,
+        }
+    }
+
     pub fn from_config(c: &Config) -> Topology {
         Topology {
             exchange: c.broker.exchange.clone(),
             events: c.events_queue(),
             deliveries: c.deliveries_queue(),
             dead: c.dead_queue(),
+            tiers: c
+                .broker
+                .retry_tiers_ms
+                .iter()
+                .map(|ms| {
+                    let d = std::time::Duration::from_millis(*ms);
+                    (
+                        d,
+                        format!(
+                            "{}.retry.{}",
+                            c.broker.queue_prefix,
+                            crate::retry::tier_label(d)
+                        ),
+                    )
+                })
+                .collect(),
             delivery_limit: c.broker.delivery_limit,
         }
     }
@@ -70,8 +107,32 @@ impl Topology {
             long_string("at-least-once"),
         );
         work_args.insert("x-overflow".into(), long_string("reject-publish"));
-        ch.queue_declare(self.dead.as_str().into(), durable, quorum_args())
+        let mut dead_args = quorum_args();
+        dead_args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongUInt(DEAD_DELIVERY_LIMIT),
+        );
+        ch.queue_declare(self.dead.as_str().into(), durable, dead_args)
             .await?;
+        for (delay, name) in &self.tiers {
+            let mut args = quorum_args();
+            args.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongLongInt(delay.as_millis() as i64),
+            );
+            args.insert("x-dead-letter-exchange".into(), long_string(""));
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                long_string(&self.deliveries),
+            );
+            args.insert(
+                "x-dead-letter-strategy".into(),
+                long_string("at-least-once"),
+            );
+            args.insert("x-overflow".into(), long_string("reject-publish"));
+            ch.queue_declare(name.as_str().into(), durable, args)
+                .await?;
+        }
         for q in [&self.events, &self.deliveries] {
             ch.queue_declare(q.as_str().into(), durable, work_args.clone())
                 .await?;
@@ -87,9 +148,23 @@ impl Topology {
         Ok(())
     }
 
+    /// Every relay queue: events, deliveries, the retry tiers and the dead letters.
+    pub fn queues(&self) -> Vec<&String> {
+        let mut q = vec![&self.events, &self.deliveries];
+        q.extend(self.tiers.iter().map(|(_, n)| n));
+        q.push(&self.dead);
+        q
+    }
+
+    /// The retry queue for a delay (see [`crate::retry::tier_for`]).
+    pub fn tier(&self, delay: std::time::Duration) -> &(std::time::Duration, String) {
+        let delays: Vec<_> = self.tiers.iter().map(|(d, _)| *d).collect();
+        &self.tiers[crate::retry::tier_for(&delays, delay)]
+    }
+
     /// Removes the queues and the exchange (the demo's and the tests' clean-up).
     pub async fn delete(&self, ch: &Channel) -> Result<(), lapin::Error> {
-        for q in [&self.events, &self.deliveries, &self.dead] {
+        for q in self.queues() {
             ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
                 .await?;
         }
@@ -127,6 +202,18 @@ pub enum PublishError {
     Nacked,
     #[error("no queue is bound for routing key {0:?}: the message was returned")]
     Unroutable(String),
+    #[error("the broker did not confirm within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+/// How long a publish may wait for its confirm: a broker that blocks publishers (memory or
+/// disk alarm) must not hold deliveries until the consumer timeout closes the channel.
+pub const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether the broker refused a declaration because the queue exists with other arguments:
+/// a configuration problem that retrying cannot fix.
+pub fn is_precondition_failed(e: &lapin::Error) -> bool {
+    e.to_string().contains("PRECONDITION_FAILED")
 }
 
 /// A channel in confirm mode: every publish waits for the broker's confirm.
@@ -202,7 +289,10 @@ impl Publisher {
 
 /// Waits for a publish's confirm and turns a nack or a return into an error.
 pub async fn confirmed(pending: PublisherConfirm, routing_key: &str) -> Result<(), PublishError> {
-    match pending.await? {
+    let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, pending)
+        .await
+        .map_err(|_| PublishError::Timeout(CONFIRM_TIMEOUT))??;
+    match confirmation {
         lapin::Confirmation::Ack(None) => Ok(()),
         lapin::Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable(routing_key.to_owned())),
         _ => Err(PublishError::Nacked),

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::EventType;
 use crate::partner::template::Missing;
+use crate::retry::RetryPolicy;
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -43,6 +44,10 @@ pub struct BrokerConfig {
     pub delivery_limit: u32,
     /// Seconds between reconnection attempts grow up to this cap.
     pub reconnect_max_delay_secs: u64,
+    /// The delay tiers durable retries wait in, in milliseconds, shortest first: one queue
+    /// `{queue_prefix}.retry.{delay}` each. A retry waits in the shortest tier at least as
+    /// long as its computed delay.
+    pub retry_tiers_ms: Vec<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -54,6 +59,7 @@ impl Default for BrokerConfig {
             prefetch: 64,
             delivery_limit: 20,
             reconnect_max_delay_secs: 30,
+            retry_tiers_ms: crate::retry::DEFAULT_TIERS_MS.to_vec(),
         }
     }
 }
@@ -65,6 +71,8 @@ pub struct WorkerConfig {
     pub max_event_bytes: usize,
     /// On SIGTERM/SIGINT, how long in-flight deliveries may take to finish.
     pub shutdown_grace_secs: u64,
+    /// How often queue depths are sampled into `postback_relay_queue_messages`.
+    pub queue_sample_secs: u64,
 }
 
 impl Default for WorkerConfig {
@@ -72,6 +80,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             max_event_bytes: 1024 * 1024,
             shutdown_grace_secs: 30,
+            queue_sample_secs: 15,
         }
     }
 }
@@ -170,7 +179,16 @@ pub struct DestinationConfig {
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     #[serde(default)]
-    pub retry: RetryConfig,
+    pub retry: RetryPolicy,
+    #[serde(default)]
+    pub circuit: CircuitConfig,
+    /// Requests per second at most to this destination (none when absent).
+    #[serde(default)]
+    pub rate_limit_per_sec: Option<u32>,
+    /// A conversion whose click is older than this is dead-lettered `click_expired` without
+    /// calling the partner (Powerspace: "expiration ~30 jours"; HOQU: "как правило 30 дней").
+    #[serde(default = "default_click_lifetime_days")]
+    pub click_lifetime_days: u32,
     /// A template placeholder with no value: rendered `empty`, or the delivery `fail`s.
     #[serde(default)]
     pub missing: Missing,
@@ -212,6 +230,10 @@ fn default_timeout_ms() -> u64 {
 
 fn default_concurrency() -> usize {
     64
+}
+
+fn default_click_lifetime_days() -> u32 {
+    30
 }
 
 impl DestinationConfig {
@@ -349,23 +371,23 @@ pub struct MatchRule {
     pub publishers: BTreeSet<String>,
 }
 
-/// In-process retries of one partner call: short, for blips. Retries over minutes and hours go
-/// through the broker.
+/// A circuit breaker per destination: after `failure_threshold` retryable failures in a
+/// row the partner is not called for `open_ms`; deliveries meanwhile wait in the retry tiers
+/// (held, never discarded), then one probe decides whether it closes again.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// Attempts in all, the first one included.
-    pub attempts: u32,
-    pub initial_delay_ms: u64,
-    pub max_delay_ms: u64,
+pub struct CircuitConfig {
+    pub enabled: bool,
+    pub failure_threshold: u32,
+    pub open_ms: u64,
 }
 
-impl Default for RetryConfig {
+impl Default for CircuitConfig {
     fn default() -> Self {
-        RetryConfig {
-            attempts: 3,
-            initial_delay_ms: 200,
-            max_delay_ms: 2_000,
+        CircuitConfig {
+            enabled: true,
+            failure_threshold: 5,
+            open_ms: 30_000,
         }
     }
 }
@@ -447,6 +469,9 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if self.worker.queue_sample_secs == 0 {
+            return Err(key_err("worker.queue_sample_secs", "must be at least 1"));
+        }
         if self.worker.max_event_bytes < 1024 {
             return Err(key_err("worker.max_event_bytes", "must be at least 1024"));
         }
@@ -473,24 +498,41 @@ impl Config {
             if d.matcher.networks.is_empty() {
                 return Err(key_err(at("match.networks"), "name at least one network"));
             }
-            let r = &d.retry;
-            if r.attempts == 0 || r.attempts > 10 {
-                return Err(key_err(at("retry.attempts"), "must be between 1 and 10"));
-            }
-            if r.initial_delay_ms == 0 || r.initial_delay_ms > r.max_delay_ms {
+            d.retry
+                .validate()
+                .map_err(|e| key_err(at(&format!("retry.{}", e.key)), e.message))?;
+            if d.circuit.failure_threshold == 0 {
                 return Err(key_err(
-                    at("retry.initial_delay_ms"),
-                    "must be at least 1 and not above retry.max_delay_ms",
+                    at("circuit.failure_threshold"),
+                    "must be at least 1",
                 ));
             }
-            if r.max_delay_ms > 30_000 {
+            if d.circuit.open_ms == 0 {
+                return Err(key_err(at("circuit.open_ms"), "must be at least 1"));
+            }
+            if d.rate_limit_per_sec == Some(0) {
                 return Err(key_err(
-                    at("retry.max_delay_ms"),
-                    "in-process retries hold a delivery open: keep them under 30000 ms",
+                    at("rate_limit_per_sec"),
+                    "must be at least 1 (or absent)",
                 ));
+            }
+            if d.click_lifetime_days == 0 {
+                return Err(key_err(at("click_lifetime_days"), "must be at least 1"));
             }
         }
+        let tiers = &self.broker.retry_tiers_ms;
+        if tiers.is_empty() || tiers.contains(&0) || tiers.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(key_err(
+                "broker.retry_tiers_ms",
+                "must list at least one delay, in milliseconds, strictly increasing",
+            ));
+        }
         Ok(())
+    }
+
+    /// The worker defaults, for tools that run without a config file.
+    pub fn default_worker() -> WorkerConfig {
+        WorkerConfig::default()
     }
 
     pub fn events_queue(&self) -> String {

@@ -32,10 +32,16 @@ pub enum Reason {
     PartnerRejected,
     /// Retryable failures (5xx, 408, 429, timeouts, connection errors) until the budget ran out.
     RetriesExhausted,
+    /// The click is older than the destination's click lifetime: the partner would refuse it.
+    ClickExpired,
+    /// The message came back from the broker after too many deliveries (quorum delivery limit).
+    DeliveryLimit,
+    /// Processing the message crashed the relay; it was refused whole.
+    Poison,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 10] = [
         Reason::NotJson,
         Reason::EventTooLarge,
         Reason::InvalidEvent,
@@ -43,6 +49,9 @@ impl Reason {
         Reason::RenderError,
         Reason::PartnerRejected,
         Reason::RetriesExhausted,
+        Reason::ClickExpired,
+        Reason::DeliveryLimit,
+        Reason::Poison,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,7 +63,24 @@ impl Reason {
             Reason::RenderError => "render_error",
             Reason::PartnerRejected => "partner_rejected",
             Reason::RetriesExhausted => "retries_exhausted",
+            Reason::ClickExpired => "click_expired",
+            Reason::DeliveryLimit => "delivery_limit",
+            Reason::Poison => "poison",
         }
+    }
+}
+
+impl std::str::FromStr for Reason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+                format!("unknown reason {s:?} (reasons: {})", all.join(", "))
+            })
     }
 }
 
@@ -98,7 +124,7 @@ impl RawBody {
 }
 
 /// A conversion that could not be delivered, with everything an operator needs to act on it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Envelope {
     pub schema: String,
     pub dead_letter_id: uuid::Uuid,
@@ -119,14 +145,56 @@ pub struct Envelope {
     pub response_snippet: Option<String>,
     /// The last request as it was (or would have been) sent, secrets redacted.
     pub request: Option<Request>,
-    /// The original event when the body was JSON (even if not a valid event).
-    pub event: Option<serde_json::Value>,
+    /// The original event when the body was JSON (even if not a valid event), as published.
+    pub event: Option<Box<serde_json::value::RawValue>>,
     /// The original body when it was not JSON.
     pub raw_body: Option<RawBody>,
+    /// The latest attempts, oldest first.
+    #[serde(default)]
+    pub history: Vec<crate::delivery::AttemptRecord>,
     pub source: Source,
 }
 
 impl Envelope {
+    /// An envelope for a delivery to one destination that failed: the delivery's event,
+    /// attempts and history, and the request as it was sent (secrets redacted).
+    pub fn for_delivery(
+        reason: Reason,
+        detail: String,
+        delivery: &crate::delivery::Delivery,
+        request: Option<&Request>,
+        last: Option<&crate::dispatch::Report>,
+        source: Source,
+    ) -> Self {
+        let mut env = Envelope::for_message(
+            reason,
+            detail,
+            delivery.event.get().as_bytes(),
+            Some(delivery.event_id.clone()),
+            source,
+        );
+        env.destination = Some(delivery.destination.clone());
+        env.attempts = delivery.attempts;
+        env.first_attempt_at = (delivery.attempts > 0).then_some(delivery.first_attempt_at);
+        env.last_attempt_at = delivery.history.last().map(|h| h.at);
+        env.history = delivery.history.clone();
+        env.request = request.map(Request::redacted);
+        if let Some(r) = last {
+            env.last_status = r.last_status;
+            env.last_error = r.last_error.clone();
+            env.response_snippet = r.response_snippet.clone();
+        } else if let Some(h) = delivery
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.result != "circuit_open")
+        {
+            env.last_status = h.status;
+            env.last_error = h.error.clone();
+        }
+        env
+    }
+
     /// An envelope for a message that failed before any partner was called. Keeps the original
     /// body: as JSON when it parses as JSON, raw otherwise.
     pub fn for_message(
@@ -136,14 +204,17 @@ impl Envelope {
         event_id: Option<String>,
         source: Source,
     ) -> Self {
-        let event = serde_json::from_slice::<serde_json::Value>(body).ok();
+        // Kept as text: checked to be JSON, never expanded into a tree (a hostile body can be
+        // many times larger as a tree than as text).
+        let event = serde_json::from_slice::<Box<serde_json::value::RawValue>>(body).ok();
         let raw_body = event.is_none().then(|| RawBody::new(body));
         let event_id = event_id.or_else(|| {
-            event
-                .as_ref()
-                .and_then(|v| v.get("event_id"))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
+            #[derive(Deserialize)]
+            struct Id {
+                event_id: Option<serde_json::Value>,
+            }
+            let id = serde_json::from_slice::<Id>(body).ok()?.event_id?;
+            id.as_str().map(str::to_owned)
         });
         Envelope {
             schema: SCHEMA.into(),
@@ -162,6 +233,7 @@ impl Envelope {
             request: None,
             event,
             raw_body,
+            history: Vec::new(),
             source,
         }
     }
@@ -201,7 +273,8 @@ mod tests {
             source(),
         );
         assert_eq!(e.event_id.as_deref(), Some("e1"));
-        assert!(e.event.is_some() && e.raw_body.is_none());
+        assert_eq!(e.event.unwrap().get(), r#"{"event_id":"e1","type":"nope"}"#);
+        assert!(e.raw_body.is_none());
 
         let e = Envelope::for_message(Reason::NotJson, "x".into(), b"\xff\x00", None, source());
         let raw = e.raw_body.unwrap();

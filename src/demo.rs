@@ -56,7 +56,6 @@ fn demo_config(amqp_url: &str, prefix: &str, sb: &str) -> anyhow::Result<Config>
         kind = "powerspace"
         base_url = "{sb}/powerspace"
         match = {{ networks = ["powerspace"] }}
-        retry = {{ attempts = 3, initial_delay_ms = 50, max_delay_ms = 500 }}
 
         [[destinations]]
         name = "hoqu"
@@ -145,8 +144,15 @@ pub async fn run(amqp_url: &str, n: usize) -> anyhow::Result<ExitCode> {
     let conn = match broker::connect(amqp_url, "demo").await {
         Ok(c) => c,
         Err(e) => {
+            let shown = match url::Url::parse(amqp_url) {
+                Ok(mut u) if u.password().is_some() => {
+                    let _ = u.set_password(Some("***"));
+                    u.to_string()
+                }
+                _ => amqp_url.to_owned(),
+            };
             eprintln!(
-                "Cannot reach RabbitMQ at {amqp_url}: {e}\n\n\
+                "Cannot reach RabbitMQ at {shown}: {e}\n\n\
                  The demo needs a RabbitMQ broker. Start one, then run the demo again:\n  \
                  - installed locally: rabbitmq-server -detached\n  \
                  - on Debian/Ubuntu:  sudo apt-get install rabbitmq-server && sudo rabbitmq-server -detached\n  \
@@ -238,7 +244,7 @@ pub async fn run(amqp_url: &str, n: usize) -> anyhow::Result<ExitCode> {
         .message_count();
     let requests = sandbox.requests().await?;
     let agrees = report(&metrics, &requests, dead_in_queue as u64, n, elapsed);
-    show_dead_letters(&channel, &topology.dead, dead_in_queue).await?;
+    show_dead_letters(&conn, &topology).await?;
 
     shutdown.cancel();
     running.wait().await?;
@@ -252,29 +258,24 @@ pub async fn run(amqp_url: &str, n: usize) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Prints one dead letter of each reason, as an operator would read them. Reads without
-/// acknowledging: the queue is deleted afterwards anyway.
-async fn show_dead_letters(
-    channel: &lapin::Channel,
-    queue: &str,
-    count: u32,
-) -> anyhow::Result<()> {
+/// Prints one dead letter of each reason, as an operator reads them (`dlq list`).
+async fn show_dead_letters(conn: &lapin::Connection, topology: &Topology) -> anyhow::Result<()> {
+    let letters = crate::dlq::browse(
+        conn,
+        topology,
+        crate::config::Config::default_worker().max_event_bytes,
+    )
+    .await?;
     let mut seen = std::collections::BTreeSet::new();
-    println!("  a dead letter of each reason (from {queue}):");
-    for _ in 0..count {
-        let Some(m) = channel
-            .basic_get(queue.into(), lapin::options::BasicGetOptions::default())
-            .await?
-        else {
-            break;
-        };
-        let env: crate::deadletter::Envelope = serde_json::from_slice(&m.delivery.data)?;
-        if seen.insert(env.reason.as_str()) {
+    println!("  a dead letter of each reason (postback-relay dlq list):");
+    for l in &letters {
+        let s = l.summary();
+        if seen.insert(s.reason.as_str()) {
             println!(
                 "    {:<17} event {:<16} {}",
-                env.reason.as_str(),
-                env.event_id.as_deref().unwrap_or("(unreadable)"),
-                env.detail.chars().take(90).collect::<String>()
+                s.reason.as_str(),
+                s.event_id.as_deref().unwrap_or("(unreadable)"),
+                s.detail.chars().take(90).collect::<String>()
             );
         }
     }

@@ -1,40 +1,51 @@
-//! Sends rendered requests to partners: one pooled HTTP client, a concurrency limit per
-//! destination, the destination's timeout, and a few short in-process retries with exponential
-//! backoff and jitter (backon) for blips. Longer waits belong to the broker, not to a held
-//! delivery.
+//! Sends rendered requests to partners: one pooled HTTP client; per destination a concurrency
+//! limit, an optional rate limit and a circuit breaker; the destination's timeout; and a few
+//! short in-process tries with exponential backoff and jitter (backon) for blips. Longer waits
+//! belong to the broker's retry tiers, not to a held delivery.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::Semaphore;
 
+use crate::circuit::{Admit, Circuit};
 use crate::classify::{CallResult, Verdict, parse_retry_after};
 use crate::config::{Config, DestinationConfig};
 use crate::deadletter::SNIPPET_MAX;
+use crate::delivery::AttemptRecord;
 use crate::metrics::Metrics;
 use crate::partner::{Method, Request};
 
 /// Largest response body read (and then dropped) so the connection can be reused.
 const DRAIN_MAX: usize = 64 * 1024;
 
-/// What happened to one delivery after all its in-process attempts.
+/// What happened to one delivery after its in-process tries.
 #[derive(Clone, Debug)]
 pub struct Report {
     pub verdict: Verdict,
-    pub attempts: u32,
-    pub first_attempt_at: DateTime<Utc>,
-    pub last_attempt_at: DateTime<Utc>,
+    /// Partner calls made.
+    pub tries: u32,
+    pub history: Vec<AttemptRecord>,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
     pub response_snippet: Option<String>,
 }
 
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// Per-destination protection: concurrency, rate and circuit.
+struct Guard {
+    concurrency: Semaphore,
+    rate: Option<Limiter>,
+    circuit: Circuit,
+}
+
 pub struct Dispatcher {
     client: reqwest::Client,
-    limits: HashMap<String, Arc<Semaphore>>,
+    guards: HashMap<String, Guard>,
     metrics: Metrics,
 }
 
@@ -48,36 +59,80 @@ impl Dispatcher {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()?;
-        let limits = config
+        let guards = config
             .destinations
             .iter()
-            .map(|d| (d.name.clone(), Arc::new(Semaphore::new(d.concurrency))))
+            .map(|d| {
+                let rate = d
+                    .rate_limit_per_sec
+                    .and_then(NonZeroU32::new)
+                    .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n)));
+                let guard = Guard {
+                    concurrency: Semaphore::new(d.concurrency),
+                    rate,
+                    circuit: Circuit::new(d.circuit.clone()),
+                };
+                (d.name.clone(), guard)
+            })
             .collect();
         Ok(Dispatcher {
             client,
-            limits,
+            guards,
             metrics,
         })
     }
 
-    /// Sends `req`, retrying retryable failures within the destination's in-process budget.
-    pub async fn deliver(&self, dest: &DestinationConfig, req: &Request, event_id: &str) -> Report {
+    fn guard(&self, dest: &DestinationConfig) -> &Guard {
+        self.guards
+            .get(&dest.name)
+            .expect("a guard per configured destination")
+    }
+
+    /// Whether the destination's circuit lets a call through now.
+    pub fn admit(&self, dest: &DestinationConfig) -> Admit {
+        let admit = self.guard(dest).circuit.admit(Instant::now());
+        self.publish_state(dest);
+        admit
+    }
+
+    fn publish_state(&self, dest: &DestinationConfig) {
+        let state = self.guard(dest).circuit.state();
+        self.metrics
+            .circuit_state
+            .with_label_values(&[&dest.name])
+            .set(state.code());
+    }
+
+    /// Sends `req` up to `tries` times in a row while the answer is retryable, pausing with
+    /// exponential backoff and jitter between tries. Reports every try to the circuit.
+    pub async fn deliver(
+        &self,
+        dest: &DestinationConfig,
+        req: &Request,
+        event_id: &str,
+        tries: u32,
+    ) -> Report {
         let policy = &dest.retry;
-        let max_delay = Duration::from_millis(policy.max_delay_ms);
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(policy.initial_delay_ms))
-            .with_max_delay(max_delay)
+        let pause_cap = Duration::from_millis(policy.immediate_delay_ms.saturating_mul(8).max(1));
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(policy.immediate_delay_ms))
+            .with_max_delay(pause_cap)
             .with_factor(2.0)
             .with_jitter()
-            .with_max_times(policy.attempts.saturating_sub(1) as usize)
+            .with_max_times(tries.saturating_sub(1) as usize)
             .build();
-        let first_attempt_at = Utc::now();
-        let mut attempts = 0;
+        let guard = self.guard(dest);
+        let mut history = Vec::new();
+        let mut made = 0;
         loop {
-            attempts += 1;
-            let last_attempt_at = Utc::now();
-            let (result, snippet) = self.call_once(dest, req, event_id, attempts).await;
+            made += 1;
+            let at = Utc::now();
+            let (result, snippet) = self.call_once(dest, req, event_id, made).await;
             let verdict = result.classify(dest.kind);
+            guard
+                .circuit
+                .record(!matches!(verdict, Verdict::Retry { .. }), Instant::now());
+            self.publish_state(dest);
             let (last_status, last_error) = match &result {
                 CallResult::Response { status, .. } => (Some(*status), None),
                 CallResult::Timeout => {
@@ -85,26 +140,40 @@ impl Dispatcher {
                 }
                 CallResult::ConnectError(e) => (None, Some(e.clone())),
             };
-            let report = |verdict| Report {
-                verdict,
-                attempts,
-                first_attempt_at,
-                last_attempt_at,
-                last_status,
-                last_error: last_error.clone(),
-                response_snippet: snippet.clone(),
-            };
+            history.push(AttemptRecord {
+                at,
+                result: result.status_class().to_owned(),
+                status: last_status,
+                error: last_error.clone(),
+            });
             let Verdict::Retry { retry_after, .. } = &verdict else {
-                return report(verdict);
+                return Report {
+                    verdict,
+                    tries: made,
+                    history,
+                    last_status,
+                    last_error,
+                    response_snippet: snippet,
+                };
             };
-            // A partner asking for more patience than the in-process budget allows is left
-            // for later rather than held here.
-            let next = delays
+            // A partner asking for more patience than an in-process pause, or a circuit that
+            // just opened, ends the tries here: the rest is the broker's to wait.
+            let next = pauses
                 .next()
-                .filter(|_| retry_after.is_none_or(|ra| ra <= max_delay));
+                .filter(|_| retry_after.is_none_or(|ra| ra <= pause_cap))
+                .filter(|_| guard.circuit.state() == crate::circuit::State::Closed);
             match next {
                 Some(d) => tokio::time::sleep(d.max(retry_after.unwrap_or_default())).await,
-                None => return report(verdict),
+                None => {
+                    return Report {
+                        verdict,
+                        tries: made,
+                        history,
+                        last_status,
+                        last_error,
+                        response_snippet: snippet,
+                    };
+                }
             }
         }
     }
@@ -116,10 +185,15 @@ impl Dispatcher {
         event_id: &str,
         attempt: u32,
     ) -> (CallResult, Option<String>) {
-        let _permit = match self.limits.get(&dest.name) {
-            Some(s) => Some(s.acquire().await.expect("semaphore never closed")),
-            None => None,
-        };
+        let guard = self.guard(dest);
+        let _permit = guard
+            .concurrency
+            .acquire()
+            .await
+            .expect("semaphore never closed");
+        if let Some(rate) = &guard.rate {
+            rate.until_ready().await;
+        }
         let in_flight = self.metrics.in_flight.with_label_values(&[&dest.name]);
         in_flight.inc();
         let start = Instant::now();

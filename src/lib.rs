@@ -7,23 +7,30 @@
 //! - [`broker`]: RabbitMQ topology and confirmed publishing;
 //! - [`relay`]: the consumer that routes, delivers and acknowledges;
 //! - [`partner`]: one renderer per partner format (pure functions);
-//! - [`dispatch`] and [`classify`]: sending requests, and deciding what an answer means;
-//! - [`deadletter`]: the envelope of what could not be delivered;
+//! - [`dispatch`], [`classify`] and [`circuit`]: sending requests, deciding what an answer
+//!   means, and not calling a partner that keeps failing;
+//! - [`retry`] and [`delivery`]: the retry schedule, and the message a retry travels in;
+//! - [`deadletter`] and [`dlq`]: the envelope of what could not be delivered, and reading
+//!   and replaying the dead-letter queue;
 //! - [`metrics`] and [`observe`]: Prometheus metrics, health and readiness;
 //! - [`sandbox`]: a stand-in partner for the demo, the tests and benchmarks;
 //! - [`publish`] and [`demo`]: the reference producer and the guided demo.
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod circuit;
 pub mod classify;
 pub mod config;
 pub mod deadletter;
+pub mod delivery;
 pub mod demo;
 pub mod dispatch;
+pub mod dlq;
 pub mod event;
 pub mod metrics;
 pub mod observe;
 pub mod partner;
 pub mod publish;
 pub mod relay;
+pub mod retry;
 pub mod sandbox;

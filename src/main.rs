@@ -7,11 +7,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+use postback_relay::broker::Topology;
 use postback_relay::config::{Config, DEFAULT_AMQP_URL};
-use postback_relay::{broker, demo, event, partner, publish, relay, sandbox};
+use postback_relay::deadletter::Reason;
+use postback_relay::{broker, demo, dlq, event, partner, publish, relay, sandbox};
 
 #[derive(Parser)]
 #[command(
@@ -73,11 +75,11 @@ enum Command {
         /// Take the broker URL and exchange from this config file.
         #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
         config: Option<PathBuf>,
-        /// Broker URL [default: amqp://guest:guest@127.0.0.1:5672/%2f].
-        #[arg(long, env = "AMQP_URL", conflicts_with = "config")]
+        /// Broker URL; wins over the config's [default: amqp://guest:guest@127.0.0.1:5672/%2f].
+        #[arg(long, env = "AMQP_URL")]
         amqp_url: Option<String>,
-        /// Exchange to publish to [default: conversions].
-        #[arg(long, conflicts_with = "config")]
+        /// Exchange to publish to; wins over the config's [default: conversions].
+        #[arg(long)]
         exchange: Option<String>,
         /// Refuse to publish anything unless every event is valid.
         #[arg(long)]
@@ -91,6 +93,24 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
+    /// Read the dead-letter queue without consuming it.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Send dead letters back for delivery with a fresh attempt budget; the others stay.
+    Replay {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Replay at most this many.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Show what would be replayed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Start a sandbox and a relay, publish sample events, and show what became of them.
     Demo {
         #[arg(long, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL)]
@@ -99,6 +119,94 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         events: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Counts by destination and reason, oldest and newest.
+    Stats {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_enum, default_value_t = RenderFormat::Text)]
+        format: RenderFormat,
+    },
+    /// The dead letters, oldest first.
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Show at most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, value_enum, default_value_t = RenderFormat::Text)]
+        format: RenderFormat,
+    },
+}
+
+/// Which relay's queues: its config, or a broker URL and queue prefix.
+#[derive(Args)]
+struct Target {
+    #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Broker URL, when no config is given [default: amqp://guest:guest@127.0.0.1:5672/%2f].
+    #[arg(long, env = "AMQP_URL")]
+    amqp_url: Option<String>,
+    /// Queue prefix, when no config is given [default: postback-relay].
+    #[arg(long)]
+    queue_prefix: Option<String>,
+}
+
+#[derive(Args)]
+struct FilterArgs {
+    /// Only this destination's dead letters.
+    #[arg(long)]
+    destination: Option<String>,
+    /// Only this reason (not_json, invalid_event, partner_rejected, retries_exhausted...).
+    #[arg(long)]
+    reason: Option<Reason>,
+    /// Dead-lettered at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Dead-lettered before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Only this event.
+    #[arg(long)]
+    event_id: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(self) -> dlq::Filter {
+        dlq::Filter {
+            destination: self.destination,
+            reason: self.reason,
+            since: self.since.map(|t| t.with_timezone(&chrono::Utc)),
+            until: self.until.map(|t| t.with_timezone(&chrono::Utc)),
+            event_id: self.event_id,
+        }
+    }
+}
+
+/// The broker URL, the relay's queues and its event size limit.
+fn resolve(t: Target) -> Result<(String, Topology, usize), ExitCode> {
+    let url_flag = t.amqp_url;
+    match t.config {
+        Some(path) => {
+            let c = load(&path)?;
+            let url = url_flag.unwrap_or(c.broker.url.clone());
+            let max = c.worker.max_event_bytes;
+            Ok((url, Topology::from_config(&c), max))
+        }
+        None => {
+            let defaults = postback_relay::config::Config::default_worker();
+            Ok((
+                url_flag.unwrap_or_else(|| DEFAULT_AMQP_URL.into()),
+                Topology::for_prefix(t.queue_prefix.as_deref().unwrap_or("postback-relay")),
+                defaults.max_event_bytes,
+            ))
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -214,16 +322,19 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             check,
             events,
         } => {
-            let (url, exchange) = match &config {
+            let (config_url, config_exchange) = match &config {
                 Some(path) => match load(path) {
-                    Ok(c) => (c.broker.url, c.broker.exchange),
+                    Ok(c) => (Some(c.broker.url), Some(c.broker.exchange)),
                     Err(code) => return Ok(code),
                 },
-                None => (
-                    amqp_url.unwrap_or_else(|| DEFAULT_AMQP_URL.into()),
-                    exchange.unwrap_or_else(|| "conversions".into()),
-                ),
+                None => (None, None),
             };
+            let url = amqp_url
+                .or(config_url)
+                .unwrap_or_else(|| DEFAULT_AMQP_URL.into());
+            let exchange = exchange
+                .or(config_exchange)
+                .unwrap_or_else(|| "conversions".into());
             publish(&url, &exchange, check, &events).await
         }
         Command::Sandbox { listen } => {
@@ -240,6 +351,87 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { amqp_url, events } => demo::run(&amqp_url, events).await,
+        Command::Dlq { command } => match command {
+            DlqCommand::Stats { target, format } => {
+                let (url, topology, max) = match resolve(target) {
+                    Ok(t) => t,
+                    Err(code) => return Ok(code),
+                };
+                let conn = connect(&url, "dlq").await?;
+                let letters = dlq::browse(&conn, &topology, max).await?;
+                let st = dlq::stats(&letters);
+                let _ = conn.close(200, "done".into()).await;
+                print_stats(&topology.dead, &st, format)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            DlqCommand::List {
+                target,
+                filter,
+                limit,
+                format,
+            } => {
+                let (url, topology, max) = match resolve(target) {
+                    Ok(t) => t,
+                    Err(code) => return Ok(code),
+                };
+                let filter = filter.filter();
+                let conn = connect(&url, "dlq").await?;
+                let letters = dlq::browse(&conn, &topology, max).await?;
+                let _ = conn.close(200, "done".into()).await;
+                let chosen = letters
+                    .iter()
+                    .filter(|l| filter.matches(&l.summary()))
+                    .take(limit.unwrap_or(usize::MAX));
+                print_letters(chosen, format)?;
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        Command::Replay {
+            target,
+            filter,
+            limit,
+            dry_run,
+        } => {
+            let (url, topology, max) = match resolve(target) {
+                Ok(t) => t,
+                Err(code) => return Ok(code),
+            };
+            let conn = connect(&url, "replay").await?;
+            let total = dlq::depth(&conn.create_channel().await?, &topology.dead).await?;
+            let bar = demo::progress_bar(u64::from(total), "examined");
+            let report = dlq::replay(
+                &conn,
+                &topology,
+                max,
+                &filter.filter(),
+                limit,
+                dry_run,
+                |s, chosen| {
+                    bar.inc(1);
+                    if dry_run && chosen {
+                        bar.suspend(|| println!("{}", summary_line(s)));
+                    }
+                },
+            )
+            .await?;
+            bar.finish_and_clear();
+            let _ = conn.close(200, "done".into()).await;
+            if dry_run {
+                eprintln!(
+                    "dry run: {} of {} dead letters would be replayed; nothing changed",
+                    report.matched, report.examined
+                );
+            } else {
+                eprintln!(
+                    "replayed {} dead letter(s) of {} examined; the other {} stay in {}",
+                    report.replayed,
+                    report.examined,
+                    u64::from(total).saturating_sub(report.replayed),
+                    topology.dead
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -333,9 +525,7 @@ async fn publish(
             return Ok(ExitCode::from(1));
         }
     }
-    let conn = broker::connect(url, "publish")
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to RabbitMQ at {}: {e}", redact_url(url)))?;
+    let conn = connect(url, "publish").await?;
     let probe = conn.create_channel().await?;
     let passive = lapin::options::ExchangeDeclareOptions {
         passive: true,
@@ -372,6 +562,75 @@ async fn publish(
             Ok(ExitCode::from(1))
         }
     }
+}
+
+async fn connect(url: &str, role: &str) -> anyhow::Result<lapin::Connection> {
+    broker::connect(url, role)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to RabbitMQ at {}: {e}", redact_url(url)))
+}
+
+fn summary_line(s: &dlq::Summary) -> String {
+    format!(
+        "{}  {:<18} {:<18} {:<24} {}",
+        s.dead_lettered_at
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| "-".into()),
+        s.reason.as_str(),
+        s.destination.as_deref().unwrap_or("-"),
+        s.event_id.as_deref().unwrap_or("-"),
+        s.detail
+    )
+}
+
+fn print_stats(queue: &str, st: &dlq::Stats, format: RenderFormat) -> anyhow::Result<()> {
+    if let RenderFormat::Json = format {
+        println!("{}", serde_json::to_string_pretty(st)?);
+        return Ok(());
+    }
+    println!("{queue}: {} dead letter(s)", st.total);
+    if let (Some(o), Some(n)) = (st.oldest, st.newest) {
+        println!("  oldest {}   newest {}", o.to_rfc3339(), n.to_rfc3339());
+    }
+    if st.total > 0 {
+        println!("  {:<24} {:<18} {:>8}", "destination", "reason", "count");
+    }
+    for (dest, reasons) in &st.by_destination_reason {
+        for (reason, count) in reasons {
+            println!("  {dest:<24} {reason:<18} {count:>8}");
+        }
+    }
+    Ok(())
+}
+
+fn print_letters<'a>(
+    letters: impl Iterator<Item = &'a dlq::DeadLetter>,
+    format: RenderFormat,
+) -> anyhow::Result<()> {
+    match format {
+        RenderFormat::Text => {
+            for l in letters {
+                println!("{}", summary_line(&l.summary()));
+            }
+        }
+        RenderFormat::Json => {
+            let items: Vec<serde_json::Value> = letters
+                .map(|l| match l {
+                    dlq::DeadLetter::Envelope(e) => serde_json::to_value(e),
+                    dlq::DeadLetter::Raw(r) => Ok(serde_json::json!({
+                        "moved_by_broker": true,
+                        "reason": r.reason,
+                        "queue": r.queue,
+                        "dead_lettered_at": r.dead_lettered_at,
+                        "event_id": r.event_id,
+                        "raw_body": postback_relay::deadletter::RawBody::new(&r.body),
+                    })),
+                })
+                .collect::<Result<_, _>>()?;
+            println!("{}", serde_json::to_string_pretty(&items)?);
+        }
+    }
+    Ok(())
 }
 
 /// The URL without its password, for messages.

@@ -27,6 +27,14 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// Deliveries being worked on, by destination.
     pub in_flight: IntGaugeVec,
+    /// Circuit state by destination: 0 closed, 1 half-open, 2 open.
+    pub circuit_state: IntGaugeVec,
+    /// Durable retries scheduled, by destination and delay tier.
+    pub retries_scheduled: IntCounterVec,
+    /// Successful deliveries by destination and the attempt that succeeded (bucketed).
+    pub delivered_on_attempt: IntCounterVec,
+    /// Messages ready in each relay queue, sampled.
+    pub queue_messages: IntGaugeVec,
     /// 1 while connected to the broker and consuming.
     pub broker_connected: IntGauge,
     /// Broker connections made after the first.
@@ -111,6 +119,44 @@ impl Metrics {
                     .expect("unique metric");
                 g
             },
+            circuit_state: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        name("circuit_state"),
+                        "Circuit breaker state by destination: 0 closed, 1 half-open, 2 open.",
+                    ),
+                    &["destination"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            retries_scheduled: counter_vec(
+                "retries_scheduled_total",
+                "Durable retries scheduled, by destination and delay tier.",
+                &["destination", "tier"],
+            ),
+            delivered_on_attempt: counter_vec(
+                "delivered_on_attempt_total",
+                "Successful deliveries by destination and the attempt that succeeded (1, 2, 3, 4-5, 6-10, 11-20, 21+).",
+                &["destination", "attempt"],
+            ),
+            queue_messages: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        name("queue_messages"),
+                        "Messages ready in each relay queue, sampled.",
+                    ),
+                    &["queue"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             broker_connected: {
                 let g = IntGauge::new(
                     name("broker_connected"),
@@ -177,6 +223,19 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+/// The `attempt` label of `delivered_on_attempt_total`: bounded buckets.
+pub fn attempt_bucket(attempt: u32) -> &'static str {
+    match attempt {
+        0 | 1 => "1",
+        2 => "2",
+        3 => "3",
+        4..=5 => "4-5",
+        6..=10 => "6-10",
+        11..=20 => "11-20",
+        _ => "21+",
     }
 }
 

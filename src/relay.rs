@@ -1,27 +1,33 @@
-//! The worker: consumes events, routes each to its destinations, delivers, and acknowledges an
-//! event only once every destination's outcome is durably recorded (delivered, or its dead
-//! letter confirmed by the broker). Survives connection loss by reconnecting with backoff.
+//! The worker: consumes events and deliveries, routes each event to its destinations, and
+//! owns every outcome. An event is acknowledged only once each destination's outcome is
+//! durably recorded: delivered, a retry confirmed into a delay tier, or a dead letter
+//! confirmed by the broker. Survives connection loss by reconnecting with backoff.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use lapin::message::Delivery;
+use chrono::Utc;
+use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery as AmqpDelivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
+use serde_json::value::RawValue;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{self, Publisher, Topology};
+use crate::broker::{self, PublishError, Publisher, Topology};
+use crate::circuit::Admit;
 use crate::classify::Verdict;
 use crate::config::{Config, DestinationConfig};
 use crate::deadletter::{Envelope, Reason, Source};
+use crate::delivery::{AttemptRecord, Delivery};
 use crate::dispatch::Dispatcher;
 use crate::event::{self, ConversionEvent};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, attempt_bucket};
 use crate::partner;
 
 /// How long to let the broker settle the last acknowledgements before closing the channel on
@@ -59,6 +65,37 @@ enum SessionEnd {
     Lost(String),
 }
 
+/// Which queue a message came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Queue {
+    Events,
+    Deliveries,
+}
+
+/// How to settle a message once it is processed.
+enum Settle {
+    /// Every outcome is recorded.
+    Ack,
+    /// Hand it to the broker's dead-lettering as it is (too large to wrap, or it crashed us).
+    Reject,
+    /// An outcome could not be recorded; the session is ending and the broker redelivers it.
+    Abandon,
+}
+
+/// What became of one event at one destination.
+enum Outcome {
+    Delivered,
+    Retry { delivery: Delivery, delay: Duration },
+    Dead(Box<Envelope>),
+}
+
+/// Per session: where outcomes are published, and the signal that publishing broke.
+#[derive(Clone)]
+struct Recorder {
+    publisher: Publisher,
+    broken: CancellationToken,
+}
+
 impl Relay {
     pub fn new(
         config: Arc<Config>,
@@ -76,6 +113,7 @@ impl Relay {
     }
 
     /// Consumes until `shutdown` is cancelled, reconnecting whenever the broker goes away.
+    /// Returns an error only for what retrying cannot fix (the broker refuses the topology).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
         let max_delay = Duration::from_secs(self.config.broker.reconnect_max_delay_secs);
         let mut delay = Duration::from_millis(500);
@@ -90,6 +128,13 @@ impl Relay {
                     // It had been consuming: start the backoff over.
                     delay = Duration::from_millis(500);
                     tracing::warn!(message = "broker connection lost; reconnecting", error = %why);
+                }
+                Err(e) if broker::is_precondition_failed(&e) => {
+                    anyhow::bail!(
+                        "the broker refuses the relay's topology: {e}. A queue or exchange already \
+                         exists with other arguments (for example another broker.delivery_limit or \
+                         retry tiers); delete it or choose another broker.queue_prefix"
+                    );
                 }
                 Err(e) => tracing::warn!(
                     message = "cannot consume from the broker; retrying",
@@ -110,28 +155,46 @@ impl Relay {
         shutdown: &CancellationToken,
         sessions: &mut u64,
     ) -> Result<SessionEnd, lapin::Error> {
-        let role = format!("worker {}", self.config.broker.queue_prefix);
-        let conn = broker::connect(&self.config.broker.url, &role).await?;
+        let prefix = &self.config.broker.queue_prefix;
+        let conn = broker::connect(&self.config.broker.url, &format!("worker {prefix}")).await?;
+        // Publishing gets its own connection: a broker that blocks publishers (memory or disk
+        // alarm) must not also stall the acks of the consuming connection.
+        let pub_conn = broker::connect(
+            &self.config.broker.url,
+            &format!("worker {prefix} publisher"),
+        )
+        .await?;
         let setup = conn.create_channel().await?;
         self.topology.declare(&setup).await?;
-        let _ = setup.close(200, "topology declared".into()).await;
-        let publisher = Publisher::new(&conn).await?;
+        let recorder = Recorder {
+            publisher: Publisher::new(&pub_conn).await?,
+            broken: CancellationToken::new(),
+        };
         let ch = conn.create_channel().await?;
         ch.basic_qos(self.config.broker.prefetch, BasicQosOptions::default())
             .await?;
-        let tag = format!(
-            "postback-relay-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4()
-        );
-        let mut consumer = ch
-            .basic_consume(
-                self.topology.events.as_str().into(),
-                tag.as_str().into(),
+        let tag = |q: &str| {
+            format!(
+                "postback-relay-{q}-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4()
+            )
+        };
+        let (events_tag, deliveries_tag) = (tag("events"), tag("deliveries"));
+        let consume = |queue: &str, tag: &str| {
+            ch.basic_consume(
+                queue.into(),
+                tag.into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
-            .await?;
+        };
+        let events = consume(&self.topology.events, &events_tag).await?;
+        let deliveries = consume(&self.topology.deliveries, &deliveries_tag).await?;
+        let mut incoming = futures_util::stream::select(
+            events.map(|d| (Queue::Events, d)),
+            deliveries.map(|d| (Queue::Deliveries, d)),
+        );
         *sessions += 1;
         if *sessions > 1 {
             self.metrics.broker_reconnects.inc();
@@ -139,37 +202,43 @@ impl Relay {
         self.metrics.broker_connected.set(1);
         self.health.set_ready(true);
         tracing::info!(message = "consuming", queue = %self.topology.events, prefetch = self.config.broker.prefetch);
+        let sampler = tokio::spawn(Arc::clone(self).sample_queues(setup));
 
-        // At most `prefetch` deliveries are unacknowledged, so at most that many tasks run.
+        // At most `prefetch` deliveries per consumer are unacknowledged, so the task count is
+        // bounded.
         let mut tasks = JoinSet::new();
         let end = loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break SessionEnd::Shutdown,
+                _ = recorder.broken.cancelled() => break SessionEnd::Lost("publishing to the broker failed".into()),
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Err(e) = done {
                         tracing::error!(message = "delivery task failed", error = %e);
                     }
                 }
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => {
+                next = incoming.next() => match next {
+                    Some((queue, Ok(delivery))) => {
                         let me = Arc::clone(self);
-                        let publisher = publisher.clone();
-                        tasks.spawn(async move { me.handle(delivery, &publisher).await });
+                        let recorder = recorder.clone();
+                        tasks.spawn(async move { me.handle(queue, delivery, &recorder).await });
                     }
-                    Some(Err(e)) => break SessionEnd::Lost(e.to_string()),
-                    None => break SessionEnd::Lost("the broker cancelled the consumer".into()),
+                    Some((_, Err(e))) => break SessionEnd::Lost(e.to_string()),
+                    None => break SessionEnd::Lost("the broker cancelled the consumers".into()),
                 },
             }
         };
         self.health.set_ready(false);
+        sampler.abort();
         match &end {
             SessionEnd::Shutdown => {
                 // Take no more; deliveries buffered but not started stay unacked and return to
                 // the queue when the channel closes.
-                let _ = ch
-                    .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-                    .await;
+                for t in [&events_tag, &deliveries_tag] {
+                    let _ = ch
+                        .basic_cancel(t.as_str().into(), BasicCancelOptions::default())
+                        .await;
+                }
                 let grace = Duration::from_secs(self.config.worker.shutdown_grace_secs);
                 let finished = tokio::time::timeout(grace, async {
                     while tasks.join_next().await.is_some() {}
@@ -190,84 +259,103 @@ impl Relay {
                 tokio::time::sleep(ACK_SETTLE).await;
                 let _ = ch.close(200, "shutdown".into()).await;
                 let _ = conn.close(200, "shutdown".into()).await;
+                let _ = pub_conn.close(200, "shutdown".into()).await;
                 tracing::info!(message = "stopped consuming");
             }
             SessionEnd::Lost(_) => {
-                // Their acks can no longer reach the broker, which redelivers those events.
+                // Their acks can no longer reach the broker, which redelivers those messages.
                 tasks.abort_all();
                 let _ = conn.close(200, "reconnecting".into()).await;
+                let _ = pub_conn.close(200, "reconnecting".into()).await;
             }
         }
         Ok(end)
     }
 
-    /// Processes one delivery and settles it: ack once every outcome is recorded; requeue when
-    /// a dead letter could not be recorded (the broker's delivery limit bounds the loop).
-    async fn handle(&self, delivery: Delivery, publisher: &Publisher) {
-        let source = Source {
-            queue: self.topology.events.clone(),
-            routing_key: delivery.routing_key.to_string(),
-            message_id: delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|s| s.to_string()),
-            redelivered: delivery.redelivered,
+    /// Samples the depth of every relay queue into `postback_relay_queue_messages`.
+    async fn sample_queues(self: Arc<Self>, ch: lapin::Channel) {
+        let every = Duration::from_secs(self.config.worker.queue_sample_secs);
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
         };
-        let dead_letters = self.process(&delivery.data, &source).await;
-        for env in dead_letters {
-            let body = serde_json::to_vec(&env).expect("envelopes serialize");
-            let id = env.dead_letter_id.to_string();
-            let destination = env.destination.as_deref().unwrap_or("none");
-            match publisher
-                .publish_json("", &self.topology.dead, &body, Some(&id), None)
-                .await
-            {
-                Ok(()) => {
+        loop {
+            for q in self.topology.queues() {
+                if let Ok(info) = ch
+                    .queue_declare(q.as_str().into(), passive, FieldTable::default())
+                    .await
+                {
                     self.metrics
-                        .dead_letters
-                        .with_label_values(&[destination, env.reason.as_str()])
-                        .inc();
-                    if env.destination.is_some() {
-                        self.metrics
-                            .deliveries
-                            .with_label_values(&[destination, "dead_lettered"])
-                            .inc();
-                    }
-                    tracing::warn!(
-                        message = "dead-lettered",
-                        event_id = env.event_id.as_deref().unwrap_or(""),
-                        destination,
-                        reason = %env.reason,
-                        detail = %env.detail
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(
-                        message = "cannot record a dead letter; the event goes back to the queue",
-                        event_id = env.event_id.as_deref().unwrap_or(""),
-                        error = %e
-                    );
-                    let requeue = BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    };
-                    let _ = delivery.acker.nack(requeue).await;
-                    return;
+                        .queue_messages
+                        .with_label_values(&[q])
+                        .set(i64::from(info.message_count()));
                 }
             }
-        }
-        match delivery.acker.ack(BasicAckOptions::default()).await {
-            Ok(_) => self.metrics.events_acked.inc(),
-            Err(e) => tracing::warn!(
-                message = "ack failed; the broker will redeliver the event",
-                error = %e
-            ),
+            tokio::time::sleep(every).await;
         }
     }
 
-    /// Parses, routes and delivers one event; returns the dead letters to record.
-    pub async fn process(&self, body: &[u8], source: &Source) -> Vec<Envelope> {
+    /// Processes one message and settles it. A panic while processing settles it too: the
+    /// broker dead-letters it instead of redelivering a message that crashes the worker.
+    async fn handle(&self, queue: Queue, msg: AmqpDelivery, recorder: &Recorder) {
+        let source = Source {
+            queue: match queue {
+                Queue::Events => self.topology.events.clone(),
+                Queue::Deliveries => self.topology.deliveries.clone(),
+            },
+            routing_key: msg.routing_key.to_string(),
+            message_id: msg.properties.message_id().as_ref().map(|s| s.to_string()),
+            redelivered: msg.redelivered,
+        };
+        let work = async {
+            match queue {
+                Queue::Events => self.process_event(&msg.data, &source, recorder).await,
+                Queue::Deliveries => self.process_delivery(&msg.data, &source, recorder).await,
+            }
+        };
+        let settle = std::panic::AssertUnwindSafe(work).catch_unwind().await.unwrap_or_else(|_| {
+            tracing::error!(message = "processing panicked; the broker dead-letters the message", queue = %source.queue);
+            Settle::Reject
+        });
+        let result = match settle {
+            Settle::Ack => msg.acker.ack(BasicAckOptions::default()).await.map(|_| {
+                if queue == Queue::Events {
+                    self.metrics.events_acked.inc();
+                }
+            }),
+            Settle::Reject => msg
+                .acker
+                .nack(BasicNackOptions::default())
+                .await
+                .map(|_| ()),
+            Settle::Abandon => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(message = "settling failed; the broker will redeliver", error = %e);
+        }
+    }
+
+    /// An event from the events queue: parse, route, attempt every destination at once.
+    async fn process_event(&self, body: &[u8], source: &Source, recorder: &Recorder) -> Settle {
+        if body.len() > self.config.worker.max_event_bytes {
+            // Too large to wrap in an envelope safely: the broker moves the original message
+            // to the dead-letter queue whole (x-death reason "rejected"), nothing lost.
+            self.metrics
+                .events_consumed
+                .with_label_values(&["invalid"])
+                .inc();
+            self.metrics
+                .dead_letters
+                .with_label_values(&["none", Reason::EventTooLarge.as_str()])
+                .inc();
+            tracing::warn!(
+                message = "dead-lettered",
+                reason = %Reason::EventTooLarge,
+                size = body.len(),
+                limit = self.config.worker.max_event_bytes
+            );
+            return Settle::Reject;
+        }
         let event = match event::parse(body, self.config.worker.max_event_bytes) {
             Ok(e) => e,
             Err(err) => {
@@ -275,13 +363,16 @@ impl Relay {
                     .events_consumed
                     .with_label_values(&["invalid"])
                     .inc();
-                return vec![Envelope::for_message(
+                let env = Envelope::for_message(
                     err.reason(),
                     err.to_string(),
                     body,
                     None,
                     source.clone(),
-                )];
+                );
+                return self
+                    .record_all(vec![Outcome::Dead(Box::new(env))], recorder)
+                    .await;
             }
         };
         self.metrics
@@ -291,7 +382,7 @@ impl Relay {
         let Some(attribution) = &event.attribution else {
             self.metrics.events_skipped.inc();
             tracing::debug!(message = "no attribution; skipped", event_id = %event.event_id);
-            return Vec::new();
+            return Settle::Ack;
         };
         let destinations: Vec<&DestinationConfig> = self
             .config
@@ -306,92 +397,264 @@ impl Relay {
                 event.kind,
                 attribution.publisher_id.as_deref().unwrap_or("")
             );
-            return vec![Envelope::for_message(
+            let env = Envelope::for_message(
                 Reason::Unroutable,
                 detail,
                 body,
                 Some(event.event_id.clone()),
                 source.clone(),
-            )];
-        }
-        let outcomes =
-            futures_util::future::join_all(destinations.iter().map(|d| self.deliver(d, &event)))
+            );
+            return self
+                .record_all(vec![Outcome::Dead(Box::new(env))], recorder)
                 .await;
-        outcomes
-            .into_iter()
-            .flatten()
-            .map(|failure| {
-                let mut env = Envelope::for_message(
-                    failure.reason,
-                    failure.detail,
-                    body,
-                    Some(event.event_id.clone()),
-                    source.clone(),
-                );
-                env.destination = Some(failure.destination);
-                // API keys sit in some partners' URLs: envelopes keep the request redacted.
-                env.request = failure.request.map(|r| r.redacted());
-                if let Some(r) = failure.report {
-                    env.attempts = r.attempts;
-                    env.first_attempt_at = Some(r.first_attempt_at);
-                    env.last_attempt_at = Some(r.last_attempt_at);
-                    env.last_status = r.last_status;
-                    env.last_error = r.last_error;
-                    env.response_snippet = r.response_snippet;
-                }
-                env
-            })
-            .collect()
+        }
+        let raw: Box<RawValue> = serde_json::from_slice(body).expect("a parsed event is JSON");
+        let now = Utc::now();
+        let outcomes = futures_util::future::join_all(destinations.iter().map(|d| {
+            let delivery = Delivery::new(event.event_id.clone(), d.name.clone(), raw.clone(), now);
+            self.attempt(d, &event, delivery, true, source)
+        }))
+        .await;
+        self.record_all(outcomes, recorder).await
     }
 
-    /// Delivers to one destination; `None` when delivered, else what to dead-letter.
-    async fn deliver(&self, dest: &DestinationConfig, event: &ConversionEvent) -> Option<Failure> {
+    /// A retry from the deliveries queue: one event, one destination.
+    async fn process_delivery(&self, body: &[u8], source: &Source, recorder: &Recorder) -> Settle {
+        let delivery: Delivery = match serde_json::from_slice(body) {
+            Ok(d) => d,
+            Err(e) => {
+                let env = Envelope::for_message(
+                    Reason::InvalidEvent,
+                    format!("not a delivery message: {e}"),
+                    body,
+                    None,
+                    source.clone(),
+                );
+                return self
+                    .record_all(vec![Outcome::Dead(Box::new(env))], recorder)
+                    .await;
+            }
+        };
+        let dead = |reason, detail: String| {
+            Outcome::Dead(Box::new(Envelope::for_delivery(
+                reason,
+                detail,
+                &delivery,
+                None,
+                None,
+                source.clone(),
+            )))
+        };
+        let Some(dest) = self
+            .config
+            .destinations
+            .iter()
+            .find(|d| d.name == delivery.destination)
+        else {
+            let detail = format!(
+                "destination {:?} is not in the configuration any more",
+                delivery.destination
+            );
+            return self
+                .record_all(vec![dead(Reason::Unroutable, detail)], recorder)
+                .await;
+        };
+        let event = match event::parse(delivery.event.get().as_bytes(), usize::MAX) {
+            Ok(e) => e,
+            Err(e) => {
+                return self
+                    .record_all(vec![dead(e.reason(), e.to_string())], recorder)
+                    .await;
+            }
+        };
+        let outcome = self.attempt(dest, &event, delivery, false, source).await;
+        self.record_all(vec![outcome], recorder).await
+    }
+
+    /// One attempt at one destination: checks the click's lifetime, renders, asks the
+    /// circuit, calls the partner (`first` pass: with the in-process tries), and decides.
+    async fn attempt(
+        &self,
+        dest: &DestinationConfig,
+        event: &ConversionEvent,
+        mut delivery: Delivery,
+        first: bool,
+        source: &Source,
+    ) -> Outcome {
+        let now = Utc::now();
+        let dead = |reason, detail: String, delivery: &Delivery, request, report| {
+            Outcome::Dead(Box::new(Envelope::for_delivery(
+                reason,
+                detail,
+                delivery,
+                request,
+                report,
+                source.clone(),
+            )))
+        };
+        let lifetime = chrono::Duration::days(i64::from(dest.click_lifetime_days));
+        if let Some(clicked) = event.attribution.as_ref().and_then(|a| a.clicked_at)
+            && now - clicked > lifetime
+        {
+            let detail = format!(
+                "the click of {} is older than {}'s click lifetime of {} days: the partner would refuse it",
+                clicked.to_rfc3339(),
+                dest.name,
+                dest.click_lifetime_days
+            );
+            return dead(Reason::ClickExpired, detail, &delivery, None, None);
+        }
         let request = match partner::render(dest, event) {
             Ok(r) => r,
-            Err(e) => {
-                return Some(Failure {
-                    destination: dest.name.clone(),
-                    reason: Reason::RenderError,
-                    detail: e.to_string(),
-                    request: None,
-                    report: None,
-                });
+            Err(e) => return dead(Reason::RenderError, e.to_string(), &delivery, None, None),
+        };
+        let policy = &dest.retry;
+        let tries = match self.dispatcher.admit(dest) {
+            Admit::Wait(wait) => {
+                // The partner keeps failing: hold the delivery in the retry tiers, no call made.
+                delivery.record([AttemptRecord {
+                    at: now,
+                    result: "circuit_open".into(),
+                    status: None,
+                    error: None,
+                }]);
+                let delay = wait.max(policy.initial_delay());
+                if policy.exhausted(delivery.attempts, delivery.first_attempt_at, now, delay) {
+                    let detail = format!(
+                        "{}'s circuit stayed open until the retry budget ran out",
+                        dest.name
+                    );
+                    return dead(
+                        Reason::RetriesExhausted,
+                        detail,
+                        &delivery,
+                        Some(&request),
+                        None,
+                    );
+                }
+                return Outcome::Retry { delivery, delay };
             }
+            Admit::Probe => 1,
+            Admit::Call if first => policy.immediate_attempts,
+            Admit::Call => 1,
         };
         let report = self
             .dispatcher
-            .deliver(dest, &request, &event.event_id)
+            .deliver(dest, &request, &event.event_id, tries)
             .await;
-        let (reason, detail) = match &report.verdict {
+        delivery.attempts += report.tries;
+        delivery.record(report.history.clone());
+        match &report.verdict {
             Verdict::Delivered => {
                 self.metrics
                     .deliveries
                     .with_label_values(&[&dest.name, "delivered"])
                     .inc();
-                return None;
+                self.metrics
+                    .delivered_on_attempt
+                    .with_label_values(&[&dest.name, attempt_bucket(delivery.attempts)])
+                    .inc();
+                Outcome::Delivered
             }
-            Verdict::Reject { why } => (Reason::PartnerRejected, why.clone()),
-            Verdict::Retry { why, .. } => (
-                Reason::RetriesExhausted,
-                format!("{why} (after {} attempts)", report.attempts),
+            Verdict::Reject { why } => dead(
+                Reason::PartnerRejected,
+                why.clone(),
+                &delivery,
+                Some(&request),
+                Some(&report),
             ),
-        };
-        Some(Failure {
-            destination: dest.name.clone(),
-            reason,
-            detail,
-            request: Some(request),
-            report: Some(report),
-        })
+            Verdict::Retry { retry_after, why } => {
+                let retry = (delivery.attempts + 1)
+                    .saturating_sub(policy.immediate_attempts)
+                    .max(1);
+                let delay = policy.delay(retry, rand::random::<f64>(), *retry_after);
+                if policy.exhausted(
+                    delivery.attempts,
+                    delivery.first_attempt_at,
+                    Utc::now(),
+                    delay,
+                ) {
+                    let age = (Utc::now() - delivery.first_attempt_at).num_seconds();
+                    let detail = format!(
+                        "{why}; gave up after {} attempts over {age} s",
+                        delivery.attempts
+                    );
+                    return dead(
+                        Reason::RetriesExhausted,
+                        detail,
+                        &delivery,
+                        Some(&request),
+                        Some(&report),
+                    );
+                }
+                Outcome::Retry { delivery, delay }
+            }
+        }
     }
-}
 
-struct Failure {
-    destination: String,
-    reason: Reason,
-    detail: String,
-    request: Option<partner::Request>,
-    report: Option<crate::dispatch::Report>,
+    /// Records every outcome (retries into their delay tier, dead letters into the dead-letter
+    /// queue, each confirmed). If one cannot be recorded the session is ending: the message is
+    /// abandoned for redelivery rather than acknowledged.
+    async fn record_all(&self, outcomes: Vec<Outcome>, recorder: &Recorder) -> Settle {
+        for outcome in outcomes {
+            if let Err(e) = self.record(outcome, &recorder.publisher).await {
+                tracing::error!(message = "cannot record an outcome; reconnecting", error = %e);
+                recorder.broken.cancel();
+                return Settle::Abandon;
+            }
+        }
+        Settle::Ack
+    }
+
+    async fn record(&self, outcome: Outcome, publisher: &Publisher) -> Result<(), PublishError> {
+        match outcome {
+            Outcome::Delivered => Ok(()),
+            Outcome::Retry { delivery, delay } => {
+                let (tier, queue) = self.topology.tier(delay);
+                let body = serde_json::to_vec(&delivery).expect("deliveries serialize");
+                publisher.publish_json("", queue, &body, None, None).await?;
+                let label = crate::retry::tier_label(*tier);
+                self.metrics
+                    .retries_scheduled
+                    .with_label_values(&[&delivery.destination, &label])
+                    .inc();
+                tracing::info!(
+                    message = "retry scheduled",
+                    destination = %delivery.destination,
+                    event_id = %delivery.event_id,
+                    attempts = delivery.attempts,
+                    tier = %label
+                );
+                Ok(())
+            }
+            Outcome::Dead(env) => {
+                let body = serde_json::to_vec(&env).expect("envelopes serialize");
+                let id = env.dead_letter_id.to_string();
+                publisher
+                    .publish_json("", &self.topology.dead, &body, Some(&id), None)
+                    .await?;
+                let destination = env.destination.as_deref().unwrap_or("none");
+                self.metrics
+                    .dead_letters
+                    .with_label_values(&[destination, env.reason.as_str()])
+                    .inc();
+                if env.destination.is_some() {
+                    self.metrics
+                        .deliveries
+                        .with_label_values(&[destination, "dead_lettered"])
+                        .inc();
+                }
+                tracing::warn!(
+                    message = "dead-lettered",
+                    event_id = env.event_id.as_deref().unwrap_or(""),
+                    destination,
+                    reason = %env.reason,
+                    detail = %env.detail
+                );
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A relay started in the background with its operations listener.

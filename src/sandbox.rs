@@ -6,6 +6,7 @@
 //! - `GET  /_sandbox/requests` — every recorded request, oldest first (`?path_prefix=/ord`);
 //! - `GET  /_sandbox/stats` — counts by path and by answered status;
 //! - `POST /_sandbox/rules` — add a rule (JSON [`Rule`]); rules are tried in order;
+//! - `DELETE /_sandbox/rules` — remove every rule (the partner is healthy again);
 //! - `POST /_sandbox/reset` — forget requests and rules.
 
 use std::collections::BTreeMap;
@@ -104,7 +105,7 @@ pub fn router() -> Router {
     Router::new()
         .route("/_sandbox/requests", get(list))
         .route("/_sandbox/stats", get(stats))
-        .route("/_sandbox/rules", post(add_rule))
+        .route("/_sandbox/rules", post(add_rule).delete(clear_rules))
         .route("/_sandbox/reset", post(reset))
         .fallback(record)
         .with_state(Sandbox::default())
@@ -225,6 +226,11 @@ async fn add_rule(State(s): State<Sandbox>, Json(rule): Json<Rule>) -> StatusCod
     StatusCode::CREATED
 }
 
+async fn clear_rules(State(s): State<Sandbox>) -> StatusCode {
+    s.inner.lock().expect("sandbox lock").rules.clear();
+    StatusCode::NO_CONTENT
+}
+
 async fn reset(State(s): State<Sandbox>) -> StatusCode {
     let mut inner = s.inner.lock().expect("sandbox lock");
     inner.requests.clear();
@@ -255,6 +261,16 @@ impl Client {
         self.http
             .post(format!("{}/_sandbox/rules", self.base))
             .json(rule)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// Removes every rule: from now on the partner answers 200.
+    pub async fn clear_rules(&self) -> reqwest::Result<()> {
+        self.http
+            .delete(format!("{}/_sandbox/rules", self.base))
             .send()
             .await?
             .error_for_status()?;

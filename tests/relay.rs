@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::{Env, event, eventually};
 use postback_relay::config::Config;
 use postback_relay::deadletter::Reason;
+use postback_relay::dlq::DeadLetter;
 use postback_relay::relay::{self, Running};
 use postback_relay::sandbox::{Match, Rule};
 
@@ -103,7 +104,7 @@ async fn a_404_becomes_one_dead_letter_with_its_reason() {
     assert_eq!(d.response_snippet.as_deref(), Some("sandbox answered 404"));
     let req = d.request.as_ref().unwrap();
     assert!(req.url.ends_with("/ord?qci=gone&ov=10.00"), "{}", req.url);
-    assert_eq!(d.event, Some(serde_json::from_slice(&body).unwrap()));
+    assert_eq!(d.event.as_ref().unwrap().get().as_bytes(), body);
     assert_eq!(
         running
             .metrics
@@ -136,13 +137,40 @@ async fn malformed_events_are_dead_lettered_and_consuming_goes_on() {
     }
     env.publish(&event("after", "lead", "still-here", None))
         .await;
-    wait_acked(&running, bodies.len() as u64 + 1).await;
+    // Three malformed events and the valid one are acked; the oversized one is refused whole.
+    wait_acked(&running, bodies.len() as u64).await;
+    let dead_queue = env.topology().dead;
+    eventually(WAIT, "four messages in the dead-letter queue", || {
+        let (env, q) = (&env, dead_queue.clone());
+        async move { env.ready(&q).await == 4 }
+    })
+    .await;
 
     let requests = env.sandbox.requests().await.unwrap();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].query.as_deref(), Some("qci=still-here"));
 
-    let mut dead = env.take_dead_letters().await;
+    let mut all = env.take_all_dead().await;
+    // The oversized body is refused whole and moved by the broker, unparsed: nothing lost,
+    // no envelope built around 10 MB.
+    let raw: Vec<_> = all
+        .iter()
+        .filter_map(|l| match l {
+            DeadLetter::Raw(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(raw.len(), 1);
+    assert_eq!(raw[0].reason, Reason::EventTooLarge);
+    assert_eq!(raw[0].body, huge.as_bytes());
+    all.retain(|l| matches!(l, DeadLetter::Envelope(_)));
+    let mut dead: Vec<_> = all
+        .into_iter()
+        .filter_map(|l| match l {
+            DeadLetter::Envelope(e) => Some(*e),
+            _ => None,
+        })
+        .collect();
     dead.sort_by_key(|d| d.reason.as_str());
     let got: Vec<_> = dead
         .iter()
@@ -151,27 +179,20 @@ async fn malformed_events_are_dead_lettered_and_consuming_goes_on() {
     assert_eq!(
         got,
         vec![
-            (Reason::EventTooLarge, Some("huge")),
             (Reason::InvalidEvent, Some("bad-amount")),
             (Reason::InvalidEvent, Some("no-click")),
             (Reason::NotJson, None),
         ]
     );
     assert!(
-        dead[1].detail.contains("order.amount") && dead[1].detail.contains("12,50"),
+        dead[0].detail.contains("order.amount") && dead[0].detail.contains("12,50"),
         "{}",
-        dead[1].detail
+        dead[0].detail
     );
-    assert!(dead[2].detail.contains("click_id"), "{}", dead[2].detail);
+    assert!(dead[1].detail.contains("click_id"), "{}", dead[1].detail);
     // Nothing is lost: the bodies are in the envelopes.
-    assert_eq!(
-        dead[0].event.as_ref().unwrap()["pad"]
-            .as_str()
-            .unwrap()
-            .len(),
-        10 * 1024 * 1024
-    );
-    assert_eq!(dead[3].raw_body.as_ref().unwrap().data, "this is not json");
+    assert_eq!(dead[0].event.as_ref().unwrap().get(), bad_amount);
+    assert_eq!(dead[2].raw_body.as_ref().unwrap().data, "this is not json");
     assert!(
         dead.iter()
             .all(|d| d.destination.is_none() && d.attempts == 0)
@@ -202,7 +223,25 @@ async fn retryable_failures_are_retried_then_dead_lettered() {
     env.publish(&event("flaky", "lead", "flaky", None)).await;
     env.publish(&event("down", "lead", "down", None)).await;
     env.publish(&event("busy", "lead", "busy", None)).await;
-    wait_acked(&running, 3).await;
+    let m = running.metrics.clone();
+    eventually(
+        WAIT,
+        "two delivered, the partner that stays down dead-lettered",
+        || {
+            let m = m.clone();
+            async move {
+                m.deliveries
+                    .with_label_values(&["powerspace", "delivered"])
+                    .get()
+                    == 2
+                    && m.deliveries
+                        .with_label_values(&["powerspace", "dead_lettered"])
+                        .get()
+                        == 1
+            }
+        },
+    )
+    .await;
 
     let requests = env.sandbox.requests().await.unwrap();
     let count = |q: &str| {
@@ -211,26 +250,27 @@ async fn retryable_failures_are_retried_then_dead_lettered() {
             .filter(|r| r.query.as_deref() == Some(q))
             .count()
     };
-    assert_eq!(count("qci=flaky"), 3, "two 503s then a 200");
+    assert_eq!(count("qci=flaky"), 3, "two 503s then a 200, in-process");
     assert_eq!(count("qci=busy"), 2, "a 429 then a 200");
-    assert_eq!(count("qci=down"), 3, "the whole in-process budget");
+    // Three in-process tries, then durable retries up to max_attempts = 6.
+    assert_eq!(count("qci=down"), 6, "the whole budget");
     let dead = env.take_dead_letters().await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason, Reason::RetriesExhausted);
     assert_eq!(dead[0].event_id.as_deref(), Some("down"));
-    assert_eq!((dead[0].attempts, dead[0].last_status), (3, Some(503)));
-    let m = &running.metrics;
-    assert_eq!(
-        m.deliveries
-            .with_label_values(&["powerspace", "delivered"])
-            .get(),
-        2
+    assert_eq!((dead[0].attempts, dead[0].last_status), (6, Some(503)));
+    assert_eq!(dead[0].history.len(), 6, "the attempt history");
+    assert!(
+        dead[0]
+            .history
+            .iter()
+            .all(|h| h.result == "5xx" && h.status == Some(503))
     );
     assert_eq!(
         m.partner_requests
             .with_label_values(&["powerspace", "5xx"])
             .get(),
-        5
+        8
     );
     env.cleanup().await;
 }
@@ -280,7 +320,17 @@ async fn timeouts_and_connection_errors_are_retryable() {
         .replace(env.sandbox.base_url(), &format!("http://{closed}"));
     let running = start_with(&env, &toml).await;
     env.publish(&event("refused", "lead", "c", None)).await;
-    wait_acked(&running, 1).await;
+    let m = running.metrics.clone();
+    eventually(WAIT, "dead-lettered after the retry budget", || {
+        let m = m.clone();
+        async move {
+            m.deliveries
+                .with_label_values(&["powerspace", "dead_lettered"])
+                .get()
+                == 1
+        }
+    })
+    .await;
     let dead = env.take_dead_letters().await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason, Reason::RetriesExhausted);

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use postback_relay::broker::{self, Publisher, Topology};
 use postback_relay::config::Config;
 use postback_relay::deadletter::Envelope;
+use postback_relay::dlq::DeadLetter;
 use postback_relay::sandbox;
 
 pub fn amqp_url() -> String {
@@ -37,6 +38,9 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Fast retries for tests: three in-process tries, then 100 ms doubling to 400 ms, six in all.
+pub const DEFAULT_RETRY: &str = "immediate_attempts = 3, immediate_delay_ms = 10, initial_delay_ms = 100, max_delay_ms = 400, max_attempts = 6, max_age_secs = 60";
 
 /// A test's own broker names and sandbox.
 pub struct Env {
@@ -70,6 +74,18 @@ impl Env {
     /// A configuration for this test: its own exchange and queues, one Powerspace destination
     /// at the sandbox, fast in-process retries. `extra` is appended to the destination table.
     pub fn config_toml(&self, extra: &str) -> String {
+        self.broker_toml()
+            + &self.destination_toml(
+                "powerspace",
+                self.sandbox.base_url(),
+                DEFAULT_RETRY,
+                "enabled = false",
+                extra,
+            )
+    }
+
+    /// The broker, worker and HTTP sections: this test's exchange and queues, short tiers.
+    pub fn broker_toml(&self) -> String {
         format!(
             r#"
             [broker]
@@ -78,25 +94,41 @@ impl Env {
             queue_prefix = "{p}"
             prefetch = 32
             reconnect_max_delay_secs = 1
+            retry_tiers_ms = [100, 200, 400, 800, 1600]
 
             [worker]
             shutdown_grace_secs = 5
 
             [http]
             listen = "127.0.0.1:0"
+            "#,
+            url = amqp_url(),
+            p = self.prefix,
+        )
+    }
 
+    /// A Powerspace destination named `name` at `base`, with the given retry and circuit
+    /// settings (inline-table bodies).
+    pub fn destination_toml(
+        &self,
+        name: &str,
+        base: &str,
+        retry: &str,
+        circuit: &str,
+        extra: &str,
+    ) -> String {
+        format!(
+            r#"
             [[destinations]]
-            name = "powerspace"
+            name = "{name}"
             kind = "powerspace"
             base_url = "{base}"
             timeout_ms = 2000
             match = {{ networks = ["powerspace"] }}
-            retry = {{ attempts = 3, initial_delay_ms = 10, max_delay_ms = 50 }}
+            retry = {{ {retry} }}
+            circuit = {{ {circuit} }}
             {extra}
-            "#,
-            url = amqp_url(),
-            p = self.prefix,
-            base = self.sandbox.base_url(),
+            "#
         )
     }
 
@@ -143,8 +175,8 @@ impl Env {
             .message_count()
     }
 
-    /// Takes every dead letter out of the dead-letter queue.
-    pub async fn take_dead_letters(&self) -> Vec<Envelope> {
+    /// Takes every message out of the dead-letter queue.
+    pub async fn take_all_dead(&self) -> Vec<DeadLetter> {
         let mut out = Vec::new();
         let dead = self.topology().dead;
         while let Some(m) = self
@@ -153,7 +185,7 @@ impl Env {
             .await
             .unwrap()
         {
-            out.push(serde_json::from_slice(&m.delivery.data).expect("an envelope"));
+            out.push(DeadLetter::from_message(&m.delivery, 1 << 20));
             m.delivery
                 .acker
                 .ack(BasicAckOptions::default())
@@ -161,6 +193,18 @@ impl Env {
                 .unwrap();
         }
         out
+    }
+
+    /// Takes every dead letter out of the dead-letter queue; all must be envelopes.
+    pub async fn take_dead_letters(&self) -> Vec<Envelope> {
+        self.take_all_dead()
+            .await
+            .into_iter()
+            .map(|l| match l {
+                DeadLetter::Envelope(e) => *e,
+                DeadLetter::Raw(r) => panic!("a message moved by the broker: {:?}", r.reason),
+            })
+            .collect()
     }
 
     pub async fn cleanup(self) {

@@ -1,0 +1,295 @@
+//! The retry schedule, as pure functions: exponential backoff with jitter, `Retry-After`
+//! clamped to the policy's bounds, the attempt and age budget, and the broker delay tier a
+//! delay lands in.
+//!
+//! Durable retries wait in delay-tier queues (one queue per delay, `x-message-ttl` plus
+//! dead-lettering back to the deliveries queue), so a retry never holds a broker delivery
+//! open. A computed delay is rounded **up** to the next tier: a retry never comes earlier
+//! than the policy (or the partner's `Retry-After`) asks, and at most one tier step later.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+/// How a destination retries. The defaults follow the best webhook senders: a first retry
+/// within a minute, doubling up to an hour, and giving up after two days.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Tries in a row, in-process, on the first delivery (1 = no in-process retry); for blips.
+    pub immediate_attempts: u32,
+    /// Pause between in-process tries (doubling, with jitter).
+    pub immediate_delay_ms: u64,
+    /// Delay before the first durable retry.
+    pub initial_delay_ms: u64,
+    /// Each further retry waits this many times longer.
+    pub factor: f64,
+    /// Longest delay between two tries.
+    pub max_delay_ms: u64,
+    /// Random spread of each delay, as a fraction (0.2 = ±20%), so retries of many events
+    /// do not arrive together.
+    pub jitter: f64,
+    /// Partner calls in all before giving up (`retries_exhausted`).
+    pub max_attempts: u32,
+    /// Time from the first try after which no retry is scheduled (`retries_exhausted`).
+    pub max_age_secs: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            immediate_attempts: 2,
+            immediate_delay_ms: 200,
+            initial_delay_ms: 30_000,
+            factor: 2.0,
+            max_delay_ms: 3_600_000,
+            jitter: 0.2,
+            max_attempts: 60,
+            max_age_secs: 48 * 3600,
+        }
+    }
+}
+
+/// Why a policy cannot be used; the caller names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct PolicyError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl RetryPolicy {
+    /// Checks the bounds, so that every delay computed from the policy is meaningful.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let err = |key, message: &str| {
+            Err(PolicyError {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if !(1..=10).contains(&self.immediate_attempts) {
+            return err("immediate_attempts", "must be between 1 and 10");
+        }
+        if self.immediate_delay_ms > 10_000 {
+            return err(
+                "immediate_delay_ms",
+                "in-process pauses hold a delivery open: keep them under 10000 ms",
+            );
+        }
+        if self.initial_delay_ms == 0 || self.initial_delay_ms > self.max_delay_ms {
+            return err(
+                "initial_delay_ms",
+                "must be at least 1 and not above max_delay_ms",
+            );
+        }
+        if !(self.factor.is_finite() && (1.0..=10.0).contains(&self.factor)) {
+            return err("factor", "must be between 1 and 10");
+        }
+        if !(self.jitter.is_finite() && (0.0..1.0).contains(&self.jitter)) {
+            return err("jitter", "must be at least 0 and below 1");
+        }
+        if self.max_attempts == 0 || self.max_attempts < self.immediate_attempts {
+            return err("max_attempts", "must be at least immediate_attempts");
+        }
+        if self.max_age_secs == 0 {
+            return err("max_age_secs", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn initial_delay(&self) -> Duration {
+        Duration::from_millis(self.initial_delay_ms)
+    }
+
+    pub fn max_delay(&self) -> Duration {
+        Duration::from_millis(self.max_delay_ms)
+    }
+
+    pub fn max_age(&self) -> Duration {
+        Duration::from_secs(self.max_age_secs)
+    }
+
+    /// The delay before durable retry number `retry` (1 for the first), given a random
+    /// `unit` in [0, 1) for the jitter and the partner's `Retry-After`, if any.
+    ///
+    /// Always within `[initial_delay, max_delay]`; a `Retry-After` raises the delay to what
+    /// the partner asked, clamped to the same bounds.
+    pub fn delay(&self, retry: u32, unit: f64, retry_after: Option<Duration>) -> Duration {
+        let exp = retry.saturating_sub(1).min(64) as i32;
+        let base = self.initial_delay_ms as f64 * self.factor.powi(exp);
+        let spread = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+        let ms = (base * spread).clamp(self.initial_delay_ms as f64, self.max_delay_ms as f64);
+        let computed = Duration::from_millis(ms as u64);
+        match retry_after {
+            Some(ra) => computed.max(ra.clamp(self.initial_delay(), self.max_delay())),
+            None => computed,
+        }
+    }
+
+    /// Whether to give up instead of scheduling a retry `next_delay` from `now`.
+    pub fn exhausted(
+        &self,
+        attempts: u32,
+        first_attempt_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        next_delay: Duration,
+    ) -> bool {
+        let age = (now - first_attempt_at).to_std().unwrap_or_default();
+        attempts >= self.max_attempts || age + next_delay > self.max_age()
+    }
+}
+
+/// The delay tiers, shortest first: the retry queues the broker holds messages in.
+pub const DEFAULT_TIERS_MS: [u64; 11] = [
+    1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000,
+];
+
+/// The tier a delay waits in: the shortest tier at least as long as `delay`, or the longest
+/// tier when `delay` is longer than all of them. `tiers` is sorted and not empty.
+pub fn tier_for(tiers: &[Duration], delay: Duration) -> usize {
+    tiers
+        .iter()
+        .position(|t| *t >= delay)
+        .unwrap_or(tiers.len() - 1)
+}
+
+/// A tier's queue-name suffix: `1s`, `30s`, `5m`, `1h`, `250ms`.
+pub fn tier_label(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1_000) {
+        format!("{}s", ms / 1_000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn policy() -> impl Strategy<Value = RetryPolicy> {
+        (1u64..100_000, 1.0f64..10.0, 0u64..10_000_000, 0.0f64..0.99).prop_map(
+            |(initial, factor, extra, jitter)| RetryPolicy {
+                initial_delay_ms: initial,
+                max_delay_ms: initial + extra,
+                factor,
+                jitter,
+                ..RetryPolicy::default()
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn delays_stay_within_bounds(p in policy(), retry in 0u32..1000, unit in 0.0f64..1.0, ra in proptest::option::of(0u64..100_000_000)) {
+            prop_assert!(p.validate().is_ok());
+            let d = p.delay(retry, unit, ra.map(Duration::from_millis));
+            prop_assert!(d >= p.initial_delay() && d <= p.max_delay(), "{d:?} for {p:?}");
+            if let Some(ra) = ra {
+                let asked = Duration::from_millis(ra).clamp(p.initial_delay(), p.max_delay());
+                prop_assert!(d >= asked);
+            }
+        }
+
+        #[test]
+        fn delays_grow_until_the_cap(p in policy(), retry in 1u32..40) {
+            // Without jitter, each delay is at least the one before.
+            let p = RetryPolicy { jitter: 0.0, ..p };
+            prop_assert!(p.delay(retry + 1, 0.5, None) >= p.delay(retry, 0.5, None));
+        }
+
+        #[test]
+        fn tiers_never_shorten_a_delay(ms in 0u64..10_000_000) {
+            let tiers: Vec<Duration> = DEFAULT_TIERS_MS.iter().map(|m| Duration::from_millis(*m)).collect();
+            let d = Duration::from_millis(ms);
+            let t = tier_for(&tiers, d);
+            prop_assert!(tiers[t] >= d || t == tiers.len() - 1);
+            prop_assert!(t == 0 || tiers[t - 1] < d);
+        }
+    }
+
+    #[test]
+    fn the_default_schedule() {
+        let p = RetryPolicy::default();
+        p.validate().unwrap();
+        let secs: Vec<u64> = (1..=9).map(|n| p.delay(n, 0.5, None).as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(
+            p.delay(1, 0.0, None),
+            Duration::from_secs(30),
+            "jitter never goes below the first delay"
+        );
+        assert_eq!(p.delay(1, 1.0, None), Duration::from_secs(36));
+        assert_eq!(
+            p.delay(1, 0.5, Some(Duration::from_secs(600))),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            p.delay(1, 0.5, Some(Duration::from_secs(86_400))),
+            Duration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn budget() {
+        let p = RetryPolicy::default();
+        let t0 = Utc::now();
+        assert!(!p.exhausted(1, t0, t0, Duration::from_secs(30)));
+        assert!(p.exhausted(60, t0, t0, Duration::from_secs(30)));
+        let later = t0 + chrono::Duration::hours(47) + chrono::Duration::minutes(30);
+        assert!(!p.exhausted(40, t0, later, Duration::from_secs(60)));
+        assert!(p.exhausted(40, t0, later, Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn bad_policies_are_refused() {
+        let bad = [
+            RetryPolicy {
+                factor: 0.5,
+                ..Default::default()
+            },
+            RetryPolicy {
+                factor: f64::NAN,
+                ..Default::default()
+            },
+            RetryPolicy {
+                jitter: 1.0,
+                ..Default::default()
+            },
+            RetryPolicy {
+                initial_delay_ms: 0,
+                ..Default::default()
+            },
+            RetryPolicy {
+                initial_delay_ms: 10,
+                max_delay_ms: 5,
+                ..Default::default()
+            },
+            RetryPolicy {
+                max_attempts: 0,
+                ..Default::default()
+            },
+            RetryPolicy {
+                immediate_attempts: 0,
+                ..Default::default()
+            },
+        ];
+        for p in bad {
+            assert!(p.validate().is_err(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn tier_labels() {
+        assert_eq!(tier_label(Duration::from_secs(3600)), "1h");
+        assert_eq!(tier_label(Duration::from_secs(300)), "5m");
+        assert_eq!(tier_label(Duration::from_secs(30)), "30s");
+        assert_eq!(tier_label(Duration::from_millis(250)), "250ms");
+    }
+}
