@@ -438,15 +438,33 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        // Values from the environment are often secrets: no error message may repeat them.
+        let secrets = std::cell::RefCell::new(Vec::new());
+        let recording = |name: &str| {
+            let v = env(name);
+            if let Some(v) = v.as_ref().filter(|v| v.len() >= 4) {
+                secrets.borrow_mut().push(v.clone());
+            }
+            v
+        };
         for (k, v) in table.iter_mut() {
-            expand_env(k, v, env)?;
+            expand_env(k, v, &recording)?;
         }
+        let scrub = |e: ConfigError| match e {
+            ConfigError::Key { key, mut message } => {
+                for s in secrets.borrow().iter() {
+                    message = message.replace(s.as_str(), "REDACTED");
+                }
+                ConfigError::Key { key, message }
+            }
+            other => other,
+        };
         let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
                 let key = e.path().to_string();
-                key_err(key, e.into_inner().to_string())
+                scrub(key_err(key, e.into_inner().to_string()))
             })?;
-        config.validate()?;
+        config.validate().map_err(scrub)?;
         Ok(config)
     }
 
@@ -711,5 +729,12 @@ mod tests {
             "{e}"
         );
         assert_eq!(expand_str("k", "a$${b}$c", &|_| None).unwrap(), "a${b}$c");
+        // A secret in the wrong place is not repeated in the error.
+        let e = Config::from_toml(&format!("{MINIMAL}\ntimeout_ms = \"${{SET}}\""), &|n| {
+            (n == "SET").then(|| "hunter2".into())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("timeout_ms") && !e.contains("hunter2"), "{e}");
     }
 }
