@@ -146,24 +146,18 @@ impl Dispatcher {
                 status: last_status,
                 error: last_error.clone(),
             });
-            let Verdict::Retry { retry_after, .. } = &verdict else {
-                return Report {
-                    verdict,
-                    tries: made,
-                    history,
-                    last_status,
-                    last_error,
-                    response_snippet: snippet,
-                };
+            // Not retryable; or a partner asking for more patience than an in-process pause,
+            // or a circuit that just opened: the tries end here, the rest is the broker's.
+            let next = match &verdict {
+                Verdict::Retry { retry_after, .. } => pauses
+                    .next()
+                    .filter(|_| retry_after.is_none_or(|ra| ra <= pause_cap))
+                    .filter(|_| guard.circuit.state() == crate::circuit::State::Closed)
+                    .map(|d| d.max(retry_after.unwrap_or_default())),
+                _ => None,
             };
-            // A partner asking for more patience than an in-process pause, or a circuit that
-            // just opened, ends the tries here: the rest is the broker's to wait.
-            let next = pauses
-                .next()
-                .filter(|_| retry_after.is_none_or(|ra| ra <= pause_cap))
-                .filter(|_| guard.circuit.state() == crate::circuit::State::Closed);
             match next {
-                Some(d) => tokio::time::sleep(d.max(retry_after.unwrap_or_default())).await,
+                Some(d) => tokio::time::sleep(d).await,
                 None => {
                     return Report {
                         verdict,

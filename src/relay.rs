@@ -363,15 +363,8 @@ impl Relay {
                     .events_consumed
                     .with_label_values(&["invalid"])
                     .inc();
-                let env = Envelope::for_message(
-                    err.reason(),
-                    err.to_string(),
-                    body,
-                    None,
-                    source.clone(),
-                );
                 return self
-                    .record_all(vec![Outcome::Dead(Box::new(env))], recorder)
+                    .dead_message(err.reason(), err.to_string(), body, None, source, recorder)
                     .await;
             }
         };
@@ -397,15 +390,9 @@ impl Relay {
                 event.kind,
                 attribution.publisher_id.as_deref().unwrap_or("")
             );
-            let env = Envelope::for_message(
-                Reason::Unroutable,
-                detail,
-                body,
-                Some(event.event_id.clone()),
-                source.clone(),
-            );
+            let id = Some(event.event_id.clone());
             return self
-                .record_all(vec![Outcome::Dead(Box::new(env))], recorder)
+                .dead_message(Reason::Unroutable, detail, body, id, source, recorder)
                 .await;
         }
         let raw: Box<RawValue> = serde_json::from_slice(body).expect("a parsed event is JSON");
@@ -423,15 +410,9 @@ impl Relay {
         let delivery: Delivery = match serde_json::from_slice(body) {
             Ok(d) => d,
             Err(e) => {
-                let env = Envelope::for_message(
-                    Reason::InvalidEvent,
-                    format!("not a delivery message: {e}"),
-                    body,
-                    None,
-                    source.clone(),
-                );
+                let detail = format!("not a delivery message: {e}");
                 return self
-                    .record_all(vec![Outcome::Dead(Box::new(env))], recorder)
+                    .dead_message(Reason::InvalidEvent, detail, body, None, source, recorder)
                     .await;
             }
         };
@@ -590,6 +571,21 @@ impl Relay {
                 Outcome::Retry { delivery, delay }
             }
         }
+    }
+
+    /// Dead-letters a whole message that failed before any destination was attempted.
+    async fn dead_message(
+        &self,
+        reason: Reason,
+        detail: String,
+        body: &[u8],
+        event_id: Option<String>,
+        source: &Source,
+        recorder: &Recorder,
+    ) -> Settle {
+        let env = Envelope::for_message(reason, detail, body, event_id, source.clone());
+        self.record_all(vec![Outcome::Dead(Box::new(env))], recorder)
+            .await
     }
 
     /// Records every outcome (retries into their delay tier, dead letters into the dead-letter

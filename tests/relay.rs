@@ -14,19 +14,7 @@ use postback_relay::sandbox::{Match, Rule};
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn start(env: &Env, extra: &str) -> Running {
-    start_with(env, &env.config_toml(extra)).await
-}
-
-async fn start_with(env: &Env, toml: &str) -> Running {
-    let config = Config::from_toml(toml, &|_| None).unwrap();
-    let running = relay::start(config, env.shutdown.clone()).await.unwrap();
-    let health = running.health.clone();
-    eventually(WAIT, "the relay consumes", || {
-        let h = health.clone();
-        async move { h.is_ready() }
-    })
-    .await;
-    running
+    env.start(&env.config_toml(extra)).await
 }
 
 async fn wait_acked(running: &Running, n: u64) {
@@ -288,7 +276,7 @@ async fn timeouts_and_connection_errors_are_retryable() {
     let toml = env
         .config_toml("")
         .replace("timeout_ms = 2000", "timeout_ms = 200");
-    let running = start_with(&env, &toml).await;
+    let running = env.start(&toml).await;
     env.publish(&event("slow", "lead", "slow", None)).await;
     wait_acked(&running, 1).await;
     assert_eq!(
@@ -318,7 +306,7 @@ async fn timeouts_and_connection_errors_are_retryable() {
     let toml = env
         .config_toml("")
         .replace(env.sandbox.base_url(), &format!("http://{closed}"));
-    let running = start_with(&env, &toml).await;
+    let running = env.start(&toml).await;
     env.publish(&event("refused", "lead", "c", None)).await;
     let m = running.metrics.clone();
     eventually(WAIT, "dead-lettered after the retry budget", || {

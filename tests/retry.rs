@@ -6,24 +6,12 @@ mod common;
 use std::time::Duration;
 
 use common::{Env, event, eventually};
-use postback_relay::config::Config;
+
 use postback_relay::deadletter::Reason;
-use postback_relay::relay::{self, Running};
+use postback_relay::relay::Running;
 use postback_relay::sandbox::{Match, Rule};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn start(env: &Env, toml: &str) -> Running {
-    let config = Config::from_toml(toml, &|_| None).unwrap();
-    let running = relay::start(config, env.shutdown.clone()).await.unwrap();
-    let health = running.health.clone();
-    eventually(WAIT, "the relay consumes", || {
-        let h = health.clone();
-        async move { h.is_ready() }
-    })
-    .await;
-    running
-}
 
 fn rule(path_prefix: &str, status: u16, times: Option<u64>) -> Rule {
     Rule {
@@ -68,7 +56,7 @@ async fn three_503s_then_200_is_one_delivery_after_three_durable_retries() {
             "enabled = false",
             "",
         );
-    let running = start(&env, &toml).await;
+    let running = env.start(&toml).await;
     env.publish(&event("e1", "lead", "flaky", None)).await;
     counter_reaches(&running, "delivered", |m| {
         m.deliveries
@@ -139,7 +127,7 @@ async fn retry_after_is_honoured() {
             "enabled = false",
             "",
         );
-    let running = start(&env, &toml).await;
+    let running = env.start(&toml).await;
     env.publish(&event("e1", "lead", "busy", None)).await;
     counter_reaches(&running, "delivered", |m| {
         m.deliveries
@@ -171,7 +159,7 @@ async fn a_partner_down_for_the_whole_test_ends_in_the_dead_letter_queue() {
             "enabled = false",
             "",
         );
-    let running = start(&env, &toml).await;
+    let running = env.start(&toml).await;
     env.publish(&event("down-1", "lead", "down", None)).await;
     counter_reaches(&running, "dead-lettered", |m| {
         m.deliveries
@@ -216,7 +204,7 @@ async fn one_failing_destination_of_three_is_retried_alone() {
             "",
         );
     }
-    let running = start(&env, &toml).await;
+    let running = env.start(&toml).await;
     env.publish(&event("e1", "order", "three", Some("10.00")))
         .await;
     counter_reaches(&running, "c delivered after its retries", |m| {
@@ -265,7 +253,7 @@ async fn an_open_circuit_stops_requests_and_deliveries_resume_after_it_closes() 
     let circuit = "failure_threshold = 2, open_ms = 1500";
     let toml = env.broker_toml()
         + &env.destination_toml("powerspace", env.sandbox.base_url(), retry, circuit, "");
-    let running = start(&env, &toml).await;
+    let running = env.start(&toml).await;
     // Two failures in a row open the circuit.
     env.publish(&event("first", "lead", "c0", None)).await;
     counter_reaches(&running, "the circuit opens", |m| {
@@ -335,7 +323,9 @@ async fn an_open_circuit_stops_requests_and_deliveries_resume_after_it_closes() 
 #[tokio::test]
 async fn a_click_past_its_lifetime_is_dead_lettered_without_a_call() {
     let env = Env::new().await;
-    let running = start(&env, &env.config_toml("click_lifetime_days = 30")).await;
+    let running = env
+        .start(&env.config_toml("click_lifetime_days = 30"))
+        .await;
     let clicked = (chrono::Utc::now() - chrono::Duration::days(31)).to_rfc3339();
     let body = format!(
         r#"{{"event_id":"old","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{{"network":"powerspace","click_id":"old","clicked_at":"{clicked}"}}}}"#

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::template::{Missing, Syntax, Template};
-use super::{Method, RenderError, Rendered};
+use super::{HttpMethod, Method, RenderError, Rendered};
 use crate::config::{ConfigError, DestinationConfig, key_err};
 use crate::event::ConversionEvent;
 
@@ -83,14 +83,6 @@ const CLICK_SOURCE: [&str; 4] = ["clickTime", "url", "phrase", "searchEngine"];
 
 /// Values that are JSON arrays, not strings.
 const JSON_VALUES: [&str; 2] = ["commissionGroups", "products"];
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HttpMethod {
-    #[default]
-    Get,
-    Post,
-}
 
 fn yes() -> bool {
     true

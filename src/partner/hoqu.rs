@@ -16,17 +16,9 @@ use serde::Deserialize;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::template::{Missing, Syntax, Template};
-use super::{Method, RenderError, Rendered, encode_component, fields, join, required};
+use super::{HttpMethod, Method, RenderError, Rendered, encode_component, fields, join, required};
 use crate::config::{ConfigError, DestinationConfig, Kind, key_err};
 use crate::event::{ConversionEvent, EventType};
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HttpMethod {
-    #[default]
-    Get,
-    Post,
-}
 
 /// How the offer pays, which decides the required parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -78,6 +78,15 @@ impl fmt::Display for Method {
     }
 }
 
+/// The method a destination uses, where the partner offers both (HOQU, publisher callbacks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HttpMethod {
+    #[default]
+    Get,
+    Post,
+}
+
 /// Why a destination cannot build a request from an event. Permanent: retrying the same event
 /// gives the same answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

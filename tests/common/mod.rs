@@ -132,6 +132,21 @@ impl Env {
         )
     }
 
+    /// Starts a relay on `toml` in this process and waits until it consumes.
+    pub async fn start(&self, toml: &str) -> postback_relay::relay::Running {
+        let config = Config::from_toml(toml, &|_| None).unwrap();
+        let running = postback_relay::relay::start(config, self.shutdown.clone())
+            .await
+            .unwrap();
+        let health = running.health.clone();
+        eventually(Duration::from_secs(30), "the relay consumes", || {
+            let h = health.clone();
+            async move { h.is_ready() }
+        })
+        .await;
+        running
+    }
+
     pub fn config(&self) -> Config {
         Config::from_toml(&self.config_toml(""), &|_| None).unwrap()
     }
