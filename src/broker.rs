@@ -34,7 +34,7 @@ pub struct Topology {
 
 /// Deliveries of one dead letter after which the broker would drop it: reading the
 /// dead-letter queue (`dlq list`) redelivers its messages, so this is set out of reach.
-const DEAD_DELIVERY_LIMIT: u32 = 1_000_000;
+const DEAD_DELIVERY_LIMIT: u32 = i32::MAX as u32;
 
 impl Topology {
     /// The default topology under `queue_prefix`, for tools that need only the queue names.

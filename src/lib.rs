@@ -27,6 +27,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod dlq;
 pub mod event;
+pub mod idempotency;
 pub mod metrics;
 pub mod observe;
 pub mod partner;

@@ -17,7 +17,8 @@ pub struct Metrics {
     pub events_acked: IntCounter,
     /// Events with no attribution: not ours to relay, acknowledged without a request.
     pub events_skipped: IntCounter,
-    /// Final outcome per destination: `delivered` or `dead_lettered`.
+    /// Final outcome per destination: `delivered`, `dead_lettered`, or `duplicate` (a
+    /// redelivered event the destination had already accepted, not sent again).
     pub deliveries: IntCounterVec,
     /// Dead letters by destination (`none` before routing) and reason code.
     pub dead_letters: IntCounterVec,
@@ -25,6 +26,10 @@ pub struct Metrics {
     pub partner_requests: IntCounterVec,
     /// Partner call duration by destination.
     pub request_duration: HistogramVec,
+    /// From the event's `occurred_at` to its delivery, by destination.
+    pub end_to_end: HistogramVec,
+    /// Age of the oldest dead letter, sampled; 0 when the queue is empty.
+    pub oldest_dead_letter_age: IntGauge,
     /// Deliveries being worked on, by destination.
     pub in_flight: IntGaugeVec,
     /// Circuit state by destination: 0 closed, 1 half-open, 2 open.
@@ -104,6 +109,48 @@ impl Metrics {
                     .register(Box::new(h.clone()))
                     .expect("unique metric");
                 h
+            },
+            end_to_end: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        name("end_to_end_seconds"),
+                        "From the event's occurred_at to its delivery, by destination.",
+                    )
+                    // Seconds for a live stream, hours to days for retries and deferred events.
+                    .buckets(vec![
+                        0.1,
+                        0.5,
+                        1.0,
+                        5.0,
+                        15.0,
+                        60.0,
+                        300.0,
+                        900.0,
+                        3600.0,
+                        6.0 * 3600.0,
+                        86400.0,
+                        3.0 * 86400.0,
+                        7.0 * 86400.0,
+                        30.0 * 86400.0,
+                    ]),
+                    &["destination"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
+            oldest_dead_letter_age: {
+                let g = IntGauge::new(
+                    name("oldest_dead_letter_age_seconds"),
+                    "Age of the oldest message in the dead-letter queue, sampled; 0 when it is empty.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
             },
             in_flight: {
                 let g = IntGaugeVec::new(
@@ -201,7 +248,7 @@ impl Metrics {
             self.dead_letters.with_label_values(&["none", r.as_str()]);
         }
         for d in names {
-            for o in ["delivered", "dead_lettered"] {
+            for o in ["delivered", "dead_lettered", "duplicate"] {
                 self.deliveries.with_label_values(&[d, o]);
             }
             for r in [
@@ -212,6 +259,7 @@ impl Metrics {
                 self.dead_letters.with_label_values(&[d, r.as_str()]);
             }
             self.request_duration.with_label_values(&[d]);
+            self.end_to_end.with_label_values(&[d]);
             self.in_flight.with_label_values(&[d]);
         }
     }

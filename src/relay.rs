@@ -35,6 +35,10 @@ use crate::partner;
 /// close (rabbitmq-server#10327), which here would double a conversion.
 const ACK_SETTLE: Duration = Duration::from_millis(300);
 
+/// How many recent deliveries, and for how long, are remembered against redeliveries.
+const RECENT_CAPACITY: usize = 100_000;
+const RECENT_TTL: Duration = Duration::from_secs(3600);
+
 /// Liveness and readiness, shared with the HTTP listener.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -56,6 +60,8 @@ pub struct Relay {
     config: Arc<Config>,
     topology: Topology,
     dispatcher: Dispatcher,
+    /// Deliveries this process made recently, so a redelivered event is not sent twice.
+    recent: crate::idempotency::Recent,
     metrics: Metrics,
     health: Arc<Health>,
 }
@@ -103,9 +109,18 @@ impl Relay {
         health: Arc<Health>,
     ) -> anyhow::Result<Relay> {
         metrics.init_destinations(config.destinations.iter().map(|d| d.name.as_str()));
+        let topology = Topology::from_config(&config);
+        for d in &config.destinations {
+            for (tier, _) in &topology.tiers {
+                metrics
+                    .retries_scheduled
+                    .with_label_values(&[&d.name, &crate::retry::tier_label(*tier)]);
+            }
+        }
         Ok(Relay {
-            topology: Topology::from_config(&config),
+            topology,
             dispatcher: Dispatcher::new(&config, metrics.clone())?,
+            recent: crate::idempotency::Recent::new(RECENT_CAPACITY, RECENT_TTL),
             config,
             metrics,
             health,
@@ -156,7 +171,8 @@ impl Relay {
         sessions: &mut u64,
     ) -> Result<SessionEnd, lapin::Error> {
         let prefix = &self.config.broker.queue_prefix;
-        let conn = broker::connect(&self.config.broker.url, &format!("worker {prefix}")).await?;
+        let conn =
+            Arc::new(broker::connect(&self.config.broker.url, &format!("worker {prefix}")).await?);
         // Publishing gets its own connection: a broker that blocks publishers (memory or disk
         // alarm) must not also stall the acks of the consuming connection.
         let pub_conn = broker::connect(
@@ -202,7 +218,7 @@ impl Relay {
         self.metrics.broker_connected.set(1);
         self.health.set_ready(true);
         tracing::info!(message = "consuming", queue = %self.topology.events, prefetch = self.config.broker.prefetch);
-        let sampler = tokio::spawn(Arc::clone(self).sample_queues(setup));
+        let sampler = tokio::spawn(Arc::clone(self).sample_queues(Arc::clone(&conn), setup));
 
         // At most `prefetch` deliveries per consumer are unacknowledged, so the task count is
         // bounded.
@@ -272,8 +288,9 @@ impl Relay {
         Ok(end)
     }
 
-    /// Samples the depth of every relay queue into `postback_relay_queue_messages`.
-    async fn sample_queues(self: Arc<Self>, ch: lapin::Channel) {
+    /// Samples the depth of every relay queue into `postback_relay_queue_messages`, and the
+    /// age of the oldest dead letter.
+    async fn sample_queues(self: Arc<Self>, conn: Arc<lapin::Connection>, ch: lapin::Channel) {
         let every = Duration::from_secs(self.config.worker.queue_sample_secs);
         let passive = QueueDeclareOptions {
             passive: true,
@@ -291,8 +308,34 @@ impl Relay {
                         .set(i64::from(info.message_count()));
                 }
             }
+            if let Ok(age) = self.oldest_dead_letter_age(&conn).await {
+                self.metrics.oldest_dead_letter_age.set(age);
+            }
             tokio::time::sleep(every).await;
         }
+    }
+
+    /// Looks at the head of the dead-letter queue without taking it: a get without ack on a
+    /// channel that is then closed, so the broker puts the message back where it was.
+    async fn oldest_dead_letter_age(&self, conn: &lapin::Connection) -> Result<i64, lapin::Error> {
+        let ch = conn.create_channel().await?;
+        let head = ch
+            .basic_get(
+                self.topology.dead.as_str().into(),
+                lapin::options::BasicGetOptions::default(),
+            )
+            .await?;
+        let age = head.map_or(0, |m| {
+            let at = crate::dlq::DeadLetter::from_message(
+                &m.delivery,
+                self.config.worker.max_event_bytes,
+            )
+            .summary()
+            .dead_lettered_at;
+            at.map_or(0, |t| (Utc::now() - t).num_seconds().max(0))
+        });
+        ch.close(200, "sampled".into()).await?;
+        Ok(age)
     }
 
     /// Processes one message and settles it. A panic while processing settles it too: the
@@ -485,6 +528,18 @@ impl Relay {
             );
             return dead(Reason::ClickExpired, detail, &delivery, None, None);
         }
+        if self
+            .recent
+            .contains(&dest.name, &event.event_id, std::time::Instant::now())
+        {
+            // Already accepted by the partner; this is a redelivery of the same event.
+            self.metrics
+                .deliveries
+                .with_label_values(&[&dest.name, "duplicate"])
+                .inc();
+            tracing::info!(message = "duplicate suppressed", destination = %dest.name, event_id = %event.event_id);
+            return Outcome::Delivered;
+        }
         let request = match partner::render(dest, event) {
             Ok(r) => r,
             Err(e) => return dead(Reason::RenderError, e.to_string(), &delivery, None, None),
@@ -527,10 +582,19 @@ impl Relay {
         delivery.record(report.history.clone());
         match &report.verdict {
             Verdict::Delivered => {
+                self.recent
+                    .insert(&dest.name, &event.event_id, std::time::Instant::now());
                 self.metrics
                     .deliveries
                     .with_label_values(&[&dest.name, "delivered"])
                     .inc();
+                let since = (Utc::now() - event.occurred_at)
+                    .to_std()
+                    .unwrap_or_default();
+                self.metrics
+                    .end_to_end
+                    .with_label_values(&[&dest.name])
+                    .observe(since.as_secs_f64());
                 self.metrics
                     .delivered_on_attempt
                     .with_label_values(&[&dest.name, attempt_bucket(delivery.attempts)])

@@ -27,6 +27,17 @@ fn cli(env: &Env, args: &[&str]) -> Output {
     out
 }
 
+/// Waits until `queue` holds `n` ready messages: messages a closed channel held come back
+/// to the queue a moment after the command has exited.
+async fn settles_at(env: &Env, queue: &str, n: u32) {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{queue} holds {n}"),
+        || async move { env.ready(queue).await == n },
+    )
+    .await;
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -115,8 +126,10 @@ async fn stats_and_list_read_without_consuming() {
     assert_eq!(stats["by_destination_reason"]["-"]["invalid_event"], 4);
     assert!(stats["oldest"].as_str().unwrap() <= stats["newest"].as_str().unwrap());
 
+    settles_at(&env, &env.topology().dead, 20).await;
     let all = json(&cli(&env, &["dlq", "list", "--format", "json"]));
     assert_eq!(listed_ids(&all), ids, "every dead letter, in queue order");
+    settles_at(&env, &env.topology().dead, 20).await;
     let b = json(&cli(
         &env,
         &[
@@ -142,7 +155,7 @@ async fn stats_and_list_read_without_consuming() {
     assert_eq!(text.lines().count(), 4, "{text}");
 
     // Nothing was consumed, and the order is unchanged.
-    assert_eq!(env.ready(&env.topology().dead).await, 20);
+    settles_at(&env, &env.topology().dead, 20).await;
     assert_eq!(
         listed_ids(&json(&cli(&env, &["dlq", "list", "--format", "json"]))),
         ids
@@ -174,8 +187,8 @@ async fn filtered_replay_moves_exactly_the_matching_and_keeps_the_rest_in_order(
     assert!(
         String::from_utf8_lossy(&dry.stderr).contains("8 of 20 dead letters would be replayed")
     );
-    assert_eq!(env.ready(&env.topology().dead).await, 20);
-    assert_eq!(env.ready(&env.topology().deliveries).await, 0);
+    settles_at(&env, &env.topology().dead, 20).await;
+    settles_at(&env, &env.topology().deliveries, 0).await;
 
     let out = cli(
         &env,
@@ -192,6 +205,7 @@ async fn filtered_replay_moves_exactly_the_matching_and_keeps_the_rest_in_order(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    settles_at(&env, &env.topology().dead, 12).await;
     let left = json(&cli(&env, &["dlq", "list", "--format", "json"]));
     assert_eq!(listed_ids(&left), others, "the others stay, in their order");
     let replayed = take_deliveries(&env).await;
@@ -217,9 +231,9 @@ async fn filtered_replay_moves_exactly_the_matching_and_keeps_the_rest_in_order(
         &["replay", "--reason", "invalid_event", "--limit", "2"],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("replayed 2 dead letter(s)"));
-    assert_eq!(env.ready(&env.topology().dead).await, 10);
+    settles_at(&env, &env.topology().dead, 10).await;
     // Events that failed before routing go back through the events queue.
-    assert_eq!(env.ready(&env.topology().events).await, 2);
+    settles_at(&env, &env.topology().events, 2).await;
     env.cleanup().await;
 }
 
@@ -279,7 +293,7 @@ async fn replayed_dead_letters_are_delivered_by_the_relay() {
         .filter(|r| r.status == 200)
         .count();
     assert_eq!(ok, 3);
-    assert_eq!(env.ready(&env.topology().dead).await, 0);
+    settles_at(&env, &env.topology().dead, 0).await;
     env.cleanup().await;
 }
 
