@@ -41,9 +41,17 @@ pub enum Admit {
 
 #[derive(Debug)]
 enum Inner {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen { probing: bool },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// A probe call is out since `since`. A probe whose result never comes back (its task
+    /// was cancelled with its session) stops counting after a pause: a new one may go.
+    HalfOpen {
+        since: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -80,12 +88,14 @@ impl Circuit {
         match *inner {
             Inner::Closed { .. } => Admit::Call,
             Inner::Open { until } if now < until => Admit::Wait(until - now),
-            Inner::Open { .. } | Inner::HalfOpen { probing: false } => {
-                *inner = Inner::HalfOpen { probing: true };
+            // One probe at a time; the others wait about as long as a probe takes.
+            Inner::HalfOpen { since } if now < since + self.open_for() => {
+                Admit::Wait(since + self.open_for() - now)
+            }
+            Inner::Open { .. } | Inner::HalfOpen { .. } => {
+                *inner = Inner::HalfOpen { since: now };
                 Admit::Probe
             }
-            // One probe at a time; the others wait about as long as a probe takes.
-            Inner::HalfOpen { probing: true } => Admit::Wait(self.open_for()),
         }
     }
 

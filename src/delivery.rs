@@ -29,6 +29,10 @@ pub struct Delivery {
     pub destination: String,
     /// Partner calls made so far.
     pub attempts: u32,
+    /// Durable retries scheduled so far after failed calls (waits for an open circuit do not
+    /// count): the backoff step of the next one.
+    #[serde(default)]
+    pub retries: u32,
     pub first_attempt_at: DateTime<Utc>,
     /// The latest attempts, oldest first, at most [`HISTORY_MAX`].
     #[serde(default)]
@@ -52,6 +56,7 @@ impl Delivery {
             event_id,
             destination,
             attempts: 0,
+            retries: 0,
             first_attempt_at: now,
             history: Vec::new(),
             replay_of: None,

@@ -188,12 +188,11 @@ impl Dispatcher {
         if let Some(rate) = &guard.rate {
             rate.until_ready().await;
         }
-        let in_flight = self.metrics.in_flight.with_label_values(&[&dest.name]);
-        in_flight.inc();
+        let in_flight = InFlight::new(self.metrics.in_flight.with_label_values(&[&dest.name]));
         let start = Instant::now();
         let (result, snippet) = self.send(dest, req).await;
         let elapsed = start.elapsed();
-        in_flight.dec();
+        drop(in_flight);
         self.metrics
             .request_duration
             .with_label_values(&[&dest.name])
@@ -275,6 +274,22 @@ impl Dispatcher {
             },
             crate::deadletter::snippet(&body),
         )
+    }
+}
+
+/// Counts a call in flight until dropped, also when its task is cancelled mid-call.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(g: prometheus::IntGauge) -> InFlight {
+        g.inc();
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

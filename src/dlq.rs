@@ -2,34 +2,31 @@
 //! and send chosen dead letters back for delivery (`replay`).
 //!
 //! Reading takes every message without acknowledging it and then closes the channel, so the
-//! broker returns them all, in their order. Replay publishes each chosen dead letter back and
-//! acknowledges it in one AMQP transaction (committed every [`BATCH`] dead letters): the
-//! broker applies both or neither, so a replay interrupted at any point (Ctrl-C, kill -9,
-//! broker restart) leaves each dead letter either replayed once or still in the queue.
+//! broker returns them all, in their order. Replay publishes each chosen dead letter back,
+//! waits for the broker's confirm, and only then acknowledges it: a replay interrupted at any
+//! point (Ctrl-C, kill -9, broker restart) loses none. The one dead letter whose confirm had
+//! arrived but whose ack had not left when the replay died is also still in the queue, and a
+//! re-run sends it again; it carries the dead letter's id as its message id, and the relay
+//! does not deliver the same event to the same destination twice.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::StreamExt;
-use lapin::BasicProperties;
 use lapin::message::Delivery as AmqpDelivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use serde::Serialize;
 
-use crate::broker::Topology;
+use crate::broker::{Publisher, Topology};
 use crate::deadletter::{Envelope, Reason};
 use crate::delivery::Delivery;
 
 /// How long to wait for the next message once the broker has nothing more to send.
 const IDLE: Duration = Duration::from_secs(2);
-
-/// Dead letters replayed per transaction.
-pub const BATCH: u64 = 100;
 
 /// A message in the dead-letter queue: an envelope the relay wrote, or a message the broker
 /// moved there itself (delivery limit reached, or rejected whole by the relay).
@@ -304,16 +301,9 @@ pub async fn replay(
     mut progress: impl FnMut(&Summary, bool),
 ) -> anyhow::Result<ReplayReport> {
     let ch = conn.create_channel().await?;
+    let publisher = Publisher::new(conn).await?;
     let count = depth(&ch, &topology.dead).await?;
-    // The targets must exist: a publish no queue receives would be lost inside the transaction.
-    for q in [&topology.events, &topology.deliveries] {
-        depth(&ch, q).await?;
-    }
-    if !dry_run {
-        ch.tx_select().await?;
-    }
     let mut report = ReplayReport::default();
-    let mut uncommitted = 0;
     take(&ch, &topology.dead, count, async |m| {
         report.examined += 1;
         let letter = DeadLetter::from_message(&m, max_event_bytes);
@@ -323,37 +313,17 @@ pub async fn replay(
             report.matched += 1;
             if !dry_run {
                 let (queue, body) = replay_message(&letter, topology)?;
-                let props = BasicProperties::default()
-                    .with_content_type("application/json".into())
-                    .with_delivery_mode(2);
-                // Awaiting the (unrequested) confirm waits until the message's frames are written,
-                // so none is interleaved with the ack or the commit.
-                ch.basic_publish(
-                    "".into(),
-                    queue.into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    props,
-                )
-                .await?
-                .await?;
+                // Publish, confirm, then ack: never lost, whatever stops the replay.
+                let id = summary.dead_letter_id.as_deref();
+                publisher.publish_json("", queue, &body, id, None).await?;
                 m.acker.ack(BasicAckOptions::default()).await?;
-                uncommitted += 1;
-                if uncommitted == BATCH {
-                    ch.tx_commit().await?;
-                    report.replayed += uncommitted;
-                    uncommitted = 0;
-                }
+                report.replayed += 1;
             }
         }
         progress(&summary, chosen);
         Ok(limit.is_none_or(|l| report.matched < l) || !chosen)
     })
     .await?;
-    if uncommitted > 0 {
-        ch.tx_commit().await?;
-        report.replayed += uncommitted;
-    }
     // Closing returns everything not replayed, in order.
     ch.close(200, "replay done".into()).await?;
     Ok(report)

@@ -609,10 +609,7 @@ impl Relay {
                 Some(&report),
             ),
             Verdict::Retry { retry_after, why } => {
-                let retry = (delivery.attempts + 1)
-                    .saturating_sub(policy.immediate_attempts)
-                    .max(1);
-                let delay = policy.delay(retry, rand::random::<f64>(), *retry_after);
+                let delay = policy.delay(delivery.retries + 1, rand::random::<f64>(), *retry_after);
                 if policy.exhausted(
                     delivery.attempts,
                     delivery.first_attempt_at,
@@ -632,6 +629,7 @@ impl Relay {
                         Some(&report),
                     );
                 }
+                delivery.retries += 1;
                 Outcome::Retry { delivery, delay }
             }
         }

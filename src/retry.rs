@@ -27,8 +27,9 @@ pub struct RetryPolicy {
     pub factor: f64,
     /// Longest delay between two tries.
     pub max_delay_ms: u64,
-    /// Random spread of each delay, as a fraction (0.2 = ±20%), so retries of many events
-    /// do not arrive together.
+    /// Random shortening of each delay, as a fraction (0.2 = up to 20% earlier), so retries
+    /// of many events do not arrive together. Downward only: the delay tiers round a delay
+    /// up, so a delay at a tier's length stays in that tier.
     pub jitter: f64,
     /// Partner calls in all before giving up (`retries_exhausted`).
     pub max_attempts: u32,
@@ -118,7 +119,7 @@ impl RetryPolicy {
     pub fn delay(&self, retry: u32, unit: f64, retry_after: Option<Duration>) -> Duration {
         let exp = retry.saturating_sub(1).min(64) as i32;
         let base = self.initial_delay_ms as f64 * self.factor.powi(exp);
-        let spread = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+        let spread = 1.0 - self.jitter * unit.clamp(0.0, 1.0);
         let ms = (base * spread).clamp(self.initial_delay_ms as f64, self.max_delay_ms as f64);
         let computed = Duration::from_millis(ms as u64);
         match retry_after {
@@ -140,9 +141,10 @@ impl RetryPolicy {
     }
 }
 
-/// The delay tiers, shortest first: the retry queues the broker holds messages in.
+/// The delay tiers, shortest first: the retry queues the broker holds messages in. From 30 s
+/// on they are the default policy's steps, so the default schedule is kept exactly.
 pub const DEFAULT_TIERS_MS: [u64; 11] = [
-    1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000,
+    1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 240_000, 480_000, 960_000, 1_920_000, 3_600_000,
 ];
 
 /// The tier a delay waits in: the shortest tier at least as long as `delay`, or the longest
@@ -218,14 +220,25 @@ mod tests {
     fn the_default_schedule() {
         let p = RetryPolicy::default();
         p.validate().unwrap();
-        let secs: Vec<u64> = (1..=9).map(|n| p.delay(n, 0.5, None).as_secs()).collect();
+        let secs: Vec<u64> = (1..=9).map(|n| p.delay(n, 0.0, None).as_secs()).collect();
         assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
         assert_eq!(
-            p.delay(1, 0.0, None),
+            p.delay(1, 1.0, None),
             Duration::from_secs(30),
-            "jitter never goes below the first delay"
+            "never below the first delay"
         );
-        assert_eq!(p.delay(1, 1.0, None), Duration::from_secs(36));
+        assert_eq!(p.delay(2, 1.0, None), Duration::from_secs(48));
+        // With the default tiers, every jittered delay waits in its step's tier.
+        let tiers: Vec<Duration> = DEFAULT_TIERS_MS
+            .iter()
+            .map(|m| Duration::from_millis(*m))
+            .collect();
+        for n in 1..=9u32 {
+            for unit in [0.0, 0.5, 0.999] {
+                let t = tiers[tier_for(&tiers, p.delay(n, unit, None))];
+                assert_eq!(t.as_secs(), secs[n as usize - 1], "retry {n}");
+            }
+        }
         assert_eq!(
             p.delay(1, 0.5, Some(Duration::from_secs(600))),
             Duration::from_secs(600)

@@ -347,7 +347,8 @@ async fn a_replay_killed_halfway_then_rerun_loses_nothing() {
         "everything replayed"
     );
 
-    // Each dead letter replayed exactly once.
+    // Each dead letter replayed once; only the one between its confirm and its ack at the
+    // kill can have gone twice.
     let mut count: HashMap<String, usize> = HashMap::new();
     for d in take_deliveries(&env).await {
         *count.entry(d.replay_of.unwrap().to_string()).or_default() += 1;
@@ -388,6 +389,9 @@ async fn a_replay_killed_halfway_then_rerun_loses_nothing() {
         "replay killed after {moved_at_kill} of {N}; re-run: missing {missing}, replayed twice {doubled}"
     );
     assert_eq!(missing, 0, "no dead letter lost");
-    assert_eq!(doubled, 0, "none replayed twice");
+    assert!(
+        doubled <= 1,
+        "at most the one in flight at the kill: {doubled}"
+    );
     env.cleanup().await;
 }

@@ -351,6 +351,15 @@ fn hoqu_statuses_outside_the_table_are_refused_not_guessed() {
         err.contains("\"on its way\"") && err.contains("status table"),
         "{err}"
     );
+    // A lead needs its conversion id too: the update that follows repeats it.
+    let mut lead = hoqu_event("lead", "1", None);
+    lead.order.as_mut().unwrap().id = None;
+    assert!(
+        partner::render(&d, &lead)
+            .unwrap_err()
+            .to_string()
+            .contains("order.id")
+    );
     // An update must name the conversion it updates.
     let mut e = hoqu_event("order_status", "1", Some("paid"));
     e.order.as_mut().unwrap().id = None;
@@ -548,7 +557,7 @@ fn callback_templates_are_checked_at_load() {
     let e = with("http://p.example:8080/x");
     assert!(e.contains("port 8080") && e.contains("80 and 443"), "{e}");
     let e = with("http://!!!merchantId!!!.example/x");
-    assert!(e.contains("not in the scheme or host"), "{e}");
+    assert!(e.contains("not in the scheme, host or port"), "{e}");
     let e = with("ftp://p.example/x");
     assert!(e.contains("http"), "{e}");
     let ok = "name = \"p\"\nkind = \"callback\"\nmatch = { networks = [\"awin\"] }\ncallback = { url = \"https://p.example:443/!!!products!!!\" }";
@@ -702,6 +711,9 @@ fn tracker_config_is_checked_at_load() {
             .contains("no postback URL for registration")
     );
     assert!(with(REVSHARE, "url = \"mailto:x@example.com\"").contains("http"));
+    // A value from the affiliate's link can never pick the host.
+    let e = with(REVSHARE, "url = \"https://#affid#/postback?c=#clickId#\"");
+    assert!(e.contains("not in the scheme, host or port"), "{e}");
 }
 
 #[test]

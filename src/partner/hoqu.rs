@@ -3,8 +3,9 @@
 //! - GET `{base}/{api_key}/s2s?click_id=&request_id=&action=&price=&status=`, or POST to
 //!   `{base}/{api_key}` with `Content-Type: application/json` and the same fields ("Пример
 //!   POST-запроса: Host: https://trackerdomain.com/advertiser_api_key").
-//! - `request_id` is the advertiser's conversion ID: HOQU drops duplicates by it and confirms or
-//!   rejects by it, so a status update repeats the same `click_id` + `request_id`.
+//! - `request_id` is the advertiser's conversion ID (`order.id`, required): HOQU drops
+//!   duplicates by it and confirms or rejects by it, so a status update repeats the same
+//!   `click_id` + `request_id`.
 //! - Required: fixed CPA `click_id, request_id, action, status`; percentage CPA adds `price`;
 //!   recurring payments add `customer_id` to leads and add customers with
 //!   `customer_id, click_id, status=activate|deactivate`.
@@ -256,17 +257,14 @@ impl Hoqu {
             }
             push("status", Param::Text(status));
         } else {
-            let request_id = match (order.and_then(|o| o.id.clone()), conversion) {
-                (Some(id), _) => id,
-                // A status update must name the conversion it updates.
-                (None, "status_update") => {
-                    return Err(RenderError::Missing {
-                        kind: Kind::Hoqu,
-                        field: "order.id",
-                    });
-                }
-                (None, _) => event.event_id.clone(),
-            };
+            // HOQU drops duplicates and applies status updates by request_id: it must be the
+            // conversion's own id, the same for the conversion and its later updates.
+            let request_id = order
+                .and_then(|o| o.id.clone())
+                .ok_or(RenderError::Missing {
+                    kind: Kind::Hoqu,
+                    field: "order.id (HOQU's request_id, which status updates repeat)",
+                })?;
             let action = event.action.clone().or_else(|| self.action.clone()).ok_or(
                 RenderError::Missing {
                     kind: Kind::Hoqu,
@@ -299,7 +297,8 @@ impl Hoqu {
                 push("price", p);
             }
             push("status", Param::Text(status.to_owned()));
-            if self.recurring {
+            // "Для добавления лида: click_id, request_id, action, status, customer_id".
+            if self.recurring && event.kind == crate::event::EventType::Lead {
                 let c = event.customer.as_ref().and_then(|c| c.id.clone());
                 push(
                     "customer_id",

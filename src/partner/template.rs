@@ -132,6 +132,16 @@ impl Template {
                     rest = &after[end + close.len()..];
                 }
                 None => {
+                    // `!!!` never occurs in a URL by chance: a `!!!...!!!` span that is not a
+                    // name is a mistyped placeholder, and must not be sent as it is.
+                    if syntax == Syntax::Bang
+                        && let Some(end) = after.find(close).filter(|e| *e > 0)
+                    {
+                        return Err(TemplateError::Unknown {
+                            shown: syntax.show(&after[..end]),
+                            hint: " (placeholder names are letters and digits only)".into(),
+                        });
+                    }
                     text_buf.push_str(&rest[..start + open.len()]);
                     rest = after;
                 }
@@ -235,6 +245,35 @@ impl Template {
         Ok(values)
     }
 
+    /// For a URL template: checks that no placeholder can change where the request goes
+    /// (scheme, host, port), and returns the URL as rendered with sample values.
+    pub fn fixed_origin(&self) -> Result<url::Url, String> {
+        let sample = |v: &'static str| {
+            let text = self
+                .render(&|_| Some(v.to_owned()), Missing::Empty)
+                .expect("empty policy never fails");
+            url::Url::parse(&text).map_err(|e| format!("not a URL: {e}"))
+        };
+        let (a, b) = (sample("a")?, sample("b.example")?);
+        let origin = |u: &url::Url| {
+            (
+                u.scheme().to_owned(),
+                u.host_str().map(str::to_owned),
+                u.port(),
+            )
+        };
+        if origin(&a) != origin(&b) {
+            return Err(
+                "placeholders may appear in the path or the query, not in the scheme, host or port"
+                    .into(),
+            );
+        }
+        if !matches!(a.scheme(), "http" | "https") || a.host().is_none() {
+            return Err("must be an http:// or https:// URL".into());
+        }
+        Ok(a)
+    }
+
     /// Whether two placeholders follow each other with no text between (which `extract`
     /// cannot split).
     pub fn has_adjacent_placeholders(&self) -> bool {
@@ -305,6 +344,15 @@ mod tests {
         );
         assert!(Template::parse("{params.}", Syntax::Brace, &known).is_err());
         assert!(Template::parse("{paramsx}", Syntax::Brace, &known).is_err());
+    }
+
+    #[test]
+    fn mistyped_bang_placeholders_are_refused() {
+        for t in ["?c=!!!click Ref!!!", "?c=!!!clickRef-2!!!"] {
+            assert!(Template::parse(t, Syntax::Bang, KNOWN).is_err(), "{t}");
+        }
+        // A lone "!!!" is text.
+        assert!(Template::parse("?c=wow!!!", Syntax::Bang, KNOWN).is_ok());
     }
 
     #[test]

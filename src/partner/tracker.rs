@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::template::{Missing, Syntax, Template};
 use super::{RenderError, fields, required};
-use crate::config::{ConfigError, DestinationConfig, Kind, check_http_url, key_err};
+use crate::config::{ConfigError, DestinationConfig, Kind, key_err};
 use crate::event::{ConversionEvent, EventType};
 
 const PREFIX: &str = "trID_";
@@ -81,12 +81,8 @@ pub fn compile(
     let parse = |k: String, text: &str| -> Result<Template, ConfigError> {
         let t =
             Template::parse(text, Syntax::Hash, &known).map_err(|e| key_err(&k, e.to_string()))?;
-        // The scheme and host are checked on the text before the first macro.
-        let sample = t
-            .render(&|_| Some("x".into()), Missing::Empty)
-            .expect("empty policy never fails");
-        let base = sample.split(['?', '#']).next().unwrap_or_default();
-        check_http_url(&k, base)?;
+        // Tracker values come from the affiliate's link: they must never choose the host.
+        t.fixed_origin().map_err(|e| key_err(&k, e))?;
         Ok(t)
     };
     let default = o
