@@ -10,7 +10,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 relay
+    && useradd --system --uid 10001 relay \
+    && mkdir -p /var/lib/postback-relay && chown relay /var/lib/postback-relay
 COPY --from=build /src/target/release/postback-relay /usr/local/bin/postback-relay
 COPY config/example.toml /etc/postback-relay/example.toml
 USER relay

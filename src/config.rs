@@ -24,6 +24,9 @@ pub struct Config {
     pub worker: WorkerConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    /// Where deliveries, claims and statuses are recorded.
+    #[serde(default)]
+    pub store: crate::store::StoreConfig,
     pub destinations: Vec<DestinationConfig>,
 }
 

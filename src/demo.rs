@@ -40,6 +40,10 @@ pub const DESTINATIONS: [&str; 4] = ["powerspace", "hoqu", "publisher", "affilia
 
 /// The demo's configuration: one destination of each kind, all pointing at the sandbox.
 fn demo_config(amqp_url: &str, prefix: &str, sb: &str) -> anyhow::Result<Config> {
+    let db = std::env::temp_dir()
+        .join(format!("{prefix}.db"))
+        .display()
+        .to_string();
     let text = format!(
         r##"
         [broker]
@@ -50,6 +54,10 @@ fn demo_config(amqp_url: &str, prefix: &str, sb: &str) -> anyhow::Result<Config>
 
         [http]
         listen = "127.0.0.1:0"
+
+        [store]
+        kind = "embedded"
+        path = {db:?}
 
         [[destinations]]
         name = "powerspace"
@@ -62,7 +70,8 @@ fn demo_config(amqp_url: &str, prefix: &str, sb: &str) -> anyhow::Result<Config>
         kind = "hoqu"
         base_url = "{sb}/hoqu"
         match = {{ networks = ["hoqu"] }}
-        hoqu = {{ api_key = "demo-api-key", payout = "percentage", action = "lead" }}
+        hoqu = {{ api_key = "demo-api-key", payout = "percentage", action = "lead", status_wait_secs = 2 }}
+        retry = {{ initial_delay_ms = 1000 }}
 
         [[destinations]]
         name = "publisher"
@@ -99,13 +108,16 @@ pub fn sample_events(n: usize) -> Vec<Outgoing> {
             } else if i % 50 == 11 {
                 format!(r#"{{"event_id":"organic-{i}","type":"order","occurred_at":"2026-11-22T10:00:00Z","order":{{"amount":"10.00"}}}}"#)
             } else {
-                let click = if i % 23 == 5 { format!("expired-{i}") } else { format!("click-{i}") };
+                // A status update carries its conversion's click.
+                let c = if i % 8 == 5 { i - 4 } else { i };
+                let click = if c % 23 == 5 { format!("expired-{c}") } else { format!("click-{c}") };
                 let amount = format!("{}.{:02}", 10 + i % 190, i % 100);
                 let (network, kind, extra) = match i % 4 {
                     0 if i % 8 == 0 => ("powerspace", "lead", String::new()),
                     0 => ("powerspace", "order", format!(r#","order":{{"id":"{i}","amount":"{amount}","currency":"EUR"}}"#)),
                     1 if i % 8 == 1 => ("hoqu", "lead", format!(r#","order":{{"id":"{i}","amount":"{amount}"}}"#)),
-                    1 => ("hoqu", "order_status", format!(r#","order":{{"id":"{i}","amount":"{amount}","status":"paid"}}"#)),
+                    // The status update of the lead published four events earlier.
+                    1 => ("hoqu", "order_status", format!(r#","order":{{"id":"{}","amount":"{amount}","status":"paid"}}"#, i - 4)),
                     2 => (
                         "awin",
                         "order",
@@ -213,10 +225,12 @@ pub async fn run(amqp_url: &str, n: usize) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     println!("  published         {n} events, all confirmed by the broker");
 
+    // Settled: every event has its final outcome (status updates may wait a moment for their
+    // conversion, in the retry tiers).
     let bar = progress_bar(n as u64, "settled");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let settled = metrics.events_acked.get();
+        let settled = accounted(&metrics);
         bar.set_position(settled);
         if settled >= n as u64 {
             break;
@@ -250,7 +264,10 @@ pub async fn run(amqp_url: &str, n: usize) -> anyhow::Result<ExitCode> {
     running.wait().await?;
     topology.delete(&channel).await?;
     let _ = conn.close(200, "demo done".into()).await;
-    println!("  cleaned up        exchange and queues {prefix}.* deleted");
+    for suffix in [".db", ".db-wal", ".db-shm"] {
+        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{prefix}{suffix}")));
+    }
+    println!("  cleaned up        exchange, queues {prefix}.* and the demo's store deleted");
     Ok(if agrees {
         ExitCode::SUCCESS
     } else {
@@ -281,6 +298,26 @@ async fn show_dead_letters(conn: &lapin::Connection, topology: &Topology) -> any
     }
     println!();
     Ok(())
+}
+
+/// Events with their final outcome: each sample event has one destination, or none.
+fn accounted(m: &Metrics) -> u64 {
+    let outcomes: u64 = DESTINATIONS
+        .iter()
+        .flat_map(|d| {
+            ["delivered", "dead_lettered", "duplicate", "superseded"]
+                .map(|o| m.deliveries.with_label_values(&[d, o]).get())
+        })
+        .sum();
+    let before_routing: u64 = Reason::ALL
+        .iter()
+        .map(|r| {
+            m.dead_letters
+                .with_label_values(&["none", r.as_str()])
+                .get()
+        })
+        .sum();
+    outcomes + before_routing + m.events_skipped.get()
 }
 
 /// What the sandbox answered, per destination (the first path segment) and status.

@@ -13,6 +13,8 @@
 //! - [`deadletter`] and [`dlq`]: the envelope of what could not be delivered, and reading
 //!   and replaying the dead-letter queue;
 //! - [`metrics`] and [`observe`]: Prometheus metrics, health and readiness;
+//! - [`store`]: what was delivered, what is being attempted, and the
+//!   latest status of each conversion;
 //! - [`sandbox`]: a stand-in partner for the demo, the tests and benchmarks;
 //! - [`publish`] and [`demo`]: the reference producer and the guided demo.
 #![forbid(unsafe_code)]
@@ -27,7 +29,6 @@ pub mod demo;
 pub mod dispatch;
 pub mod dlq;
 pub mod event;
-pub mod idempotency;
 pub mod metrics;
 pub mod observe;
 pub mod partner;
@@ -35,3 +36,4 @@ pub mod publish;
 pub mod relay;
 pub mod retry;
 pub mod sandbox;
+pub mod store;

@@ -17,8 +17,9 @@ pub struct Metrics {
     pub events_acked: IntCounter,
     /// Events with no attribution: not ours to relay, acknowledged without a request.
     pub events_skipped: IntCounter,
-    /// Final outcome per destination: `delivered`, `dead_lettered`, or `duplicate` (a
-    /// redelivered event the destination had already accepted, not sent again).
+    /// Final outcome per destination: `delivered`, `dead_lettered`, `duplicate` (the
+    /// destination had already accepted this event; not sent again) or `superseded` (a
+    /// status older than one already sent; not sent).
     pub deliveries: IntCounterVec,
     /// Dead letters by destination (`none` before routing) and reason code.
     pub dead_letters: IntCounterVec,
@@ -248,7 +249,7 @@ impl Metrics {
             self.dead_letters.with_label_values(&["none", r.as_str()]);
         }
         for d in names {
-            for o in ["delivered", "dead_lettered", "duplicate"] {
+            for o in ["delivered", "dead_lettered", "duplicate", "superseded"] {
                 self.deliveries.with_label_values(&[d, o]);
             }
             for r in [

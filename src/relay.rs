@@ -29,15 +29,12 @@ use crate::dispatch::Dispatcher;
 use crate::event::{self, ConversionEvent};
 use crate::metrics::{Metrics, attempt_bucket};
 use crate::partner;
+use crate::store::{Claim, Store};
 
 /// How long to let the broker settle the last acknowledgements before closing the channel on
 /// shutdown: quorum queues have been seen to requeue messages whose acks arrived just before a
 /// close (rabbitmq-server#10327), which here would double a conversion.
 const ACK_SETTLE: Duration = Duration::from_millis(300);
-
-/// How many recent deliveries, and for how long, are remembered against redeliveries.
-const RECENT_CAPACITY: usize = 100_000;
-const RECENT_TTL: Duration = Duration::from_secs(3600);
 
 /// Liveness and readiness, shared with the HTTP listener.
 #[derive(Debug, Default)]
@@ -60,8 +57,8 @@ pub struct Relay {
     config: Arc<Config>,
     topology: Topology,
     dispatcher: Dispatcher,
-    /// Deliveries this process made recently, so a redelivered event is not sent twice.
-    recent: crate::idempotency::Recent,
+    /// Claims, the idempotency record and status order.
+    store: Store,
     metrics: Metrics,
     health: Arc<Health>,
 }
@@ -105,6 +102,7 @@ struct Recorder {
 impl Relay {
     pub fn new(
         config: Arc<Config>,
+        store: Store,
         metrics: Metrics,
         health: Arc<Health>,
     ) -> anyhow::Result<Relay> {
@@ -120,7 +118,7 @@ impl Relay {
         Ok(Relay {
             topology,
             dispatcher: Dispatcher::new(&config, metrics.clone())?,
-            recent: crate::idempotency::Recent::new(RECENT_CAPACITY, RECENT_TTL),
+            store,
             config,
             metrics,
             health,
@@ -501,7 +499,7 @@ impl Relay {
         &self,
         dest: &DestinationConfig,
         event: &ConversionEvent,
-        mut delivery: Delivery,
+        delivery: Delivery,
         first: bool,
         source: &Source,
     ) -> Outcome {
@@ -528,21 +526,132 @@ impl Relay {
             );
             return dead(Reason::ClickExpired, detail, &delivery, None, None);
         }
-        if self
-            .recent
-            .contains(&dest.name, &event.event_id, std::time::Instant::now())
-        {
-            // Already accepted by the partner; this is a redelivery of the same event.
-            self.metrics
-                .deliveries
-                .with_label_values(&[&dest.name, "duplicate"])
-                .inc();
-            tracing::info!(message = "duplicate suppressed", destination = %dest.name, event_id = %event.event_id);
-            return Outcome::Delivered;
-        }
         let request = match partner::render(dest, event) {
             Ok(r) => r,
             Err(e) => return dead(Reason::RenderError, e.to_string(), &delivery, None, None),
+        };
+        // One attempt at a time per delivery, across replicas; none after it was accepted.
+        let policy = &dest.retry;
+        let key = format!("{}\u{1f}{}", dest.name, event.event_id);
+        let lease = dest.timeout() * (policy.immediate_attempts + 1) + Duration::from_secs(30);
+        let wait = |mut delivery: Delivery, why: &str| {
+            delivery.record([AttemptRecord {
+                at: now,
+                result: why.into(),
+                status: None,
+                error: None,
+            }]);
+            Outcome::Retry {
+                delivery,
+                delay: policy.initial_delay(),
+            }
+        };
+        match self.store.claim(&key, lease).await {
+            Ok(Claim::Acquired) => {}
+            Ok(Claim::Delivered) => {
+                // Accepted before: this is a redelivery or a replay of the same event.
+                self.metrics
+                    .deliveries
+                    .with_label_values(&[&dest.name, "duplicate"])
+                    .inc();
+                tracing::info!(message = "duplicate suppressed", destination = %dest.name, event_id = %event.event_id);
+                return Outcome::Delivered;
+            }
+            // Another worker is on it: look again later, when it has finished.
+            Ok(Claim::Busy) => return wait(delivery, "claimed_elsewhere"),
+            Err(e) => {
+                tracing::error!(message = "store unavailable; the delivery waits", destination = %dest.name, error = %e);
+                return wait(delivery, "store_unavailable");
+            }
+        }
+        let order = partner::status_of(dest, event);
+        let order_lock = order.as_ref().map(|s| format!("lock\u{1f}{}", s.key));
+        if let Some(status) = &order {
+            // Statuses of one conversion go out one at a time, in order.
+            let lock = order_lock.as_deref().expect("set with order");
+            if self.store.claim(lock, lease).await.ok() != Some(Claim::Acquired) {
+                let _ = self.store.release(&key).await;
+                return wait(delivery, "conversion_busy");
+            }
+            let release_both = async || {
+                let _ = self.store.release(&key).await;
+                let _ = self.store.release(lock).await;
+            };
+            match self.store.status(&status.key).await {
+                Ok(Some(sent)) if sent >= status.rank => {
+                    // A later (or the same) status went first: sending this one would undo it.
+                    release_both().await;
+                    self.metrics
+                        .deliveries
+                        .with_label_values(&[&dest.name, "superseded"])
+                        .inc();
+                    tracing::info!(
+                        message = "superseded status not sent",
+                        destination = %dest.name,
+                        event_id = %event.event_id,
+                        status = status.name
+                    );
+                    return Outcome::Delivered;
+                }
+                Ok(None)
+                    if status.update
+                        && now - delivery.first_attempt_at < status.wait_for_conversion =>
+                {
+                    // An update ahead of its conversion waits for it, within a bound.
+                    release_both().await;
+                    return wait(delivery, "waiting_for_conversion");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    release_both().await;
+                    tracing::error!(message = "store unavailable; the delivery waits", destination = %dest.name, error = %e);
+                    return wait(delivery, "store_unavailable");
+                }
+            }
+        }
+        let outcome = self
+            .call_partner(dest, event, delivery, first, request, source)
+            .await;
+        let result = match &outcome {
+            Outcome::Delivered => {
+                if let Some(status) = &order
+                    && let Err(e) = self.store.record_status(&status.key, status.rank).await
+                {
+                    tracing::error!(message = "cannot record the status sent", error = %e);
+                }
+                self.store.delivered(&key).await
+            }
+            _ => self.store.release(&key).await,
+        };
+        if let Err(e) = result {
+            tracing::error!(message = "cannot record in the store", destination = %dest.name, event_id = %event.event_id, error = %e);
+        }
+        if let Some(lock) = &order_lock {
+            let _ = self.store.release(lock).await;
+        }
+        outcome
+    }
+
+    /// Calls the partner (through its circuit) and decides: delivered, retry, or dead letter.
+    async fn call_partner(
+        &self,
+        dest: &DestinationConfig,
+        event: &ConversionEvent,
+        mut delivery: Delivery,
+        first: bool,
+        request: partner::Request,
+        source: &Source,
+    ) -> Outcome {
+        let now = Utc::now();
+        let dead = |reason, detail: String, delivery: &Delivery, request, report| {
+            Outcome::Dead(Box::new(Envelope::for_delivery(
+                reason,
+                detail,
+                delivery,
+                request,
+                report,
+                source.clone(),
+            )))
         };
         let policy = &dest.retry;
         let tries = match self.dispatcher.admit(dest) {
@@ -582,8 +691,6 @@ impl Relay {
         delivery.record(report.history.clone());
         match &report.verdict {
             Verdict::Delivered => {
-                self.recent
-                    .insert(&dest.name, &event.event_id, std::time::Instant::now());
                 self.metrics
                     .deliveries
                     .with_label_values(&[&dest.name, "delivered"])
@@ -742,7 +849,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             anyhow::anyhow!("cannot listen on {} (http.listen): {e}", config.http.listen)
         })?;
     let http_addr = listener.local_addr()?;
-    let relay = Arc::new(Relay::new(config, metrics.clone(), health.clone())?);
+    let store = Store::open(&config.store)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the store ([store] in the config): {e}"))?;
+    let relay = Arc::new(Relay::new(config, store, metrics.clone(), health.clone())?);
     let http = tokio::spawn(crate::observe::serve(
         listener,
         metrics.clone(),

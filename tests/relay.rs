@@ -482,14 +482,14 @@ async fn every_partner_kind_end_to_end() {
         kind = "hoqu"
         base_url = "{base}/hoqu-get"
         match = {{ networks = ["hoqu"] }}
-        hoqu = {{ api_key = "${{TEST_HOQU_KEY}}", payout = "percentage", action = "lead" }}
+        hoqu = {{ api_key = "${{TEST_HOQU_KEY}}", payout = "percentage", action = "lead", status_wait_secs = 0 }}
 
         [[destinations]]
         name = "hoqu-post"
         kind = "hoqu"
         base_url = "{base}/hoqu-post"
         match = {{ networks = ["hoqu"] }}
-        hoqu = {{ api_key = "${{TEST_HOQU_KEY}}", method = "post", payout = "fixed", action = "sale" }}
+        hoqu = {{ api_key = "${{TEST_HOQU_KEY}}", method = "post", payout = "fixed", action = "sale", status_wait_secs = 0 }}
 
         [[destinations]]
         name = "publisher"
@@ -531,7 +531,10 @@ async fn every_partner_kind_end_to_end() {
         r#"{"event_id":"t1","type":"rebill","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"espace-plus","click_id":"x","tracker":"trID_aff9-ck42_trID"}}"#,
         r#"{"event_id":"t2","type":"signup","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"espace-plus","click_id":"x","tracker":"trID_nodash_trID"}}"#,
     ];
-    for e in events {
+    // The conversion first, so its status update follows it (status order).
+    env.publish(events[0].as_bytes()).await;
+    wait_acked(&running, 1).await;
+    for e in &events[1..] {
         env.publish(e.as_bytes()).await;
     }
     wait_acked(&running, events.len() as u64).await;

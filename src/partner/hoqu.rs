@@ -50,6 +50,14 @@ pub struct Options {
     /// e.g. `sub1 = "{params.sub1}"`.
     #[serde(default)]
     pub extra: BTreeMap<String, String>,
+    /// How long a status update waits for its conversion to be sent first (then it goes
+    /// anyway: "Рекламодатель может сразу передавать финальный статус").
+    #[serde(default = "default_status_wait")]
+    pub status_wait_secs: u64,
+}
+
+fn default_status_wait() -> u64 {
+    300
 }
 
 /// A checked HOQU destination.
@@ -62,6 +70,7 @@ pub struct Hoqu {
     recurring: bool,
     action: Option<String>,
     extra: Vec<(String, Template)>,
+    status_wait_secs: u64,
 }
 
 /// The document's status table ("Соответствие статусов конверсий"), matched case-insensitively.
@@ -173,6 +182,7 @@ pub fn compile(
         recurring: o.recurring,
         action: o.action.clone(),
         extra,
+        status_wait_secs: o.status_wait_secs,
     })
 }
 
@@ -212,6 +222,26 @@ impl Serialize for JsonBody<'_> {
 impl Hoqu {
     pub fn api_key(&self) -> &str {
         &self.api_key
+    }
+
+    pub fn status_wait_secs(&self) -> u64 {
+        self.status_wait_secs
+    }
+
+    /// The HOQU status `event` is sent with, and whether it is an update; `None` for customer
+    /// events and statuses outside the table (those are render errors).
+    pub fn status_for(
+        &self,
+        event: &ConversionEvent,
+        conversion: &str,
+    ) -> Option<(&'static str, bool)> {
+        let merchant = event.order.as_ref().and_then(|o| o.status.as_deref());
+        match (conversion, merchant) {
+            ("conversion", Some(s)) => map_status(s).map(|st| (st, false)),
+            ("conversion", None) => Some(("hold", false)),
+            ("status_update", Some(s)) => map_status(s).map(|st| (st, true)),
+            _ => None,
+        }
     }
 
     pub(crate) fn render(

@@ -141,6 +141,46 @@ pub fn render(dest: &DestinationConfig, event: &ConversionEvent) -> Result<Reque
     }
 }
 
+/// A status a request carries for a conversion, for status order: a status is never sent
+/// after a later one for the same conversion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusOf {
+    /// The conversion, per destination: the store key.
+    pub key: String,
+    /// hold 1, approved 2, rejected 3: a status of a lower or equal rank than the one sent is
+    /// superseded (an approved conversion can still be rejected on a refund, never put back
+    /// on hold).
+    pub rank: u8,
+    pub name: &'static str,
+    /// An update (rather than the conversion itself), which waits for its conversion.
+    pub update: bool,
+    /// How long an update waits for its conversion before it is sent anyway ("a final
+    /// status may be sent directly").
+    pub wait_for_conversion: chrono::Duration,
+}
+
+/// The status `event` carries to `dest`, if the partner has statuses (HOQU).
+pub fn status_of(dest: &DestinationConfig, event: &ConversionEvent) -> Option<StatusOf> {
+    let Format::Hoqu(h) = &dest.format else {
+        return None;
+    };
+    let conversion = dest.routes.get(&event.kind)?;
+    let (name, update) = h.status_for(event, conversion)?;
+    let order = event.order.as_ref()?.id.as_deref()?;
+    let rank = match name {
+        "hold" => 1,
+        "approved" => 2,
+        _ => 3,
+    };
+    Some(StatusOf {
+        key: format!("{}\u{1f}order\u{1f}{order}", dest.name),
+        rank,
+        name,
+        update,
+        wait_for_conversion: chrono::Duration::seconds(h.status_wait_secs() as i64),
+    })
+}
+
 /// What a kind's renderer produces; [`render`] adds the destination and secrets.
 pub(crate) struct Rendered {
     pub method: Method,

@@ -101,9 +101,16 @@ impl Env {
 
             [http]
             listen = "127.0.0.1:0"
+
+            [store]
+            kind = "embedded"
+            path = "{db}"
             "#,
             url = amqp_url(),
             p = self.prefix,
+            db = std::env::temp_dir()
+                .join(format!("{}.db", self.prefix))
+                .display(),
         )
     }
 
@@ -222,7 +229,20 @@ impl Env {
             .collect()
     }
 
+    /// The store section for Redis, shared by every relay of this test.
+    pub fn redis_store_toml(&self) -> String {
+        format!(
+            "[store]\nkind = \"redis\"\nurl = \"{}\"\nkey_prefix = \"{}\"\n",
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into()),
+            self.prefix
+        )
+    }
+
     pub async fn cleanup(self) {
+        for suffix in [".db", ".db-wal", ".db-shm"] {
+            let _ =
+                std::fs::remove_file(std::env::temp_dir().join(format!("{}{suffix}", self.prefix)));
+        }
         self.shutdown.cancel();
         let _ = self.topology().delete(&self.channel).await;
         let _ = self.conn.close(200, "test done".into()).await;

@@ -1,0 +1,223 @@
+//! Effectively once: a redelivered event reaches its partner once (with the embedded store and
+//! with Redis), statuses never go backwards, and replicas share the work.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Env, event, eventually};
+use postback_relay::relay::Running;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn until(
+    running: &Running,
+    what: &str,
+    f: impl Fn(&postback_relay::metrics::Metrics) -> bool,
+) {
+    let m = running.metrics.clone();
+    eventually(WAIT, what, || {
+        let ok = f(&m);
+        async move { ok }
+    })
+    .await;
+}
+
+async fn redelivered_event_reaches_the_partner_once(redis: bool) {
+    let env = Env::new().await;
+    let mut toml = env.config_toml("");
+    if redis {
+        toml = toml
+            .replace("kind = \"embedded\"", "kind = \"redis\"")
+            .replace(
+                &format!(
+                    "path = \"{}\"",
+                    std::env::temp_dir()
+                        .join(format!("{}.db", env.prefix))
+                        .display()
+                ),
+                &format!(
+                    "url = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{}\"",
+                    env.prefix
+                ),
+            );
+        assert!(toml.contains("kind = \"redis\""));
+    }
+    let running = env.start(&toml).await;
+    let body = event("same-event", "order", "once", Some("10.00"));
+    env.publish(&body).await;
+    until(&running, "delivered", |m| {
+        m.deliveries
+            .with_label_values(&["powerspace", "delivered"])
+            .get()
+            == 1
+    })
+    .await;
+    // The same event again, as a redelivery or a producer retry would bring it.
+    env.publish(&body).await;
+    until(&running, "the second copy suppressed", |m| {
+        m.deliveries
+            .with_label_values(&["powerspace", "duplicate"])
+            .get()
+            == 1
+    })
+    .await;
+    assert_eq!(env.sandbox.requests().await.unwrap().len(), 1);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_redelivered_event_reaches_the_partner_once_with_the_embedded_store() {
+    redelivered_event_reaches_the_partner_once(false).await;
+}
+
+#[tokio::test]
+async fn a_redelivered_event_reaches_the_partner_once_with_redis() {
+    redelivered_event_reaches_the_partner_once(true).await;
+}
+
+fn hoqu_toml(env: &Env, status_wait_secs: u64) -> String {
+    format!(
+        r#"{broker}
+        [[destinations]]
+        name = "hoqu"
+        kind = "hoqu"
+        base_url = "{base}"
+        match = {{ networks = ["hoqu"] }}
+        retry = {{ immediate_attempts = 1, initial_delay_ms = 100, max_delay_ms = 400 }}
+        hoqu = {{ api_key = "k", payout = "percentage", action = "lead", status_wait_secs = {status_wait_secs} }}
+        "#,
+        broker = env.broker_toml(),
+        base = env.sandbox.base_url()
+    )
+}
+
+fn hoqu_event(id: &str, kind: &str, status: Option<&str>) -> Vec<u8> {
+    let status = status
+        .map(|s| format!(r#","status":"{s}""#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"event_id":"{id}","type":"{kind}","occurred_at":"2026-11-22T10:00:00Z","attribution":{{"network":"hoqu","click_id":"c7e2206f"}},"order":{{"id":"12345","amount":"30"{status}}}}}"#
+    )
+    .into_bytes()
+}
+
+fn statuses(requests: &[postback_relay::sandbox::Recorded]) -> Vec<String> {
+    requests.iter().filter_map(|r| r.param("status")).collect()
+}
+
+#[tokio::test]
+async fn approved_then_a_late_hold_sends_only_approved() {
+    let env = Env::new().await;
+    let running = env.start(&hoqu_toml(&env, 300)).await;
+    env.publish(&hoqu_event("paid", "order", Some("paid")))
+        .await;
+    until(&running, "approved sent", |m| {
+        m.deliveries.with_label_values(&["hoqu", "delivered"]).get() == 1
+    })
+    .await;
+    // A late "pending" for the same order: sending it would put an approved order on hold.
+    env.publish(&hoqu_event("late", "order_status", Some("pending")))
+        .await;
+    until(&running, "the late hold superseded", |m| {
+        m.deliveries
+            .with_label_values(&["hoqu", "superseded"])
+            .get()
+            == 1
+    })
+    .await;
+    // A refund may still reject it.
+    env.publish(&hoqu_event("refund", "order_status", Some("refunded")))
+        .await;
+    until(&running, "rejected sent", |m| {
+        m.deliveries.with_label_values(&["hoqu", "delivered"]).get() == 2
+    })
+    .await;
+    assert_eq!(
+        statuses(&env.sandbox.requests().await.unwrap()),
+        ["approved", "rejected"]
+    );
+    assert!(
+        env.take_dead_letters().await.is_empty(),
+        "superseded is not a dead letter"
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_update_ahead_of_its_conversion_waits_for_it() {
+    let env = Env::new().await;
+    let running = env.start(&hoqu_toml(&env, 300)).await;
+    env.publish(&hoqu_event("update", "order_status", Some("paid")))
+        .await;
+    until(&running, "the update parked", |m| m.events_acked.get() == 1).await;
+    assert!(
+        env.sandbox.requests().await.unwrap().is_empty(),
+        "not sent before its conversion"
+    );
+    env.publish(&hoqu_event("conversion", "lead", None)).await;
+    until(&running, "both sent", |m| {
+        m.deliveries.with_label_values(&["hoqu", "delivered"]).get() == 2
+    })
+    .await;
+    assert_eq!(
+        statuses(&env.sandbox.requests().await.unwrap()),
+        ["hold", "approved"]
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_share_the_work_and_each_event_goes_once() {
+    const N: usize = 600;
+    let env = Env::new().await;
+    let toml = env.config_toml("").replace(
+        &format!(
+            "[store]\n            kind = \"embedded\"\n            path = \"{}\"",
+            std::env::temp_dir()
+                .join(format!("{}.db", env.prefix))
+                .display()
+        ),
+        &env.redis_store_toml(),
+    );
+    assert!(toml.contains("kind = \"redis\""), "{toml}");
+    let a = env.start(&toml).await;
+    let b = env.start(&toml).await;
+    for i in 0..N {
+        env.publish(&event(&format!("r{i}"), "lead", &format!("rep-{i}"), None))
+            .await;
+    }
+    // Each replica also gets a copy of some events, as after a redelivery.
+    for i in (0..N).step_by(10) {
+        env.publish(&event(&format!("r{i}"), "lead", &format!("rep-{i}"), None))
+            .await;
+    }
+    let (ma, mb) = (a.metrics.clone(), b.metrics.clone());
+    eventually(WAIT, "every event settled", || {
+        let (ma, mb) = (ma.clone(), mb.clone());
+        async move { ma.events_acked.get() + mb.events_acked.get() == (N + N / 10) as u64 }
+    })
+    .await;
+    let mut per: HashMap<String, usize> = HashMap::new();
+    for r in env.sandbox.requests().await.unwrap() {
+        *per.entry(r.param("qci").unwrap()).or_default() += 1;
+    }
+    let delivered = |m: &postback_relay::metrics::Metrics| {
+        m.deliveries
+            .with_label_values(&["powerspace", "delivered"])
+            .get()
+    };
+    eprintln!(
+        "replica a delivered {}, replica b {}",
+        delivered(&ma),
+        delivered(&mb)
+    );
+    assert_eq!(per.len(), N, "every event");
+    assert!(per.values().all(|c| *c == 1), "none twice");
+    assert!(
+        delivered(&ma) > 0 && delivered(&mb) > 0,
+        "both replicas worked"
+    );
+    env.cleanup().await;
+}
