@@ -1,0 +1,228 @@
+//! Hostile input at scale: arbitrary bytes, arbitrary JSON and arbitrary valid-shaped events
+//! through parsing, routing and every renderer. Never a panic; either a request to the
+//! destination's own host or a reasoned rejection.
+
+use std::sync::OnceLock;
+
+use postback_relay::config::Config;
+use postback_relay::{event, partner};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use serde_json::{Value, json};
+
+fn config() -> &'static Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let text = std::fs::read_to_string("tests/fixtures/all-kinds.toml").unwrap();
+        Config::from_toml(&text, &|_| Some("hostile-api-key".into())).unwrap()
+    })
+}
+
+const HOSTS: [&str; 4] = [
+    "a.pwspace.com",
+    "trackerdomain.com",
+    "www.publisher-domain.com",
+    "tracking.affiliate.example",
+];
+
+/// Every destination the event matches: render, and check what came out. Returns the
+/// destinations that rendered a request.
+fn route_and_render(body: &[u8]) -> Result<Vec<String>, TestCaseError> {
+    let Ok(e) = event::parse(body, 1 << 20) else {
+        return Ok(Vec::new());
+    };
+    let mut rendered = Vec::new();
+    for d in config().destinations.iter().filter(|d| d.matches(&e)) {
+        match partner::render(d, &e) {
+            Ok(r) => {
+                let url = url::Url::parse(&r.url)
+                    .map_err(|err| TestCaseError::fail(format!("{err}: {}", r.url)))?;
+                prop_assert!(
+                    HOSTS.contains(&url.host_str().unwrap_or("")),
+                    "{} went elsewhere",
+                    r.url
+                );
+                prop_assert!(!r.redacted().url.contains("hostile-api-key"));
+                if let Some(b) = &r.body
+                    && r.headers
+                        .get("Content-Type")
+                        .is_some_and(|c| c == "application/json")
+                {
+                    prop_assert!(
+                        serde_json::from_str::<Value>(b).is_ok(),
+                        "a JSON body parses"
+                    );
+                }
+                rendered.push(d.name.clone());
+            }
+            // A reasoned rejection is fine; its message must say something.
+            Err(err) => prop_assert!(!err.to_string().is_empty()),
+        }
+    }
+    Ok(rendered)
+}
+
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
+        ".{0,40}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_]{1,12}", inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Strings that try to break out: reserved URL characters, placeholders of every syntax,
+/// encodings, Unicode, control characters, long values.
+fn hostile_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        ".{0,64}",
+        "[&=#?/%+ !{}-]{0,16}",
+        Just("!!!commission!!!".to_owned()),
+        Just("#affid#".to_owned()),
+        Just("{event_id}".to_owned()),
+        Just("%41%ZZ%".to_owned()),
+        Just("Österreich 🎉".to_owned()),
+        Just("a\u{0}b\u{7f}".to_owned()),
+        "x{1000,2100}",
+    ]
+}
+
+/// Mostly values an event accepts (printable, with every URL-reserved character and
+/// Unicode), sometimes anything at all.
+fn value_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => "[!-~][ -~]{0,40}",
+        2 => "[!-~\u{e9}\u{d6}\u{1f389}]{1,12}",
+        1 => hostile_text(),
+    ]
+}
+
+fn money() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        6 => "[0-9]{1,10}(\\.[0-9]{1,4})?".prop_map(Value::String),
+        1 => hostile_text().prop_map(Value::String),
+        2 => (0u32..100_000).prop_map(|n| json!(n)),
+    ]
+}
+
+fn shaped_event() -> impl Strategy<Value = Value> {
+    (
+        (
+            value_text(),
+            prop::sample::select(vec![
+                "lead", "order", "order_status", "registration", "trial", "signup", "rebill", "customer_status",
+            ]),
+            prop::sample::select(vec!["powerspace", "hoqu", "awin", "espace-plus", "other"]),
+            value_text(),
+            prop::option::of(value_text()),
+            prop::option::of(prop_oneof![
+                3 => ("[a-z0-9]{1,6}", "[a-z0-9]{1,6}", value_text()).prop_map(|(a, b, c)| format!("trID_1234567_{a}-{b}-{c}_trID")),
+                1 => value_text().prop_map(|t| format!("trID_1234567_{t}_trID")),
+            ]),
+        ),
+        (
+            prop::option::of(value_text()),
+            money(),
+            prop::option::of(money()),
+            prop::option::of(prop::sample::select(vec!["paid", "PENDING", "refunded", "on its way", ""])),
+            prop::collection::btree_map("[a-zA-Z0-9]{1,8}", value_text(), 0..4),
+            prop::option::of(prop::sample::select(vec!["activate", "deactivate", "paused"])),
+            prop::option::of(value_text()),
+        ),
+    )
+        .prop_map(|((id, kind, network, click, publisher, tracker), (order_id, amount, shipping, status, params, cstatus, action))| {
+            let mut order = json!({ "amount": amount, "currency": "EUR", "products": [{"n": id.clone(), "q": 2}] });
+            if let Some(o) = order_id {
+                order["id"] = json!(o);
+            }
+            if let Some(s) = shipping {
+                order["shipping"] = s;
+            }
+            if let Some(s) = status {
+                order["status"] = json!(s);
+            }
+            let mut attribution = json!({ "network": network, "click_id": click, "params": params });
+            if let Some(p) = publisher {
+                attribution["publisher_id"] = json!(p);
+            }
+            if let Some(t) = tracker {
+                attribution["tracker"] = json!(t);
+            }
+            let mut e = json!({
+                "event_id": id, "type": kind, "occurred_at": "2026-11-22T10:00:00+02:00",
+                "attribution": attribution, "order": order,
+                "customer": { "id": "c-1" }
+            });
+            if let Some(s) = cstatus {
+                e["customer"]["status"] = json!(s);
+            }
+            if let Some(a) = action {
+                e["action"] = json!(a);
+            }
+            e
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes(body in prop::collection::vec(any::<u8>(), 0..512)) {
+        route_and_render(&body)?;
+    }
+
+    #[test]
+    fn arbitrary_json(v in any_json()) {
+        route_and_render(&serde_json::to_vec(&v).unwrap())?;
+    }
+
+    #[test]
+    fn arbitrary_valid_shaped_events(v in shaped_event()) {
+        route_and_render(&serde_json::to_vec(&v).unwrap())?;
+    }
+
+    #[test]
+    fn values_arrive_intact_and_inert(click in hostile_text().prop_filter("a valid click id", |c| {
+        !c.trim().is_empty() && !c.chars().any(char::is_control) && c.chars().count() <= 4096
+    })) {
+        // Whatever the click ID holds, Powerspace receives exactly it as qci, and nothing else.
+        let body = serde_json::to_vec(&json!({
+            "event_id": "e", "type": "lead", "occurred_at": "2026-11-22T10:00:00Z",
+            "attribution": { "network": "powerspace", "click_id": click }
+        })).unwrap();
+        let e = event::parse(&body, 1 << 20).unwrap();
+        let r = partner::render(&config().destinations[0], &e).unwrap();
+        let pairs: Vec<(String, String)> = url::Url::parse(&r.url).unwrap().query_pairs().into_owned().collect();
+        prop_assert_eq!(pairs, vec![("qci".to_owned(), click)]);
+    }
+}
+
+#[test]
+fn the_shaped_strategy_reaches_every_renderer() {
+    // Guard against a strategy that only ever produces rejections.
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut rendered = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..1000 {
+        let v = shaped_event().new_tree(&mut runner).unwrap().current();
+        for d in route_and_render(&serde_json::to_vec(&v).unwrap()).unwrap() {
+            *rendered.entry(d).or_default() += 1;
+        }
+    }
+    for d in &config().destinations {
+        assert!(
+            rendered.get(&d.name).copied().unwrap_or(0) >= 5,
+            "{} barely reached: {rendered:?}",
+            d.name
+        );
+    }
+}
