@@ -533,7 +533,9 @@ impl Relay {
         // One attempt at a time per delivery, across replicas; none after it was accepted.
         let policy = &dest.retry;
         let key = format!("{}\u{1f}{}", dest.name, event.event_id);
-        let lease = dest.timeout() * (policy.immediate_attempts + 1) + Duration::from_secs(30);
+        // Long enough for every in-process try; a replica that dies holding a claim delays the
+        // delivery by this much, no more.
+        let lease = dest.timeout() * (policy.immediate_attempts + 1) + Duration::from_secs(5);
         let wait = |mut delivery: Delivery, why: &str| {
             delivery.record([AttemptRecord {
                 at: now,
