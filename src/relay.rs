@@ -457,16 +457,8 @@ impl Relay {
                     .await;
             }
         };
-        let dead = |reason, detail: String| {
-            Outcome::Dead(Box::new(Envelope::for_delivery(
-                reason,
-                detail,
-                &delivery,
-                None,
-                None,
-                source.clone(),
-            )))
-        };
+        let dead =
+            |reason, detail: String| dead_outcome(reason, detail, &delivery, None, None, source);
         let Some(dest) = self
             .config
             .destinations
@@ -505,14 +497,7 @@ impl Relay {
     ) -> Outcome {
         let now = Utc::now();
         let dead = |reason, detail: String, delivery: &Delivery, request, report| {
-            Outcome::Dead(Box::new(Envelope::for_delivery(
-                reason,
-                detail,
-                delivery,
-                request,
-                report,
-                source.clone(),
-            )))
+            dead_outcome(reason, detail, delivery, request, report, source)
         };
         let lifetime = chrono::Duration::days(i64::from(dest.click_lifetime_days));
         if let Some(clicked) = event.attribution.as_ref().and_then(|a| a.clicked_at)
@@ -646,14 +631,7 @@ impl Relay {
     ) -> Outcome {
         let now = Utc::now();
         let dead = |reason, detail: String, delivery: &Delivery, request, report| {
-            Outcome::Dead(Box::new(Envelope::for_delivery(
-                reason,
-                detail,
-                delivery,
-                request,
-                report,
-                source.clone(),
-            )))
+            dead_outcome(reason, detail, delivery, request, report, source)
         };
         let policy = &dest.retry;
         let tries = match self.dispatcher.admit(dest) {
@@ -872,4 +850,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         health,
         task,
     })
+}
+
+/// A dead letter for one delivery.
+fn dead_outcome(
+    reason: Reason,
+    detail: String,
+    delivery: &Delivery,
+    request: Option<&partner::Request>,
+    report: Option<&crate::dispatch::Report>,
+    source: &Source,
+) -> Outcome {
+    Outcome::Dead(Box::new(Envelope::for_delivery(
+        reason,
+        detail,
+        delivery,
+        request,
+        report,
+        source.clone(),
+    )))
 }

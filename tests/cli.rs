@@ -3,10 +3,12 @@
 
 mod common;
 
+use common::RelayProcess as Process;
+
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Env, event, eventually};
@@ -34,51 +36,6 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
         .write_all(text.as_bytes())
         .unwrap();
     path.to_str().unwrap().to_owned()
-}
-
-/// A relay process on a config file; killed when dropped.
-struct Process(Child);
-
-impl Process {
-    fn run(config: &str) -> Process {
-        Process(
-            Command::new(BIN)
-                .args(["--log-format", "json", "run", "--config", config])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.0.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the relay did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

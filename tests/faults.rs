@@ -5,38 +5,17 @@
 
 mod common;
 
+use common::RelayProcess as Process;
+
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Env, event, eventually};
 use postback_relay::sandbox::{Match, Rule};
 
-const BIN: &str = env!("CARGO_BIN_EXE_postback-relay");
 /// Calls the partner answers too late (after the relay's 1 s timeout).
 const TIMEOUTS: usize = 40;
-
-struct Process(Child);
-
-impl Process {
-    fn run(config: &str) -> Process {
-        Process(
-            Command::new(BIN)
-                .args(["--log-format", "json", "run", "--config", config])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn rule(query: &str, status: u16, delay_ms: u64, times: u64) -> Rule {
     Rule {

@@ -6,23 +6,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Env, event, eventually};
-use postback_relay::relay::Running;
+use common::{Env, event, eventually, until};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn until(
-    running: &Running,
-    what: &str,
-    f: impl Fn(&postback_relay::metrics::Metrics) -> bool,
-) {
-    let m = running.metrics.clone();
-    eventually(WAIT, what, || {
-        let ok = f(&m);
-        async move { ok }
-    })
-    .await;
-}
 
 async fn redelivered_event_reaches_the_partner_once(redis: bool) {
     let env = Env::new().await;

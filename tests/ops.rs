@@ -4,15 +4,15 @@
 
 mod common;
 
+use common::RelayProcess as Process;
+
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Env, event, eventually};
 use postback_relay::sandbox::{Match, Rule};
-
-const BIN: &str = env!("CARGO_BIN_EXE_postback-relay");
 
 /// promtool, or `None` outside CI when it is not installed (CI installs it).
 fn promtool() -> Option<&'static str> {
@@ -193,40 +193,6 @@ async fn a_real_scrape_passes_promtool_and_has_every_metric_rules_and_dashboard_
         );
     }
     env.cleanup().await;
-}
-
-/// A relay process on a config file; killed when dropped.
-struct Process(Child);
-
-impl Process {
-    fn run(config: &str) -> Process {
-        Process(
-            Command::new(BIN)
-                .args(["--log-format", "json", "run", "--config", config])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    }
-
-    fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Requests per click at the sandbox.

@@ -5,13 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, event, eventually};
+use common::{Env, event, until};
 
 use postback_relay::deadletter::Reason;
-use postback_relay::relay::Running;
 use postback_relay::sandbox::{Match, Rule};
-
-const WAIT: Duration = Duration::from_secs(30);
 
 fn rule(path_prefix: &str, status: u16, times: Option<u64>) -> Rule {
     Rule {
@@ -24,19 +21,6 @@ fn rule(path_prefix: &str, status: u16, times: Option<u64>) -> Rule {
         retry_after: None,
         times,
     }
-}
-
-async fn counter_reaches(
-    running: &Running,
-    what: &str,
-    f: impl Fn(&postback_relay::metrics::Metrics) -> bool,
-) {
-    let m = running.metrics.clone();
-    eventually(WAIT, what, || {
-        let ok = f(&m);
-        async move { ok }
-    })
-    .await;
 }
 
 #[tokio::test]
@@ -58,7 +42,7 @@ async fn three_503s_then_200_is_one_delivery_after_three_durable_retries() {
         );
     let running = env.start(&toml).await;
     env.publish(&event("e1", "lead", "flaky", None)).await;
-    counter_reaches(&running, "delivered", |m| {
+    until(&running, "delivered", |m| {
         m.deliveries
             .with_label_values(&["powerspace", "delivered"])
             .get()
@@ -129,7 +113,7 @@ async fn retry_after_is_honoured() {
         );
     let running = env.start(&toml).await;
     env.publish(&event("e1", "lead", "busy", None)).await;
-    counter_reaches(&running, "delivered", |m| {
+    until(&running, "delivered", |m| {
         m.deliveries
             .with_label_values(&["powerspace", "delivered"])
             .get()
@@ -161,7 +145,7 @@ async fn a_partner_down_for_the_whole_test_ends_in_the_dead_letter_queue() {
         );
     let running = env.start(&toml).await;
     env.publish(&event("down-1", "lead", "down", None)).await;
-    counter_reaches(&running, "dead-lettered", |m| {
+    until(&running, "dead-lettered", |m| {
         m.deliveries
             .with_label_values(&["powerspace", "dead_lettered"])
             .get()
@@ -207,7 +191,7 @@ async fn one_failing_destination_of_three_is_retried_alone() {
     let running = env.start(&toml).await;
     env.publish(&event("e1", "order", "three", Some("10.00")))
         .await;
-    counter_reaches(&running, "c delivered after its retries", |m| {
+    until(&running, "c delivered after its retries", |m| {
         m.deliveries.with_label_values(&["c", "delivered"]).get() == 1
     })
     .await;
@@ -256,7 +240,7 @@ async fn an_open_circuit_stops_requests_and_deliveries_resume_after_it_closes() 
     let running = env.start(&toml).await;
     // Two failures in a row open the circuit.
     env.publish(&event("first", "lead", "c0", None)).await;
-    counter_reaches(&running, "the circuit opens", |m| {
+    until(&running, "the circuit opens", |m| {
         m.circuit_state.with_label_values(&["powerspace"]).get() == 2
     })
     .await;
@@ -267,7 +251,7 @@ async fn an_open_circuit_stops_requests_and_deliveries_resume_after_it_closes() 
         env.publish(&event(&format!("e{i}"), "lead", &format!("c{i}"), None))
             .await;
     }
-    counter_reaches(&running, "all five events recorded", |m| {
+    until(&running, "all five events recorded", |m| {
         m.events_acked.get() == 5
     })
     .await;
@@ -287,7 +271,7 @@ async fn an_open_circuit_stops_requests_and_deliveries_resume_after_it_closes() 
 
     // The partner recovers; after the pause a probe succeeds and everything is delivered.
     env.sandbox.clear_rules().await.unwrap();
-    counter_reaches(&running, "all five delivered", |m| {
+    until(&running, "all five delivered", |m| {
         m.deliveries
             .with_label_values(&["powerspace", "delivered"])
             .get()
@@ -331,7 +315,7 @@ async fn a_click_past_its_lifetime_is_dead_lettered_without_a_call() {
         r#"{{"event_id":"old","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{{"network":"powerspace","click_id":"old","clicked_at":"{clicked}"}}}}"#
     );
     env.publish(body.as_bytes()).await;
-    counter_reaches(&running, "acked", |m| m.events_acked.get() == 1).await;
+    until(&running, "acked", |m| m.events_acked.get() == 1).await;
     assert!(env.sandbox.requests().await.unwrap().is_empty());
     let dead = env.take_dead_letters().await;
     assert_eq!(dead.len(), 1);

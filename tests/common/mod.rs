@@ -259,3 +259,69 @@ pub fn event(id: &str, kind: &str, click: &str, amount: Option<&str>) -> Vec<u8>
     )
     .into_bytes()
 }
+
+/// A `postback-relay run` process on a config file; killed (SIGKILL) when dropped.
+pub struct RelayProcess(pub std::process::Child);
+
+impl RelayProcess {
+    pub fn run(config: &str) -> RelayProcess {
+        RelayProcess(
+            std::process::Command::new(env!("CARGO_BIN_EXE_postback-relay"))
+                .args(["--log-format", "json", "run", "--config", config])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// Sends SIGTERM.
+    pub fn signal_term(&self) {
+        let pid = self.0.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// SIGTERM, then its exit status (within 30 s).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal_term();
+        self.wait(Duration::from_secs(30))
+            .expect("the relay exits after SIGTERM")
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `f` holds for a relay's metrics.
+pub async fn until(
+    running: &postback_relay::relay::Running,
+    what: &str,
+    f: impl Fn(&postback_relay::metrics::Metrics) -> bool,
+) {
+    let m = running.metrics.clone();
+    eventually(Duration::from_secs(30), what, || {
+        let ok = f(&m);
+        async move { ok }
+    })
+    .await;
+}
