@@ -267,6 +267,16 @@ impl Client {
         Ok(())
     }
 
+    /// Forgets every request and rule.
+    pub async fn reset(&self) -> reqwest::Result<()> {
+        self.http
+            .post(format!("{}/_sandbox/reset", self.base))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     /// Removes every rule: from now on the partner answers 200.
     pub async fn clear_rules(&self) -> reqwest::Result<()> {
         self.http

@@ -1,0 +1,616 @@
+//! `bench`: measures the relay against the real RabbitMQ and the partner sandbox on loopback,
+//! next to a minimal baseline consumer, and prints a table (and writes it as JSON).
+//!
+//! cargo build --release --bins && ./target/release/bench
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use postback_relay::broker::{self, Publisher, Topology};
+use postback_relay::config::DEFAULT_AMQP_URL;
+use postback_relay::publish::{self, Outgoing};
+use postback_relay::sandbox::{self, Match, Rule};
+
+#[derive(Parser)]
+#[command(
+    name = "bench",
+    about = "Throughput, latency and memory of postback-relay, next to a minimal baseline."
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[arg(long, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL)]
+    amqp_url: String,
+    /// Events for the throughput runs with an instant partner.
+    #[arg(long, default_value_t = 100_000)]
+    events: usize,
+    /// Events for the runs with a slow partner.
+    #[arg(long, default_value_t = 20_000)]
+    slow_events: usize,
+    /// Unacknowledged events per consumer, for the relay and the baseline alike.
+    #[arg(long, default_value_t = 512)]
+    prefetch: u16,
+    /// Backlogs (events waiting in the queue) to measure the relay's peak memory with.
+    #[arg(long, value_delimiter = ',', default_value = "10000,1000000")]
+    backlogs: Vec<usize>,
+    /// The relay's store: `embedded` (SQLite file) or a Redis URL.
+    #[arg(long, default_value = "embedded")]
+    store: String,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "bench-results.json")]
+    json: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// The baseline: take each event, send one fixed GET, ack. Used by the benchmark itself.
+    Baseline {
+        #[arg(long)]
+        amqp_url: String,
+        #[arg(long)]
+        queue: String,
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        prefetch: u16,
+    },
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Results {
+    machine: String,
+    prefetch: u16,
+    baseline_events_per_sec: f64,
+    relay_events_per_sec: f64,
+    relay_to_baseline: f64,
+    relay_50ms_events_per_sec: f64,
+    relay_200ms_events_per_sec: f64,
+    ideal_200ms_events_per_sec: f64,
+    latency_rate_per_sec: f64,
+    baseline_latency_p50_ms: f64,
+    baseline_latency_p99_ms: f64,
+    relay_latency_p50_ms: f64,
+    relay_latency_p99_ms: f64,
+    relay_added_p50_ms: f64,
+    relay_added_p99_ms: f64,
+    peak_rss_mb: Vec<(usize, f64)>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.mode {
+        Some(Mode::Baseline {
+            amqp_url,
+            queue,
+            url,
+            prefetch,
+        }) => rt.block_on(baseline(&amqp_url, &queue, &url, prefetch)),
+        None => rt.block_on(run(&cli)),
+    }
+}
+
+/// The smallest consumer that does the job: consume, one fixed GET, ack.
+async fn baseline(amqp_url: &str, queue: &str, url: &str, prefetch: u16) -> anyhow::Result<()> {
+    let conn = broker::connect(amqp_url, "bench baseline").await?;
+    let ch = conn.create_channel().await?;
+    ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "baseline".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let client = reqwest::Client::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    while let Some(d) = consumer.next().await {
+        let d = d?;
+        let (client, url) = (client.clone(), url.to_owned());
+        tasks.spawn(async move {
+            if let Ok(r) = client.get(&url).send().await {
+                let _ = r.bytes().await;
+            }
+            let _ = d.acker.ack(BasicAckOptions::default()).await;
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    Ok(())
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Peak resident memory so far, in MB (VmHWM).
+    fn peak_rss_mb(&self) -> f64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+fn relay_binary() -> anyhow::Result<PathBuf> {
+    let p = std::env::current_exe()?.with_file_name("postback-relay");
+    anyhow::ensure!(
+        p.exists(),
+        "{} is missing: run `cargo build --release --bins` first",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// A relay process on a fresh prefix, its partner at `base`.
+fn start_relay(cli: &Cli, prefix: &str, base: &str, dir: &std::path::Path) -> anyhow::Result<Proc> {
+    let config = dir.join(format!("{prefix}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [broker]
+            url = "{url}"
+            exchange = "{prefix}.conversions"
+            queue_prefix = "{prefix}"
+            prefetch = {prefetch}
+
+            [http]
+            listen = "127.0.0.1:0"
+
+            {store}
+
+            [[destinations]]
+            name = "powerspace"
+            kind = "powerspace"
+            base_url = "{base}"
+            concurrency = {prefetch}
+            match = {{ networks = ["powerspace"] }}
+            "#,
+            url = cli.amqp_url,
+            prefetch = cli.prefetch,
+            store = if cli.store == "embedded" {
+                format!("[store]\nkind = \"embedded\"\npath = \"{}\"", dir.join(format!("{prefix}.db")).display())
+            } else {
+                format!("[store]\nkind = \"redis\"\nurl = \"{}\"\nkey_prefix = \"{prefix}\"", cli.store)
+            },
+        ),
+    )?;
+    let child = Command::new(relay_binary()?)
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(Proc(child))
+}
+
+fn event(i: usize) -> Outgoing {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    Outgoing::new(
+        format!(
+            r#"{{"event_id":"b{i}","type":"order","occurred_at":"{now}","attribution":{{"network":"powerspace","click_id":"bench-{i}"}},"order":{{"id":"{i}","amount":"49.99","currency":"EUR"}}}}"#
+        )
+        .into_bytes(),
+    )
+}
+
+fn topology(prefix: &str) -> Topology {
+    let mut t = Topology::for_prefix(prefix);
+    t.exchange = format!("{prefix}.conversions");
+    t
+}
+
+/// Waits until the sandbox has `n` requests (or `limit` passes); returns when the last came.
+async fn wait_for(sb: &sandbox::Client, n: u64, limit: Duration) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if sb.stats().await?.total >= n {
+            return Ok(Instant::now());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the partner got fewer than {n} requests within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_ready(conn: &lapin::Connection, t: &Topology) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ch = conn.create_channel().await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let info = ch
+            .queue_declare(t.events.as_str().into(), passive, FieldTable::default())
+            .await;
+        if info.is_ok_and(|q| q.consumer_count() > 0) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the consumer did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn cleanup(conn: &lapin::Connection, t: &Topology) {
+    if let Ok(ch) = conn.create_channel().await {
+        let _ = t.delete(&ch).await;
+        let retry_queues: Vec<String> = postback_relay::retry::DEFAULT_TIERS_MS
+            .iter()
+            .map(|ms| {
+                format!(
+                    "{}.retry.{}",
+                    t.events.trim_end_matches(".events"),
+                    postback_relay::retry::tier_label(Duration::from_millis(*ms))
+                )
+            })
+            .collect();
+        for q in retry_queues {
+            let _ = ch
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+    }
+}
+
+/// Publishes `n` events (to the exchange, or straight to `queue`), with confirms.
+async fn publish_n(
+    publisher: &Publisher,
+    exchange: &str,
+    n: usize,
+    offset: usize,
+) -> anyhow::Result<()> {
+    publish::publish_all(publisher, exchange, (offset..offset + n).map(event), || {})
+        .await
+        .map_err(|(i, e)| anyhow::anyhow!("publish {i}: {e}"))?;
+    Ok(())
+}
+
+fn partner_delay(ms: u64) -> Rule {
+    Rule {
+        matcher: Match::default(),
+        status: 200,
+        delay_ms: ms,
+        retry_after: None,
+        times: None,
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Latencies (ms) from each event's `occurred_at` (set at publish) to the partner receiving it.
+fn latencies(
+    requests: &[sandbox::Recorded],
+    sent: &std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
+) -> Vec<f64> {
+    let mut v: Vec<f64> = requests
+        .iter()
+        .filter_map(|r| {
+            let at = sent.get(&r.param("qci")?)?;
+            Some((r.received_at - *at).num_microseconds()? as f64 / 1000.0)
+        })
+        .collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
+/// Publishes `n` events at `rate` per second, remembering when each went out.
+async fn publish_at_rate(
+    publisher: &Publisher,
+    exchange: &str,
+    n: usize,
+    rate: f64,
+) -> anyhow::Result<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>> {
+    let mut sent = std::collections::HashMap::new();
+    let start = Instant::now();
+    for i in 0..n {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let m = event(i);
+        sent.insert(format!("bench-{i}"), chrono::Utc::now());
+        publisher
+            .send_json(exchange, &m.routing_key, &m.body, None, None)
+            .await?;
+    }
+    Ok(sent)
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let addr = sandbox::spawn(shutdown.clone()).await?;
+    let sb = sandbox::Client::new(addr);
+    let conn = broker::connect(&cli.amqp_url, "bench")
+        .await
+        .with_context(|| format!("cannot reach RabbitMQ at {}", cli.amqp_url))?;
+    let publisher = Publisher::new(&conn).await?;
+    let dir = tempfile_dir()?;
+    let mut r = Results {
+        machine: machine(),
+        prefetch: cli.prefetch,
+        ..Default::default()
+    };
+    let id = || format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+
+    // 1. Baseline and relay, instant partner.
+    {
+        let prefix = id();
+        let t = topology(&prefix);
+        t.declare(&conn.create_channel().await?).await?;
+        sb.reset().await?;
+        let base = Proc(
+            Command::new(std::env::current_exe()?)
+                .args([
+                    "baseline",
+                    "--amqp-url",
+                    &cli.amqp_url,
+                    "--queue",
+                    &t.events,
+                    "--url",
+                ])
+                .arg(format!("{}/fixed", sb.base_url()))
+                .args(["--prefetch", &cli.prefetch.to_string()])
+                .spawn()?,
+        );
+        wait_ready(&conn, &t).await?;
+        let start = Instant::now();
+        publish_n(&publisher, &t.exchange, cli.events, 0).await?;
+        let end = wait_for(&sb, cli.events as u64, Duration::from_secs(600)).await?;
+        r.baseline_events_per_sec = cli.events as f64 / (end - start).as_secs_f64();
+        drop(base);
+        cleanup(&conn, &t).await;
+        eprintln!(
+            "baseline, instant partner: {:.0} events/s",
+            r.baseline_events_per_sec
+        );
+    }
+    r.relay_events_per_sec =
+        relay_throughput(cli, &conn, &publisher, &sb, &dir, cli.events, 0).await?;
+    r.relay_to_baseline = r.relay_events_per_sec / r.baseline_events_per_sec;
+    eprintln!(
+        "relay, instant partner: {:.0} events/s",
+        r.relay_events_per_sec
+    );
+
+    // 2. Slow partners: concurrency at work.
+    r.relay_50ms_events_per_sec =
+        relay_throughput(cli, &conn, &publisher, &sb, &dir, cli.slow_events, 50).await?;
+    eprintln!(
+        "relay, 50 ms partner: {:.0} events/s",
+        r.relay_50ms_events_per_sec
+    );
+    r.relay_200ms_events_per_sec =
+        relay_throughput(cli, &conn, &publisher, &sb, &dir, cli.slow_events, 200).await?;
+    r.ideal_200ms_events_per_sec = f64::from(cli.prefetch) / 0.2;
+    eprintln!(
+        "relay, 200 ms partner: {:.0} events/s",
+        r.relay_200ms_events_per_sec
+    );
+
+    // 3. Latency at half the relay's maximum rate, relay and baseline alike.
+    r.latency_rate_per_sec = (r.relay_events_per_sec / 2.0).floor().max(1.0);
+    let n = ((r.latency_rate_per_sec * 10.0) as usize).max(1000);
+    for relay in [false, true] {
+        let prefix = id();
+        let t = topology(&prefix);
+        t.declare(&conn.create_channel().await?).await?;
+        sb.reset().await?;
+        let proc = if relay {
+            start_relay(cli, &prefix, sb.base_url(), &dir)?
+        } else {
+            Proc(
+                Command::new(std::env::current_exe()?)
+                    .args([
+                        "baseline",
+                        "--amqp-url",
+                        &cli.amqp_url,
+                        "--queue",
+                        &t.events,
+                        "--url",
+                    ])
+                    .arg(format!("{}/ord?qci=fixed", sb.base_url()))
+                    .args(["--prefetch", &cli.prefetch.to_string()])
+                    .spawn()?,
+            )
+        };
+        wait_ready(&conn, &t).await?;
+        let sent = publish_at_rate(&publisher, &t.exchange, n, r.latency_rate_per_sec).await?;
+        wait_for(&sb, n as u64, Duration::from_secs(600)).await?;
+        let reqs = sb.requests().await?;
+        // The baseline sends a fixed URL: match its requests to events by arrival order.
+        let lat = if relay {
+            latencies(&reqs, &sent)
+        } else {
+            let mut order: Vec<_> = sent.values().copied().collect();
+            order.sort();
+            let mut v: Vec<f64> = reqs
+                .iter()
+                .zip(order)
+                .map(|(q, at)| (q.received_at - at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+                .collect();
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v
+        };
+        let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+        if relay {
+            (r.relay_latency_p50_ms, r.relay_latency_p99_ms) = (p50, p99);
+        } else {
+            (r.baseline_latency_p50_ms, r.baseline_latency_p99_ms) = (p50, p99);
+        }
+        drop(proc);
+        cleanup(&conn, &t).await;
+    }
+    r.relay_added_p50_ms = r.relay_latency_p50_ms - r.baseline_latency_p50_ms;
+    r.relay_added_p99_ms = r.relay_latency_p99_ms - r.baseline_latency_p99_ms;
+    eprintln!(
+        "latency at {:.0}/s: relay p50 {:.2} ms p99 {:.2} ms; baseline p50 {:.2} ms p99 {:.2} ms",
+        r.latency_rate_per_sec,
+        r.relay_latency_p50_ms,
+        r.relay_latency_p99_ms,
+        r.baseline_latency_p50_ms,
+        r.baseline_latency_p99_ms
+    );
+
+    // 4. Peak memory with a backlog waiting in the queue.
+    for &backlog in &cli.backlogs {
+        let prefix = id();
+        let t = topology(&prefix);
+        t.declare(&conn.create_channel().await?).await?;
+        sb.reset().await?;
+        sb.add_rule(&partner_delay(50)).await?;
+        publish_n(&publisher, &t.exchange, backlog, 0).await?;
+        let proc = start_relay(cli, &prefix, sb.base_url(), &dir)?;
+        // Long enough to hold a full prefetch and work through some of the backlog.
+        let target = (backlog as u64).min(20_000);
+        let _ = wait_for(&sb, target, Duration::from_secs(120)).await;
+        let mb = proc.peak_rss_mb();
+        r.peak_rss_mb.push((backlog, mb));
+        eprintln!("peak RSS with {backlog} events waiting: {mb:.1} MB");
+        drop(proc);
+        cleanup(&conn, &t).await;
+    }
+
+    shutdown.cancel();
+    print_table(&r);
+    std::fs::write(&cli.json, serde_json::to_string_pretty(&r)?)?;
+    eprintln!("written to {}", cli.json.display());
+    Ok(())
+}
+
+async fn relay_throughput(
+    cli: &Cli,
+    conn: &lapin::Connection,
+    publisher: &Publisher,
+    sb: &sandbox::Client,
+    dir: &std::path::Path,
+    n: usize,
+    delay_ms: u64,
+) -> anyhow::Result<f64> {
+    let prefix = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let t = topology(&prefix);
+    t.declare(&conn.create_channel().await?).await?;
+    sb.reset().await?;
+    if delay_ms > 0 {
+        sb.add_rule(&partner_delay(delay_ms)).await?;
+    }
+    let proc = start_relay(cli, &prefix, sb.base_url(), dir)?;
+    wait_ready(conn, &t).await?;
+    let start = Instant::now();
+    publish_n(publisher, &t.exchange, n, 0).await?;
+    let end = wait_for(sb, n as u64, Duration::from_secs(900)).await?;
+    drop(proc);
+    cleanup(conn, &t).await;
+    Ok(n as f64 / (end - start).as_secs_f64())
+}
+
+fn print_table(r: &Results) {
+    println!();
+    println!("{:<52} {:>12}", "measure", "value");
+    let row = |k: &str, v: String| println!("{k:<52} {v:>12}");
+    row(
+        "baseline, instant partner (events/s)",
+        format!("{:.0}", r.baseline_events_per_sec),
+    );
+    row(
+        "relay, instant partner (events/s)",
+        format!("{:.0}", r.relay_events_per_sec),
+    );
+    row(
+        "relay / baseline (target >= 90%)",
+        format!("{:.0}%", r.relay_to_baseline * 100.0),
+    );
+    row(
+        "relay, 50 ms partner (events/s)",
+        format!("{:.0}", r.relay_50ms_events_per_sec),
+    );
+    row(
+        "relay, 200 ms partner (events/s)",
+        format!("{:.0}", r.relay_200ms_events_per_sec),
+    );
+    row(
+        "  of prefetch / 200 ms (target >= 90%)",
+        format!(
+            "{:.0}%",
+            100.0 * r.relay_200ms_events_per_sec / r.ideal_200ms_events_per_sec
+        ),
+    );
+    row(
+        "latency rate (events/s)",
+        format!("{:.0}", r.latency_rate_per_sec),
+    );
+    row(
+        "publish -> partner, baseline p50 / p99 (ms)",
+        format!(
+            "{:.2} / {:.2}",
+            r.baseline_latency_p50_ms, r.baseline_latency_p99_ms
+        ),
+    );
+    row(
+        "publish -> partner, relay p50 / p99 (ms)",
+        format!(
+            "{:.2} / {:.2}",
+            r.relay_latency_p50_ms, r.relay_latency_p99_ms
+        ),
+    );
+    row(
+        "relay-added p50 / p99 (ms, target p99 < 5)",
+        format!("{:.2} / {:.2}", r.relay_added_p50_ms, r.relay_added_p99_ms),
+    );
+    for (backlog, mb) in &r.peak_rss_mb {
+        row(
+            &format!("peak RSS, {backlog} events waiting (MB)"),
+            format!("{mb:.1}"),
+        );
+    }
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_default();
+    format!("{cpus} cores, {model}")
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("postback-relay-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
