@@ -215,11 +215,11 @@ impl Embedded {
             .with_db(move |db| {
                 db.prepare_cached("SELECT 1 FROM delivered WHERE key = ?1 AND expires_at > ?2")?
                     .query_row(rusqlite::params![k, now], |_| Ok(()))
-                .map(|_| true)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(false),
-                    e => Err(e),
-                })
+                    .map(|_| true)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(false),
+                        e => Err(e),
+                    })
             })
             .await?;
         if delivered {
@@ -259,11 +259,11 @@ impl Embedded {
         self.with_db(move |db| {
             db.prepare_cached("SELECT rank FROM status WHERE key = ?1 AND expires_at > ?2")?
                 .query_row(rusqlite::params![k, now], |r| r.get::<_, u8>(0))
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })
         })
         .await
     }

@@ -193,9 +193,15 @@ fn start_relay(cli: &Cli, prefix: &str, base: &str, dir: &std::path::Path) -> an
             url = cli.amqp_url,
             prefetch = cli.prefetch,
             store = if cli.store == "embedded" {
-                format!("[store]\nkind = \"embedded\"\npath = \"{}\"", dir.join(format!("{prefix}.db")).display())
+                format!(
+                    "[store]\nkind = \"embedded\"\npath = \"{}\"",
+                    dir.join(format!("{prefix}.db")).display()
+                )
             } else {
-                format!("[store]\nkind = \"redis\"\nurl = \"{}\"\nkey_prefix = \"{prefix}\"", cli.store)
+                format!(
+                    "[store]\nkind = \"redis\"\nurl = \"{}\"\nkey_prefix = \"{prefix}\"",
+                    cli.store
+                )
             },
         ),
     )?;
