@@ -223,8 +223,8 @@ async fn take(
             break;
         }
     }
-    // Cancel now, not when the consumer is dropped: a cancel sent while a transaction commits
-    // breaks the channel. Unacknowledged messages stay held until the channel closes.
+    // Cancel now, so that no more messages arrive while the caller finishes; the ones taken
+    // and not acknowledged stay held until the channel closes, then return in order.
     ch.basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
         .await?;
     drop(consumer);
