@@ -36,21 +36,21 @@ pub struct Report {
 
 type Limiter = governor::DefaultDirectRateLimiter;
 
-/// Per-destination protection: concurrency, rate and circuit.
+/// Per-destination protection (concurrency, rate and circuit) and its metric series.
 struct Guard {
     concurrency: Semaphore,
     rate: Option<Limiter>,
     circuit: Circuit,
+    series: crate::metrics::DestinationSeries,
 }
 
 pub struct Dispatcher {
     client: reqwest::Client,
     guards: HashMap<String, Guard>,
-    metrics: Metrics,
 }
 
 impl Dispatcher {
-    pub fn new(config: &Config, metrics: Metrics) -> anyhow::Result<Dispatcher> {
+    pub fn new(config: &Config, metrics: &Metrics) -> anyhow::Result<Dispatcher> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("postback-relay/", env!("CARGO_PKG_VERSION")))
             // A redirect could carry a secret in the URL to another host; partners answer
@@ -71,15 +71,12 @@ impl Dispatcher {
                     concurrency: Semaphore::new(d.concurrency),
                     rate,
                     circuit: Circuit::new(d.circuit.clone()),
+                    series: metrics.series(&d.name),
                 };
                 (d.name.clone(), guard)
             })
             .collect();
-        Ok(Dispatcher {
-            client,
-            guards,
-            metrics,
-        })
+        Ok(Dispatcher { client, guards })
     }
 
     fn guard(&self, dest: &DestinationConfig) -> &Guard {
@@ -96,11 +93,8 @@ impl Dispatcher {
     }
 
     fn publish_state(&self, dest: &DestinationConfig) {
-        let state = self.guard(dest).circuit.state();
-        self.metrics
-            .circuit_state
-            .with_label_values(&[&dest.name])
-            .set(state.code());
+        let guard = self.guard(dest);
+        guard.series.circuit_state.set(guard.circuit.state().code());
     }
 
     /// Sends `req` up to `tries` times in a row while the answer is retryable, pausing with
@@ -188,19 +182,15 @@ impl Dispatcher {
         if let Some(rate) = &guard.rate {
             rate.until_ready().await;
         }
-        let in_flight = InFlight::new(self.metrics.in_flight.with_label_values(&[&dest.name]));
+        let in_flight = InFlight::new(guard.series.in_flight.clone());
         let start = Instant::now();
         let (result, snippet) = self.send(dest, req).await;
         let elapsed = start.elapsed();
         drop(in_flight);
-        self.metrics
-            .request_duration
-            .with_label_values(&[&dest.name])
-            .observe(elapsed.as_secs_f64());
-        self.metrics
-            .partner_requests
-            .with_label_values(&[&dest.name, result.status_class()])
-            .inc();
+        guard.series.request_duration.observe(elapsed.as_secs_f64());
+        if let Some(c) = guard.series.requests.get(result.status_class()) {
+            c.inc();
+        }
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         match &result {
             CallResult::Response { status, .. } if (200..300).contains(status) => tracing::info!(

@@ -2,10 +2,38 @@
 //! from the config, outcomes, reasons and status classes are fixed codes; never click IDs, URLs
 //! or event IDs.
 
+use std::collections::HashMap;
+
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// The status classes `partner_requests_total` counts.
+pub const STATUS_CLASSES: [&str; 7] = [
+    "1xx",
+    "2xx",
+    "3xx",
+    "4xx",
+    "5xx",
+    "timeout",
+    "connect_error",
+];
+/// The buckets of `delivered_on_attempt_total`.
+pub const ATTEMPT_BUCKETS: [&str; 7] = ["1", "2", "3", "4-5", "6-10", "11-20", "21+"];
+
+/// One destination's series on the hot path, resolved once instead of looked up by label
+/// for every event.
+#[derive(Clone)]
+pub struct DestinationSeries {
+    pub delivered: IntCounter,
+    pub end_to_end: Histogram,
+    pub on_attempt: HashMap<&'static str, IntCounter>,
+    pub request_duration: Histogram,
+    pub requests: HashMap<&'static str, IntCounter>,
+    pub in_flight: IntGauge,
+    pub circuit_state: IntGauge,
+}
 
 /// Every metric the relay exports, registered on one registry.
 #[derive(Clone)]
@@ -230,6 +258,26 @@ impl Metrics {
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         m.registry.register(Box::new(build)).expect("unique metric");
         m
+    }
+
+    /// The hot-path series of `destination`.
+    pub fn series(&self, destination: &str) -> DestinationSeries {
+        let d = destination;
+        DestinationSeries {
+            delivered: self.deliveries.with_label_values(&[d, "delivered"]),
+            end_to_end: self.end_to_end.with_label_values(&[d]),
+            on_attempt: ATTEMPT_BUCKETS
+                .iter()
+                .map(|b| (*b, self.delivered_on_attempt.with_label_values(&[d, b])))
+                .collect(),
+            request_duration: self.request_duration.with_label_values(&[d]),
+            requests: STATUS_CLASSES
+                .iter()
+                .map(|c| (*c, self.partner_requests.with_label_values(&[d, c])))
+                .collect(),
+            in_flight: self.in_flight.with_label_values(&[d]),
+            circuit_state: self.circuit_state.with_label_values(&[d]),
+        }
     }
 
     /// Creates every labelled series a configuration can produce at zero, so rates and alerts

@@ -55,6 +55,8 @@ impl Health {
 
 pub struct Relay {
     config: Arc<Config>,
+    /// Each destination's hot-path metric series.
+    series: std::collections::HashMap<String, crate::metrics::DestinationSeries>,
     topology: Topology,
     dispatcher: Dispatcher,
     /// Claims, the idempotency record and status order.
@@ -116,8 +118,13 @@ impl Relay {
             }
         }
         Ok(Relay {
+            series: config
+                .destinations
+                .iter()
+                .map(|d| (d.name.clone(), metrics.series(&d.name)))
+                .collect(),
             topology,
-            dispatcher: Dispatcher::new(&config, metrics.clone())?,
+            dispatcher: Dispatcher::new(&config, &metrics)?,
             store,
             config,
             metrics,
@@ -671,21 +678,15 @@ impl Relay {
         delivery.record(report.history.clone());
         match &report.verdict {
             Verdict::Delivered => {
-                self.metrics
-                    .deliveries
-                    .with_label_values(&[&dest.name, "delivered"])
-                    .inc();
+                let series = &self.series[&dest.name];
+                series.delivered.inc();
                 let since = (Utc::now() - event.occurred_at)
                     .to_std()
                     .unwrap_or_default();
-                self.metrics
-                    .end_to_end
-                    .with_label_values(&[&dest.name])
-                    .observe(since.as_secs_f64());
-                self.metrics
-                    .delivered_on_attempt
-                    .with_label_values(&[&dest.name, attempt_bucket(delivery.attempts)])
-                    .inc();
+                series.end_to_end.observe(since.as_secs_f64());
+                if let Some(c) = series.on_attempt.get(attempt_bucket(delivery.attempts)) {
+                    c.inc();
+                }
                 Outcome::Delivered
             }
             Verdict::Reject { why } => dead(

@@ -223,6 +223,11 @@ pub fn parse(body: &[u8], max_bytes: usize) -> Result<ConversionEvent, ParseErro
             Err(e) => ParseError::NotJson(e.to_string()),
         });
     }
+    // The fast path first; only a body that fails is read again to name the failing field.
+    if let Ok(event) = serde_json::from_slice::<ConversionEvent>(body) {
+        event.validate()?;
+        return Ok(event);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let event: ConversionEvent = match serde_path_to_error::deserialize(&mut de) {
         Ok(e) => e,
