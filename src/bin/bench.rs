@@ -155,6 +155,23 @@ impl Proc {
     }
 }
 
+/// The baseline consumer as its own process, like the relay.
+fn spawn_baseline(cli: &Cli, queue: &str, url: &str) -> anyhow::Result<Proc> {
+    let child = Command::new(std::env::current_exe()?)
+        .args([
+            "baseline",
+            "--amqp-url",
+            &cli.amqp_url,
+            "--queue",
+            queue,
+            "--url",
+            url,
+        ])
+        .args(["--prefetch", &cli.prefetch.to_string()])
+        .spawn()?;
+    Ok(Proc(child))
+}
+
 fn relay_binary() -> anyhow::Result<PathBuf> {
     let p = std::env::current_exe()?.with_file_name("postback-relay");
     anyhow::ensure!(
@@ -375,20 +392,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         let t = topology(&prefix);
         t.declare(&conn.create_channel().await?).await?;
         sb.reset().await?;
-        let base = Proc(
-            Command::new(std::env::current_exe()?)
-                .args([
-                    "baseline",
-                    "--amqp-url",
-                    &cli.amqp_url,
-                    "--queue",
-                    &t.events,
-                    "--url",
-                ])
-                .arg(format!("{}/fixed", sb.base_url()))
-                .args(["--prefetch", &cli.prefetch.to_string()])
-                .spawn()?,
-        );
+        let base = spawn_baseline(cli, &t.events, &format!("{}/fixed", sb.base_url()))?;
         wait_ready(&conn, &t).await?;
         let start = Instant::now();
         publish_n(&publisher, &t.exchange, cli.events, 0).await?;
@@ -435,20 +439,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         let proc = if relay {
             start_relay(cli, &prefix, sb.base_url(), &dir)?
         } else {
-            Proc(
-                Command::new(std::env::current_exe()?)
-                    .args([
-                        "baseline",
-                        "--amqp-url",
-                        &cli.amqp_url,
-                        "--queue",
-                        &t.events,
-                        "--url",
-                    ])
-                    .arg(format!("{}/ord?qci=fixed", sb.base_url()))
-                    .args(["--prefetch", &cli.prefetch.to_string()])
-                    .spawn()?,
-            )
+            spawn_baseline(cli, &t.events, &format!("{}/ord?qci=fixed", sb.base_url()))?
         };
         wait_ready(&conn, &t).await?;
         let sent = publish_at_rate(&publisher, &t.exchange, n, r.latency_rate_per_sec).await?;
