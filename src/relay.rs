@@ -284,8 +284,10 @@ impl Relay {
                 tracing::info!(message = "stopped consuming");
             }
             SessionEnd::Lost(_) => {
-                // Their acks can no longer reach the broker, which redelivers those messages.
-                tasks.abort_all();
+                // Let them finish: a partner call cut off midway would be sent again after
+                // the redelivery, while a finished one is recorded in the store (which does
+                // not depend on the broker) and its redelivery suppressed. Their acks fail.
+                tasks.detach_all();
                 let _ = conn.close(200, "reconnecting".into()).await;
                 let _ = pub_conn.close(200, "reconnecting".into()).await;
             }
@@ -525,9 +527,11 @@ impl Relay {
         // One attempt at a time per delivery, across replicas; none after it was accepted.
         let policy = &dest.retry;
         let key = format!("{}\u{1f}{}", dest.name, event.event_id);
-        // Long enough for every in-process try; a replica that dies holding a claim delays the
-        // delivery by this much, no more.
-        let lease = dest.timeout() * (policy.immediate_attempts + 1) + Duration::from_secs(5);
+        // Long enough for every in-process try and the pauses between them; a replica that
+        // dies holding a claim delays the delivery by this much, no more.
+        let pause = Duration::from_millis(policy.immediate_delay_ms.saturating_mul(16));
+        let lease =
+            (dest.timeout() + pause) * (policy.immediate_attempts + 1) + Duration::from_secs(5);
         let wait = |mut delivery: Delivery, why: &str| {
             delivery.record([AttemptRecord {
                 at: now,
@@ -608,19 +612,26 @@ impl Relay {
             .await;
         let result = match &outcome {
             Outcome::Delivered => {
-                if let Some(status) = &order
-                    && let Err(e) = self.store.record_status(&status.key, status.rank).await
-                {
-                    tracing::error!(message = "cannot record the status sent", error = %e);
+                let status = order.as_ref().map(|s| (s.key.as_str(), s.rank));
+                // Accepted: record it (and the status it carried), trying a few times over a
+                // store blip; the record is what keeps a redelivery from sending it again.
+                let mut recorded = self.store.delivered(&key, status).await;
+                for _ in 0..3 {
+                    if recorded.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    recorded = self.store.delivered(&key, status).await;
                 }
-                self.store.delivered(&key).await
+                recorded
             }
             _ => self.store.release(&key).await,
         };
-        if let Err(e) = result {
+        if let Err(e) = &result {
+            // The conversion's lock is kept until its lease ends, so that a lower status
+            // cannot slip out while its record is missing.
             tracing::error!(message = "cannot record in the store", destination = %dest.name, event_id = %event.event_id, error = %e);
-        }
-        if let Some(lock) = &order_lock {
+        } else if let Some(lock) = &order_lock {
             let _ = self.store.release(lock).await;
         }
         outcome

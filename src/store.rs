@@ -116,9 +116,23 @@ impl Store {
 
     /// Claims `key` for `lease`, unless it was delivered already or someone else holds it.
     pub async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let claim = match self {
+            Store::Embedded(s) => s.claim(key, lease).await?,
+            Store::Redis(s) => s.claim(key, lease).await?,
+        };
+        // Another worker may have recorded it and let its claim go between our check and our
+        // claim: look once more, now that nobody else can.
+        if claim == Claim::Acquired && self.is_delivered(key).await? {
+            self.release(key).await?;
+            return Ok(Claim::Delivered);
+        }
+        Ok(claim)
+    }
+
+    async fn is_delivered(&self, key: &str) -> Result<bool, StoreError> {
         match self {
-            Store::Embedded(s) => s.claim(key, lease).await,
-            Store::Redis(s) => s.claim(key, lease).await,
+            Store::Embedded(s) => s.is_delivered(key).await,
+            Store::Redis(s) => s.is_delivered(key).await,
         }
     }
 
@@ -133,11 +147,12 @@ impl Store {
         }
     }
 
-    /// Records that the partner accepted `key`; durable when this returns.
-    pub async fn delivered(&self, key: &str) -> Result<(), StoreError> {
+    /// Records that the partner accepted `key`, and raises the conversion's status rank with
+    /// it when the request carried one: both or neither. Durable when this returns.
+    pub async fn delivered(&self, key: &str, status: Option<(&str, u8)>) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(s) => s.delivered(key).await,
-            Store::Redis(s) => s.delivered(key).await,
+            Store::Embedded(s) => s.delivered(key, status).await,
+            Store::Redis(s) => s.delivered(key, status).await,
         }
     }
 
@@ -208,21 +223,23 @@ impl Embedded {
         f(&db).map_err(StoreError::from)
     }
 
-    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+    async fn is_delivered(&self, key: &str) -> Result<bool, StoreError> {
         let k = key.to_owned();
         let now = now_ms();
-        let delivered = self
-            .with_db(move |db| {
-                db.prepare_cached("SELECT 1 FROM delivered WHERE key = ?1 AND expires_at > ?2")?
-                    .query_row(rusqlite::params![k, now], |_| Ok(()))
-                    .map(|_| true)
-                    .or_else(|e| match e {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(false),
-                        e => Err(e),
-                    })
-            })
-            .await?;
-        if delivered {
+        self.with_db(move |db| {
+            db.prepare_cached("SELECT 1 FROM delivered WHERE key = ?1 AND expires_at > ?2")?
+                .query_row(rusqlite::params![k, now], |_| Ok(()))
+                .map(|_| true)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(false),
+                    e => Err(e),
+                })
+        })
+        .await
+    }
+
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        if self.is_delivered(key).await? {
             return Ok(Claim::Delivered);
         }
         let mut claims = self.claims.lock().expect("claims lock");
@@ -239,15 +256,24 @@ impl Embedded {
         self.claims.lock().expect("claims lock").remove(key);
     }
 
-    async fn delivered(&self, key: &str) -> Result<(), StoreError> {
+    async fn delivered(&self, key: &str, status: Option<(&str, u8)>) -> Result<(), StoreError> {
         let (k, expires) = (key.to_owned(), now_ms() + self.ttl.as_millis() as i64);
+        let status = status.map(|(sk, rank)| (sk.to_owned(), rank));
         self.with_db(move |db| {
-            db.prepare_cached(
+            let tx = db.unchecked_transaction()?;
+            tx.prepare_cached(
                 "INSERT INTO delivered (key, expires_at) VALUES (?1, ?2)
                  ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at",
             )?
-            .execute(rusqlite::params![k, expires])
-            .map(|_| ())
+            .execute(rusqlite::params![k, expires])?;
+            if let Some((sk, rank)) = status {
+                tx.prepare_cached(
+                    "INSERT INTO status (key, rank, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(key) DO UPDATE SET rank = max(rank, excluded.rank), expires_at = excluded.expires_at",
+                )?
+                .execute(rusqlite::params![sk, rank, expires])?;
+            }
+            tx.commit()
         })
         .await?;
         self.release(key);
@@ -308,15 +334,19 @@ impl RedisStore {
         format!("{}:{kind}:{key}", self.prefix)
     }
 
-    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+    async fn is_delivered(&self, key: &str) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
-        let done: bool = redis::cmd("EXISTS")
+        Ok(redis::cmd("EXISTS")
             .arg(self.k("done", key))
             .query_async(&mut c)
-            .await?;
-        if done {
+            .await?)
+    }
+
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        if self.is_delivered(key).await? {
             return Ok(Claim::Delivered);
         }
+        let mut c = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
             .arg(self.k("claim", key))
             .arg(&self.owner)
@@ -346,14 +376,28 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn delivered(&self, key: &str) -> Result<(), StoreError> {
+    async fn delivered(&self, key: &str, status: Option<(&str, u8)>) -> Result<(), StoreError> {
+        // The record and the status rank in one script: both or neither.
+        let script = redis::Script::new(
+            "redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+             if ARGV[2] ~= '' then
+               local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+               if tonumber(ARGV[2]) > cur then cur = tonumber(ARGV[2]) end
+               redis.call('SET', KEYS[2], cur, 'PX', ARGV[1])
+             end
+             return 1",
+        );
+        let (status_key, rank) = match status {
+            Some((k, r)) => (self.k("status", k), r.to_string()),
+            None => (self.k("status", ""), String::new()),
+        };
         let mut c = self.conn.clone();
-        let _: () = redis::cmd("SET")
-            .arg(self.k("done", key))
-            .arg(1)
-            .arg("PX")
+        let _: i64 = script
+            .key(self.k("done", key))
+            .key(status_key)
             .arg(self.ttl.as_millis() as u64)
-            .query_async(&mut c)
+            .arg(rank)
+            .invoke_async(&mut c)
             .await?;
         self.release(key).await
     }
@@ -396,7 +440,7 @@ mod tests {
         assert_eq!(store.claim(&key, lease).await.unwrap(), Claim::Busy);
         store.release(&key).await.unwrap();
         assert_eq!(store.claim(&key, lease).await.unwrap(), Claim::Acquired);
-        store.delivered(&key).await.unwrap();
+        store.delivered(&key, None).await.unwrap();
         assert_eq!(store.claim(&key, lease).await.unwrap(), Claim::Delivered);
 
         let order = format!("order\u{1f}{unique}");
@@ -410,6 +454,17 @@ mod tests {
         );
         store.record_status(&order, 3).await.unwrap();
         assert_eq!(store.status(&order).await.unwrap(), Some(3));
+        // A delivery record can raise a status with it, atomically.
+        let other = format!("order2\u{1f}{unique}");
+        store
+            .delivered(&format!("{key}-2"), Some((&other, 2)))
+            .await
+            .unwrap();
+        assert_eq!(store.status(&other).await.unwrap(), Some(2));
+        assert_eq!(
+            store.claim(&format!("{key}-2"), lease).await.unwrap(),
+            Claim::Delivered
+        );
     }
 
     #[tokio::test]
