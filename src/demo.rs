@@ -178,16 +178,7 @@ pub async fn run(amqp_url: &str, n: usize) -> anyhow::Result<ExitCode> {
     let sandbox_addr = sandbox::spawn(shutdown.clone()).await?;
     let sandbox = sandbox::Client::new(sandbox_addr);
     sandbox
-        .add_rule(&sandbox::Rule {
-            matcher: sandbox::Match {
-                path_prefix: None,
-                query_contains: Some("=expired-".into()),
-            },
-            status: 404,
-            delay_ms: 0,
-            retry_after: None,
-            times: None,
-        })
+        .add_rule(&sandbox::Rule::answer(404).on_query("=expired-"))
         .await?;
     let prefix = format!(
         "postback-relay-demo-{}",

@@ -82,6 +82,49 @@ fn ok() -> u16 {
     200
 }
 
+impl Rule {
+    /// Answer `status` to every request, at once, for ever; narrow it with the methods below.
+    pub fn answer(status: u16) -> Rule {
+        Rule {
+            matcher: Match::default(),
+            status,
+            delay_ms: 0,
+            retry_after: None,
+            times: None,
+        }
+    }
+
+    /// Only requests whose raw query contains `text`.
+    pub fn on_query(mut self, text: &str) -> Rule {
+        self.matcher.query_contains = Some(text.into());
+        self
+    }
+
+    /// Only requests whose path starts with `prefix`.
+    pub fn on_path(mut self, prefix: &str) -> Rule {
+        self.matcher.path_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Answer after `ms` milliseconds.
+    pub fn after_ms(mut self, ms: u64) -> Rule {
+        self.delay_ms = ms;
+        self
+    }
+
+    /// With a `Retry-After` header.
+    pub fn retry_after(mut self, value: &str) -> Rule {
+        self.retry_after = Some(value.into());
+        self
+    }
+
+    /// For this many requests, then no more.
+    pub fn times(mut self, n: u64) -> Rule {
+        self.times = Some(n);
+        self
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     requests: Vec<Recorded>,

@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Env, event, eventually};
-use postback_relay::sandbox::{Match, Rule};
+use postback_relay::sandbox::Rule;
 
 const BIN: &str = env!("CARGO_BIN_EXE_postback-relay");
 
@@ -290,13 +290,7 @@ async fn a_relay_killed_mid_stream_and_restarted_loses_nothing() {
     let env = Env::new().await;
     // A partner that takes a little time, so the kill lands with deliveries in flight.
     env.sandbox
-        .add_rule(&Rule {
-            matcher: Match::default(),
-            status: 200,
-            delay_ms: 5,
-            retry_after: None,
-            times: None,
-        })
+        .add_rule(&Rule::answer(200).after_ms(5))
         .await
         .unwrap();
     env.declare().await;

@@ -7,7 +7,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Env, amqp_url, event, eventually};
-use lapin::options::{BasicAckOptions, BasicGetOptions};
 use postback_relay::deadletter::{Envelope, Reason, Source};
 use postback_relay::delivery::Delivery;
 
@@ -96,22 +95,11 @@ fn listed_ids(v: &serde_json::Value) -> Vec<String> {
 
 /// Takes every delivery out of the deliveries queue.
 async fn take_deliveries(env: &Env) -> Vec<Delivery> {
-    let mut out = Vec::new();
-    let q = env.topology().deliveries;
-    while let Some(m) = env
-        .channel
-        .basic_get(q.as_str().into(), BasicGetOptions::default())
+    env.drain(&env.topology().deliveries)
         .await
-        .unwrap()
-    {
-        out.push(serde_json::from_slice(&m.delivery.data).unwrap());
-        m.delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .unwrap();
-    }
-    out
+        .iter()
+        .map(|m| serde_json::from_slice(&m.data).unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -241,13 +229,7 @@ async fn filtered_replay_moves_exactly_the_matching_and_keeps_the_rest_in_order(
 async fn replayed_dead_letters_are_delivered_by_the_relay() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&postback_relay::sandbox::Rule {
-            matcher: Default::default(),
-            status: 404,
-            delay_ms: 0,
-            retry_after: None,
-            times: None,
-        })
+        .add_rule(&postback_relay::sandbox::Rule::answer(404))
         .await
         .unwrap();
     let config =
@@ -353,23 +335,8 @@ async fn a_replay_killed_halfway_then_rerun_loses_nothing() {
     for d in take_deliveries(&env).await {
         *count.entry(d.replay_of.unwrap().to_string()).or_default() += 1;
     }
-    let q = events.clone();
-    while let Some(m) = env
-        .channel
-        .basic_get(q.as_str().into(), BasicGetOptions::default())
-        .await
-        .unwrap()
-    {
-        // Events that failed before routing go back as they were; count them by position.
-        *count
-            .entry(format!("event:{}", m.delivery.data.len()))
-            .or_default() += 0;
-        m.delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .unwrap();
-    }
+    // Events that failed before routing went back to the events queue as they were.
+    env.drain(&events).await;
     let destination_ids: Vec<&String> = ids
         .iter()
         .enumerate()

@@ -12,23 +12,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Env, event, eventually};
-use postback_relay::sandbox::{Match, Rule};
+use postback_relay::sandbox::Rule;
 
 /// Calls the partner answers too late (after the relay's 1 s timeout).
 const TIMEOUTS: usize = 40;
-
-fn rule(query: &str, status: u16, delay_ms: u64, times: u64) -> Rule {
-    Rule {
-        matcher: Match {
-            path_prefix: None,
-            query_contains: Some(query.into()),
-        },
-        status,
-        delay_ms,
-        retry_after: None,
-        times: Some(times),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kills_reconnects_and_partner_faults_lose_nothing() {
@@ -36,21 +23,20 @@ async fn kills_reconnects_and_partner_faults_lose_nothing() {
     let env = Env::new().await;
     // Part of the run: 5xx for clicks ending in 7, timeouts for clicks ending in 3.
     env.sandbox
-        .add_rule(&rule("7&", 503, 0, 150))
+        .add_rule(&Rule::answer(503).on_query("7&").times(150))
         .await
         .unwrap();
     env.sandbox
-        .add_rule(&rule("3&", 200, 1500, TIMEOUTS as u64))
+        .add_rule(
+            &Rule::answer(200)
+                .on_query("3&")
+                .after_ms(1500)
+                .times(TIMEOUTS as u64),
+        )
         .await
         .unwrap();
     env.sandbox
-        .add_rule(&Rule {
-            matcher: Match::default(),
-            status: 200,
-            delay_ms: 3,
-            retry_after: None,
-            times: None,
-        })
+        .add_rule(&Rule::answer(200).after_ms(3))
         .await
         .unwrap();
     let retry = "immediate_attempts = 1, initial_delay_ms = 100, max_delay_ms = 800, max_attempts = 50, max_age_secs = 300";

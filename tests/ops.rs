@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Env, event, eventually};
-use postback_relay::sandbox::{Match, Rule};
+use postback_relay::sandbox::Rule;
 
 /// promtool, or `None` outside CI when it is not installed (CI installs it).
 fn promtool() -> Option<&'static str> {
@@ -120,16 +120,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 async fn a_real_scrape_passes_promtool_and_has_every_metric_rules_and_dashboard_use() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&Rule {
-            matcher: Match {
-                path_prefix: None,
-                query_contains: Some("qci=gone".into()),
-            },
-            status: 404,
-            delay_ms: 0,
-            retry_after: None,
-            times: None,
-        })
+        .add_rule(&Rule::answer(404).on_query("qci=gone"))
         .await
         .unwrap();
     let running = env.start(&env.config_toml("")).await;
@@ -206,13 +197,7 @@ async fn per_click(env: &Env) -> HashMap<String, usize> {
 
 async fn slow_partner(env: &Env, ms: u64) {
     env.sandbox
-        .add_rule(&Rule {
-            matcher: Match::default(),
-            status: 200,
-            delay_ms: ms,
-            retry_after: None,
-            times: None,
-        })
+        .add_rule(&Rule::answer(200).after_ms(ms))
         .await
         .unwrap();
 }

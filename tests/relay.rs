@@ -9,7 +9,7 @@ use postback_relay::config::Config;
 use postback_relay::deadletter::Reason;
 use postback_relay::dlq::DeadLetter;
 use postback_relay::relay::{self, Running};
-use postback_relay::sandbox::{Match, Rule};
+use postback_relay::sandbox::Rule;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -27,15 +27,10 @@ async fn wait_acked(running: &Running, n: u64) {
 }
 
 fn rule(query_contains: &str, status: u16, times: Option<u64>) -> Rule {
-    Rule {
-        matcher: Match {
-            path_prefix: None,
-            query_contains: Some(query_contains.into()),
-        },
-        status,
-        delay_ms: 0,
-        retry_after: None,
-        times,
+    let r = Rule::answer(status).on_query(query_contains);
+    match times {
+        Some(n) => r.times(n),
+        None => r,
     }
 }
 
@@ -267,10 +262,7 @@ async fn retryable_failures_are_retried_then_dead_lettered() {
 async fn timeouts_and_connection_errors_are_retryable() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&Rule {
-            delay_ms: 1_000,
-            ..rule("qci=slow", 200, Some(1))
-        })
+        .add_rule(&rule("qci=slow", 200, Some(1)).after_ms(1_000))
         .await
         .unwrap();
     let toml = env

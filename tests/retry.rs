@@ -8,18 +8,13 @@ use std::time::Duration;
 use common::{Env, event, until};
 
 use postback_relay::deadletter::Reason;
-use postback_relay::sandbox::{Match, Rule};
+use postback_relay::sandbox::Rule;
 
 fn rule(path_prefix: &str, status: u16, times: Option<u64>) -> Rule {
-    Rule {
-        matcher: Match {
-            path_prefix: Some(path_prefix.into()),
-            query_contains: None,
-        },
-        status,
-        delay_ms: 0,
-        retry_after: None,
-        times,
+    let r = Rule::answer(status).on_path(path_prefix);
+    match times {
+        Some(n) => r.times(n),
+        None => r,
     }
 }
 
@@ -96,10 +91,7 @@ async fn three_503s_then_200_is_one_delivery_after_three_durable_retries() {
 async fn retry_after_is_honoured() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&Rule {
-            retry_after: Some("1".into()),
-            ..rule("/ld", 429, Some(1))
-        })
+        .add_rule(&rule("/ld", 429, Some(1)).retry_after("1"))
         .await
         .unwrap();
     let retry = "immediate_attempts = 1, initial_delay_ms = 100, max_delay_ms = 1600, jitter = 0.0";

@@ -197,24 +197,32 @@ impl Env {
             .message_count()
     }
 
-    /// Takes every message out of the dead-letter queue.
-    pub async fn take_all_dead(&self) -> Vec<DeadLetter> {
+    /// Takes every message out of `queue`, acknowledging each.
+    pub async fn drain(&self, queue: &str) -> Vec<lapin::message::Delivery> {
         let mut out = Vec::new();
-        let dead = self.topology().dead;
         while let Some(m) = self
             .channel
-            .basic_get(dead.as_str().into(), BasicGetOptions::default())
+            .basic_get(queue.into(), BasicGetOptions::default())
             .await
             .unwrap()
         {
-            out.push(DeadLetter::from_message(&m.delivery, 1 << 20));
             m.delivery
                 .acker
                 .ack(BasicAckOptions::default())
                 .await
                 .unwrap();
+            out.push(m.delivery);
         }
         out
+    }
+
+    /// Takes every message out of the dead-letter queue.
+    pub async fn take_all_dead(&self) -> Vec<DeadLetter> {
+        self.drain(&self.topology().dead)
+            .await
+            .iter()
+            .map(|m| DeadLetter::from_message(m, 1 << 20))
+            .collect()
     }
 
     /// Takes every dead letter out of the dead-letter queue; all must be envelopes.
