@@ -98,13 +98,15 @@ impl Dispatcher {
     }
 
     /// Sends `req` up to `tries` times in a row while the answer is retryable, pausing with
-    /// exponential backoff and jitter between tries. Reports every try to the circuit.
+    /// exponential backoff and jitter between tries. Reports every try to the circuit, and
+    /// the time from `taken` (when the message came off the queue) to the first request.
     pub async fn deliver(
         &self,
         dest: &DestinationConfig,
         req: &Request,
         event_id: &str,
         tries: u32,
+        taken: Instant,
     ) -> Report {
         let policy = &dest.retry;
         let pause_cap = Duration::from_millis(policy.immediate_delay_ms.saturating_mul(8).max(1));
@@ -121,7 +123,8 @@ impl Dispatcher {
         loop {
             made += 1;
             let at = Utc::now();
-            let (result, snippet) = self.call_once(dest, req, event_id, made).await;
+            let first = (made == 1).then_some(taken);
+            let (result, snippet) = self.call_once(dest, req, event_id, made, first).await;
             let verdict = result.classify(dest.kind);
             guard
                 .circuit
@@ -172,6 +175,7 @@ impl Dispatcher {
         req: &Request,
         event_id: &str,
         attempt: u32,
+        taken: Option<Instant>,
     ) -> (CallResult, Option<String>) {
         let guard = self.guard(dest);
         let _permit = guard
@@ -184,6 +188,12 @@ impl Dispatcher {
         }
         let in_flight = InFlight::new(guard.series.in_flight.clone());
         let start = Instant::now();
+        if let Some(taken) = taken {
+            guard
+                .series
+                .dispatch_delay
+                .observe((start - taken).as_secs_f64());
+        }
         let (result, snippet) = self.send(dest, req).await;
         let elapsed = start.elapsed();
         drop(in_flight);

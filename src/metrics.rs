@@ -30,6 +30,7 @@ pub struct DestinationSeries {
     pub end_to_end: Histogram,
     pub on_attempt: HashMap<&'static str, IntCounter>,
     pub request_duration: Histogram,
+    pub dispatch_delay: Histogram,
     pub requests: HashMap<&'static str, IntCounter>,
     pub in_flight: IntGauge,
     pub circuit_state: IntGauge,
@@ -57,6 +58,10 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// From the event's `occurred_at` to its delivery, by destination.
     pub end_to_end: HistogramVec,
+    /// From taking a message off the queue to its first partner request going out, by
+    /// destination: the time the relay adds (parsing, routing, the store, and any wait for a
+    /// concurrency slot or the rate limit).
+    pub dispatch_delay: HistogramVec,
     /// Age of the oldest dead letter, sampled; 0 when the queue is empty.
     pub oldest_dead_letter_age: IntGauge,
     /// Deliveries being worked on, by destination.
@@ -130,6 +135,24 @@ impl Metrics {
                     )
                     .buckets(vec![
                         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ]),
+                    &["destination"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(h.clone()))
+                    .expect("unique metric");
+                h
+            },
+            dispatch_delay: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        name("dispatch_delay_seconds"),
+                        "From taking a message off the queue to its first partner request going out, by destination.",
+                    )
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                     ]),
                     &["destination"],
                 )
@@ -271,6 +294,7 @@ impl Metrics {
                 .map(|b| (*b, self.delivered_on_attempt.with_label_values(&[d, b])))
                 .collect(),
             request_duration: self.request_duration.with_label_values(&[d]),
+            dispatch_delay: self.dispatch_delay.with_label_values(&[d]),
             requests: STATUS_CLASSES
                 .iter()
                 .map(|c| (*c, self.partner_requests.with_label_values(&[d, c])))
@@ -308,6 +332,7 @@ impl Metrics {
                 self.dead_letters.with_label_values(&[d, r.as_str()]);
             }
             self.request_duration.with_label_values(&[d]);
+            self.dispatch_delay.with_label_values(&[d]);
             self.end_to_end.with_label_values(&[d]);
             self.in_flight.with_label_values(&[d]);
         }

@@ -11,8 +11,7 @@ use chrono::Utc;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery as AmqpDelivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    QueueDeclareOptions,
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use serde_json::value::RawValue;
@@ -29,6 +28,7 @@ use crate::dispatch::Dispatcher;
 use crate::event::{self, ConversionEvent};
 use crate::metrics::{Metrics, attempt_bucket};
 use crate::partner;
+use crate::settle::{Fate, Settler};
 use crate::store::{Claim, Store};
 
 /// How long to let the broker settle the last acknowledgements before closing the channel on
@@ -77,14 +77,10 @@ enum Queue {
     Deliveries,
 }
 
-/// How to settle a message once it is processed.
-enum Settle {
-    /// Every outcome is recorded.
-    Ack,
-    /// Hand it to the broker's dead-lettering as it is (too large to wrap, or it crashed us).
-    Reject,
-    /// An outcome could not be recorded; the session is ending and the broker redelivers it.
-    Abandon,
+/// Where a message came from, and when it was taken off its queue.
+struct Taken<'a> {
+    source: &'a Source,
+    at: std::time::Instant,
 }
 
 /// What became of one event at one destination.
@@ -224,6 +220,11 @@ impl Relay {
         self.health.set_ready(true);
         tracing::info!(message = "consuming", queue = %self.topology.events, prefetch = self.config.broker.prefetch);
         let sampler = tokio::spawn(Arc::clone(self).sample_queues(Arc::clone(&conn), setup));
+        let acked = self.metrics.events_acked.clone();
+        let (settler, settling) =
+            Settler::start(ch.clone(), self.config.broker.prefetch, move |n| {
+                acked.inc_by(n)
+            });
 
         // At most `prefetch` deliveries per consumer are unacknowledged, so the task count is
         // bounded.
@@ -240,9 +241,13 @@ impl Relay {
                 }
                 next = incoming.next() => match next {
                     Some((queue, Ok(delivery))) => {
-                        let me = Arc::clone(self);
-                        let recorder = recorder.clone();
-                        tasks.spawn(async move { me.handle(queue, delivery, &recorder).await });
+                        let tag = delivery.delivery_tag;
+                        settler.taken(tag, queue == Queue::Events);
+                        let (me, recorder, settler) = (Arc::clone(self), recorder.clone(), settler.clone());
+                        tasks.spawn(async move {
+                            let fate = me.handle(queue, delivery, &recorder).await;
+                            settler.done(tag, fate);
+                        });
                     }
                     Some((_, Err(e))) => break SessionEnd::Lost(e.to_string()),
                     None => break SessionEnd::Lost("the broker cancelled the consumers".into()),
@@ -272,7 +277,12 @@ impl Relay {
                         unfinished = tasks.len()
                     );
                     tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
                 }
+                // Every task has reported (or was dropped, leaving its message unsettled):
+                // let the settler send what is left.
+                drop(settler);
+                let _ = settling.await;
                 // A synchronous round trip: the broker has read every ack sent before it.
                 let _ = ch
                     .basic_qos(self.config.broker.prefetch, BasicQosOptions::default())
@@ -288,6 +298,7 @@ impl Relay {
                 // the redelivery, while a finished one is recorded in the store (which does
                 // not depend on the broker) and its redelivery suppressed. Their acks fail.
                 tasks.detach_all();
+                drop((settler, settling));
                 let _ = conn.close(200, "reconnecting".into()).await;
                 let _ = pub_conn.close(200, "reconnecting".into()).await;
             }
@@ -345,9 +356,11 @@ impl Relay {
         Ok(age)
     }
 
-    /// Processes one message and settles it. A panic while processing settles it too: the
-    /// broker dead-letters it instead of redelivering a message that crashes the worker.
-    async fn handle(&self, queue: Queue, msg: AmqpDelivery, recorder: &Recorder) {
+    /// Processes one message and decides how to settle it. A panic while processing is
+    /// settled too: the broker dead-letters it instead of redelivering a message that crashes
+    /// the worker.
+    async fn handle(&self, queue: Queue, msg: AmqpDelivery, recorder: &Recorder) -> Fate {
+        let taken = std::time::Instant::now();
         let source = Source {
             queue: match queue {
                 Queue::Events => self.topology.events.clone(),
@@ -359,34 +372,30 @@ impl Relay {
         };
         let work = async {
             match queue {
-                Queue::Events => self.process_event(&msg.data, &source, recorder).await,
-                Queue::Deliveries => self.process_delivery(&msg.data, &source, recorder).await,
+                Queue::Events => {
+                    self.process_event(&msg.data, &source, taken, recorder)
+                        .await
+                }
+                Queue::Deliveries => {
+                    self.process_delivery(&msg.data, &source, taken, recorder)
+                        .await
+                }
             }
         };
-        let settle = std::panic::AssertUnwindSafe(work).catch_unwind().await.unwrap_or_else(|_| {
+        std::panic::AssertUnwindSafe(work).catch_unwind().await.unwrap_or_else(|_| {
             tracing::error!(message = "processing panicked; the broker dead-letters the message", queue = %source.queue);
-            Settle::Reject
-        });
-        let result = match settle {
-            Settle::Ack => msg.acker.ack(BasicAckOptions::default()).await.map(|_| {
-                if queue == Queue::Events {
-                    self.metrics.events_acked.inc();
-                }
-            }),
-            Settle::Reject => msg
-                .acker
-                .nack(BasicNackOptions::default())
-                .await
-                .map(|_| ()),
-            Settle::Abandon => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::warn!(message = "settling failed; the broker will redeliver", error = %e);
-        }
+            Fate::Reject
+        })
     }
 
     /// An event from the events queue: parse, route, attempt every destination at once.
-    async fn process_event(&self, body: &[u8], source: &Source, recorder: &Recorder) -> Settle {
+    async fn process_event(
+        &self,
+        body: &[u8],
+        source: &Source,
+        taken: std::time::Instant,
+        recorder: &Recorder,
+    ) -> Fate {
         if body.len() > self.config.worker.max_event_bytes {
             // Too large to wrap in an envelope safely: the broker moves the original message
             // to the dead-letter queue whole (x-death reason "rejected"), nothing lost.
@@ -404,7 +413,7 @@ impl Relay {
                 size = body.len(),
                 limit = self.config.worker.max_event_bytes
             );
-            return Settle::Reject;
+            return Fate::Reject;
         }
         let event = match event::parse(body, self.config.worker.max_event_bytes) {
             Ok(e) => e,
@@ -425,7 +434,7 @@ impl Relay {
         let Some(attribution) = &event.attribution else {
             self.metrics.events_skipped.inc();
             tracing::debug!(message = "no attribution; skipped", event_id = %event.event_id);
-            return Settle::Ack;
+            return Fate::Ack;
         };
         let destinations: Vec<&DestinationConfig> = self
             .config
@@ -446,17 +455,24 @@ impl Relay {
                 .await;
         }
         let raw: Box<RawValue> = serde_json::from_slice(body).expect("a parsed event is JSON");
+        let msg = Taken { source, at: taken };
         let now = Utc::now();
         let outcomes = futures_util::future::join_all(destinations.iter().map(|d| {
             let delivery = Delivery::new(event.event_id.clone(), d.name.clone(), raw.clone(), now);
-            self.attempt(d, &event, delivery, true, source)
+            self.attempt(d, &event, delivery, true, &msg)
         }))
         .await;
         self.record_all(outcomes, recorder).await
     }
 
     /// A retry from the deliveries queue: one event, one destination.
-    async fn process_delivery(&self, body: &[u8], source: &Source, recorder: &Recorder) -> Settle {
+    async fn process_delivery(
+        &self,
+        body: &[u8],
+        source: &Source,
+        taken: std::time::Instant,
+        recorder: &Recorder,
+    ) -> Fate {
         let delivery: Delivery = match serde_json::from_slice(body) {
             Ok(d) => d,
             Err(e) => {
@@ -490,7 +506,9 @@ impl Relay {
                     .await;
             }
         };
-        let outcome = self.attempt(dest, &event, delivery, false, source).await;
+        let outcome = self
+            .attempt(dest, &event, delivery, false, &Taken { source, at: taken })
+            .await;
         self.record_all(vec![outcome], recorder).await
     }
 
@@ -502,8 +520,9 @@ impl Relay {
         event: &ConversionEvent,
         delivery: Delivery,
         first: bool,
-        source: &Source,
+        msg: &Taken<'_>,
     ) -> Outcome {
+        let source = msg.source;
         let now = Utc::now();
         let dead = |reason, detail: String, delivery: &Delivery, request, report| {
             dead_outcome(reason, detail, delivery, request, report, source)
@@ -567,7 +586,7 @@ impl Relay {
         if let Some(status) = &order {
             // Statuses of one conversion go out one at a time, in order.
             let lock = order_lock.as_deref().expect("set with order");
-            if self.store.claim(lock, lease).await.ok() != Some(Claim::Acquired) {
+            if !self.store.lock(lock, lease).await.unwrap_or(false) {
                 let _ = self.store.release(&key).await;
                 return wait(delivery, "conversion_busy");
             }
@@ -608,7 +627,7 @@ impl Relay {
             }
         }
         let outcome = self
-            .call_partner(dest, event, delivery, first, request, source)
+            .call_partner(dest, event, delivery, first, request, msg)
             .await;
         let result = match &outcome {
             Outcome::Delivered => {
@@ -645,8 +664,9 @@ impl Relay {
         mut delivery: Delivery,
         first: bool,
         request: partner::Request,
-        source: &Source,
+        msg: &Taken<'_>,
     ) -> Outcome {
+        let (source, taken) = (msg.source, msg.at);
         let now = Utc::now();
         let dead = |reason, detail: String, delivery: &Delivery, request, report| {
             dead_outcome(reason, detail, delivery, request, report, source)
@@ -683,7 +703,7 @@ impl Relay {
         };
         let report = self
             .dispatcher
-            .deliver(dest, &request, &event.event_id, tries)
+            .deliver(dest, &request, &event.event_id, tries, taken)
             .await;
         delivery.attempts += report.tries;
         delivery.record(report.history.clone());
@@ -743,7 +763,7 @@ impl Relay {
         event_id: Option<String>,
         source: &Source,
         recorder: &Recorder,
-    ) -> Settle {
+    ) -> Fate {
         let env = Envelope::for_message(reason, detail, body, event_id, source.clone());
         self.record_all(vec![Outcome::Dead(Box::new(env))], recorder)
             .await
@@ -752,15 +772,15 @@ impl Relay {
     /// Records every outcome (retries into their delay tier, dead letters into the dead-letter
     /// queue, each confirmed). If one cannot be recorded the session is ending: the message is
     /// abandoned for redelivery rather than acknowledged.
-    async fn record_all(&self, outcomes: Vec<Outcome>, recorder: &Recorder) -> Settle {
+    async fn record_all(&self, outcomes: Vec<Outcome>, recorder: &Recorder) -> Fate {
         for outcome in outcomes {
             if let Err(e) = self.record(outcome, &recorder.publisher).await {
                 tracing::error!(message = "cannot record an outcome; reconnecting", error = %e);
                 recorder.broken.cancel();
-                return Settle::Abandon;
+                return Fate::Abandon;
             }
         }
-        Settle::Ack
+        Fate::Ack
     }
 
     async fn record(&self, outcome: Outcome, publisher: &Publisher) -> Result<(), PublishError> {

@@ -11,9 +11,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rusqlite::OptionalExtension as _;
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -114,29 +115,24 @@ impl Store {
         }
     }
 
-    /// Claims `key` for `lease`, unless it was delivered already or someone else holds it.
+    /// Claims delivery `key` for `lease`, unless it was delivered already or someone else
+    /// holds it.
     pub async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
-        let claim = match self {
-            Store::Embedded(s) => s.claim(key, lease).await?,
-            Store::Redis(s) => s.claim(key, lease).await?,
-        };
-        // Another worker may have recorded it and let its claim go between our check and our
-        // claim: look once more, now that nobody else can.
-        if claim == Claim::Acquired && self.is_delivered(key).await? {
-            self.release(key).await?;
-            return Ok(Claim::Delivered);
-        }
-        Ok(claim)
-    }
-
-    async fn is_delivered(&self, key: &str) -> Result<bool, StoreError> {
         match self {
-            Store::Embedded(s) => s.is_delivered(key).await,
-            Store::Redis(s) => s.is_delivered(key).await,
+            Store::Embedded(s) => s.claim(key, lease),
+            Store::Redis(s) => s.claim(key, lease).await,
         }
     }
 
-    /// Gives a claim back without a record (the attempt did not deliver).
+    /// Takes a lock (a claim with no delivery record behind it) for `lease`: true if taken.
+    pub async fn lock(&self, key: &str, lease: Duration) -> Result<bool, StoreError> {
+        match self {
+            Store::Embedded(s) => Ok(s.lock(key, lease)),
+            Store::Redis(s) => s.lock(key, lease).await,
+        }
+    }
+
+    /// Gives a claim or a lock back without a record (the attempt did not deliver).
     pub async fn release(&self, key: &str) -> Result<(), StoreError> {
         match self {
             Store::Embedded(s) => {
@@ -159,7 +155,7 @@ impl Store {
     /// The highest status rank recorded for a conversion.
     pub async fn status(&self, key: &str) -> Result<Option<u8>, StoreError> {
         match self {
-            Store::Embedded(s) => s.status(key).await,
+            Store::Embedded(s) => s.status(key),
             Store::Redis(s) => s.status(key).await,
         }
     }
@@ -167,7 +163,7 @@ impl Store {
     /// Raises the recorded status rank of a conversion to `rank` (never lowers it).
     pub async fn record_status(&self, key: &str, rank: u8) -> Result<(), StoreError> {
         match self {
-            Store::Embedded(s) => s.record_status(key, rank).await,
+            Store::Embedded(s) => s.record_status(key, rank),
             Store::Redis(s) => s.record_status(key, rank).await,
         }
     }
@@ -182,129 +178,230 @@ fn now_ms() -> i64 {
 
 /// SQLite in WAL mode with `synchronous=NORMAL`: a commit is in the WAL file when it returns,
 /// so it survives the process being killed (a power loss may lose the last ones).
+///
+/// The file is opened in exclusive locking mode: it belongs to one process, which takes no file
+/// lock per transaction, and a second process pointed at the same file is refused. Records
+/// are written by one task that commits whatever has queued up in one transaction (group
+/// commit), so under load a commit carries many records.
 #[derive(Clone)]
 pub struct Embedded {
     db: Arc<Mutex<rusqlite::Connection>>,
-    claims: Arc<Mutex<HashMap<String, Instant>>>,
+    writes: tokio::sync::mpsc::UnboundedSender<Write>,
+    claims: Arc<Mutex<Claims>>,
     ttl: Duration,
 }
 
+/// A record waiting for the writer.
+struct Write {
+    key: String,
+    status: Option<(String, u8)>,
+    expires: i64,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Claims held by this process, with the instant each one lapses. Lapsed ones are swept when
+/// the map has doubled since the last sweep, so a claim costs no scan.
+#[derive(Default)]
+struct Claims {
+    held: HashMap<String, Instant>,
+    sweep_at: usize,
+}
+
+impl Claims {
+    fn take(&mut self, key: &str, lease: Duration) -> bool {
+        let now = Instant::now();
+        if self.held.len() >= self.sweep_at {
+            self.held.retain(|_, until| *until > now);
+            self.sweep_at = (self.held.len() * 2).max(1024);
+        }
+        match self.held.get_mut(key) {
+            Some(until) if *until > now => false,
+            Some(until) => {
+                *until = now + lease;
+                true
+            }
+            None => {
+                self.held.insert(key.to_owned(), now + lease);
+                true
+            }
+        }
+    }
+}
+
+/// At most this many records per transaction.
+const MAX_BATCH: usize = 512;
+
 impl Embedded {
     async fn open(path: PathBuf, ttl: Duration) -> Result<Embedded, StoreError> {
+        let shown = path.display().to_string();
         let db = tokio::task::spawn_blocking(move || -> Result<_, rusqlite::Error> {
             let db = rusqlite::Connection::open(&path)?;
+            db.busy_timeout(Duration::from_secs(2))?;
+            // Before WAL is first used, so that the WAL index lives in this process's memory.
+            db.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
             db.pragma_update(None, "journal_mode", "WAL")?;
             db.pragma_update(None, "synchronous", "NORMAL")?;
-            db.busy_timeout(Duration::from_secs(5))?;
+            // The first write takes the exclusive lock, held until the connection closes.
             db.execute_batch(
-                "CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
-                 CREATE TABLE IF NOT EXISTS status (key TEXT PRIMARY KEY, rank INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+                "CREATE TABLE IF NOT EXISTS delivered (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE IF NOT EXISTS status (key TEXT PRIMARY KEY, rank INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
                  DELETE FROM delivered WHERE expires_at < strftime('%s','now') * 1000;
                  DELETE FROM status WHERE expires_at < strftime('%s','now') * 1000;",
             )?;
             Ok(db)
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))??;
+        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy) => StoreError::Task(format!(
+                "{shown} is in use by another process; the embedded store serves one process \
+                 (give each its own path, or use the Redis store for replicas)"
+            )),
+            _ => StoreError::Sqlite(e),
+        })?;
+        let db = Arc::new(Mutex::new(db));
+        let (writes, queued) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(Self::writer(Arc::clone(&db), queued));
         Ok(Embedded {
-            db: Arc::new(Mutex::new(db)),
+            db,
+            writes,
             claims: Arc::default(),
             ttl,
         })
     }
 
-    /// Runs one statement under the connection's lock, on the calling thread: a WAL-mode
-    /// statement takes microseconds (no fsync), less than handing it to a blocking thread.
-    async fn with_db<T: Send + 'static>(
+    /// Commits queued records, as many as have queued up (up to `MAX_BATCH`) per transaction.
+    /// Ends when every handle on the store is gone.
+    async fn writer(
+        db: Arc<Mutex<rusqlite::Connection>>,
+        mut queued: tokio::sync::mpsc::UnboundedReceiver<Write>,
+    ) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while queued.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            // Let every task that is ready run first: under load they queue more records for
+            // this commit; when idle this returns at once.
+            tokio::task::yield_now().await;
+            while batch.len() < MAX_BATCH
+                && let Ok(w) = queued.try_recv()
+            {
+                batch.push(w);
+            }
+            let result = {
+                let db = db.lock().expect("store lock");
+                Self::commit(&db, &batch).map_err(|e| e.to_string())
+            };
+            for w in batch.drain(..) {
+                let _ = w.done.send(result.clone());
+            }
+        }
+    }
+
+    fn commit(db: &rusqlite::Connection, batch: &[Write]) -> Result<(), rusqlite::Error> {
+        db.prepare_cached("BEGIN")?.execute([])?;
+        let written = (|| {
+            let mut record = db.prepare_cached(
+                "INSERT INTO delivered (key, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at",
+            )?;
+            for w in batch {
+                record.execute(rusqlite::params![w.key, w.expires])?;
+                if let Some((sk, rank)) = &w.status {
+                    Self::raise(db, sk, *rank, w.expires)?;
+                }
+            }
+            db.prepare_cached("COMMIT")?.execute([])
+        })();
+        if written.is_err() && !db.is_autocommit() {
+            let _ = db.execute_batch("ROLLBACK");
+        }
+        written.map(|_| ())
+    }
+
+    fn raise(db: &rusqlite::Connection, key: &str, rank: u8, expires: i64) -> rusqlite::Result<()> {
+        db.prepare_cached(
+            "INSERT INTO status (key, rank, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(key) DO UPDATE SET rank = max(rank, excluded.rank), expires_at = excluded.expires_at",
+        )?
+        .execute(rusqlite::params![key, rank, expires])
+        .map(|_| ())
+    }
+
+    /// Runs one read under the connection's lock, on the calling thread: an indexed lookup
+    /// takes microseconds, less than handing it to another thread.
+    fn read<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, StoreError> {
         let db = self.db.lock().expect("store lock");
         f(&db).map_err(StoreError::from)
     }
 
-    async fn is_delivered(&self, key: &str) -> Result<bool, StoreError> {
-        let k = key.to_owned();
-        let now = now_ms();
-        self.with_db(move |db| {
+    fn is_delivered(&self, key: &str) -> Result<bool, StoreError> {
+        self.read(|db| {
             db.prepare_cached("SELECT 1 FROM delivered WHERE key = ?1 AND expires_at > ?2")?
-                .query_row(rusqlite::params![k, now], |_| Ok(()))
-                .map(|_| true)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(false),
-                    e => Err(e),
-                })
+                .query_row(rusqlite::params![key, now_ms()], |_| Ok(()))
+                .optional()
+                .map(|row| row.is_some())
         })
-        .await
     }
 
-    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
-        if self.is_delivered(key).await? {
-            return Ok(Claim::Delivered);
-        }
-        let mut claims = self.claims.lock().expect("claims lock");
-        let t = Instant::now();
-        claims.retain(|_, until| *until > t);
-        if claims.contains_key(key) {
+    fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        // Claim first, then look: a worker that recorded the delivery did so before letting
+        // its claim go, so with the claim in hand the record is there if it ever will be.
+        if !self.lock(key, lease) {
             return Ok(Claim::Busy);
         }
-        claims.insert(key.to_owned(), t + lease);
-        Ok(Claim::Acquired)
+        match self.is_delivered(key) {
+            Ok(false) => Ok(Claim::Acquired),
+            Ok(true) => {
+                self.release(key);
+                Ok(Claim::Delivered)
+            }
+            Err(e) => {
+                self.release(key);
+                Err(e)
+            }
+        }
+    }
+
+    fn lock(&self, key: &str, lease: Duration) -> bool {
+        self.claims.lock().expect("claims lock").take(key, lease)
     }
 
     fn release(&self, key: &str) {
-        self.claims.lock().expect("claims lock").remove(key);
+        self.claims.lock().expect("claims lock").held.remove(key);
     }
 
     async fn delivered(&self, key: &str, status: Option<(&str, u8)>) -> Result<(), StoreError> {
-        let (k, expires) = (key.to_owned(), now_ms() + self.ttl.as_millis() as i64);
-        let status = status.map(|(sk, rank)| (sk.to_owned(), rank));
-        self.with_db(move |db| {
-            let tx = db.unchecked_transaction()?;
-            tx.prepare_cached(
-                "INSERT INTO delivered (key, expires_at) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET expires_at = excluded.expires_at",
-            )?
-            .execute(rusqlite::params![k, expires])?;
-            if let Some((sk, rank)) = status {
-                tx.prepare_cached(
-                    "INSERT INTO status (key, rank, expires_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(key) DO UPDATE SET rank = max(rank, excluded.rank), expires_at = excluded.expires_at",
-                )?
-                .execute(rusqlite::params![sk, rank, expires])?;
-            }
-            tx.commit()
-        })
-        .await?;
+        let (done, committed) = tokio::sync::oneshot::channel();
+        let write = Write {
+            key: key.to_owned(),
+            status: status.map(|(sk, rank)| (sk.to_owned(), rank)),
+            expires: now_ms() + self.ttl.as_millis() as i64,
+            done,
+        };
+        if self.writes.send(write).is_err() {
+            return Err(StoreError::Task("the writer has stopped".into()));
+        }
+        committed
+            .await
+            .map_err(|_| StoreError::Task("the writer has stopped".into()))?
+            .map_err(StoreError::Task)?;
         self.release(key);
         Ok(())
     }
 
-    async fn status(&self, key: &str) -> Result<Option<u8>, StoreError> {
-        let (k, now) = (key.to_owned(), now_ms());
-        self.with_db(move |db| {
+    fn status(&self, key: &str) -> Result<Option<u8>, StoreError> {
+        self.read(|db| {
             db.prepare_cached("SELECT rank FROM status WHERE key = ?1 AND expires_at > ?2")?
-                .query_row(rusqlite::params![k, now], |r| r.get::<_, u8>(0))
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(e),
-                })
+                .query_row(rusqlite::params![key, now_ms()], |r| r.get::<_, u8>(0))
+                .optional()
         })
-        .await
     }
 
-    async fn record_status(&self, key: &str, rank: u8) -> Result<(), StoreError> {
-        let (k, expires) = (key.to_owned(), now_ms() + self.ttl.as_millis() as i64);
-        self.with_db(move |db| {
-            db.prepare_cached(
-                "INSERT INTO status (key, rank, expires_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(key) DO UPDATE SET rank = max(rank, excluded.rank), expires_at = excluded.expires_at",
-            )?
-            .execute(rusqlite::params![k, rank, expires])
-            .map(|_| ())
-        })
-        .await
+    fn record_status(&self, key: &str, rank: u8) -> Result<(), StoreError> {
+        let expires = now_ms() + self.ttl.as_millis() as i64;
+        self.read(|db| Self::raise(db, key, rank, expires))
     }
 }
 
@@ -317,6 +414,45 @@ pub struct RedisStore {
     owner: String,
     ttl: Duration,
 }
+
+/// The scripts, hashed once.
+static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    // Atomic: the record is looked for and the claim taken with no gap in which another
+    // replica could record the delivery and let its claim go.
+    redis::Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 1 then return 2 end
+         if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+         return 0",
+    )
+});
+/// Only our own claim: one that lapsed and was taken by another replica stays.
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+    )
+});
+/// The record and the status rank together (both or neither), then the claim let go.
+static DELIVERED: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+         if ARGV[2] ~= '' then
+           local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+           if tonumber(ARGV[2]) > cur then cur = tonumber(ARGV[2]) end
+           redis.call('SET', KEYS[2], cur, 'PX', ARGV[1])
+         end
+         if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+         return 1",
+    )
+});
+/// Raises a status rank, never lowers it.
+static RAISE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+         if tonumber(ARGV[1]) > cur then cur = tonumber(ARGV[1]) end
+         redis.call('SET', KEYS[1], cur, 'PX', ARGV[2])
+         return cur",
+    )
+});
 
 impl RedisStore {
     async fn open(url: &str, prefix: &str, ttl: Duration) -> Result<RedisStore, StoreError> {
@@ -334,18 +470,23 @@ impl RedisStore {
         format!("{}:{kind}:{key}", self.prefix)
     }
 
-    async fn is_delivered(&self, key: &str) -> Result<bool, StoreError> {
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
         let mut c = self.conn.clone();
-        Ok(redis::cmd("EXISTS")
-            .arg(self.k("done", key))
-            .query_async(&mut c)
-            .await?)
+        let got: i64 = CLAIM
+            .key(self.k("done", key))
+            .key(self.k("claim", key))
+            .arg(&self.owner)
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(match got {
+            2 => Claim::Delivered,
+            1 => Claim::Acquired,
+            _ => Claim::Busy,
+        })
     }
 
-    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
-        if self.is_delivered(key).await? {
-            return Ok(Claim::Delivered);
-        }
+    async fn lock(&self, key: &str, lease: Duration) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
             .arg(self.k("claim", key))
@@ -355,20 +496,12 @@ impl RedisStore {
             .arg(lease.as_millis() as u64)
             .query_async(&mut c)
             .await?;
-        Ok(if set.is_some() {
-            Claim::Acquired
-        } else {
-            Claim::Busy
-        })
+        Ok(set.is_some())
     }
 
     async fn release(&self, key: &str) -> Result<(), StoreError> {
-        // Only our own claim: one that expired and was taken by another replica stays.
-        let script = redis::Script::new(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
-        );
         let mut c = self.conn.clone();
-        let _: i64 = script
+        let _: i64 = RELEASE
             .key(self.k("claim", key))
             .arg(&self.owner)
             .invoke_async(&mut c)
@@ -377,29 +510,21 @@ impl RedisStore {
     }
 
     async fn delivered(&self, key: &str, status: Option<(&str, u8)>) -> Result<(), StoreError> {
-        // The record and the status rank in one script: both or neither.
-        let script = redis::Script::new(
-            "redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
-             if ARGV[2] ~= '' then
-               local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
-               if tonumber(ARGV[2]) > cur then cur = tonumber(ARGV[2]) end
-               redis.call('SET', KEYS[2], cur, 'PX', ARGV[1])
-             end
-             return 1",
-        );
         let (status_key, rank) = match status {
             Some((k, r)) => (self.k("status", k), r.to_string()),
             None => (self.k("status", ""), String::new()),
         };
         let mut c = self.conn.clone();
-        let _: i64 = script
+        let _: i64 = DELIVERED
             .key(self.k("done", key))
             .key(status_key)
+            .key(self.k("claim", key))
             .arg(self.ttl.as_millis() as u64)
             .arg(rank)
+            .arg(&self.owner)
             .invoke_async(&mut c)
             .await?;
-        self.release(key).await
+        Ok(())
     }
 
     async fn status(&self, key: &str) -> Result<Option<u8>, StoreError> {
@@ -411,15 +536,8 @@ impl RedisStore {
     }
 
     async fn record_status(&self, key: &str, rank: u8) -> Result<(), StoreError> {
-        // Raise, never lower, atomically.
-        let script = redis::Script::new(
-            "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-             if tonumber(ARGV[1]) > cur then cur = tonumber(ARGV[1]) end
-             redis.call('SET', KEYS[1], cur, 'PX', ARGV[2])
-             return cur",
-        );
         let mut c = self.conn.clone();
-        let _: i64 = script
+        let _: i64 = RAISE
             .key(self.k("status", key))
             .arg(rank)
             .arg(self.ttl.as_millis() as u64)
@@ -485,6 +603,32 @@ mod tests {
                 .unwrap(),
             Claim::Delivered
         );
+    }
+
+    #[tokio::test]
+    async fn an_embedded_store_serves_one_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig::Embedded {
+            path: dir.path().join("s.db"),
+            ttl_secs: 60,
+        };
+        let first = Store::open(&cfg).await.unwrap();
+        let second = Store::open(&cfg).await.err().expect("the file is taken");
+        assert!(
+            second.to_string().contains("in use by another process"),
+            "{second}"
+        );
+        // Records written together in one commit are each found.
+        let keys: Vec<String> = (0..100).map(|i| format!("d\u{1f}{i}")).collect();
+        futures_util::future::try_join_all(keys.iter().map(|k| first.delivered(k, None)))
+            .await
+            .unwrap();
+        for k in &keys {
+            assert_eq!(
+                first.claim(k, Duration::from_secs(1)).await.unwrap(),
+                Claim::Delivered
+            );
+        }
     }
 
     #[tokio::test]

@@ -39,6 +39,9 @@ struct Cli {
     /// Events for the runs with a slow partner.
     #[arg(long, default_value_t = 20_000)]
     slow_events: usize,
+    /// Rounds of baseline-then-relay with an instant partner; the medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Unacknowledged events per consumer, for the relay and the baseline alike.
     #[arg(long, default_value_t = 512)]
     prefetch: u16,
@@ -51,6 +54,22 @@ struct Cli {
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
+    /// Run only these parts (default: all). Latency needs throughput (its rate is half the
+    /// measured maximum), so it runs throughput too.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// Baseline and relay with an instant partner.
+    Throughput,
+    /// The relay with 50 ms and 200 ms partners.
+    Slow,
+    /// Relay-added latency at half the maximum rate.
+    Latency,
+    /// Peak memory with backlogs waiting.
+    Memory,
 }
 
 #[derive(Subcommand)]
@@ -75,6 +94,11 @@ struct Results {
     baseline_events_per_sec: f64,
     relay_events_per_sec: f64,
     relay_to_baseline: f64,
+    /// Each round's figure, in order (the medians are above).
+    baseline_runs: Vec<f64>,
+    relay_runs: Vec<f64>,
+    baseline_cpu_us_per_event: f64,
+    relay_cpu_us_per_event: f64,
     relay_50ms_events_per_sec: f64,
     relay_200ms_events_per_sec: f64,
     ideal_200ms_events_per_sec: f64,
@@ -85,6 +109,9 @@ struct Results {
     relay_latency_p99_ms: f64,
     relay_added_p50_ms: f64,
     relay_added_p99_ms: f64,
+    dispatch_delay_p50_ms: f64,
+    dispatch_delay_p99_ms: f64,
+    dispatch_delay_within_5ms: f64,
     peak_rss_mb: Vec<(usize, f64)>,
 }
 
@@ -133,7 +160,8 @@ async fn baseline(amqp_url: &str, queue: &str, url: &str, prefetch: u16) -> anyh
     Ok(())
 }
 
-struct Proc(Child);
+/// A child process, and where its metrics are served (the relay's).
+struct Proc(Child, Option<String>);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -143,6 +171,21 @@ impl Drop for Proc {
 }
 
 impl Proc {
+    /// CPU time used so far (user and system), from `/proc/PID/stat`, whose clock ticks are
+    /// USER_HZ (100 per second on Linux).
+    fn cpu_secs(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<f64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+        (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+    }
+
     /// Peak resident memory so far, in MB (VmHWM).
     fn peak_rss_mb(&self) -> f64 {
         let status =
@@ -169,7 +212,7 @@ fn spawn_baseline(cli: &Cli, queue: &str, url: &str) -> anyhow::Result<Proc> {
         ])
         .args(["--prefetch", &cli.prefetch.to_string()])
         .spawn()?;
-    Ok(Proc(child))
+    Ok(Proc(child, None))
 }
 
 fn relay_binary() -> anyhow::Result<PathBuf> {
@@ -185,6 +228,10 @@ fn relay_binary() -> anyhow::Result<PathBuf> {
 /// A relay process on a fresh prefix, its partner at `base`.
 fn start_relay(cli: &Cli, prefix: &str, base: &str, dir: &std::path::Path) -> anyhow::Result<Proc> {
     let config = dir.join(format!("{prefix}.toml"));
+    // A port free now, for the relay's /metrics.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     std::fs::write(
         &config,
         format!(
@@ -196,7 +243,7 @@ fn start_relay(cli: &Cli, prefix: &str, base: &str, dir: &std::path::Path) -> an
             prefetch = {prefetch}
 
             [http]
-            listen = "127.0.0.1:0"
+            listen = "127.0.0.1:{port}"
 
             {store}
 
@@ -229,7 +276,63 @@ fn start_relay(cli: &Cli, prefix: &str, base: &str, dir: &std::path::Path) -> an
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    Ok(Proc(child))
+    Ok(Proc(
+        child,
+        Some(format!("http://127.0.0.1:{port}/metrics")),
+    ))
+}
+
+/// `postback_relay_dispatch_delay_seconds` from the relay's /metrics, summed over
+/// destinations: the cumulative count per bucket bound (seconds).
+async fn dispatch_delay(proc: &Proc) -> anyhow::Result<Vec<(f64, f64)>> {
+    let url = proc.1.as_deref().context("not a relay")?;
+    let text = reqwest::get(url).await?.text().await?;
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("postback_relay_dispatch_delay_seconds_bucket{") else {
+            continue;
+        };
+        let le = rest
+            .split("le=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .context("a bucket without le")?;
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse()?
+        };
+        let count: f64 = rest.rsplit(' ').next().unwrap_or("0").parse()?;
+        match buckets.iter_mut().find(|(b, _)| *b == le) {
+            Some((_, c)) => *c += count,
+            None => buckets.push((le, count)),
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(buckets)
+}
+
+/// The `q` quantile of a cumulative histogram, interpolated within its bucket as Prometheus's
+/// `histogram_quantile` does.
+fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return prev.0;
+            }
+            let within = if count > prev.1 {
+                (rank - prev.1) / (count - prev.1)
+            } else {
+                0.0
+            };
+            return prev.0 + (le - prev.0) * within;
+        }
+        prev = (le, count);
+    }
+    prev.0
 }
 
 fn event(i: usize) -> Outgoing {
@@ -326,6 +429,16 @@ fn partner_delay(ms: u64) -> Rule {
     }
 }
 
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -385,53 +498,75 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         ..Default::default()
     };
     let id = || format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let runs = |p: Part| {
+        cli.only.is_empty()
+            || cli.only.contains(&p)
+            || (p == Part::Throughput && cli.only.contains(&Part::Latency))
+    };
 
-    // 1. Baseline and relay, instant partner.
-    {
-        let prefix = id();
-        let t = topology(&prefix);
-        t.declare(&conn.create_channel().await?).await?;
-        sb.reset().await?;
-        let base = spawn_baseline(cli, &t.events, &format!("{}/fixed", sb.base_url()))?;
-        wait_ready(&conn, &t).await?;
-        let start = Instant::now();
-        publish_n(&publisher, &t.exchange, cli.events, 0).await?;
-        let end = wait_for(&sb, cli.events as u64, Duration::from_secs(600)).await?;
-        r.baseline_events_per_sec = cli.events as f64 / (end - start).as_secs_f64();
-        drop(base);
-        cleanup(&conn, &t).await;
-        eprintln!(
-            "baseline, instant partner: {:.0} events/s",
-            r.baseline_events_per_sec
-        );
+    // 1. Baseline and relay, instant partner, taking turns; the median of each.
+    if runs(Part::Throughput) {
+        let (mut base_cpu, mut relay_cpu) = (Vec::new(), Vec::new());
+        for round in 1..=cli.rounds {
+            let prefix = id();
+            let t = topology(&prefix);
+            t.declare(&conn.create_channel().await?).await?;
+            sb.reset().await?;
+            let base = spawn_baseline(cli, &t.events, &format!("{}/fixed", sb.base_url()))?;
+            wait_ready(&conn, &t).await?;
+            let start = Instant::now();
+            publish_n(&publisher, &t.exchange, cli.events, 0).await?;
+            let end = wait_for(&sb, cli.events as u64, Duration::from_secs(600)).await?;
+            let rate = cli.events as f64 / (end - start).as_secs_f64();
+            r.baseline_runs.push(rate);
+            base_cpu.push(base.cpu_secs() * 1e6 / cli.events as f64);
+            drop(base);
+            cleanup(&conn, &t).await;
+
+            let (relay, cpu) =
+                relay_throughput(cli, &conn, &publisher, &sb, &dir, cli.events, 0).await?;
+            r.relay_runs.push(relay);
+            relay_cpu.push(cpu * 1e6 / cli.events as f64);
+            eprintln!(
+                "round {round}: baseline {rate:.0} events/s, relay {relay:.0} events/s ({:.0}%)",
+                100.0 * relay / rate
+            );
+        }
+        r.baseline_events_per_sec = median(&r.baseline_runs);
+        r.relay_events_per_sec = median(&r.relay_runs);
+        r.relay_to_baseline = r.relay_events_per_sec / r.baseline_events_per_sec;
+        r.baseline_cpu_us_per_event = median(&base_cpu);
+        r.relay_cpu_us_per_event = median(&relay_cpu);
     }
-    r.relay_events_per_sec =
-        relay_throughput(cli, &conn, &publisher, &sb, &dir, cli.events, 0).await?;
-    r.relay_to_baseline = r.relay_events_per_sec / r.baseline_events_per_sec;
-    eprintln!(
-        "relay, instant partner: {:.0} events/s",
-        r.relay_events_per_sec
-    );
 
     // 2. Slow partners: concurrency at work.
-    r.relay_50ms_events_per_sec =
-        relay_throughput(cli, &conn, &publisher, &sb, &dir, cli.slow_events, 50).await?;
-    eprintln!(
-        "relay, 50 ms partner: {:.0} events/s",
-        r.relay_50ms_events_per_sec
-    );
-    r.relay_200ms_events_per_sec =
-        relay_throughput(cli, &conn, &publisher, &sb, &dir, cli.slow_events, 200).await?;
-    r.ideal_200ms_events_per_sec = f64::from(cli.prefetch) / 0.2;
-    eprintln!(
-        "relay, 200 ms partner: {:.0} events/s",
-        r.relay_200ms_events_per_sec
-    );
+    if runs(Part::Slow) {
+        r.relay_50ms_events_per_sec =
+            relay_throughput(cli, &conn, &publisher, &sb, &dir, cli.slow_events, 50)
+                .await?
+                .0;
+        eprintln!(
+            "relay, 50 ms partner: {:.0} events/s",
+            r.relay_50ms_events_per_sec
+        );
+        r.relay_200ms_events_per_sec =
+            relay_throughput(cli, &conn, &publisher, &sb, &dir, cli.slow_events, 200)
+                .await?
+                .0;
+        r.ideal_200ms_events_per_sec = f64::from(cli.prefetch) / 0.2;
+        eprintln!(
+            "relay, 200 ms partner: {:.0} events/s",
+            r.relay_200ms_events_per_sec
+        );
+    }
 
     // 3. Latency at half the relay's maximum rate, relay and baseline alike.
     r.latency_rate_per_sec = (r.relay_events_per_sec / 2.0).floor().max(1.0);
     let n = ((r.latency_rate_per_sec * 10.0) as usize).max(1000);
     for relay in [false, true] {
+        if !runs(Part::Latency) {
+            break;
+        }
         let prefix = id();
         let t = topology(&prefix);
         t.declare(&conn.create_channel().await?).await?;
@@ -462,6 +597,12 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
         if relay {
             (r.relay_latency_p50_ms, r.relay_latency_p99_ms) = (p50, p99);
+            let h = dispatch_delay(&proc).await?;
+            r.dispatch_delay_p50_ms = histogram_quantile(0.5, &h) * 1000.0;
+            r.dispatch_delay_p99_ms = histogram_quantile(0.99, &h) * 1000.0;
+            let total = h.last().map_or(0.0, |b| b.1);
+            let within = h.iter().find(|b| b.0 == 0.005).map_or(0.0, |b| b.1);
+            r.dispatch_delay_within_5ms = within / total.max(1.0);
         } else {
             (r.baseline_latency_p50_ms, r.baseline_latency_p99_ms) = (p50, p99);
         }
@@ -470,17 +611,22 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     }
     r.relay_added_p50_ms = r.relay_latency_p50_ms - r.baseline_latency_p50_ms;
     r.relay_added_p99_ms = r.relay_latency_p99_ms - r.baseline_latency_p99_ms;
-    eprintln!(
-        "latency at {:.0}/s: relay p50 {:.2} ms p99 {:.2} ms; baseline p50 {:.2} ms p99 {:.2} ms",
-        r.latency_rate_per_sec,
-        r.relay_latency_p50_ms,
-        r.relay_latency_p99_ms,
-        r.baseline_latency_p50_ms,
-        r.baseline_latency_p99_ms
-    );
+    if runs(Part::Latency) {
+        eprintln!(
+            "latency at {:.0}/s: relay p50 {:.2} ms p99 {:.2} ms; baseline p50 {:.2} ms p99 {:.2} ms",
+            r.latency_rate_per_sec,
+            r.relay_latency_p50_ms,
+            r.relay_latency_p99_ms,
+            r.baseline_latency_p50_ms,
+            r.baseline_latency_p99_ms
+        );
+    }
 
     // 4. Peak memory with a backlog waiting in the queue.
     for &backlog in &cli.backlogs {
+        if !runs(Part::Memory) {
+            break;
+        }
         let prefix = id();
         let t = topology(&prefix);
         t.declare(&conn.create_channel().await?).await?;
@@ -513,7 +659,7 @@ async fn relay_throughput(
     dir: &std::path::Path,
     n: usize,
     delay_ms: u64,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64)> {
     let prefix = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let t = topology(&prefix);
     t.declare(&conn.create_channel().await?).await?;
@@ -526,9 +672,10 @@ async fn relay_throughput(
     let start = Instant::now();
     publish_n(publisher, &t.exchange, n, 0).await?;
     let end = wait_for(sb, n as u64, Duration::from_secs(900)).await?;
+    let cpu = proc.cpu_secs();
     drop(proc);
     cleanup(conn, &t).await;
-    Ok(n as f64 / (end - start).as_secs_f64())
+    Ok((n as f64 / (end - start).as_secs_f64(), cpu))
 }
 
 fn print_table(r: &Results) {
@@ -536,16 +683,23 @@ fn print_table(r: &Results) {
     println!("{:<52} {:>12}", "measure", "value");
     let row = |k: &str, v: String| println!("{k:<52} {v:>12}");
     row(
-        "baseline, instant partner (events/s)",
+        "baseline, instant partner (events/s, median)",
         format!("{:.0}", r.baseline_events_per_sec),
     );
     row(
-        "relay, instant partner (events/s)",
+        "relay, instant partner (events/s, median)",
         format!("{:.0}", r.relay_events_per_sec),
     );
     row(
         "relay / baseline (target >= 90%)",
         format!("{:.0}%", r.relay_to_baseline * 100.0),
+    );
+    row(
+        "CPU per event, baseline / relay (us)",
+        format!(
+            "{:.0} / {:.0}",
+            r.baseline_cpu_us_per_event, r.relay_cpu_us_per_event
+        ),
     );
     row(
         "relay, 50 ms partner (events/s)",
@@ -581,8 +735,19 @@ fn print_table(r: &Results) {
         ),
     );
     row(
-        "relay-added p50 / p99 (ms, target p99 < 5)",
+        "difference, relay - baseline, p50 / p99 (ms)",
         format!("{:.2} / {:.2}", r.relay_added_p50_ms, r.relay_added_p99_ms),
+    );
+    row(
+        "consume -> request sent, p50 / p99 (ms, target p99 < 5)",
+        format!(
+            "{:.2} / {:.2}",
+            r.dispatch_delay_p50_ms, r.dispatch_delay_p99_ms
+        ),
+    );
+    row(
+        "  sent within 5 ms of consume",
+        format!("{:.2}%", r.dispatch_delay_within_5ms * 100.0),
     );
     for (backlog, mb) in &r.peak_rss_mb {
         row(
