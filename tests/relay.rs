@@ -622,3 +622,81 @@ async fn every_partner_kind_end_to_end() {
     );
     env.cleanup().await;
 }
+
+/// Unacknowledged messages of `queue`, as the broker counts them.
+fn unacked(queue: &str) -> u64 {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_queues",
+            "name",
+            "messages_unacknowledged",
+            "--silent",
+            "--no-table-headers",
+        ])
+        .output()
+        .expect("rabbitmqctl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some(queue)).then(|| f.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("queue {queue} not listed"))
+}
+
+#[tokio::test]
+async fn a_slow_delivery_does_not_hold_back_the_acks_of_the_others() {
+    let env = Env::new().await;
+    env.sandbox
+        .add_rule(&Rule::answer(200).on_query("qci=slow").after_ms(6000))
+        .await
+        .unwrap();
+    let toml = env
+        .config_toml("")
+        .replace("timeout_ms = 2000", "timeout_ms = 15000");
+    let running = env.start(&toml).await;
+    // The slow one first: every later message sits above it on the channel.
+    env.publish(&event("slow", "lead", "slow", None)).await;
+    for i in 0..100 {
+        env.publish(&event(
+            &format!("fast-{i}"),
+            "lead",
+            &format!("fast{i}"),
+            None,
+        ))
+        .await;
+    }
+    wait_acked(&running, 100).await;
+    let in_flight = running.metrics.in_flight.with_label_values(&["powerspace"]);
+    assert_eq!(
+        in_flight.get(),
+        1,
+        "the 100 fast ones were acknowledged while the slow one was still at the partner"
+    );
+    // The broker agrees: only the slow one is unacknowledged.
+    let events = env.topology().events;
+    eventually(WAIT, "the broker holds only the slow one", || {
+        let q = events.clone();
+        async move {
+            tokio::task::spawn_blocking(move || unacked(&q))
+                .await
+                .unwrap()
+                == 1
+        }
+    })
+    .await;
+    wait_acked(&running, 101).await;
+    eventually(WAIT, "nothing unacknowledged", || {
+        let q = events.clone();
+        async move {
+            tokio::task::spawn_blocking(move || unacked(&q))
+                .await
+                .unwrap()
+                == 0
+        }
+    })
+    .await;
+    assert_eq!(env.ready(&events).await, 0);
+    assert_eq!(env.sandbox.requests().await.unwrap().len(), 101);
+    env.cleanup().await;
+}
