@@ -215,6 +215,12 @@ fn resolve(t: Target) -> Result<(String, Topology, usize), ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // Transparent huge pages back the allocator's arenas with 2 MiB pages as soon as one byte
+    // of them is touched, which inflates resident memory by tens of MB and makes it depend
+    // on chance; this process is better off with ordinary pages. (Linux only; elsewhere, or
+    // if refused, nothing changes.)
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.command);
     let runtime = tokio::runtime::Builder::new_multi_thread()

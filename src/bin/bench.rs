@@ -131,7 +131,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The smallest consumer that does the job: consume, one fixed GET, ack.
+/// The smallest consumer that does the job: consume, one GET, ack. The GET is `url` with the
+/// message id appended, so that each request can be matched to its event.
 async fn baseline(amqp_url: &str, queue: &str, url: &str, prefetch: u16) -> anyhow::Result<()> {
     let conn = broker::connect(amqp_url, "bench baseline").await?;
     let ch = conn.create_channel().await?;
@@ -148,7 +149,12 @@ async fn baseline(amqp_url: &str, queue: &str, url: &str, prefetch: u16) -> anyh
     let mut tasks = tokio::task::JoinSet::new();
     while let Some(d) = consumer.next().await {
         let d = d?;
-        let (client, url) = (client.clone(), url.to_owned());
+        let id = d
+            .properties
+            .message_id()
+            .as_ref()
+            .map_or("", |s| s.as_str());
+        let (client, url) = (client.clone(), format!("{url}{id}"));
         tasks.spawn(async move {
             if let Ok(r) = client.get(&url).send().await {
                 let _ = r.bytes().await;
@@ -339,7 +345,7 @@ fn event(i: usize) -> Outgoing {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     Outgoing::new(
         format!(
-            r#"{{"event_id":"b{i}","type":"order","occurred_at":"{now}","attribution":{{"network":"powerspace","click_id":"bench-{i}"}},"order":{{"id":"{i}","amount":"49.99","currency":"EUR"}}}}"#
+            r#"{{"event_id":"b{i}","type":"order","occurred_at":"{now}","attribution":{{"network":"powerspace","click_id":"b{i}"}},"order":{{"id":"{i}","amount":"49.99","currency":"EUR"}}}}"#
         )
         .into_bytes(),
     )
@@ -475,9 +481,15 @@ async fn publish_at_rate(
         let due = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
         let m = event(i);
-        sent.insert(format!("bench-{i}"), chrono::Utc::now());
+        sent.insert(format!("b{i}"), chrono::Utc::now());
         publisher
-            .send_json(exchange, &m.routing_key, &m.body, None, None)
+            .send_json(
+                exchange,
+                &m.routing_key,
+                &m.body,
+                m.message_id.as_deref(),
+                None,
+            )
             .await?;
     }
     Ok(sent)
@@ -512,7 +524,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             let t = topology(&prefix);
             t.declare(&conn.create_channel().await?).await?;
             sb.reset().await?;
-            let base = spawn_baseline(cli, &t.events, &format!("{}/fixed", sb.base_url()))?;
+            let base = spawn_baseline(cli, &t.events, &format!("{}/ord?qci=", sb.base_url()))?;
             wait_ready(&conn, &t).await?;
             let start = Instant::now();
             publish_n(&publisher, &t.exchange, cli.events, 0).await?;
@@ -574,26 +586,16 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         let proc = if relay {
             start_relay(cli, &prefix, sb.base_url(), &dir)?
         } else {
-            spawn_baseline(cli, &t.events, &format!("{}/ord?qci=fixed", sb.base_url()))?
+            spawn_baseline(cli, &t.events, &format!("{}/ord?qci=", sb.base_url()))?
         };
         wait_ready(&conn, &t).await?;
         let sent = publish_at_rate(&publisher, &t.exchange, n, r.latency_rate_per_sec).await?;
         wait_for(&sb, n as u64, Duration::from_secs(600)).await?;
         let reqs = sb.requests().await?;
-        // The baseline sends a fixed URL: match its requests to events by arrival order.
-        let lat = if relay {
-            latencies(&reqs, &sent)
-        } else {
-            let mut order: Vec<_> = sent.values().copied().collect();
-            order.sort();
-            let mut v: Vec<f64> = reqs
-                .iter()
-                .zip(order)
-                .map(|(q, at)| (q.received_at - at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
-                .collect();
-            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            v
-        };
+        // Both send the event's id (the relay as the click id, the baseline from the
+        // message id), so each request is matched to its event.
+        let lat = latencies(&reqs, &sent);
+        anyhow::ensure!(lat.len() == n, "{} of {n} requests matched", lat.len());
         let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
         if relay {
             (r.relay_latency_p50_ms, r.relay_latency_p99_ms) = (p50, p99);
