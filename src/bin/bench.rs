@@ -48,6 +48,9 @@ struct Cli {
     /// Backlogs (events waiting in the queue) to measure the relay's peak memory with.
     #[arg(long, value_delimiter = ',', default_value = "10000,1000000")]
     backlogs: Vec<usize>,
+    /// With the largest backlog, also read the peak after this many events (0: skip).
+    #[arg(long, default_value_t = 50_000)]
+    memory_long: usize,
     /// The relay's store: `embedded` (SQLite file) or a Redis URL.
     #[arg(long, default_value = "embedded")]
     store: String,
@@ -112,8 +115,21 @@ struct Results {
     dispatch_delay_p50_ms: f64,
     dispatch_delay_p99_ms: f64,
     dispatch_delay_within_5ms: f64,
-    peak_rss_mb: Vec<(usize, f64)>,
+    peak_rss: Vec<PeakRss>,
 }
+
+/// The relay's peak resident memory with `backlog` events waiting, once it has worked
+/// through `processed` of them.
+#[derive(Debug, Default, Serialize)]
+struct PeakRss {
+    backlog: usize,
+    processed: usize,
+    mb: f64,
+}
+
+/// Events each memory run works through before its peak is read, whatever the backlog, so
+/// that the backlog is the only difference between runs.
+const MEMORY_WORK: usize = 10_000;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -636,12 +652,25 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         sb.add_rule(&partner_delay(50)).await?;
         publish_n(&publisher, &t.exchange, backlog, 0).await?;
         let proc = start_relay(cli, &prefix, sb.base_url(), &dir)?;
-        // Long enough to hold a full prefetch and work through some of the backlog.
-        let target = (backlog as u64).min(20_000);
-        let _ = wait_for(&sb, target, Duration::from_secs(120)).await;
-        let mb = proc.peak_rss_mb();
-        r.peak_rss_mb.push((backlog, mb));
-        eprintln!("peak RSS with {backlog} events waiting: {mb:.1} MB");
+        let mut checkpoints = vec![backlog.min(MEMORY_WORK)];
+        if cli.memory_long > MEMORY_WORK
+            && backlog >= cli.memory_long
+            && Some(&backlog) == cli.backlogs.iter().max()
+        {
+            checkpoints.push(cli.memory_long);
+        }
+        for processed in checkpoints {
+            wait_for(&sb, processed as u64, Duration::from_secs(300)).await?;
+            let mb = proc.peak_rss_mb();
+            eprintln!(
+                "peak RSS with {backlog} events waiting, after {processed} events: {mb:.1} MB"
+            );
+            r.peak_rss.push(PeakRss {
+                backlog,
+                processed,
+                mb,
+            });
+        }
         drop(proc);
         cleanup(&conn, &t).await;
     }
@@ -682,79 +711,105 @@ async fn relay_throughput(
 
 fn print_table(r: &Results) {
     println!();
-    println!("{:<52} {:>12}", "measure", "value");
-    let row = |k: &str, v: String| println!("{k:<52} {v:>12}");
-    row(
-        "baseline, instant partner (events/s, median)",
-        format!("{:.0}", r.baseline_events_per_sec),
-    );
-    row(
-        "relay, instant partner (events/s, median)",
-        format!("{:.0}", r.relay_events_per_sec),
-    );
-    row(
-        "relay / baseline (target >= 90%)",
-        format!("{:.0}%", r.relay_to_baseline * 100.0),
-    );
-    row(
-        "CPU per event, baseline / relay (us)",
-        format!(
-            "{:.0} / {:.0}",
-            r.baseline_cpu_us_per_event, r.relay_cpu_us_per_event
-        ),
-    );
-    row(
-        "relay, 50 ms partner (events/s)",
-        format!("{:.0}", r.relay_50ms_events_per_sec),
-    );
-    row(
-        "relay, 200 ms partner (events/s)",
-        format!("{:.0}", r.relay_200ms_events_per_sec),
-    );
-    row(
-        "  of prefetch / 200 ms (target >= 90%)",
-        format!(
-            "{:.0}%",
-            100.0 * r.relay_200ms_events_per_sec / r.ideal_200ms_events_per_sec
-        ),
-    );
-    row(
-        "latency rate (events/s)",
-        format!("{:.0}", r.latency_rate_per_sec),
-    );
-    row(
-        "publish -> partner, baseline p50 / p99 (ms)",
-        format!(
-            "{:.2} / {:.2}",
-            r.baseline_latency_p50_ms, r.baseline_latency_p99_ms
-        ),
-    );
-    row(
-        "publish -> partner, relay p50 / p99 (ms)",
-        format!(
-            "{:.2} / {:.2}",
-            r.relay_latency_p50_ms, r.relay_latency_p99_ms
-        ),
-    );
-    row(
-        "difference, relay - baseline, p50 / p99 (ms)",
-        format!("{:.2} / {:.2}", r.relay_added_p50_ms, r.relay_added_p99_ms),
-    );
-    row(
-        "consume -> request sent, p50 / p99 (ms, target p99 < 5)",
-        format!(
-            "{:.2} / {:.2}",
-            r.dispatch_delay_p50_ms, r.dispatch_delay_p99_ms
-        ),
-    );
-    row(
-        "  sent within 5 ms of consume",
-        format!("{:.2}%", r.dispatch_delay_within_5ms * 100.0),
-    );
-    for (backlog, mb) in &r.peak_rss_mb {
+    println!("{:<60} {:>14}", "measure", "value");
+    let row = |k: &str, v: String| println!("{k:<60} {v:>14}");
+    if r.baseline_events_per_sec > 0.0 {
         row(
-            &format!("peak RSS, {backlog} events waiting (MB)"),
-            format!("{mb:.1}"),
+            "baseline, instant partner (events/s, median)",
+            format!("{:.0}", r.baseline_events_per_sec),
+        );
+        row(
+            "relay, instant partner (events/s, median)",
+            format!("{:.0}", r.relay_events_per_sec),
+        );
+        row(
+            "  relay / baseline (target >= 90%)",
+            format!("{:.0}%", r.relay_to_baseline * 100.0),
+        );
+        row(
+            "CPU per event, baseline / relay (us)",
+            format!(
+                "{:.0} / {:.0}",
+                r.baseline_cpu_us_per_event, r.relay_cpu_us_per_event
+            ),
+        );
+    }
+    if r.relay_200ms_events_per_sec > 0.0 {
+        row(
+            "relay, 50 ms partner (events/s)",
+            format!("{:.0}", r.relay_50ms_events_per_sec),
+        );
+        row(
+            "relay, 200 ms partner (events/s)",
+            format!("{:.0}", r.relay_200ms_events_per_sec),
+        );
+        row(
+            "  of prefetch / 200 ms (target >= 90%)",
+            format!(
+                "{:.0}%",
+                100.0 * r.relay_200ms_events_per_sec / r.ideal_200ms_events_per_sec
+            ),
+        );
+    }
+    if r.relay_latency_p50_ms > 0.0 {
+        row(
+            "latency rate (events/s, half the relay's maximum)",
+            format!("{:.0}", r.latency_rate_per_sec),
+        );
+        row(
+            "consume -> request sent, p50 / p99 (ms, target p99 < 5)",
+            format!(
+                "{:.2} / {:.2}",
+                r.dispatch_delay_p50_ms, r.dispatch_delay_p99_ms
+            ),
+        );
+        row(
+            "  requests sent within 5 ms of consume",
+            format!("{:.2}%", r.dispatch_delay_within_5ms * 100.0),
+        );
+        row(
+            "publish -> partner, baseline p50 / p99 (ms)",
+            format!(
+                "{:.2} / {:.2}",
+                r.baseline_latency_p50_ms, r.baseline_latency_p99_ms
+            ),
+        );
+        row(
+            "publish -> partner, relay p50 / p99 (ms)",
+            format!(
+                "{:.2} / {:.2}",
+                r.relay_latency_p50_ms, r.relay_latency_p99_ms
+            ),
+        );
+        row(
+            "  difference, relay - baseline (ms)",
+            format!("{:.2} / {:.2}", r.relay_added_p50_ms, r.relay_added_p99_ms),
+        );
+    }
+    for p in &r.peak_rss {
+        row(
+            &format!(
+                "peak RSS, {} waiting, after {} events (MB)",
+                p.backlog, p.processed
+            ),
+            format!("{:.1}", p.mb),
+        );
+    }
+    let first = r.peak_rss.iter().find(|p| p.processed == MEMORY_WORK);
+    let largest = r
+        .peak_rss
+        .iter()
+        .filter(|p| p.processed == MEMORY_WORK)
+        .max_by_key(|p| p.backlog);
+    if let (Some(a), Some(b)) = (first, largest)
+        && a.backlog != b.backlog
+    {
+        row(
+            &format!(
+                "  {} vs {} waiting (target < 100 MB, within 10%)",
+                b.backlog, a.backlog
+            ),
+            format!("{:+.1}%", 100.0 * (b.mb - a.mb) / a.mb),
         );
     }
 }
