@@ -456,7 +456,13 @@ static RAISE: LazyLock<redis::Script> = LazyLock::new(|| {
 
 impl RedisStore {
     async fn open(url: &str, prefix: &str, ttl: Duration) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url)?;
+        use redis::IntoConnectionInfo as _;
+        // Small commands on one multiplexed connection: without TCP_NODELAY, Nagle's
+        // algorithm holds a command back until the previous one is acknowledged.
+        let info = url
+            .into_connection_info()?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info)?;
         let conn = redis::aio::ConnectionManager::new(client).await?;
         Ok(RedisStore {
             conn,
