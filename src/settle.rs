@@ -71,6 +71,12 @@ impl Settler {
 
 #[derive(Default)]
 struct State {
+    /// Every tag up to this one has been taken. Tags on a channel count up from 1, but two
+    /// consumers share it, so a message can be taken before a lower one still buffered for
+    /// the other consumer: no `multiple` ack may reach past the first tag not yet taken.
+    taken_through: u64,
+    /// Tags taken above a gap.
+    taken_ahead: BTreeSet<u64>,
     /// Taken and not yet settled (abandoned ones stay here for good).
     open: BTreeSet<u64>,
     /// Whether each open or ready message counts towards `on_acked`.
@@ -100,6 +106,14 @@ impl State {
             Note::Taken(tag, counted) => {
                 self.open.insert(tag);
                 self.counted.insert(tag, counted);
+                if tag == self.taken_through + 1 {
+                    self.taken_through = tag;
+                    while self.taken_ahead.remove(&(self.taken_through + 1)) {
+                        self.taken_through += 1;
+                    }
+                } else if tag > self.taken_through {
+                    self.taken_ahead.insert(tag);
+                }
                 None
             }
             Note::Done(tag, Fate::Ack) => {
@@ -119,8 +133,13 @@ impl State {
     /// Decides the acks to send now. `flush`: send every ready one (the channel is closing).
     fn frames(&mut self, now: Instant, max_held: usize, flush: bool) -> Frames {
         let mut out = Frames::default();
-        let low = self.open.first().copied().unwrap_or(u64::MAX);
-        // Nothing unsettled below these: one frame for all of them.
+        let low = self
+            .open
+            .first()
+            .copied()
+            .unwrap_or(u64::MAX)
+            .min(self.taken_through + 1);
+        // Nothing unsettled or untaken below these: one frame for all of them.
         let held = self.ready.split_off(&low);
         let below = std::mem::replace(&mut self.ready, held);
         if let Some(&last) = below.last() {
@@ -188,24 +207,41 @@ async fn run(
     }
 }
 
+/// One frame to send.
+#[derive(Debug, PartialEq, Eq)]
+enum Frame {
+    Nack(u64),
+    AckUpTo(u64),
+    Ack(u64),
+}
+
+impl Frames {
+    /// The frames in the order they must reach the broker. The rejections first: a
+    /// `multiple` ack of the same round may reach past them, and it must find them settled
+    /// already, not take them with it.
+    fn in_order(&self) -> Vec<Frame> {
+        let mut out = Vec::with_capacity(1 + self.single.len() + self.reject.len());
+        out.extend(self.reject.iter().map(|&t| Frame::Nack(t)));
+        out.extend(self.multiple.map(Frame::AckUpTo));
+        out.extend(self.single.iter().map(|&t| Frame::Ack(t)));
+        out
+    }
+}
+
 async fn send(channel: &lapin::Channel, frames: &Frames) -> Result<(), lapin::Error> {
-    // Futures are polled in order the first time, so the frames go out in this order.
-    let mut sends = Vec::with_capacity(1 + frames.single.len() + frames.reject.len());
-    if let Some(tag) = frames.multiple {
-        sends.push(futures_util::future::Either::Left(
-            channel.basic_ack(tag, BasicAckOptions { multiple: true }),
-        ));
-    }
-    for &tag in &frames.single {
-        sends.push(futures_util::future::Either::Left(
-            channel.basic_ack(tag, BasicAckOptions::default()),
-        ));
-    }
-    for &tag in &frames.reject {
-        sends.push(futures_util::future::Either::Right(
-            channel.basic_nack(tag, BasicNackOptions::default()),
-        ));
-    }
+    // A frame is queued when its future is first polled, and `join_all` polls them in
+    // order, so they go out in this order.
+    let sends = frames.in_order().into_iter().map(|frame| async move {
+        match frame {
+            Frame::Nack(t) => channel.basic_nack(t, BasicNackOptions::default()).await,
+            Frame::AckUpTo(t) => {
+                channel
+                    .basic_ack(t, BasicAckOptions { multiple: true })
+                    .await
+            }
+            Frame::Ack(t) => channel.basic_ack(t, BasicAckOptions::default()).await,
+        }
+    });
     for r in futures_util::future::join_all(sends).await {
         r?;
     }
@@ -283,6 +319,43 @@ mod tests {
         let f = s.frames(now, 100, true);
         assert_eq!((f.multiple, f.single, f.counted), (None, vec![3, 4], 2));
         assert!(s.open.contains(&2));
+    }
+
+    #[test]
+    fn a_rejection_goes_out_before_an_ack_that_reaches_past_it() {
+        let mut s = State::default();
+        taken(&mut s, [1, 2]);
+        let mut f = Frames::default();
+        f.reject.extend(s.note(Note::Done(1, Fate::Reject)));
+        s.note(Note::Done(2, Fate::Ack));
+        let acks = s.frames(Instant::now(), 100, false);
+        (f.multiple, f.single) = (acks.multiple, acks.single);
+        assert_eq!(f.in_order(), [Frame::Nack(1), Frame::AckUpTo(2)]);
+    }
+
+    #[test]
+    fn no_multiple_ack_reaches_past_a_tag_not_taken_yet() {
+        let mut s = State::default();
+        let now = Instant::now();
+        // 2 is still buffered for the other consumer when 1 and 3 are taken and done.
+        taken(&mut s, [1, 3]);
+        s.note(Note::Done(1, Fate::Ack));
+        s.note(Note::Done(3, Fate::Ack));
+        let f = s.frames(now, 100, false);
+        assert_eq!((f.multiple, f.counted), (Some(1), 1));
+        // 3 waits like any ack behind an open message, and never goes by `multiple` over 2.
+        let f = s.frames(now + HOLD, 100, false);
+        assert_eq!((f.multiple, f.single), (None, vec![3]));
+        taken(&mut s, [2, 4]);
+        s.note(Note::Done(4, Fate::Ack));
+        s.note(Note::Done(2, Fate::Ack));
+        let f = s.frames(now + HOLD, 100, false);
+        assert_eq!(f.multiple, Some(4));
+        // Closing with a tag never taken: what was taken above it goes alone.
+        taken(&mut s, [6]);
+        s.note(Note::Done(6, Fate::Ack));
+        let f = s.frames(now, 100, true);
+        assert_eq!((f.multiple, f.single), (None, vec![6]));
     }
 
     #[test]
