@@ -360,7 +360,7 @@ impl Relay {
     /// settled too: the broker dead-letters it instead of redelivering a message that crashes
     /// the worker.
     async fn handle(&self, queue: Queue, msg: AmqpDelivery, recorder: &Recorder) -> Fate {
-        let taken = std::time::Instant::now();
+        let at = std::time::Instant::now();
         let source = Source {
             queue: match queue {
                 Queue::Events => self.topology.events.clone(),
@@ -370,16 +370,14 @@ impl Relay {
             message_id: msg.properties.message_id().as_ref().map(|s| s.to_string()),
             redelivered: msg.redelivered,
         };
+        let taken = Taken {
+            source: &source,
+            at,
+        };
         let work = async {
             match queue {
-                Queue::Events => {
-                    self.process_event(&msg.data, &source, taken, recorder)
-                        .await
-                }
-                Queue::Deliveries => {
-                    self.process_delivery(&msg.data, &source, taken, recorder)
-                        .await
-                }
+                Queue::Events => self.process_event(&msg.data, &taken, recorder).await,
+                Queue::Deliveries => self.process_delivery(&msg.data, &taken, recorder).await,
             }
         };
         std::panic::AssertUnwindSafe(work).catch_unwind().await.unwrap_or_else(|_| {
@@ -389,13 +387,8 @@ impl Relay {
     }
 
     /// An event from the events queue: parse, route, attempt every destination at once.
-    async fn process_event(
-        &self,
-        body: &[u8],
-        source: &Source,
-        taken: std::time::Instant,
-        recorder: &Recorder,
-    ) -> Fate {
+    async fn process_event(&self, body: &[u8], taken: &Taken<'_>, recorder: &Recorder) -> Fate {
+        let source = taken.source;
         if body.len() > self.config.worker.max_event_bytes {
             // Too large to wrap in an envelope safely: the broker moves the original message
             // to the dead-letter queue whole (x-death reason "rejected"), nothing lost.
@@ -455,24 +448,18 @@ impl Relay {
                 .await;
         }
         let raw: Box<RawValue> = serde_json::from_slice(body).expect("a parsed event is JSON");
-        let msg = Taken { source, at: taken };
         let now = Utc::now();
         let outcomes = futures_util::future::join_all(destinations.iter().map(|d| {
             let delivery = Delivery::new(event.event_id.clone(), d.name.clone(), raw.clone(), now);
-            self.attempt(d, &event, delivery, true, &msg)
+            self.attempt(d, &event, delivery, true, taken)
         }))
         .await;
         self.record_all(outcomes, recorder).await
     }
 
     /// A retry from the deliveries queue: one event, one destination.
-    async fn process_delivery(
-        &self,
-        body: &[u8],
-        source: &Source,
-        taken: std::time::Instant,
-        recorder: &Recorder,
-    ) -> Fate {
+    async fn process_delivery(&self, body: &[u8], taken: &Taken<'_>, recorder: &Recorder) -> Fate {
+        let source = taken.source;
         let delivery: Delivery = match serde_json::from_slice(body) {
             Ok(d) => d,
             Err(e) => {
@@ -506,9 +493,7 @@ impl Relay {
                     .await;
             }
         };
-        let outcome = self
-            .attempt(dest, &event, delivery, false, &Taken { source, at: taken })
-            .await;
+        let outcome = self.attempt(dest, &event, delivery, false, taken).await;
         self.record_all(vec![outcome], recorder).await
     }
 
