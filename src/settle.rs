@@ -185,21 +185,20 @@ async fn run(
             None => inbox.recv_many(&mut notes, 1024).await,
         };
         let closed = got == 0;
-        let mut frames = Frames::default();
-        for note in notes.drain(..) {
-            if let Some(tag) = state.note(note) {
-                frames.reject.push(tag);
+        let reject: Vec<u64> = notes.drain(..).filter_map(|n| state.note(n)).collect();
+        let frames = Frames {
+            reject,
+            ..state.frames(Instant::now(), max_held, closed)
+        };
+        if !broken {
+            match send(&channel, &frames).await {
+                Err(e) => {
+                    tracing::warn!(message = "settling failed; the broker will redeliver", error = %e);
+                    broken = true;
+                }
+                Ok(()) if frames.counted > 0 => on_acked(frames.counted),
+                Ok(()) => {}
             }
-        }
-        let acks = state.frames(Instant::now(), max_held, closed);
-        frames.multiple = acks.multiple;
-        frames.single = acks.single;
-        frames.counted = acks.counted;
-        if !broken && let Err(e) = send(&channel, &frames).await {
-            tracing::warn!(message = "settling failed; the broker will redeliver", error = %e);
-            broken = true;
-        } else if !broken && frames.counted > 0 {
-            on_acked(frames.counted);
         }
         if closed {
             return;

@@ -644,6 +644,20 @@ fn unacked(queue: &str) -> u64 {
         .unwrap_or_else(|| panic!("queue {queue} not listed"))
 }
 
+/// Waits until the broker counts `n` unacknowledged messages in `queue`.
+async fn until_unacked(queue: &str, n: u64, what: &str) {
+    eventually(WAIT, what, || {
+        let q = queue.to_owned();
+        async move {
+            tokio::task::spawn_blocking(move || unacked(&q))
+                .await
+                .unwrap()
+                == n
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_slow_delivery_does_not_hold_back_the_acks_of_the_others() {
     let env = Env::new().await;
@@ -675,27 +689,9 @@ async fn a_slow_delivery_does_not_hold_back_the_acks_of_the_others() {
     );
     // The broker agrees: only the slow one is unacknowledged.
     let events = env.topology().events;
-    eventually(WAIT, "the broker holds only the slow one", || {
-        let q = events.clone();
-        async move {
-            tokio::task::spawn_blocking(move || unacked(&q))
-                .await
-                .unwrap()
-                == 1
-        }
-    })
-    .await;
+    until_unacked(&events, 1, "the broker holds only the slow one").await;
     wait_acked(&running, 101).await;
-    eventually(WAIT, "nothing unacknowledged", || {
-        let q = events.clone();
-        async move {
-            tokio::task::spawn_blocking(move || unacked(&q))
-                .await
-                .unwrap()
-                == 0
-        }
-    })
-    .await;
+    until_unacked(&events, 0, "nothing unacknowledged").await;
     assert_eq!(env.ready(&events).await, 0);
     assert_eq!(env.sandbox.requests().await.unwrap().len(), 101);
     env.cleanup().await;
