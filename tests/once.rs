@@ -207,3 +207,73 @@ async fn two_replicas_share_the_work_and_each_event_goes_once() {
     );
     env.cleanup().await;
 }
+
+/// A producer's retry: every event published twice with the same `event_id`, while the
+/// partner's rate limit makes deliveries wait far longer than a claim's lease. The copy must
+/// never go out while the first is still waiting to be sent.
+async fn claims_outlive_the_wait_for_the_rate_limit(replicas: usize, redis: bool) {
+    const N: usize = 40;
+    let env = Env::new().await;
+    let extra = "rate_limit_per_sec = 2";
+    let mut toml = env.broker_toml()
+        + &env
+            .destination_toml(
+                "powerspace",
+                env.sandbox.base_url(),
+                "immediate_attempts = 1, initial_delay_ms = 100, max_delay_ms = 400, max_age_secs = 600",
+                "enabled = false",
+                extra,
+            )
+            .replace("timeout_ms = 2000", "timeout_ms = 1000");
+    if redis {
+        toml = common::with_redis_store(&env, &toml);
+    }
+    let mut relays = Vec::new();
+    for _ in 0..replicas {
+        relays.push(env.start(&toml).await);
+    }
+    for i in 0..N {
+        let body = event(&format!("c{i}"), "lead", &format!("claim-{i}"), None);
+        env.publish(&body).await;
+        env.publish(&body).await;
+    }
+    let metrics: Vec<_> = relays.iter().map(|r| r.metrics.clone()).collect();
+    eventually(Duration::from_secs(120), "every copy settled", || {
+        let metrics = metrics.clone();
+        async move {
+            let settled: u64 = metrics
+                .iter()
+                .map(|m| {
+                    m.deliveries
+                        .with_label_values(&["powerspace", "delivered"])
+                        .get()
+                        + m.deliveries
+                            .with_label_values(&["powerspace", "duplicate"])
+                            .get()
+                })
+                .sum();
+            settled >= 2 * N as u64
+        }
+    })
+    .await;
+    let mut per: HashMap<String, usize> = HashMap::new();
+    for r in env.sandbox.requests().await.unwrap() {
+        if r.status == 200 {
+            *per.entry(r.param("qci").unwrap()).or_default() += 1;
+        }
+    }
+    let twice = per.values().filter(|c| **c > 1).count();
+    assert_eq!(per.len(), N, "every event accepted");
+    assert_eq!(twice, 0, "{twice} of {N} events accepted twice");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_outlives_the_wait_for_the_rate_limit_with_the_embedded_store() {
+    claims_outlive_the_wait_for_the_rate_limit(1, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_outlives_the_wait_for_the_rate_limit_with_redis_and_two_replicas() {
+    claims_outlive_the_wait_for_the_rate_limit(2, true).await;
+}

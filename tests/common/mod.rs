@@ -305,6 +305,18 @@ impl RelayProcess {
         None
     }
 
+    /// Waits up to `limit` for the process to exit, without blocking the async runtime.
+    pub async fn exited_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return Some(s);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+
     /// SIGTERM, then its exit status (within 30 s).
     pub fn terminate(mut self) -> std::process::ExitStatus {
         self.signal_term();
@@ -332,4 +344,20 @@ pub async fn until(
         async move { ok }
     })
     .await;
+}
+
+/// `toml` (built from [`Env::broker_toml`]) with the Redis store shared by this test's relays in
+/// place of the embedded one.
+pub fn with_redis_store(env: &Env, toml: &str) -> String {
+    let embedded = format!(
+        "[store]\n            kind = \"embedded\"\n            path = \"{}\"",
+        std::env::temp_dir()
+            .join(format!("{}.db", env.prefix))
+            .display()
+    );
+    assert!(
+        toml.contains(&embedded),
+        "an embedded store section to replace"
+    );
+    toml.replace(&embedded, &env.redis_store_toml())
 }

@@ -1,0 +1,353 @@
+//! The broker session under hostile conditions: consumers cancelled by the broker, connections
+//! closed or gone silent, and stops that must finish within the grace whatever the session is
+//! doing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Env, RelayProcess, event, eventually};
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The consumers on `queue`, or `None` when it does not exist. A fresh channel each time: a
+/// passive declare of a missing queue closes its channel.
+async fn consumers(env: &Env, queue: &str) -> Option<u32> {
+    let ch = env.conn.create_channel().await.ok()?;
+    let info = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .ok()?;
+    let _ = ch.close(200, "checked".into()).await;
+    Some(info.consumer_count())
+}
+
+async fn delete_queue(env: &Env, queue: &str) {
+    env.channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_consumer_cancelled_by_the_broker_is_noticed_and_consuming_resumes() {
+    let env = Env::new().await;
+    let running = env.start(&env.config_toml("")).await;
+    let t = env.topology();
+    let health = running.health.clone();
+    // Watch readiness from the side: it must drop while the relay has no consumer.
+    let was_unready = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (health, flag) = (health.clone(), was_unready.clone());
+        tokio::spawn(async move {
+            loop {
+                if !health.is_ready() {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    for (i, queue) in [t.events.clone(), t.deliveries.clone()].iter().enumerate() {
+        was_unready.store(false, Ordering::SeqCst);
+        // What the relay's own precondition error tells an operator to do.
+        delete_queue(&env, queue).await;
+        eventually(
+            WAIT,
+            &format!("{queue} declared and consumed again"),
+            || {
+                let (env, queue) = (&env, queue.clone());
+                async move { consumers(env, &queue).await == Some(1) }
+            },
+        )
+        .await;
+        assert!(
+            was_unready.load(Ordering::SeqCst),
+            "/readyz said ready while {queue} had no consumer"
+        );
+        let m = running.metrics.clone();
+        eventually(WAIT, "ready again", || {
+            let (m, h) = (m.clone(), health.clone());
+            async move { h.is_ready() && m.broker_reconnects.get() > i as u64 }
+        })
+        .await;
+    }
+    env.publish(&event("after", "lead", "after", None)).await;
+    let m = running.metrics.clone();
+    eventually(WAIT, "the event published afterwards delivered", || {
+        let m = m.clone();
+        async move {
+            m.deliveries
+                .with_label_values(&["powerspace", "delivered"])
+                .get()
+                == 1
+        }
+    })
+    .await;
+    watcher.abort();
+    env.cleanup().await;
+}
+
+/// A config file for relay processes of this test, on `broker_url`.
+fn config_file(env: &Env, dir: &tempfile::TempDir, broker_url: &str, redis: bool) -> String {
+    let mut toml = env.config_toml("").replace(&common::amqp_url(), broker_url);
+    if redis {
+        toml = common::with_redis_store(env, &toml);
+    }
+    let path = dir.path().join("relay.toml");
+    std::fs::write(&path, toml).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// The grace in the test configs (`worker.shutdown_grace_secs`), and what a stop may take on
+/// top of it.
+const GRACE: Duration = Duration::from_secs(5);
+const STOP_MARGIN: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn a_stop_finishes_within_the_grace_while_the_broker_never_answers() {
+    let env = Env::new().await;
+    // A port that accepts connections and never says a word, like a broker stuck at start-up.
+    let hole = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("amqp://guest:guest@{}/%2f", hole.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let holder = {
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = hole.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                held.push(s);
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = RelayProcess::run(&config_file(&env, &dir, &url, false));
+    eventually(WAIT, "the relay is connecting", || {
+        let a = accepted.clone();
+        async move { a.load(Ordering::SeqCst) > 0 }
+    })
+    .await;
+    relay.signal_term();
+    let status = relay.exited_within(GRACE + STOP_MARGIN).await;
+    assert!(
+        status.is_some(),
+        "still running {:?} after SIGTERM while connecting",
+        GRACE + STOP_MARGIN
+    );
+    holder.abort();
+    env.cleanup().await;
+}
+
+/// A TCP relay in front of the broker that can go silent: it stops passing bytes either way,
+/// without closing anything, as a broker behind a dead network path would.
+struct SilentProxy {
+    addr: std::net::SocketAddr,
+    silent: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilentProxy {
+    async fn start() -> SilentProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = Arc::new(AtomicBool::new(false));
+        let upstream = url::Url::parse(&common::amqp_url()).unwrap();
+        let target = format!(
+            "{}:{}",
+            upstream.host_str().unwrap(),
+            upstream.port().unwrap_or(5672)
+        );
+        let task = {
+            let silent = silent.clone();
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = TcpStream::connect(&target).await else {
+                        continue;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::spawn(pipe(cr, sw, silent.clone()));
+                    tokio::spawn(pipe(sr, cw, silent.clone()));
+                }
+            })
+        };
+        SilentProxy { addr, silent, task }
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.addr)
+    }
+}
+
+impl Drop for SilentProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    silent: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if silent.load(Ordering::SeqCst) {
+            // Hold the connection open and pass nothing on, ever.
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stop_finishes_within_the_grace_when_the_broker_goes_silent() {
+    let env = Env::new().await;
+    env.declare().await;
+    let proxy = SilentProxy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = RelayProcess::run(&config_file(&env, &dir, &proxy.url(), false));
+    let t = env.topology();
+    eventually(WAIT, "the relay consumes through the proxy", || {
+        let (env, q) = (&env, t.events.clone());
+        async move { consumers(env, &q).await == Some(1) }
+    })
+    .await;
+    env.publish(&event("before", "lead", "before", None)).await;
+    eventually(WAIT, "the first event delivered", || {
+        let s = env.sandbox.clone();
+        async move { s.requests().await.unwrap().len() == 1 }
+    })
+    .await;
+    proxy.silent.store(true, Ordering::SeqCst);
+    relay.signal_term();
+    let started = Instant::now();
+    let status = relay.exited_within(GRACE + STOP_MARGIN).await;
+    assert!(
+        status.is_some(),
+        "still running {:?} after SIGTERM with a silent broker",
+        started.elapsed()
+    );
+    env.cleanup().await;
+}
+
+/// Closes every broker connection of this test's relays in one call; returns how many.
+fn close_connections(prefix: &str) -> usize {
+    let code = format!(
+        r#"Match = <<"worker {prefix}">>,
+        length([begin rabbit_networking:close_connection(P, "test closes it"), P end
+          || P <- rabbit_networking:connections(),
+             case lists:keyfind(client_properties, 1, rabbit_networking:connection_info(P, [client_properties])) of
+               {{client_properties, Props}} ->
+                 case lists:keyfind(<<"connection_name">>, 1, Props) of
+                   {{_, _, Name}} -> binary:match(Name, Match) =/= nomatch;
+                   _ -> false
+                 end;
+               _ -> false
+             end])."#
+    );
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["eval", &code])
+        .output()
+        .expect("rabbitmqctl");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Two relays on a Redis store while events flow; before each SIGTERM the broker closes both
+/// relays' connections. Every stop must finish within the grace, and nothing may be lost or
+/// doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_connections_before_each_stop_loses_nothing_and_every_stop_finishes() {
+    const ROUNDS: usize = 16;
+    const N: usize = 1600;
+    let env = Env::new().await;
+    env.declare().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(&env, &dir, &common::amqp_url(), true);
+    let mut relays = [RelayProcess::run(&config), RelayProcess::run(&config)];
+    let publishing = async {
+        for i in 0..N {
+            env.publish(&event(&format!("s{i}"), "lead", &format!("stop-{i}"), None))
+                .await;
+            if i % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let faults = async {
+        let mut slow_stops = Vec::new();
+        for round in 0..ROUNDS {
+            let prefix = env.prefix.clone();
+            tokio::task::spawn_blocking(move || close_connections(&prefix))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200 + 97 * (round as u64 % 9))).await;
+            let victim = &mut relays[round % 2];
+            victim.signal_term();
+            if victim.exited_within(GRACE + STOP_MARGIN).await.is_none() {
+                slow_stops.push(round);
+            }
+            *victim = RelayProcess::run(&config);
+        }
+        slow_stops
+    };
+    let ((), slow_stops) = tokio::join!(publishing, faults);
+    let sandbox = env.sandbox.clone();
+    eventually(Duration::from_secs(120), "every event accepted", || {
+        let s = sandbox.clone();
+        async move {
+            let accepted: std::collections::HashSet<String> = s
+                .requests()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.status == 200)
+                .filter_map(|r| r.param("qci"))
+                .collect();
+            accepted.len() == N
+        }
+    })
+    .await;
+    drop(relays);
+    let mut accepted: HashMap<String, usize> = HashMap::new();
+    for r in env.sandbox.requests().await.unwrap() {
+        *accepted.entry(r.param("qci").unwrap()).or_default() += 1;
+    }
+    let doubled = accepted.values().filter(|c| **c > 1).count();
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "session suite: rounds {ROUNDS}, events {N}, stops over the grace {}, doubled {doubled}",
+        slow_stops.len()
+    );
+    assert!(
+        slow_stops.is_empty(),
+        "stops that did not finish within the grace: rounds {slow_stops:?}"
+    );
+    assert_eq!(doubled, 0, "events accepted twice");
+    env.cleanup().await;
+}
