@@ -3,6 +3,7 @@
 //! Parsing never panics: every way a message can be wrong becomes a [`ParseError`] whose
 //! [`ParseError::reason`] is a stable code and whose text names the field and the problem.
 
+mod decode;
 mod money;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use decode::{Decoded, Encoding, decode, from_raw, inflate};
 pub use money::{Money, MoneyError};
 
 use crate::deadletter::Reason;
@@ -186,6 +188,19 @@ pub enum ParseError {
     NotJson(String),
     #[error("invalid event: {path}: {message}")]
     Invalid { path: String, message: String },
+    #[error("invalid event: the body is not valid UTF-8 (invalid byte at offset {at})")]
+    NotUtf8 { at: usize },
+    #[error(
+        "invalid event: unknown content encoding {0:?}; publish the JSON as it is, or compressed with gzip or deflate"
+    )]
+    Encoding(String),
+    #[error(
+        "invalid event: the body says content encoding {encoding} but cannot be decompressed: {error}"
+    )]
+    Inflate {
+        encoding: &'static str,
+        error: String,
+    },
 }
 
 impl ParseError {
@@ -193,11 +208,14 @@ impl ParseError {
         match self {
             ParseError::TooLarge { .. } => Reason::EventTooLarge,
             ParseError::NotJson(_) => Reason::NotJson,
-            ParseError::Invalid { .. } => Reason::InvalidEvent,
+            ParseError::Invalid { .. }
+            | ParseError::NotUtf8 { .. }
+            | ParseError::Encoding(_)
+            | ParseError::Inflate { .. } => Reason::InvalidEvent,
         }
     }
 
-    fn invalid(path: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(path: &str, message: impl Into<String>) -> Self {
         ParseError::Invalid {
             path: path.to_owned(),
             message: message.into(),
@@ -205,51 +223,13 @@ impl ParseError {
     }
 }
 
-/// Parses a message body into an event, enforcing the size limit first.
+/// Parses a message body into an event, enforcing the size limit first (see [`decode`]).
 pub fn parse(body: &[u8], max_bytes: usize) -> Result<ConversionEvent, ParseError> {
-    if body.len() > max_bytes {
-        return Err(ParseError::TooLarge {
-            size: body.len(),
-            limit: max_bytes,
-        });
-    }
-    // serde would also read a struct from a JSON array; an event is an object, nothing else.
-    if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err(match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(v) => ParseError::invalid(
-                ".",
-                format!("an event must be a JSON object, found {}", json_kind(&v)),
-            ),
-            Err(e) => ParseError::NotJson(e.to_string()),
-        });
-    }
-    // The fast path first; only a body that fails is read again to name the failing field.
-    if let Ok(event) = serde_json::from_slice::<ConversionEvent>(body) {
-        event.validate()?;
-        return Ok(event);
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let event: ConversionEvent = match serde_path_to_error::deserialize(&mut de) {
-        Ok(e) => e,
-        Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            return Err(match inner.classify() {
-                serde_json::error::Category::Data => ParseError::Invalid {
-                    path,
-                    message: strip_position(&inner),
-                },
-                _ => ParseError::NotJson(inner.to_string()),
-            });
-        }
-    };
-    de.end().map_err(|e| ParseError::NotJson(e.to_string()))?;
-    event.validate()?;
-    Ok(event)
+    decode(body, max_bytes).map(|d| d.event)
 }
 
 /// serde_json appends "at line 1 column 40" to data errors; the path already says where.
-fn strip_position(e: &serde_json::Error) -> String {
+pub(crate) fn strip_position(e: &serde_json::Error) -> String {
     let s = e.to_string();
     match s.rfind(" at line ") {
         Some(i) => s[..i].to_owned(),
@@ -259,7 +239,7 @@ fn strip_position(e: &serde_json::Error) -> String {
 
 impl ConversionEvent {
     /// Rules JSON typing cannot express: identifiers non-empty, bounded and printable.
-    fn validate(&self) -> Result<(), ParseError> {
+    pub(crate) fn validate(&self) -> Result<(), ParseError> {
         check_id("event_id", &self.event_id)?;
         if let Some(a) = &self.attribution {
             check_id("attribution.network", &a.network)?;
@@ -427,9 +407,10 @@ mod tests {
             Err(ParseError::NotJson(_))
         ));
         assert!(matches!(parse(b"", LIMIT), Err(ParseError::NotJson(_))));
+        // Not UTF-8 at all: an invalid event that says so.
         assert!(matches!(
             parse(&[0xff, 0xfe], LIMIT),
-            Err(ParseError::NotJson(_))
+            Err(ParseError::NotUtf8 { at: 0 })
         ));
         let mut trailing = EXAMPLE.as_bytes().to_vec();
         trailing.extend_from_slice(b" {}");
