@@ -213,7 +213,12 @@ pub const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// Whether the broker refused a declaration because the queue exists with other arguments:
 /// a configuration problem that retrying cannot fix.
 pub fn is_precondition_failed(e: &lapin::Error) -> bool {
-    e.to_string().contains("PRECONDITION_FAILED")
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    matches!(
+        e.kind(),
+        lapin::ErrorKind::ProtocolError(p)
+            if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
+    )
 }
 
 /// A channel in confirm mode: every publish waits for the broker's confirm.

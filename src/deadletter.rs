@@ -123,6 +123,36 @@ impl RawBody {
     }
 }
 
+/// The partner's last answer to a delivery: its status, or what went wrong on the way, and the
+/// start of its body.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LastAnswer {
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub snippet: Option<String>,
+}
+
+impl LastAnswer {
+    /// What a call's result shows of the answer; `timeout_ms` names the limit a timeout hit.
+    pub fn of(
+        result: &crate::classify::CallResult,
+        timeout_ms: u64,
+        snippet: Option<String>,
+    ) -> LastAnswer {
+        use crate::classify::CallResult;
+        let (status, error) = match result {
+            CallResult::Response { status, .. } => (Some(*status), None),
+            CallResult::Timeout => (None, Some(format!("timeout after {timeout_ms} ms"))),
+            CallResult::ConnectError(e) => (None, Some(e.clone())),
+        };
+        LastAnswer {
+            status,
+            error,
+            snippet,
+        }
+    }
+}
+
 /// A conversion that could not be delivered, with everything an operator needs to act on it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Envelope {
@@ -163,7 +193,7 @@ impl Envelope {
         detail: String,
         delivery: &crate::delivery::Delivery,
         request: Option<&Request>,
-        last: Option<&crate::dispatch::Report>,
+        last: Option<&LastAnswer>,
         source: Source,
     ) -> Self {
         let mut env = Envelope::for_message(
@@ -180,9 +210,9 @@ impl Envelope {
         env.history = delivery.history.clone();
         env.request = request.map(Request::redacted);
         if let Some(r) = last {
-            env.last_status = r.last_status;
-            env.last_error = r.last_error.clone();
-            env.response_snippet = r.response_snippet.clone();
+            env.last_status = r.status;
+            env.last_error = r.error.clone();
+            env.response_snippet = r.snippet.clone();
         } else if let Some(h) = delivery
             .history
             .iter()

@@ -36,5 +36,4 @@ pub mod publish;
 pub mod relay;
 pub mod retry;
 pub mod sandbox;
-pub mod settle;
 pub mod store;

@@ -18,7 +18,7 @@ use postback_relay::config::{Config, DEFAULT_AMQP_URL};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use postback_relay::deadletter::Reason;
-use postback_relay::{broker, demo, dlq, event, partner, publish, relay, sandbox};
+use postback_relay::{broker, demo, dlq, event, publish, relay, sandbox};
 
 #[derive(Parser)]
 #[command(
@@ -227,7 +227,11 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match runtime.block_on(dispatch(cli.command)) {
+    let result = runtime.block_on(dispatch(cli.command));
+    // Whatever is still running in the background (a broker handshake given up on, say) does
+    // not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -466,22 +470,23 @@ fn render(
                     continue;
                 }
             };
-            let dests: Vec<_> = config
-                .destinations
-                .iter()
-                .filter(|d| d.matches(&event))
-                .collect();
-            if event.attribution.is_none() {
-                eprintln!("{at}: no attribution: acknowledged without any request");
-            } else if dests.is_empty() {
-                eprintln!("{at}: no destination matches (unroutable)");
-                failed = true;
-            }
-            for d in dests
+            let planned = match relay::plan(&config.destinations, &event) {
+                relay::Plan::Skip => {
+                    eprintln!("{at}: no attribution: acknowledged without any request");
+                    continue;
+                }
+                relay::Plan::Unroutable(detail) => {
+                    eprintln!("{at}: {detail} (unroutable)");
+                    failed = true;
+                    continue;
+                }
+                relay::Plan::Send(planned) => planned,
+            };
+            for (d, rendered) in planned
                 .into_iter()
-                .filter(|d| only.is_none_or(|n| n == d.name))
+                .filter(|(d, _)| only.is_none_or(|n| n == d.name))
             {
-                match partner::render(d, &event) {
+                match rendered {
                     Ok(r) if show_secrets => requests.push(r),
                     Ok(r) => requests.push(r.redacted()),
                     Err(e) => {

@@ -2,6 +2,7 @@
 //! `/readyz` (connected to the broker and consuming).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -12,7 +13,23 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::relay::Health;
+
+/// Liveness and readiness, shared between the relay and the HTTP listener.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+}
+
+impl Health {
+    /// Ready: connected to the broker and consuming from every relay queue.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn set_ready(&self, v: bool) {
+        self.ready.store(v, Ordering::Relaxed);
+    }
+}
 
 #[derive(Clone)]
 struct AppState {

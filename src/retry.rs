@@ -128,6 +128,21 @@ impl RetryPolicy {
         }
     }
 
+    /// The longest in-process pause between two tries: the pauses double from
+    /// `immediate_delay_ms` up to this.
+    pub fn pause_cap(&self) -> Duration {
+        Duration::from_millis(self.immediate_delay_ms.saturating_mul(8).max(1))
+    }
+
+    /// How long a claim on a delivery outlives a holder that died holding it: every in-process
+    /// try with its timeout and the longest pauses, plus a margin. A live holder keeps its
+    /// claim for as long as it needs; this only bounds how long a dead one delays the delivery.
+    pub fn claim_lease(&self, timeout: Duration) -> Duration {
+        (timeout.saturating_add(self.pause_cap().saturating_mul(2)))
+            .saturating_mul(self.immediate_attempts.saturating_add(1))
+            .saturating_add(Duration::from_secs(5))
+    }
+
     /// Whether to give up instead of scheduling a retry `next_delay` from `now`.
     pub fn exhausted(
         &self,
@@ -138,6 +153,46 @@ impl RetryPolicy {
     ) -> bool {
         let age = (now - first_attempt_at).to_std().unwrap_or_default();
         attempts >= self.max_attempts || age + next_delay > self.max_age()
+    }
+}
+
+/// Why a delivery is to be tried again later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The partner failed in a way worth retrying, maybe asking for a delay (`Retry-After`).
+    Failed { retry_after: Option<Duration> },
+    /// The partner's circuit stays open this much longer: no call was made.
+    CircuitOpen(Duration),
+}
+
+/// Again, after a delay, or give up (`retries_exhausted`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Retry(Duration),
+    GiveUp,
+}
+
+/// The one decision "again or give up" for a delivery that could not be delivered now, given
+/// a random `unit` in [0, 1) for the jitter. Failed calls back off by the retries made so far;
+/// a wait for an open circuit lasts as long as the circuit stays open. Either way the
+/// delivery gives up once its attempts or age budget would be spent.
+pub fn next_step(
+    policy: &RetryPolicy,
+    delivery: &crate::delivery::Delivery,
+    cause: Cause,
+    now: DateTime<Utc>,
+    unit: f64,
+) -> Step {
+    let delay = match cause {
+        Cause::Failed { retry_after } => {
+            policy.delay(delivery.retries.saturating_add(1), unit, retry_after)
+        }
+        Cause::CircuitOpen(wait) => wait.max(policy.initial_delay()),
+    };
+    if policy.exhausted(delivery.attempts, delivery.first_attempt_at, now, delay) {
+        Step::GiveUp
+    } else {
+        Step::Retry(delay)
     }
 }
 
@@ -258,6 +313,60 @@ mod tests {
         let later = t0 + chrono::Duration::hours(47) + chrono::Duration::minutes(30);
         assert!(!p.exhausted(40, t0, later, Duration::from_secs(60)));
         assert!(p.exhausted(40, t0, later, Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn next_step_backs_off_and_gives_up_on_budget() {
+        let p = RetryPolicy::default();
+        let t0 = Utc::now();
+        let event = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+        let mut d = crate::delivery::Delivery::new("e".into(), "d".into(), event, t0);
+        let failed = Cause::Failed { retry_after: None };
+        assert_eq!(
+            next_step(&p, &d, failed, t0, 0.0),
+            Step::Retry(p.initial_delay())
+        );
+        d.retries = 2;
+        assert_eq!(
+            next_step(&p, &d, failed, t0, 0.0),
+            Step::Retry(Duration::from_secs(120))
+        );
+        // An open circuit holds the delivery as long as it stays open, never less than the
+        // first delay, and costs no backoff step.
+        let open = Cause::CircuitOpen(Duration::from_secs(1));
+        assert_eq!(
+            next_step(&p, &d, open, t0, 0.0),
+            Step::Retry(p.initial_delay())
+        );
+        let open = Cause::CircuitOpen(Duration::from_secs(600));
+        assert_eq!(
+            next_step(&p, &d, open, t0, 0.0),
+            Step::Retry(Duration::from_secs(600))
+        );
+        d.attempts = p.max_attempts;
+        assert_eq!(next_step(&p, &d, failed, t0, 0.0), Step::GiveUp);
+        d.attempts = 1;
+        let late = t0 + chrono::Duration::hours(48);
+        assert_eq!(next_step(&p, &d, open, late, 0.0), Step::GiveUp);
+    }
+
+    #[test]
+    fn a_claim_lease_covers_the_in_process_tries() {
+        let p = RetryPolicy::default();
+        let timeout = Duration::from_secs(5);
+        // Up to three calls of 5 s with the longest pauses, and a margin.
+        assert_eq!(p.pause_cap(), Duration::from_millis(1600));
+        assert_eq!(p.claim_lease(timeout), Duration::from_millis(29_600));
+        assert!(
+            RetryPolicy {
+                immediate_attempts: u32::MAX,
+                immediate_delay_ms: u64::MAX,
+                ..p
+            }
+            .claim_lease(Duration::MAX)
+                >= timeout,
+            "never overflows"
+        );
     }
 
     #[test]

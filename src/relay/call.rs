@@ -1,0 +1,244 @@
+//! The partner calls of one attempt: up to `tries` in a row, in-process, while the answer is
+//! worth retrying and a short pause is enough (longer waits belong to the broker's retry
+//! tiers). Before each call the delivery waits for a concurrency slot and the rate limit, and
+//! then checks that its claim is still held: a delivery whose claim was lost is never sent.
+
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::Utc;
+
+use super::Relay;
+use super::destination::Destination;
+use crate::classify::{CallResult, Verdict};
+use crate::deadletter::LastAnswer;
+use crate::delivery::AttemptRecord;
+use crate::partner::Request;
+use crate::store::{Held, HoldError};
+
+/// What a claim must still have left when a call starts: the call itself, and the time to
+/// record its result.
+const RECORD_MARGIN: Duration = Duration::from_secs(2);
+
+/// What the calls of one attempt came to.
+pub(super) struct Report {
+    pub end: End,
+    /// Partner calls made.
+    pub tries: u32,
+    pub history: Vec<AttemptRecord>,
+    pub last: LastAnswer,
+}
+
+pub(super) enum End {
+    /// The partner answered the last call (or it failed on the way); what that means.
+    Answered(Verdict),
+    /// The claim was lost before a call could go out: nothing more was sent.
+    ClaimLost,
+    /// The store could not confirm the claim before a call: nothing more was sent.
+    StoreUnavailable,
+}
+
+impl Relay {
+    /// Calls the partner up to `tries` times in a row while the answer is retryable, pausing
+    /// with exponential backoff and jitter between calls. Reports every call to the circuit,
+    /// and the time from `taken` (the message coming off its queue) to the first call.
+    pub(super) async fn call(
+        &self,
+        dest: &Destination,
+        req: &Request,
+        event_id: &str,
+        tries: u32,
+        claim: &Held,
+        taken: Instant,
+    ) -> Report {
+        let policy = &dest.config.retry;
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(policy.immediate_delay_ms))
+            .with_max_delay(policy.pause_cap())
+            .with_factor(2.0)
+            .with_jitter()
+            .with_max_times(tries.saturating_sub(1) as usize)
+            .build();
+        let mut report = Report {
+            end: End::ClaimLost,
+            tries: 0,
+            history: Vec::new(),
+            last: LastAnswer::default(),
+        };
+        loop {
+            let slot = dest.slot().await;
+            if let Err(e) = claim.ensure(dest.config.timeout() + RECORD_MARGIN).await {
+                report.end = match e {
+                    HoldError::Lost => End::ClaimLost,
+                    HoldError::Store(e) => {
+                        tracing::error!(message = "store unavailable; the delivery waits", destination = %dest.name(), error = %e);
+                        End::StoreUnavailable
+                    }
+                };
+                if matches!(report.end, End::ClaimLost) {
+                    tracing::warn!(message = "claim lost before the call; not sent", destination = %dest.name(), event_id);
+                }
+                return report;
+            }
+            report.tries += 1;
+            let at = Utc::now();
+            let first = (report.tries == 1).then_some(taken);
+            let answer = self.send(dest, req, event_id, report.tries, first).await;
+            drop(slot);
+            let verdict = answer.result.classify(dest.config.kind);
+            dest.report(!matches!(verdict, Verdict::Retry { .. }));
+            report.last = LastAnswer::of(&answer.result, dest.config.timeout_ms, answer.snippet);
+            report.history.push(AttemptRecord {
+                at,
+                result: answer.result.status_class().to_owned(),
+                status: report.last.status,
+                error: report.last.error.clone(),
+            });
+            match next_try(
+                &verdict,
+                pauses.next(),
+                policy.pause_cap(),
+                dest.circuit_closed(),
+            ) {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => {
+                    report.end = End::Answered(verdict);
+                    return report;
+                }
+            }
+        }
+    }
+
+    /// One call: sent, timed, counted and logged.
+    async fn send(
+        &self,
+        dest: &Destination,
+        req: &Request,
+        event_id: &str,
+        attempt: u32,
+        taken: Option<Instant>,
+    ) -> crate::dispatch::Answer {
+        let series = &dest.series;
+        let in_flight = InFlight::new(series.in_flight.clone());
+        let start = Instant::now();
+        if let Some(taken) = taken {
+            series.dispatch_delay.observe((start - taken).as_secs_f64());
+        }
+        let answer = self.client.send(req, dest.config.timeout()).await;
+        let elapsed = start.elapsed();
+        drop(in_flight);
+        series.request_duration.observe(elapsed.as_secs_f64());
+        if let Some(c) = series.requests.get(answer.result.status_class()) {
+            c.inc();
+        }
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        let destination = dest.name();
+        match &answer.result {
+            CallResult::Response { status, .. } if (200..300).contains(status) => {
+                tracing::info!(
+                    message = "partner call",
+                    destination,
+                    event_id,
+                    attempt,
+                    status,
+                    latency_ms
+                )
+            }
+            CallResult::Response { status, .. } => {
+                tracing::warn!(
+                    message = "partner call failed",
+                    destination,
+                    event_id,
+                    attempt,
+                    status,
+                    latency_ms
+                )
+            }
+            CallResult::Timeout | CallResult::ConnectError(_) => tracing::warn!(
+                message = "partner call failed",
+                destination,
+                event_id,
+                attempt,
+                status_class = answer.result.status_class(),
+                latency_ms
+            ),
+        }
+        answer
+    }
+}
+
+/// After a call, whether to call again in-process and after what pause. Not when the answer
+/// is final, when the pauses are used up, when the partner asked for more patience than an
+/// in-process pause (`Retry-After` over the cap), or when the circuit just opened: then the
+/// rest is the broker's.
+fn next_try(
+    verdict: &Verdict,
+    pause: Option<Duration>,
+    pause_cap: Duration,
+    circuit_closed: bool,
+) -> Option<Duration> {
+    match verdict {
+        Verdict::Retry { retry_after, .. } if circuit_closed => pause
+            .filter(|_| retry_after.is_none_or(|ra| ra <= pause_cap))
+            .map(|p| p.max(retry_after.unwrap_or_default())),
+        _ => None,
+    }
+}
+
+/// Counts a call in flight until dropped, also when its task is cancelled mid-call.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn new(g: prometheus::IntGauge) -> InFlight {
+        g.inc();
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry(after: Option<u64>) -> Verdict {
+        Verdict::Retry {
+            retry_after: after.map(Duration::from_millis),
+            why: "HTTP 503".into(),
+        }
+    }
+
+    #[test]
+    fn in_process_tries_stop_where_the_broker_takes_over() {
+        let cap = Duration::from_millis(1600);
+        let pause = Some(Duration::from_millis(200));
+        assert_eq!(next_try(&retry(None), pause, cap, true), pause);
+        assert_eq!(next_try(&Verdict::Delivered, pause, cap, true), None);
+        let reject = Verdict::Reject { why: "404".into() };
+        assert_eq!(next_try(&reject, pause, cap, true), None);
+        assert_eq!(
+            next_try(&retry(None), None, cap, true),
+            None,
+            "pauses used up"
+        );
+        assert_eq!(
+            next_try(&retry(None), pause, cap, false),
+            None,
+            "circuit open"
+        );
+        assert_eq!(
+            next_try(&retry(Some(800)), pause, cap, true),
+            Some(Duration::from_millis(800)),
+            "Retry-After within the cap is honoured in-process"
+        );
+        assert_eq!(
+            next_try(&retry(Some(5000)), pause, cap, true),
+            None,
+            "a longer Retry-After is the broker's"
+        );
+    }
+}

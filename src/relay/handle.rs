@@ -1,0 +1,241 @@
+//! One message, from its bytes to its fate. An event is decoded once and planned: which
+//! destinations take it, and the request each would send. A delivery message brings one event
+//! for one destination. Each delivery is attempted, every outcome recorded, and the message's
+//! fate decided. A panic while processing is settled too: the broker dead-letters the message
+//! instead of redelivering it into the same crash.
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use lapin::message::Delivery as AmqpDelivery;
+
+use super::Relay;
+use super::attempt::{Outcome, Taken};
+use super::destination::Destination;
+use super::session::{Queue, Recorder};
+use super::settle::Fate;
+use crate::config::DestinationConfig;
+use crate::deadletter::{Envelope, Reason, Source};
+use crate::delivery::Delivery;
+use crate::event::{self, ConversionEvent, Encoding};
+use crate::partner::{self, RenderError, Request};
+
+/// What an event asks of the relay.
+pub enum Plan<'d, D> {
+    /// No attribution: not the relay's to send; acknowledged without a request.
+    Skip,
+    /// No destination takes it: a dead letter `unroutable` with this detail.
+    Unroutable(String),
+    /// The destinations that take it, in the config's order, each with the request it would
+    /// send or why it cannot build one.
+    Send(Vec<(&'d D, Result<Request, RenderError>)>),
+}
+
+impl AsRef<DestinationConfig> for DestinationConfig {
+    fn as_ref(&self) -> &DestinationConfig {
+        self
+    }
+}
+
+impl AsRef<DestinationConfig> for Destination {
+    fn as_ref(&self) -> &DestinationConfig {
+        &self.config
+    }
+}
+
+/// Routes and renders `event` over `destinations`: the one place that decides where an event
+/// goes and what it says there, for the relay, the `render` command and the tests.
+pub fn plan<'d, D: AsRef<DestinationConfig>>(
+    destinations: &'d [D],
+    event: &ConversionEvent,
+) -> Plan<'d, D> {
+    let Some(attribution) = &event.attribution else {
+        return Plan::Skip;
+    };
+    let chosen: Vec<_> = destinations
+        .iter()
+        .filter(|d| d.as_ref().matches(event))
+        .map(|d| (d, partner::render(d.as_ref(), event)))
+        .collect();
+    if chosen.is_empty() {
+        return Plan::Unroutable(format!(
+            "no destination matches network {:?}, type {}, publisher {:?}",
+            attribution.network,
+            event.kind,
+            attribution.publisher_id.as_deref().unwrap_or("")
+        ));
+    }
+    Plan::Send(chosen)
+}
+
+impl Relay {
+    /// Processes one message and decides how to settle it.
+    pub(super) async fn handle(
+        &self,
+        queue: Queue,
+        msg: AmqpDelivery,
+        recorder: &Recorder,
+    ) -> Fate {
+        let at = std::time::Instant::now();
+        let source = Source {
+            queue: match queue {
+                Queue::Events => self.topology.events.clone(),
+                Queue::Deliveries => self.topology.deliveries.clone(),
+            },
+            routing_key: msg.routing_key.to_string(),
+            message_id: msg.properties.message_id().as_ref().map(|s| s.to_string()),
+            redelivered: msg.redelivered,
+        };
+        let taken = Taken {
+            source: &source,
+            at,
+        };
+        let work = async {
+            match queue {
+                Queue::Events => self.process_event(&msg, &taken, recorder).await,
+                Queue::Deliveries => self.process_delivery(&msg.data, &taken, recorder).await,
+            }
+        };
+        std::panic::AssertUnwindSafe(work).catch_unwind().await.unwrap_or_else(|_| {
+            tracing::error!(message = "processing panicked; the broker dead-letters the message", queue = %source.queue);
+            Fate::Reject
+        })
+    }
+
+    /// An event from the events queue: decode, plan, attempt every destination at once.
+    async fn process_event(
+        &self,
+        msg: &AmqpDelivery,
+        taken: &Taken<'_>,
+        recorder: &Recorder,
+    ) -> Fate {
+        let max = self.config.worker.max_event_bytes;
+        let invalid = || {
+            self.metrics
+                .events_consumed
+                .with_label_values(&["invalid"])
+                .inc()
+        };
+        if msg.data.len() > max {
+            // Too large to wrap in an envelope safely: the broker moves the original message
+            // to the dead-letter queue whole (x-death reason "rejected"), nothing lost.
+            invalid();
+            self.metrics
+                .dead_letters
+                .with_label_values(&["none", Reason::EventTooLarge.as_str()])
+                .inc();
+            tracing::warn!(message = "dead-lettered", reason = %Reason::EventTooLarge, size = msg.data.len(), limit = max);
+            return Fate::Reject;
+        }
+        let encoding = msg
+            .properties
+            .content_encoding()
+            .as_ref()
+            .map(|e| e.as_str());
+        let body = match Encoding::named(encoding).and_then(|e| event::inflate(&msg.data, e, max)) {
+            Ok(body) => body,
+            Err(e) => {
+                invalid();
+                return self
+                    .dead_message(e.reason(), e.to_string(), &msg.data, taken, recorder)
+                    .await;
+            }
+        };
+        let decoded = match event::decode(&body, max) {
+            Ok(d) => d,
+            Err(e) => {
+                invalid();
+                return self
+                    .dead_message(e.reason(), e.to_string(), &body, taken, recorder)
+                    .await;
+            }
+        };
+        let event = &decoded.event;
+        self.metrics
+            .events_consumed
+            .with_label_values(&[event.kind.as_str()])
+            .inc();
+        let planned = match plan(self.destinations.as_slice(), event) {
+            Plan::Skip => {
+                self.metrics.events_skipped.inc();
+                tracing::debug!(message = "no attribution; skipped", event_id = %event.event_id);
+                return Fate::Ack;
+            }
+            Plan::Unroutable(detail) => {
+                let env = Envelope::for_message(
+                    Reason::Unroutable,
+                    detail,
+                    decoded.raw.get().as_bytes(),
+                    Some(event.event_id.clone()),
+                    taken.source.clone(),
+                );
+                return self
+                    .record_all(vec![(None, Outcome::Dead(Box::new(env)))], recorder)
+                    .await;
+            }
+            Plan::Send(planned) => planned,
+        };
+        let now = Utc::now();
+        let decoded = &decoded;
+        let attempts = planned.into_iter().map(|(dest, request)| async move {
+            let delivery = Delivery::new(
+                event.event_id.clone(),
+                dest.name().to_owned(),
+                decoded.raw.clone(),
+                now,
+            );
+            let outcome = self
+                .attempt(dest, event, delivery, request, true, taken)
+                .await;
+            (Some(dest), outcome)
+        });
+        let outcomes = futures_util::future::join_all(attempts).await;
+        self.record_all(outcomes, recorder).await
+    }
+
+    /// A retry from the deliveries queue: one event, one destination.
+    async fn process_delivery(&self, body: &[u8], taken: &Taken<'_>, recorder: &Recorder) -> Fate {
+        let delivery: Delivery = match serde_json::from_slice(body) {
+            Ok(d) => d,
+            Err(e) => {
+                let detail = format!("not a delivery message: {e}");
+                return self
+                    .dead_message(Reason::InvalidEvent, detail, body, taken, recorder)
+                    .await;
+            }
+        };
+        let Some(dest) = self.destinations.find(&delivery.destination) else {
+            let detail = format!(
+                "destination {:?} is not in the configuration any more",
+                delivery.destination
+            );
+            let dead = Outcome::dead(Reason::Unroutable, detail, &delivery, None, None, taken);
+            return self.record_all(vec![(None, dead)], recorder).await;
+        };
+        let event = match event::from_raw(&delivery.event) {
+            Ok(e) => e,
+            Err(e) => {
+                let dead = Outcome::dead(e.reason(), e.to_string(), &delivery, None, None, taken);
+                return self.record_all(vec![(Some(dest), dead)], recorder).await;
+            }
+        };
+        let request = partner::render(&dest.config, &event);
+        let outcome = self
+            .attempt(dest, &event, delivery, request, false, taken)
+            .await;
+        self.record_all(vec![(Some(dest), outcome)], recorder).await
+    }
+
+    /// Dead-letters a whole message that failed before any destination was attempted.
+    async fn dead_message(
+        &self,
+        reason: Reason,
+        detail: String,
+        body: &[u8],
+        taken: &Taken<'_>,
+        recorder: &Recorder,
+    ) -> Fate {
+        let env = Envelope::for_message(reason, detail, body, None, taken.source.clone());
+        self.record_all(vec![(None, Outcome::Dead(Box::new(env)))], recorder)
+            .await
+    }
+}

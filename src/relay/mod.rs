@@ -1,0 +1,134 @@
+//! The worker: consumes events and deliveries, routes each event to its destinations, and
+//! owns every outcome. An event is acknowledged only once each destination's outcome is
+//! durably recorded: delivered, a retry confirmed into a delay tier, or a dead letter
+//! confirmed by the broker.
+//!
+//! One message's way down, file by file:
+//! - [`session`]: connects, declares the topology, consumes, reconnects, drains on a stop;
+//! - `handle`: decodes the message once and plans its deliveries (route and render);
+//! - `attempt`: one delivery to one destination: click lifetime, the claim and the status
+//!   order (held by guards), the circuit, and the decision;
+//! - `call`: the partner calls, each one behind a concurrency slot, the rate limit and a
+//!   check that the claim is still held;
+//! - `record`: the outcome published (retry tier, dead letter) and counted;
+//! - [`settle`]: the acknowledgement, batched;
+//! - `sample`: queue depths and the oldest dead letter's age, on the side.
+
+mod attempt;
+mod call;
+mod destination;
+mod handle;
+mod record;
+mod sample;
+pub mod session;
+pub mod settle;
+
+use std::sync::{Arc, Mutex};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Topology;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub use self::handle::{Plan, plan};
+pub use crate::observe::Health;
+
+use self::destination::Destinations;
+
+pub struct Relay {
+    config: Arc<Config>,
+    topology: Topology,
+    destinations: Destinations,
+    client: crate::dispatch::Client,
+    /// Claims, the idempotency record and status order.
+    store: Store,
+    metrics: Metrics,
+    health: Arc<Health>,
+    /// The work of sessions that lost their broker connection: it finishes its partner calls
+    /// and records them in the store (its acks are gone with the channel), and a stop waits
+    /// for it as for the current session's.
+    orphans: Mutex<Vec<JoinSet<()>>>,
+}
+
+impl Relay {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        metrics: Metrics,
+        health: Arc<Health>,
+    ) -> anyhow::Result<Relay> {
+        metrics.init_destinations(config.destinations.iter().map(|d| d.name.as_str()));
+        let topology = Topology::from_config(&config);
+        for d in &config.destinations {
+            for (tier, _) in &topology.tiers {
+                metrics
+                    .retries_scheduled
+                    .with_label_values(&[&d.name, &crate::retry::tier_label(*tier)]);
+            }
+        }
+        Ok(Relay {
+            destinations: Destinations::new(&config, &metrics),
+            topology,
+            client: crate::dispatch::Client::new()?,
+            store,
+            config,
+            metrics,
+            health,
+            orphans: Mutex::default(),
+        })
+    }
+}
+
+/// A relay started in the background with its operations listener.
+pub struct Running {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub http_addr: std::net::SocketAddr,
+    pub metrics: Metrics,
+    pub health: Arc<Health>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Waits for the relay to stop (after its shutdown token is cancelled).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await?
+    }
+}
+
+/// Binds the operations listener and starts consuming; both stop when `shutdown` is cancelled.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let metrics = Metrics::new();
+    let health = Arc::new(Health::default());
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot listen on {} (http.listen): {e}", config.http.listen)
+        })?;
+    let http_addr = listener.local_addr()?;
+    let store = Store::open(&config.store)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the store ([store] in the config): {e}"))?;
+    let relay = Arc::new(Relay::new(config, store, metrics.clone(), health.clone())?);
+    let http = tokio::spawn(crate::observe::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
+    let task = tokio::spawn(async move {
+        let result = relay.run(shutdown).await;
+        // A scraper holding a keep-alive connection must not hold up the stop.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http).await;
+        result
+    });
+    Ok(Running {
+        http_addr,
+        metrics,
+        health,
+        task,
+    })
+}

@@ -1,0 +1,127 @@
+//! An attempt's outcome made durable and counted: a retry confirmed into its delay tier, a dead
+//! letter confirmed into the dead-letter queue, or (delivered, duplicate, superseded) nothing to
+//! publish. The message is acknowledged only when every outcome of it is recorded.
+
+use super::Relay;
+use super::attempt::Outcome;
+use super::destination::Destination;
+use super::session::Recorder;
+use super::settle::Fate;
+use crate::broker::{PublishError, Publisher};
+use crate::metrics::attempt_bucket;
+
+impl Relay {
+    /// Records every outcome. If one cannot be recorded the session is ending: the message is
+    /// abandoned for redelivery rather than acknowledged.
+    pub(super) async fn record_all(
+        &self,
+        outcomes: Vec<(Option<&Destination>, Outcome)>,
+        recorder: &Recorder,
+    ) -> Fate {
+        for (dest, outcome) in outcomes {
+            if let Err(e) = self.record(dest, outcome, &recorder.publisher).await {
+                tracing::error!(message = "cannot record an outcome; reconnecting", error = %e);
+                recorder.broken.cancel();
+                return Fate::Abandon;
+            }
+        }
+        Fate::Ack
+    }
+
+    async fn record(
+        &self,
+        dest: Option<&Destination>,
+        outcome: Outcome,
+        publisher: &Publisher,
+    ) -> Result<(), PublishError> {
+        let name = dest.map_or("none", Destination::name);
+        let count = |outcome: &str| {
+            self.metrics
+                .deliveries
+                .with_label_values(&[name, outcome])
+                .inc()
+        };
+        match outcome {
+            Outcome::Delivered {
+                attempts,
+                occurred_at,
+            } => {
+                if let Some(d) = dest {
+                    let series = &d.series;
+                    series.delivered.inc();
+                    let since = (chrono::Utc::now() - occurred_at)
+                        .to_std()
+                        .unwrap_or_default();
+                    series.end_to_end.observe(since.as_secs_f64());
+                    if let Some(c) = series.on_attempt.get(attempt_bucket(attempts)) {
+                        c.inc();
+                    }
+                }
+                Ok(())
+            }
+            Outcome::Duplicate { event_id } => {
+                count("duplicate");
+                tracing::info!(
+                    message = "duplicate suppressed",
+                    destination = name,
+                    event_id
+                );
+                Ok(())
+            }
+            Outcome::Superseded { event_id, status } => {
+                count("superseded");
+                tracing::info!(
+                    message = "superseded status not sent",
+                    destination = name,
+                    event_id,
+                    status
+                );
+                Ok(())
+            }
+            Outcome::Retry { delivery, delay } => {
+                let (tier, queue) = self.topology.tier(delay);
+                let body = serde_json::to_vec(&delivery).expect("deliveries serialize");
+                publisher.publish_json("", queue, &body, None, None).await?;
+                let label = crate::retry::tier_label(*tier);
+                self.metrics
+                    .retries_scheduled
+                    .with_label_values(&[&delivery.destination, &label])
+                    .inc();
+                tracing::info!(
+                    message = "retry scheduled",
+                    destination = %delivery.destination,
+                    event_id = %delivery.event_id,
+                    attempts = delivery.attempts,
+                    tier = %label
+                );
+                Ok(())
+            }
+            Outcome::Dead(env) => {
+                let body = serde_json::to_vec(&env).expect("envelopes serialize");
+                let id = env.dead_letter_id.to_string();
+                publisher
+                    .publish_json("", &self.topology.dead, &body, Some(&id), None)
+                    .await?;
+                let destination = env.destination.as_deref().unwrap_or("none");
+                self.metrics
+                    .dead_letters
+                    .with_label_values(&[destination, env.reason.as_str()])
+                    .inc();
+                if env.destination.is_some() {
+                    self.metrics
+                        .deliveries
+                        .with_label_values(&[destination, "dead_lettered"])
+                        .inc();
+                }
+                tracing::warn!(
+                    message = "dead-lettered",
+                    event_id = env.event_id.as_deref().unwrap_or(""),
+                    destination,
+                    reason = %env.reason,
+                    detail = %env.detail
+                );
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The Redis store, shared by replicas: `{prefix}:claim:{key}` (a `SET NX PX` lease holding its
+//! holder's token), `{prefix}:done:{key}` and `{prefix}:status:{key}`, each with a TTL.
+//!
+//! A claim's lease is what frees it if its replica dies. While the claim is held it is renewed
+//! in the background, so a delivery that waits (for a concurrency slot, the partner's rate
+//! limit, or a slow partner) keeps it; a renewal that finds the claim gone or someone else's
+//! marks it lost, and the holder does not send.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use super::{HoldError, StoreError, Taken, Token};
+
+/// How often held leases are looked at; one that has less than half its length left is renewed.
+const RENEW_TICK: Duration = Duration::from_millis(200);
+
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+    /// This process: the first part of every token it hands out.
+    owner: String,
+    next_token: Arc<AtomicU64>,
+    ttl: Duration,
+    renewals: Arc<Renewals>,
+}
+
+/// Leases held by this process, for the renewing task.
+#[derive(Default)]
+struct Renewals {
+    held: Mutex<Vec<Weak<Lease>>>,
+}
+
+/// One held claim or lock in Redis.
+#[derive(Debug)]
+pub struct Lease {
+    /// The full Redis key.
+    key: String,
+    token: String,
+    length: Duration,
+    /// Until when the store has confirmed it is ours, counted from before each request was sent.
+    confirmed_until: Mutex<Instant>,
+    lost: AtomicBool,
+    stopped: AtomicBool,
+}
+
+impl Lease {
+    /// Stops renewing: the lease runs out by itself.
+    pub(super) fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    fn remaining(&self, now: Instant) -> Duration {
+        self.confirmed_until
+            .lock()
+            .expect("lease lock")
+            .saturating_duration_since(now)
+    }
+
+    fn confirm(&self, sent: Instant) {
+        *self.confirmed_until.lock().expect("lease lock") = sent + self.length;
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        !self.stopped.load(Ordering::SeqCst)
+            && !self.lost.load(Ordering::SeqCst)
+            && self.remaining(now) < self.length / 2
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The scripts, hashed once.
+static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
+    // Atomic: the record is looked for and the claim taken with no gap in which another
+    // replica could record the delivery and let its claim go.
+    redis::Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 1 then return 2 end
+         if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+         return 0",
+    )
+});
+/// Only our own claim: one that lapsed and was taken by another holder stays.
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
+    )
+});
+/// Extends our own claim; 0 when it is gone or someone else's.
+static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+    )
+});
+/// The record and the status rank together (both or neither), then the claim let go.
+static DELIVERED: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+         if ARGV[2] ~= '' then
+           local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+           if tonumber(ARGV[2]) > cur then cur = tonumber(ARGV[2]) end
+           redis.call('SET', KEYS[2], cur, 'PX', ARGV[1])
+         end
+         if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+         return 1",
+    )
+});
+/// Raises a status rank, never lowers it.
+static RAISE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+         if tonumber(ARGV[1]) > cur then cur = tonumber(ARGV[1]) end
+         redis.call('SET', KEYS[1], cur, 'PX', ARGV[2])
+         return cur",
+    )
+});
+
+impl RedisStore {
+    pub(super) async fn open(
+        url: &str,
+        prefix: &str,
+        ttl: Duration,
+    ) -> Result<RedisStore, StoreError> {
+        use redis::IntoConnectionInfo as _;
+        // Small commands on one multiplexed connection: without TCP_NODELAY, Nagle's
+        // algorithm holds a command back until the previous one is acknowledged.
+        let info = url
+            .into_connection_info()?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info)?;
+        let conn = redis::aio::ConnectionManager::new(client).await?;
+        let renewals = Arc::new(Renewals::default());
+        tokio::spawn(renew_held(Arc::downgrade(&renewals), conn.clone()));
+        Ok(RedisStore {
+            conn,
+            prefix: prefix.to_owned(),
+            owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()),
+            next_token: Arc::default(),
+            ttl,
+            renewals,
+        })
+    }
+
+    fn k(&self, kind: &str, key: &str) -> String {
+        format!("{}:{kind}:{key}", self.prefix)
+    }
+
+    /// A lease for `key`, not yet taken.
+    fn lease(&self, key: &str, length: Duration) -> Lease {
+        let n = self.next_token.fetch_add(1, Ordering::Relaxed);
+        Lease {
+            key: self.k("claim", key),
+            token: format!("{}:{n}", self.owner),
+            length,
+            confirmed_until: Mutex::new(Instant::now()),
+            lost: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts renewing a lease just taken.
+    fn hold(&self, lease: Lease, sent: Instant) -> Token {
+        lease.confirm(sent);
+        let lease = Arc::new(lease);
+        self.renewals
+            .held
+            .lock()
+            .expect("renewals lock")
+            .push(Arc::downgrade(&lease));
+        Token::Redis(lease)
+    }
+
+    pub(super) async fn claim(
+        &self,
+        key: &str,
+        length: Duration,
+    ) -> Result<Taken<Token>, StoreError> {
+        let lease = self.lease(key, length);
+        let mut c = self.conn.clone();
+        let sent = Instant::now();
+        let got: i64 = CLAIM
+            .key(self.k("done", key))
+            .key(&lease.key)
+            .arg(&lease.token)
+            .arg(millis(length))
+            .invoke_async(&mut c)
+            .await?;
+        Ok(match got {
+            2 => Taken::Delivered,
+            1 => Taken::Held(self.hold(lease, sent)),
+            _ => Taken::Busy,
+        })
+    }
+
+    pub(super) async fn lock(
+        &self,
+        key: &str,
+        length: Duration,
+    ) -> Result<Option<Token>, StoreError> {
+        let lease = self.lease(key, length);
+        let mut c = self.conn.clone();
+        let sent = Instant::now();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&lease.key)
+            .arg(&lease.token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(length))
+            .query_async(&mut c)
+            .await?;
+        Ok(set.map(|_| self.hold(lease, sent)))
+    }
+
+    pub(super) async fn ensure(&self, lease: &Lease, need: Duration) -> Result<(), HoldError> {
+        if lease.lost.load(Ordering::SeqCst) || lease.stopped.load(Ordering::SeqCst) {
+            return Err(HoldError::Lost);
+        }
+        if lease.remaining(Instant::now()) >= need {
+            return Ok(());
+        }
+        // Too little left to cover the call: renew now, and know.
+        renew(&mut self.conn.clone(), lease).await?;
+        if lease.lost.load(Ordering::SeqCst) || lease.remaining(Instant::now()) < need {
+            return Err(HoldError::Lost);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn release_now(&self, lease: &Lease) {
+        lease.stop();
+        let mut c = self.conn.clone();
+        let released: Result<i64, _> = RELEASE
+            .key(&lease.key)
+            .arg(&lease.token)
+            .invoke_async(&mut c)
+            .await;
+        if let Err(e) = released {
+            // Its lease frees it soon enough.
+            tracing::debug!(message = "cannot release a claim; it lapses with its lease", error = %e);
+        }
+    }
+
+    /// Lets a lease go from a place that cannot wait (a guard being dropped).
+    pub(super) fn release_later(&self, lease: Arc<Lease>) {
+        lease.stop();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let store = self.clone();
+            rt.spawn(async move { store.release_now(&lease).await });
+        }
+    }
+
+    pub(super) async fn delivered(
+        &self,
+        key: &str,
+        lease: &Lease,
+        status: Option<(&str, u8)>,
+    ) -> Result<(), StoreError> {
+        let (status_key, rank) = match status {
+            Some((k, r)) => (self.k("status", k), r.to_string()),
+            None => (self.k("status", ""), String::new()),
+        };
+        let mut c = self.conn.clone();
+        let _: i64 = DELIVERED
+            .key(self.k("done", key))
+            .key(status_key)
+            .key(&lease.key)
+            .arg(millis(self.ttl))
+            .arg(rank)
+            .arg(&lease.token)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn status(&self, key: &str) -> Result<Option<u8>, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(redis::cmd("GET")
+            .arg(self.k("status", key))
+            .query_async(&mut c)
+            .await?)
+    }
+
+    pub(super) async fn record_status(&self, key: &str, rank: u8) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = RAISE
+            .key(self.k("status", key))
+            .arg(rank)
+            .arg(millis(self.ttl))
+            .invoke_async(&mut c)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Extends one lease, and notes whether it is still ours.
+async fn renew(c: &mut redis::aio::ConnectionManager, lease: &Lease) -> Result<(), StoreError> {
+    let sent = Instant::now();
+    let kept: i64 = RENEW
+        .key(&lease.key)
+        .arg(&lease.token)
+        .arg(millis(lease.length))
+        .invoke_async(c)
+        .await?;
+    if kept == 1 {
+        lease.confirm(sent);
+    } else {
+        lease.lost.store(true, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+/// Renews every held lease that has used up half its length, until the store is gone.
+async fn renew_held(renewals: Weak<Renewals>, conn: redis::aio::ConnectionManager) {
+    loop {
+        tokio::time::sleep(RENEW_TICK).await;
+        let Some(renewals) = renewals.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let due: Vec<Arc<Lease>> = {
+            let mut held = renewals.held.lock().expect("renewals lock");
+            held.retain(|w| {
+                w.upgrade().is_some_and(|l| {
+                    !l.stopped.load(Ordering::SeqCst) && !l.lost.load(Ordering::SeqCst)
+                })
+            });
+            held.iter()
+                .filter_map(Weak::upgrade)
+                .filter(|l| l.due(now))
+                .collect()
+        };
+        drop(renewals);
+        let renewing = due.iter().map(|lease| {
+            let mut c = conn.clone();
+            async move {
+                if let Err(e) = renew(&mut c, lease).await {
+                    // Not lost yet: the holder checks what is left before it sends.
+                    tracing::warn!(message = "cannot renew a claim", error = %e);
+                }
+            }
+        });
+        futures_util::future::join_all(renewing).await;
+    }
+}
