@@ -32,6 +32,10 @@ pub struct Report {
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
     pub response_snippet: Option<String>,
+    /// Set, with the client's reason, when the HTTP client refused to build the request
+    /// ([`CallResult::Unsendable`]): nothing was sent and the circuit was not told. The
+    /// verdict is a `Reject`; the delivery is a render error, not the partner's refusal.
+    pub unsendable: Option<String>,
 }
 
 type Limiter = governor::DefaultDirectRateLimiter;
@@ -126,16 +130,18 @@ impl Dispatcher {
             let first = (made == 1).then_some(taken);
             let (result, snippet) = self.call_once(dest, req, event_id, made, first).await;
             let verdict = result.classify(dest.kind);
-            guard
-                .circuit
-                .record(!matches!(verdict, Verdict::Retry { .. }), Instant::now());
+            if result.tells_of_partner() {
+                guard
+                    .circuit
+                    .record(!matches!(verdict, Verdict::Retry { .. }), Instant::now());
+            }
             self.publish_state(dest);
             let (last_status, last_error) = match &result {
                 CallResult::Response { status, .. } => (Some(*status), None),
                 CallResult::Timeout => {
                     (None, Some(format!("timeout after {} ms", dest.timeout_ms)))
                 }
-                CallResult::ConnectError(e) => (None, Some(e.clone())),
+                CallResult::ConnectError(e) | CallResult::Unsendable(e) => (None, Some(e.clone())),
             };
             history.push(AttemptRecord {
                 at,
@@ -163,6 +169,10 @@ impl Dispatcher {
                         last_status,
                         last_error,
                         response_snippet: snippet,
+                        unsendable: match result {
+                            CallResult::Unsendable(e) => Some(e),
+                            _ => None,
+                        },
                     };
                 }
             }
@@ -219,7 +229,7 @@ impl Dispatcher {
                 status,
                 latency_ms
             ),
-            CallResult::Timeout | CallResult::ConnectError(_) => tracing::warn!(
+            _ => tracing::warn!(
                 message = "partner call failed",
                 destination = %dest.name,
                 event_id,
@@ -303,6 +313,11 @@ fn error_result(e: &reqwest::Error) -> CallResult {
     while let Some(s) = source {
         msg = format!("{msg}: {s}");
         source = s.source();
+    }
+    // The client would not build the request (a URL over its limit, an invalid header):
+    // nothing left, and the same request never will.
+    if e.is_builder() {
+        return CallResult::Unsendable(msg);
     }
     CallResult::ConnectError(msg)
 }
