@@ -487,7 +487,12 @@ mod tests {
         assert!(msg.contains("4096"), "{msg}");
         let (path, _) = invalid_at(&params(serde_json::json!({ "clickRef": "a\u{0}b" })));
         assert_eq!(path, "attribution.params.clickRef");
-        for key in [String::new(), " ".into(), "a\nb".into(), "k".repeat(MAX_ID_LEN + 1)] {
+        for key in [
+            String::new(),
+            " ".into(),
+            "a\nb".into(),
+            "k".repeat(MAX_ID_LEN + 1),
+        ] {
             let (path, msg) = invalid_at(&params(serde_json::json!({ key: "v" })));
             assert_eq!(path, "attribution.params");
             assert!(msg.starts_with("a key "), "{msg}");
