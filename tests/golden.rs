@@ -728,3 +728,135 @@ fn tracker_hostile_values() {
         assert_eq!(params(&url).len(), 6, "{url}");
     }
 }
+
+// ---------------------------------------------------------------- sent as shown
+
+/// What `render` shows, and dead letters keep, must be what the HTTP client sends, byte for
+/// byte. Its URL parser removes `.` and `..` path segments (`%2e` counting as a dot), so a
+/// value that makes one would send the request to another path than shown.
+#[test]
+fn dot_segment_values_are_refused_naming_the_placeholder() {
+    let d = callback("get", "");
+    let t = destination(
+        r##"
+        name = "affiliate-1234567"
+        kind = "tracker"
+        match = { networks = ["espace-plus"] }
+        tracker = { structure = "#affid#-#TransID#", url = "https://affiliate.example/#affid#/postback?tx=#TransID#" }
+        "##,
+    );
+    for v in [".", ".."] {
+        let mut e = awin_event();
+        e.attribution
+            .as_mut()
+            .unwrap()
+            .params
+            .insert("merchantId".into(), v.into());
+        let tracked = tracker_event("signup", &format!("trID_{v}-tx77_trID"));
+        for (d, e, name) in [(&d, &e, "!!!merchantId!!!"), (&t, &tracked, "#affid#")] {
+            match partner::render(d, e) {
+                Ok(r) => panic!(
+                    "{v:?} rendered {}, which the client sends as {}",
+                    r.url,
+                    url::Url::parse(&r.url).unwrap()
+                ),
+                Err(err) => assert!(err.to_string().contains(name), "{err}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn dot_look_alikes_are_sent_intact() {
+    let d = callback("get", "");
+    for v in [
+        "%2E%2E", "%2e", ".%2E", "...", "..a", "a..", "a/..", "../x", ". .",
+    ] {
+        let mut e = awin_event();
+        e.attribution
+            .as_mut()
+            .unwrap()
+            .params
+            .insert("merchantId".into(), v.into());
+        let r = render(&d, &e);
+        let sent = url::Url::parse(&r.url).unwrap();
+        assert_eq!(sent.as_str(), r.url);
+        let segment = sent.path_segments().unwrap().next().unwrap();
+        assert_eq!(
+            percent_encoding::percent_decode_str(segment).decode_utf8_lossy(),
+            v
+        );
+        assert!(sent.path().ends_with("/pixel.php"), "{}", r.url);
+    }
+}
+
+#[test]
+fn url_templates_are_kept_as_the_client_sends_them() {
+    // The template's own text is stored as the client will send it: render shows what goes
+    // out, not what the config says.
+    let d = destination(
+        r#"
+        name = "p"
+        kind = "callback"
+        match = { networks = ["awin"] }
+        callback = { url = "HTTPS://WWW.Publisher-Domain.com:443/a b/!!!clickRef!!!?c=!!!transactionId!!!&d=x y" }
+        "#,
+    );
+    assert_eq!(
+        render(&d, &awin_event()).url,
+        "https://www.publisher-domain.com/a%20b/LINKCMP2013-06?c=105956531&d=x%20y"
+    );
+    let d = destination(&POWERSPACE.replace("https://a.pwspace.com", "HTTPS://A.PWSpace.com:443"));
+    assert_eq!(
+        render(&d, &ps_event("lead", "c", None)).url,
+        "https://a.pwspace.com/ld?qci=c"
+    );
+    let d = destination(
+        r#"
+        name = "hoqu"
+        kind = "hoqu"
+        base_url = "https://TrackerDomain.com/"
+        match = { networks = ["hoqu"] }
+        hoqu = { api_key = "advertiser_api_key", payout = "fixed", action = "lead" }
+        "#,
+    );
+    assert!(
+        render(&d, &hoqu_event("lead", "1", None))
+            .url
+            .starts_with("https://trackerdomain.com/advertiser_api_key/s2s?click_id=")
+    );
+}
+
+#[test]
+fn url_templates_the_client_would_change_are_refused_at_load() {
+    let callback = |url: &str| {
+        config_error(&format!(
+            "name = \"p\"\nkind = \"callback\"\nmatch = {{ networks = [\"awin\"] }}\ncallback = {{ url = \"{url}\" }}"
+        ))
+    };
+    let e = callback("http://p.example/x?c=!!!clickRef!!!#top");
+    assert!(e.contains("callback.url") && e.contains("fragment"), "{e}");
+    let e = callback("http://p.example/!!!clickRef!!!/../x");
+    assert!(
+        e.contains("callback.url") && e.contains("!!!clickRef!!!"),
+        "{e}"
+    );
+    let e = config_error(
+        "name = \"t\"\nkind = \"tracker\"\nmatch = { networks = [\"e\"] }\ntracker = { structure = \"#affid#\", url = \"https://a.example/p?a=#affid#&x=1#frag\" }",
+    );
+    assert!(e.contains("tracker.url") && e.contains("fragment"), "{e}");
+    // An API key of `.` or `..` would be removed from the path; the error does not repeat it.
+    for key in [".", ".."] {
+        let e = config_error(&format!(
+            r#"name = "h"
+            kind = "hoqu"
+            base_url = "https://trackerdomain.com"
+            match = {{ networks = ["hoqu"] }}
+            hoqu = {{ api_key = "{key}", payout = "fixed" }}"#
+        ));
+        assert!(
+            e.contains("hoqu.api_key") && !e.contains(&format!("\"{key}\"")),
+            "{e}"
+        );
+    }
+}

@@ -153,6 +153,14 @@ pub fn compile(
     if o.api_key.trim().is_empty() {
         return Err(key_err(at("hoqu.api_key"), "must not be empty"));
     }
+    // The key is a path segment: the HTTP client removes a `.` or `..` one, and would call
+    // another path than shown.
+    if matches!(o.api_key.as_str(), "." | "..") {
+        return Err(key_err(
+            at("hoqu.api_key"),
+            "must not be a dot segment, which the HTTP client removes from the URL path",
+        ));
+    }
     let mut extra = Vec::new();
     for (name, text) in &o.extra {
         if RESERVED.contains(&name.as_str()) || name.is_empty() {

@@ -104,6 +104,8 @@ pub enum RenderError {
     Invalid(String),
     #[error("{0}")]
     MissingValue(#[from] template::MissingValue),
+    #[error("{0}")]
+    RewrittenValue(#[from] template::RewrittenValue),
     /// The request is built, but the HTTP client could not send it as shown.
     #[error("{0}")]
     Unsendable(#[from] Unsendable),
@@ -225,8 +227,11 @@ pub fn encode_component(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, COMPONENT).to_string()
 }
 
-/// Joins a base URL (no trailing slash needed) and a path that starts with `/`.
+/// Joins a base URL (no trailing slash needed) and a path that starts with `/`. The base is
+/// written as the HTTP client sends it (scheme and host in lower case, no default port), so
+/// that the URL shown is the URL sent.
 pub(crate) fn join(base: &str, path_and_query: &str) -> String {
+    let base = url::Url::parse(base).map_or_else(|_| base.to_owned(), |u| u.as_str().to_owned());
     format!("{}{}", base.trim_end_matches('/'), path_and_query)
 }
 
