@@ -407,6 +407,43 @@ fn hoqu_extra_parameters_and_action() {
 }
 
 #[test]
+fn hoqu_status_updates_and_customers_go_by_get_whatever_the_method() {
+    // "Для того чтобы обновить статус заявки на платформе, нужно отправить GET-запрос": the
+    // document offers POST for a new conversion only.
+    let d = hoqu("post", "percentage", ", recurring = true");
+    let update = "https://trackerdomain.com/advertiser_api_key/s2s?click_id=c7e2206f-03af-49fa-9046-dd6aeaa44e9b&request_id=12345&action=lead&price=30&status=";
+    for (status, hoqu_status) in [("paid", "approved"), ("refunded", "rejected")] {
+        let r = render(&d, &hoqu_event("order_status", "12345", Some(status)));
+        assert_eq!(
+            (r.method, r.url, r.body),
+            (Method::Get, format!("{update}{hoqu_status}"), None)
+        );
+        assert!(r.headers.is_empty());
+    }
+    let customer = ev(json!({
+        "event_id": "c1", "type": "customer_status", "occurred_at": "2026-11-22T10:00:00Z",
+        "attribution": { "network": "hoqu", "click_id": "ck" },
+        "order": { "amount": "30.00" },
+        "customer": { "id": "cust-77", "status": "deactivate" }
+    }));
+    let r = render(&d, &customer);
+    assert_eq!(
+        (r.method, r.url.as_str(), r.body),
+        (
+            Method::Get,
+            "https://trackerdomain.com/advertiser_api_key/s2s?customer_id=cust-77&click_id=ck&price=30&status=deactivate",
+            None
+        )
+    );
+    // A new conversion goes by POST, a final status too.
+    let mut lead = hoqu_event("order", "94583", Some("paid"));
+    lead.customer = Some(serde_json::from_value(json!({"id": "cust-77"})).unwrap());
+    let r = render(&d, &lead);
+    assert_eq!(r.method, Method::Post);
+    assert_eq!(r.url, "https://trackerdomain.com/advertiser_api_key");
+}
+
+#[test]
 fn hoqu_hostile_values() {
     for method in ["get", "post"] {
         let d = hoqu(method, "fixed", "");
