@@ -444,6 +444,45 @@ fn hoqu_status_updates_and_customers_go_by_get_whatever_the_method() {
 }
 
 #[test]
+fn the_example_hoqu_destination_does_what_its_comments_say() {
+    let example = std::fs::read_to_string("config/example.toml").unwrap();
+    let (head, hoqu_and_rest) = example.split_at(example.find("[destinations.hoqu]").unwrap());
+    for method in ["get", "post"] {
+        let text = format!(
+            "{head}{}",
+            hoqu_and_rest.replacen("method = \"get\"", &format!("method = \"{method}\""), 1)
+        );
+        let config = Config::from_toml(&text, &|_| Some("advertiser_api_key".into())).unwrap();
+        let d = config
+            .destinations
+            .iter()
+            .find(|d| d.name == "hoqu")
+            .unwrap();
+        // request_id is order.id, required: no other field stands in for it.
+        let lead = hoqu_event("lead", "12345", None);
+        let r = render(d, &lead);
+        let request_id = match method {
+            "get" => param(&r.url, "request_id"),
+            _ => serde_json::from_str::<Value>(r.body.as_deref().unwrap()).unwrap()["request_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        };
+        assert_eq!(
+            (request_id.as_str(), lead.event_id.as_str()),
+            ("12345", "12345-lead")
+        );
+        let mut without = lead.clone();
+        without.order.as_mut().unwrap().id = None;
+        let err = partner::render(d, &without).unwrap_err().to_string();
+        assert!(err.contains("order.id"), "{err}");
+        // Status updates go by GET, whatever `method` says.
+        let r = render(d, &hoqu_event("order_status", "12345", Some("paid")));
+        assert_eq!(r.method, Method::Get, "method = {method}");
+    }
+}
+
+#[test]
 fn hoqu_hostile_values() {
     for method in ["get", "post"] {
         let d = hoqu(method, "fixed", "");
