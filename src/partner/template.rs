@@ -461,12 +461,12 @@ mod tests {
         .unwrap();
         let with = |m: &'static str, c: &'static str, k: &'static str| {
             move |n: &str| {
-                Some(match n {
+                let v = match n {
                     "merchantId" => m,
                     "clickRef" => c,
                     _ => k,
-                })
-                .map(str::to_owned)
+                };
+                Some(v.to_owned())
             }
         };
         let url = |m, c, k| t.render_url(&with(m, c, k), Missing::Fail);
