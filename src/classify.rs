@@ -17,6 +17,10 @@ pub enum CallResult {
     Timeout,
     /// The connection could not be made or broke (DNS, refused, reset, TLS).
     ConnectError(String),
+    /// The HTTP client refused to build the request (a URL over its limit, an invalid header
+    /// value): nothing was sent. The same request can never be sent, and it says nothing
+    /// about the partner: a render error, given up at once, kept out of the circuit.
+    Unsendable(String),
 }
 
 /// What to do about a call.
@@ -47,7 +51,14 @@ impl CallResult {
             },
             CallResult::Timeout => "timeout",
             CallResult::ConnectError(_) => "connect_error",
+            CallResult::Unsendable(_) => "unsendable",
         }
+    }
+
+    /// Whether this result tells the partner's circuit anything: a request that never left
+    /// neither opens nor closes it.
+    pub fn tells_of_partner(&self) -> bool {
+        !matches!(self, CallResult::Unsendable(_))
     }
 
     pub fn classify(&self, kind: Kind) -> Verdict {
@@ -73,6 +84,9 @@ impl CallResult {
             CallResult::ConnectError(e) => Verdict::Retry {
                 retry_after: None,
                 why: format!("connection error: {e}"),
+            },
+            CallResult::Unsendable(e) => Verdict::Reject {
+                why: format!("the HTTP client cannot send this request: {e}"),
             },
         }
     }
@@ -141,6 +155,18 @@ mod tests {
             CallResult::ConnectError("refused".into()).classify(Kind::Powerspace),
             Verdict::Retry { .. }
         ));
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_built_is_given_up_and_kept_out_of_the_circuit() {
+        let unsendable = CallResult::Unsendable("builder error".into());
+        assert!(matches!(
+            unsendable.classify(Kind::Hoqu),
+            Verdict::Reject { .. }
+        ));
+        assert!(!unsendable.tells_of_partner());
+        assert!(CallResult::ConnectError("refused".into()).tells_of_partner());
+        assert!(CallResult::Timeout.tells_of_partner());
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl LastAnswer {
         let (status, error) = match result {
             CallResult::Response { status, .. } => (Some(*status), None),
             CallResult::Timeout => (None, Some(format!("timeout after {timeout_ms} ms"))),
-            CallResult::ConnectError(e) => (None, Some(e.clone())),
+            CallResult::ConnectError(e) | CallResult::Unsendable(e) => (None, Some(e.clone())),
         };
         LastAnswer {
             status,

@@ -102,5 +102,10 @@ fn error_result(e: &reqwest::Error) -> CallResult {
         msg = format!("{msg}: {s}");
         source = s.source();
     }
+    // The client would not build the request (a URL over its limit, an invalid header):
+    // nothing left, and the same request never will.
+    if e.is_builder() {
+        return CallResult::Unsendable(msg);
+    }
     CallResult::ConnectError(msg)
 }

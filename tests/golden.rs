@@ -407,6 +407,82 @@ fn hoqu_extra_parameters_and_action() {
 }
 
 #[test]
+fn hoqu_status_updates_and_customers_go_by_get_whatever_the_method() {
+    // "Для того чтобы обновить статус заявки на платформе, нужно отправить GET-запрос": the
+    // document offers POST for a new conversion only.
+    let d = hoqu("post", "percentage", ", recurring = true");
+    let update = "https://trackerdomain.com/advertiser_api_key/s2s?click_id=c7e2206f-03af-49fa-9046-dd6aeaa44e9b&request_id=12345&action=lead&price=30&status=";
+    for (status, hoqu_status) in [("paid", "approved"), ("refunded", "rejected")] {
+        let r = render(&d, &hoqu_event("order_status", "12345", Some(status)));
+        assert_eq!(
+            (r.method, r.url, r.body),
+            (Method::Get, format!("{update}{hoqu_status}"), None)
+        );
+        assert!(r.headers.is_empty());
+    }
+    let customer = ev(json!({
+        "event_id": "c1", "type": "customer_status", "occurred_at": "2026-11-22T10:00:00Z",
+        "attribution": { "network": "hoqu", "click_id": "ck" },
+        "order": { "amount": "30.00" },
+        "customer": { "id": "cust-77", "status": "deactivate" }
+    }));
+    let r = render(&d, &customer);
+    assert_eq!(
+        (r.method, r.url.as_str(), r.body),
+        (
+            Method::Get,
+            "https://trackerdomain.com/advertiser_api_key/s2s?customer_id=cust-77&click_id=ck&price=30&status=deactivate",
+            None
+        )
+    );
+    // A new conversion goes by POST, a final status too.
+    let mut lead = hoqu_event("order", "94583", Some("paid"));
+    lead.customer = Some(serde_json::from_value(json!({"id": "cust-77"})).unwrap());
+    let r = render(&d, &lead);
+    assert_eq!(r.method, Method::Post);
+    assert_eq!(r.url, "https://trackerdomain.com/advertiser_api_key");
+}
+
+#[test]
+fn the_example_hoqu_destination_does_what_its_comments_say() {
+    let example = std::fs::read_to_string("config/example.toml").unwrap();
+    let (head, hoqu_and_rest) = example.split_at(example.find("[destinations.hoqu]").unwrap());
+    for method in ["get", "post"] {
+        let text = format!(
+            "{head}{}",
+            hoqu_and_rest.replacen("method = \"get\"", &format!("method = \"{method}\""), 1)
+        );
+        let config = Config::from_toml(&text, &|_| Some("advertiser_api_key".into())).unwrap();
+        let d = config
+            .destinations
+            .iter()
+            .find(|d| d.name == "hoqu")
+            .unwrap();
+        // request_id is order.id, required: no other field stands in for it.
+        let lead = hoqu_event("lead", "12345", None);
+        let r = render(d, &lead);
+        let request_id = match method {
+            "get" => param(&r.url, "request_id"),
+            _ => serde_json::from_str::<Value>(r.body.as_deref().unwrap()).unwrap()["request_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        };
+        assert_eq!(
+            (request_id.as_str(), lead.event_id.as_str()),
+            ("12345", "12345-lead")
+        );
+        let mut without = lead.clone();
+        without.order.as_mut().unwrap().id = None;
+        let err = partner::render(d, &without).unwrap_err().to_string();
+        assert!(err.contains("order.id"), "{err}");
+        // Status updates go by GET, whatever `method` says.
+        let r = render(d, &hoqu_event("order_status", "12345", Some("paid")));
+        assert_eq!(r.method, Method::Get, "method = {method}");
+    }
+}
+
+#[test]
 fn hoqu_hostile_values() {
     for method in ["get", "post"] {
         let d = hoqu(method, "fixed", "");
@@ -726,5 +802,137 @@ fn tracker_hostile_values() {
         let url = render(&d, &tracker_event("signup", &t)).url;
         assert_eq!(param(&url, "aff"), v, "{url}");
         assert_eq!(params(&url).len(), 6, "{url}");
+    }
+}
+
+// ---------------------------------------------------------------- sent as shown
+
+/// What `render` shows, and dead letters keep, must be what the HTTP client sends, byte for
+/// byte. Its URL parser removes `.` and `..` path segments (`%2e` counting as a dot), so a
+/// value that makes one would send the request to another path than shown.
+#[test]
+fn dot_segment_values_are_refused_naming_the_placeholder() {
+    let d = callback("get", "");
+    let t = destination(
+        r##"
+        name = "affiliate-1234567"
+        kind = "tracker"
+        match = { networks = ["espace-plus"] }
+        tracker = { structure = "#affid#-#TransID#", url = "https://affiliate.example/#affid#/postback?tx=#TransID#" }
+        "##,
+    );
+    for v in [".", ".."] {
+        let mut e = awin_event();
+        e.attribution
+            .as_mut()
+            .unwrap()
+            .params
+            .insert("merchantId".into(), v.into());
+        let tracked = tracker_event("signup", &format!("trID_{v}-tx77_trID"));
+        for (d, e, name) in [(&d, &e, "!!!merchantId!!!"), (&t, &tracked, "#affid#")] {
+            match partner::render(d, e) {
+                Ok(r) => panic!(
+                    "{v:?} rendered {}, which the client sends as {}",
+                    r.url,
+                    url::Url::parse(&r.url).unwrap()
+                ),
+                Err(err) => assert!(err.to_string().contains(name), "{err}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn dot_look_alikes_are_sent_intact() {
+    let d = callback("get", "");
+    for v in [
+        "%2E%2E", "%2e", ".%2E", "...", "..a", "a..", "a/..", "../x", ". .",
+    ] {
+        let mut e = awin_event();
+        e.attribution
+            .as_mut()
+            .unwrap()
+            .params
+            .insert("merchantId".into(), v.into());
+        let r = render(&d, &e);
+        let sent = url::Url::parse(&r.url).unwrap();
+        assert_eq!(sent.as_str(), r.url);
+        let segment = sent.path_segments().unwrap().next().unwrap();
+        assert_eq!(
+            percent_encoding::percent_decode_str(segment).decode_utf8_lossy(),
+            v
+        );
+        assert!(sent.path().ends_with("/pixel.php"), "{}", r.url);
+    }
+}
+
+#[test]
+fn url_templates_are_kept_as_the_client_sends_them() {
+    // The template's own text is stored as the client will send it: render shows what goes
+    // out, not what the config says.
+    let d = destination(
+        r#"
+        name = "p"
+        kind = "callback"
+        match = { networks = ["awin"] }
+        callback = { url = "HTTPS://WWW.Publisher-Domain.com:443/a b/!!!clickRef!!!?c=!!!transactionId!!!&d=x y" }
+        "#,
+    );
+    assert_eq!(
+        render(&d, &awin_event()).url,
+        "https://www.publisher-domain.com/a%20b/LINKCMP2013-06?c=105956531&d=x%20y"
+    );
+    let d = destination(&POWERSPACE.replace("https://a.pwspace.com", "HTTPS://A.PWSpace.com:443"));
+    assert_eq!(
+        render(&d, &ps_event("lead", "c", None)).url,
+        "https://a.pwspace.com/ld?qci=c"
+    );
+    let d = destination(
+        r#"
+        name = "hoqu"
+        kind = "hoqu"
+        base_url = "https://TrackerDomain.com/"
+        match = { networks = ["hoqu"] }
+        hoqu = { api_key = "advertiser_api_key", payout = "fixed", action = "lead" }
+        "#,
+    );
+    assert!(
+        render(&d, &hoqu_event("lead", "1", None))
+            .url
+            .starts_with("https://trackerdomain.com/advertiser_api_key/s2s?click_id=")
+    );
+}
+
+#[test]
+fn url_templates_the_client_would_change_are_refused_at_load() {
+    let callback = |url: &str| {
+        config_error(&format!(
+            "name = \"p\"\nkind = \"callback\"\nmatch = {{ networks = [\"awin\"] }}\ncallback = {{ url = \"{url}\" }}"
+        ))
+    };
+    let e = callback("http://p.example/x?c=!!!clickRef!!!#top");
+    assert!(e.contains("callback.url") && e.contains("fragment"), "{e}");
+    let e = callback("http://p.example/!!!clickRef!!!/../x");
+    assert!(
+        e.contains("callback.url") && e.contains("!!!clickRef!!!"),
+        "{e}"
+    );
+    let e = config_error(
+        "name = \"t\"\nkind = \"tracker\"\nmatch = { networks = [\"e\"] }\ntracker = { structure = \"#affid#\", url = \"https://a.example/p?a=#affid#&x=1#frag\" }",
+    );
+    assert!(e.contains("tracker.url") && e.contains("fragment"), "{e}");
+    // An API key of `.` or `..` would be removed from the path; the error does not repeat it.
+    for key in [".", ".."] {
+        let e = config_error(&format!(
+            r#"name = "h"
+            kind = "hoqu"
+            base_url = "https://trackerdomain.com"
+            match = {{ networks = ["hoqu"] }}
+            hoqu = {{ api_key = "{key}", payout = "fixed" }}"#
+        ));
+        assert!(
+            e.contains("hoqu.api_key") && !e.contains(&format!("\"{key}\"")),
+            "{e}"
+        );
     }
 }

@@ -37,6 +37,8 @@ fn route_and_render(body: &[u8]) -> Result<Vec<String>, TestCaseError> {
             Ok(r) => {
                 let url = url::Url::parse(&r.url)
                     .map_err(|err| TestCaseError::fail(format!("{err}: {}", r.url)))?;
+                // Shown is sent: the client's parser keeps the URL as it is.
+                prop_assert_eq!(url.as_str(), r.url.as_str());
                 prop_assert!(
                     HOSTS.contains(&url.host_str().unwrap_or("")),
                     "{} went elsewhere",
@@ -173,8 +175,96 @@ fn shaped_event() -> impl Strategy<Value = Value> {
         })
 }
 
+/// Destinations with a placeholder in every position of a URL: a whole path segment, a
+/// segment with text before or after, two in one segment, the query.
+fn every_position() -> &'static Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let text = r##"
+            [[destinations]]
+            name = "publisher"
+            kind = "callback"
+            match = { networks = ["awin"] }
+            callback = { url = "http://www.publisher-domain.com/!!!merchantId!!!/!!!clickRef!!!/a!!!clickRef2!!!/!!!clickRef3!!!b/!!!clickRef4!!!.!!!clickRef5!!!/!!!clickRef6!!!!!!bannerId!!!/x?p=!!!phrase!!!&g=!!!groupId!!!" }
+
+            [[destinations]]
+            name = "affiliate"
+            kind = "tracker"
+            match = { networks = ["espace-plus"] }
+            tracker = { structure = "#affid#-#TransID#-#clickId#", url = "https://tracking.affiliate.example/#affid#/#TransID#./#order_id#/x?c=#clickId#" }
+        "##;
+        Config::from_toml(text, &|_| None).unwrap()
+    })
+}
+
+/// Values aimed at URL normalization: dot segments and their encoded look-alikes, and the
+/// rest of the hostile text.
+fn path_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec!["", ".", "..", "...", "%2e", "%2E%2E", ".%2E", "%2e.", "./", "/..", "\\..", "a", "~"]).prop_map(str::to_owned),
+        2 => "[.%2eE/\\\\]{0,4}",
+        1 => hostile_text().prop_filter("no separator, printable", |t| !t.contains('-') && !t.chars().any(char::is_control) && t.chars().count() <= 4096),
+    ]
+}
+
+/// Renders `event` for each destination of [`every_position`] it matches: what is rendered
+/// is what the client sends, and a refusal names the placeholder whose value it is.
+fn sent_as_shown(event: &Value, values: &[String]) -> Result<u32, TestCaseError> {
+    let Ok(e) = event::parse(&serde_json::to_vec(event).unwrap(), 1 << 20) else {
+        return Ok(0);
+    };
+    let mut sent = 0;
+    for d in every_position()
+        .destinations
+        .iter()
+        .filter(|d| d.matches(&e))
+    {
+        match partner::render(d, &e) {
+            Ok(r) => {
+                let url = url::Url::parse(&r.url)
+                    .map_err(|err| TestCaseError::fail(format!("{err}: {}", r.url)))?;
+                prop_assert_eq!(url.as_str(), r.url.as_str());
+                prop_assert!(url.fragment().is_none());
+                sent += 1;
+            }
+            Err(err) => {
+                // Only a value of dots (or nothing, next to a dot in the template) makes a
+                // dot segment; the refusal says which placeholder it is.
+                let msg = err.to_string();
+                prop_assert!(values.iter().any(|v| v.chars().all(|c| c == '.')), "{msg}");
+                prop_assert!(
+                    msg.contains("placeholder !!!") || msg.contains("placeholder #"),
+                    "{msg}"
+                );
+            }
+        }
+    }
+    Ok(sent)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn callback_urls_are_sent_as_shown(values in prop::collection::vec(path_text(), 10)) {
+        let names = ["merchantId", "clickRef", "clickRef2", "clickRef3", "clickRef4", "clickRef5", "clickRef6", "bannerId", "phrase", "groupId"];
+        let params: serde_json::Map<String, Value> = names.iter().zip(&values).map(|(k, v)| (k.to_string(), json!(v))).collect();
+        let e = json!({
+            "event_id": "e", "type": "order", "occurred_at": "2026-11-22T10:00:00Z",
+            "attribution": { "network": "awin", "click_id": "c", "params": params }
+        });
+        sent_as_shown(&e, &values)?;
+    }
+
+    #[test]
+    fn tracker_urls_are_sent_as_shown(values in prop::collection::vec(path_text(), 4)) {
+        let e = json!({
+            "event_id": "e", "type": "signup", "occurred_at": "2026-11-22T10:00:00Z",
+            "attribution": { "network": "espace-plus", "click_id": "c", "tracker": format!("trID_{}-{}-{}_trID", values[0], values[1], values[2]) },
+            "order": { "id": values[3] }
+        });
+        sent_as_shown(&e, &values)?;
+    }
 
     #[test]
     fn arbitrary_bytes(body in prop::collection::vec(any::<u8>(), 0..512)) {
@@ -205,6 +295,29 @@ proptest! {
         let pairs: Vec<(String, String)> = url::Url::parse(&r.url).unwrap().query_pairs().into_owned().collect();
         prop_assert_eq!(pairs, vec![("qci".to_owned(), click)]);
     }
+}
+
+#[test]
+fn the_position_strategy_reaches_sending_and_refusing() {
+    // Guard against strategies that only ever refuse, or never make a dot segment.
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (mut sent, mut tries) = (0, 0);
+    for _ in 0..500 {
+        let values = prop::collection::vec(path_text(), 4)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let e = json!({
+            "event_id": "e", "type": "signup", "occurred_at": "2026-11-22T10:00:00Z",
+            "attribution": { "network": "espace-plus", "click_id": "c", "tracker": format!("trID_{}-{}-{}_trID", values[0], values[1], values[2]) },
+            "order": { "id": values[3] }
+        });
+        if event::parse(&serde_json::to_vec(&e).unwrap(), 1 << 20).is_ok() {
+            tries += 1;
+            sent += sent_as_shown(&e, &values).unwrap();
+        }
+    }
+    assert!(sent >= 50 && tries - sent >= 50, "sent {sent} of {tries}");
 }
 
 #[test]

@@ -565,6 +565,12 @@ async fn every_partner_kind_end_to_end() {
         post.body,
         r#"{"click_id":"c7e2206f","request_id":"12345","action":"sale","price":30,"status":"hold"}"#
     );
+    // Status updates go by GET, whatever `method` says: HOQU offers POST for new conversions.
+    assert_eq!(
+        hoqu_post.iter().filter(|r| r.method == "GET").count(),
+        2,
+        "{hoqu_post:?}"
+    );
     let cb = find("/cb/");
     assert_eq!(cb.len(), 1);
     assert_eq!(
@@ -587,8 +593,8 @@ async fn every_partner_kind_end_to_end() {
     assert_eq!(pb.len(), 1);
     assert_eq!(pb[0].query.as_deref(), Some("a=aff9&c=ck42&k=rebill"));
 
-    // Dead letters: the GET 404 (the sandbox's rule matches the query; the POST carries the
-    // click in its body) and the tracker that does not fit.
+    // Dead letters: the 404s of both HOQU destinations (the sandbox's rule matches the query,
+    // and status updates go by GET) and the tracker that does not fit.
     let mut dead = env.take_dead_letters().await;
     dead.sort_by(|a, b| a.destination.cmp(&b.destination));
     let got: Vec<_> = dead
@@ -599,7 +605,8 @@ async fn every_partner_kind_end_to_end() {
         got,
         vec![
             ("affiliate", Reason::RenderError),
-            ("hoqu-get", Reason::PartnerRejected)
+            ("hoqu-get", Reason::PartnerRejected),
+            ("hoqu-post", Reason::PartnerRejected)
         ]
     );
     assert!(

@@ -57,6 +57,9 @@ fn schema_and_parser_agree_on_events() {
         edited(|v| v["occurred_at"] = json!("2026-11-22T12:00:00+02:00")),
         edited(|v| v["future_field"] = json!({"anything": true})),
         json!({"event_id": "e", "type": "rebill", "occurred_at": "2026-11-22T10:00:00Z"}),
+        edited(|v| v["attribution"]["params"]["clickRef2"] = json!("")),
+        edited(|v| v["attribution"]["params"]["clickRef"] = json!("x".repeat(4096))),
+        edited(|v| v["attribution"]["params"]["k".repeat(4096)] = json!("v")),
     ];
     let invalid = vec![
         json!([1, 2]),
@@ -81,6 +84,13 @@ fn schema_and_parser_agree_on_events() {
         edited(|v| v["order"]["amount"] = json!(-1)),
         edited(|v| v["order"]["currency"] = json!("eur")),
         edited(|v| v["attribution"]["params"]["clickRef"] = json!(7)),
+        edited(|v| v["attribution"]["params"]["clickRef"] = json!("x".repeat(4097))),
+        edited(|v| v["attribution"]["params"]["clickRef"] = json!("a\u{0}b")),
+        edited(|v| v["attribution"]["params"]["clickRef"] = json!("a\u{85}b")),
+        edited(|v| v["attribution"]["params"][""] = json!("v")),
+        edited(|v| v["attribution"]["params"][" "] = json!("v")),
+        edited(|v| v["attribution"]["params"]["a\nb"] = json!("v")),
+        edited(|v| v["attribution"]["params"]["k".repeat(4097)] = json!("v")),
     ];
     for v in &valid {
         let body = serde_json::to_vec(v).unwrap();

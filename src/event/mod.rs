@@ -238,7 +238,8 @@ pub(crate) fn strip_position(e: &serde_json::Error) -> String {
 }
 
 impl ConversionEvent {
-    /// Rules JSON typing cannot express: identifiers non-empty, bounded and printable.
+    /// Rules JSON typing cannot express: identifiers non-empty, bounded and printable; params
+    /// bounded and printable.
     pub(crate) fn validate(&self) -> Result<(), ParseError> {
         check_id("event_id", &self.event_id)?;
         if let Some(a) = &self.attribution {
@@ -256,6 +257,18 @@ impl ConversionEvent {
                     format!("is over the limit of {MAX_TRACKER_LEN} characters"),
                 ));
             }
+            // Params fill partner URLs and bodies as the identifiers do: the same bounds,
+            // except that a value may be empty (a placeholder with nothing to say).
+            for (key, value) in &a.params {
+                check_id("attribution.params", key).map_err(|e| match e {
+                    ParseError::Invalid { path, message } => ParseError::Invalid {
+                        path,
+                        message: format!("a key {message}"),
+                    },
+                    other => other,
+                })?;
+                check_text(&format!("attribution.params.{key}"), value)?;
+            }
         }
         if let Some(id) = self.order.as_ref().and_then(|o| o.id.as_deref()) {
             check_id("order.id", id)?;
@@ -268,6 +281,11 @@ fn check_id(path: &str, v: &str) -> Result<(), ParseError> {
     if v.trim().is_empty() {
         return Err(ParseError::invalid(path, "must not be empty"));
     }
+    check_text(path, v)
+}
+
+/// At most [`MAX_ID_LEN`] characters, none of them a control character.
+fn check_text(path: &str, v: &str) -> Result<(), ParseError> {
     if v.chars().count() > MAX_ID_LEN {
         return Err(ParseError::invalid(
             path,
@@ -436,6 +454,30 @@ mod tests {
     fn unknown_fields_are_tolerated_for_forward_compatibility() {
         let e = parse(&with(&["extra"], serde_json::json!({"x": 1})), LIMIT).unwrap();
         assert_eq!(e.event_id, "ord-10045-paid");
+    }
+
+    #[test]
+    fn params_are_bounded_like_identifiers() {
+        let params = |v: serde_json::Value| with(&["attribution", "params"], v);
+        let ok = params(serde_json::json!({ "clickRef": "x".repeat(MAX_ID_LEN), "clickRef2": "" }));
+        assert!(parse(&ok, LIMIT).is_ok());
+        let (path, msg) = invalid_at(&params(
+            serde_json::json!({ "clickRef": "x".repeat(MAX_ID_LEN + 1) }),
+        ));
+        assert_eq!(path, "attribution.params.clickRef");
+        assert!(msg.contains("4096"), "{msg}");
+        let (path, _) = invalid_at(&params(serde_json::json!({ "clickRef": "a\u{0}b" })));
+        assert_eq!(path, "attribution.params.clickRef");
+        for key in [
+            String::new(),
+            " ".into(),
+            "a\nb".into(),
+            "k".repeat(MAX_ID_LEN + 1),
+        ] {
+            let (path, msg) = invalid_at(&params(serde_json::json!({ key: "v" })));
+            assert_eq!(path, "attribution.params");
+            assert!(msg.starts_with("a key "), "{msg}");
+        }
     }
 
     #[test]

@@ -132,7 +132,9 @@ pub fn compile(
         .ok_or_else(|| key_err(at("callback"), "required for kind callback (url)"))?;
     let key = at("callback.url");
     let url = Template::parse(&o.url, Syntax::Bang, &PLACEHOLDERS)
-        .map_err(|e| key_err(&key, e.to_string()))?;
+        .map_err(|e| key_err(&key, e.to_string()))?
+        .as_sent()
+        .map_err(|e| key_err(&key, e))?;
     // The scheme, host and port are fixed text: a value can never change where the call goes.
     let parsed = url.fixed_origin().map_err(|e| key_err(&key, e))?;
     let port = parsed.port_or_known_default();
@@ -258,7 +260,7 @@ impl Callback {
                 Field::Json(v) => php_json(&v),
             })
         };
-        let url = self.url.render(&text_of, missing)?;
+        let url = self.url.render_url(&text_of, missing)?;
         // The host and port are template text, checked at load; check again what is sent.
         if !self.allow_any_port {
             let port = url::Url::parse(&url)

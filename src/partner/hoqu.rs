@@ -2,7 +2,10 @@
 //!
 //! - GET `{base}/{api_key}/s2s?click_id=&request_id=&action=&price=&status=`, or POST to
 //!   `{base}/{api_key}` with `Content-Type: application/json` and the same fields ("Пример
-//!   POST-запроса: Host: https://trackerdomain.com/advertiser_api_key").
+//!   POST-запроса: Host: https://trackerdomain.com/advertiser_api_key"). POST is offered for
+//!   a new conversion only ("Сообщить платформе о новой конверсии ... POST или GET-запрос");
+//!   a status update is a GET ("Для того чтобы обновить статус заявки на платформе, нужно
+//!   отправить GET-запрос"), and the document gives no POST for recurring payments' customers.
 //! - `request_id` is the advertiser's conversion ID (`order.id`, required): HOQU drops
 //!   duplicates by it and confirms or rejects by it, so a status update repeats the same
 //!   `click_id` + `request_id`.
@@ -36,6 +39,7 @@ pub enum Payout {
 pub struct Options {
     /// The advertiser API key from HOQU; use `${HOQU_API_KEY}`.
     pub api_key: String,
+    /// How a new conversion is sent; status updates and customers always go by GET.
     #[serde(default)]
     pub method: HttpMethod,
     pub payout: Payout,
@@ -152,6 +156,14 @@ pub fn compile(
         .ok_or_else(|| key_err(at("hoqu"), "required for kind hoqu (api_key, payout)"))?;
     if o.api_key.trim().is_empty() {
         return Err(key_err(at("hoqu.api_key"), "must not be empty"));
+    }
+    // The key is a path segment: the HTTP client removes a `.` or `..` one, and would call
+    // another path than shown.
+    if matches!(o.api_key.as_str(), "." | "..") {
+        return Err(key_err(
+            at("hoqu.api_key"),
+            "must not be a dot segment, which the HTTP client removes from the URL path",
+        ));
     }
     let mut extra = Vec::new();
     for (name, text) in &o.extra {
@@ -344,7 +356,12 @@ impl Hoqu {
             }
         }
         let key = encode_component(&self.api_key);
-        Ok(match self.method {
+        // POST only where the document offers it: a new conversion.
+        let method = match conversion {
+            "conversion" => self.method,
+            _ => HttpMethod::Get,
+        };
+        Ok(match method {
             HttpMethod::Get => {
                 let query: Vec<String> = params
                     .iter()

@@ -5,6 +5,7 @@ pub mod callback;
 pub mod fields;
 pub mod hoqu;
 pub mod powerspace;
+pub mod sendable;
 pub mod template;
 pub mod tracker;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{DestinationConfig, Format, Kind};
 use crate::event::ConversionEvent;
+pub use sendable::Unsendable;
 
 /// Shown in place of a secret.
 pub const REDACTED: &str = "REDACTED";
@@ -38,15 +40,7 @@ impl Request {
     /// A copy safe to print, log or store: every secret, raw or percent-encoded, replaced by
     /// `REDACTED`.
     pub fn redacted(&self) -> Request {
-        let hide = |s: &str| {
-            let mut out = s.to_owned();
-            for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
-                out = out
-                    .replace(&encode_component(secret), REDACTED)
-                    .replace(secret.as_str(), REDACTED);
-            }
-            out
-        };
+        let hide = |s: &str| self.hide(s);
         Request {
             destination: self.destination.clone(),
             method: self.method,
@@ -59,6 +53,17 @@ impl Request {
             body: self.body.as_deref().map(hide),
             secrets: Vec::new(),
         }
+    }
+
+    /// `s` with every secret of this request, raw or percent-encoded, replaced by `REDACTED`.
+    pub fn hide(&self, s: &str) -> String {
+        let mut out = s.to_owned();
+        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
+            out = out
+                .replace(&encode_component(secret), REDACTED)
+                .replace(secret.as_str(), REDACTED);
+        }
+        out
     }
 }
 
@@ -99,10 +104,23 @@ pub enum RenderError {
     Invalid(String),
     #[error("{0}")]
     MissingValue(#[from] template::MissingValue),
+    #[error("{0}")]
+    RewrittenValue(#[from] template::RewrittenValue),
+    /// The request is built, but the HTTP client could not send it as shown.
+    #[error("{0}")]
+    Unsendable(#[from] Unsendable),
 }
 
-/// Renders the request `dest` sends for `event`.
+/// Renders the request `dest` sends for `event`: exactly what the HTTP client will send, or a
+/// render error, also when the request is built but could never be sent
+/// ([`sendable::check`]).
 pub fn render(dest: &DestinationConfig, event: &ConversionEvent) -> Result<Request, RenderError> {
+    let request = build(dest, event)?;
+    sendable::check(&request)?;
+    Ok(request)
+}
+
+fn build(dest: &DestinationConfig, event: &ConversionEvent) -> Result<Request, RenderError> {
     let conversion = dest
         .routes
         .get(&event.kind)
@@ -209,14 +227,59 @@ pub fn encode_component(value: &str) -> String {
     percent_encoding::utf8_percent_encode(value, COMPONENT).to_string()
 }
 
-/// Joins a base URL (no trailing slash needed) and a path that starts with `/`.
+/// Joins a base URL (no trailing slash needed) and a path that starts with `/`. The base is
+/// written as the HTTP client sends it (scheme and host in lower case, no default port), so
+/// that the URL shown is the URL sent.
 pub(crate) fn join(base: &str, path_and_query: &str) -> String {
+    let base = url::Url::parse(base).map_or_else(|_| base.to_owned(), |u| u.as_str().to_owned());
     format!("{}{}", base.trim_end_matches('/'), path_and_query)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    fn destination(toml: &str) -> DestinationConfig {
+        Config::from_toml(&format!("[[destinations]]\n{toml}"), &|_| None)
+            .unwrap()
+            .destinations
+            .remove(0)
+    }
+
+    fn event(v: serde_json::Value) -> ConversionEvent {
+        crate::event::parse(&serde_json::to_vec(&v).unwrap(), 1 << 20).unwrap()
+    }
+
+    const HOQU_GET: &str = r#"
+        name = "hoqu"
+        kind = "hoqu"
+        base_url = "https://trackerdomain.com"
+        match = { networks = ["hoqu"] }
+        hoqu = { api_key = "advertiser_api_key", payout = "fixed", action = "lead" }
+    "#;
+
+    #[test]
+    fn a_url_the_client_cannot_send_is_a_render_error() {
+        // The contract's longest identifiers, of characters 4 bytes long in UTF-8 and 12 once
+        // percent-encoded: a valid event whose GET URL is about 98 KB, over what the HTTP
+        // client can send.
+        let long = "🎉".repeat(crate::event::MAX_ID_LEN);
+        let e = event(serde_json::json!({
+            "event_id": "e1", "type": "lead", "occurred_at": "2026-11-22T10:00:00Z",
+            "attribution": { "network": "hoqu", "click_id": long },
+            "order": { "id": long }
+        }));
+        let r = render(&destination(HOQU_GET), &e);
+        assert!(
+            matches!(
+                r,
+                Err(RenderError::Unsendable(Unsendable::UrlTooLong { bytes }))
+                    if bytes > sendable::MAX_URL_BYTES
+            ),
+            "{r:?}"
+        );
+    }
 
     #[test]
     fn encodes_reserved_characters_once() {

@@ -10,11 +10,14 @@
 //!   `&`, `=`, `#`, `%`, `+`, `/` encoded), so it cannot end its parameter or add another;
 //! - the template's own text is kept as written: no HTML unescaping, no re-encoding;
 //! - a known placeholder with no value renders empty or fails the delivery, as the destination
-//!   says; it is never sent literally.
+//!   says; it is never sent literally;
+//! - a URL is rendered as the HTTP client sends it: the template's text is stored in that
+//!   form at load, and a value the client's URL normalization would rewrite (a `.` or `..`
+//!   path segment, which it removes) is refused, naming its placeholder.
 
 use serde::Deserialize;
 
-use super::encode_component;
+use super::{RenderError, encode_component};
 
 /// The placeholder syntaxes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,6 +174,112 @@ impl Template {
         self.fill(value, missing, &|v| encode_component(v))
     }
 
+    /// Fills a URL template, each value percent-encoded once, and checks that the HTTP client
+    /// sends the result as it is. Its URL parser removes `.` and `..` path segments (`%2e`
+    /// counting as a dot): a value that makes one would send the request to another path
+    /// than shown, and is refused, naming its placeholder.
+    pub fn render_url(
+        &self,
+        value: &dyn Fn(&str) -> Option<String>,
+        missing: Missing,
+    ) -> Result<String, RenderError> {
+        let url = self.render(value, missing)?;
+        if sent_as_is(&url) {
+            return Ok(url);
+        }
+        // Which value is it? With every value put aside ("x") the URL is sent as it is; the
+        // values come back one by one, in order, until one makes it rewritten.
+        let mut back: Vec<&str> = Vec::new();
+        for name in self.placeholders() {
+            if back.contains(&name) {
+                continue;
+            }
+            back.push(name);
+            let some_back = |n: &str| {
+                if back.contains(&n) {
+                    value(n)
+                } else {
+                    Some("x".to_owned())
+                }
+            };
+            if self
+                .render(&some_back, missing)
+                .is_ok_and(|u| !sent_as_is(&u))
+            {
+                let v = value(name).unwrap_or_default();
+                let mut shown: String = v.chars().take(SHOWN_VALUE_CHARS).collect();
+                if shown.len() < v.len() {
+                    shown.push('…');
+                }
+                return Err(RewrittenValue {
+                    placeholder: self.syntax.show(name),
+                    value: shown,
+                }
+                .into());
+            }
+        }
+        // No one value's doing: the request's own check refuses it, showing the URL.
+        Ok(url)
+    }
+
+    /// For a URL template: the same template with its text written as the HTTP client sends
+    /// it (scheme and host in lower case, a default port left out, characters it would
+    /// percent-encode encoded, dot segments of the text resolved), so that what is rendered
+    /// is what is sent. Refuses a fragment (never sent) and text that the client would
+    /// rewrite across a placeholder (`!!!x!!!/..` removes it).
+    pub fn as_sent(&self) -> Result<Template, String> {
+        // Each placeholder stands as a marker the parser keeps as it is (letters and digits).
+        let marker = |i: usize| format!("zq{i}qz");
+        let mut text = String::new();
+        let mut names = Vec::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => text.push_str(t),
+                Part::Placeholder(name) => {
+                    text.push_str(&marker(names.len()));
+                    names.push(name.as_str());
+                }
+            }
+        }
+        let parsed = url::Url::parse(&text).map_err(|e| format!("not a URL: {e}"))?;
+        if parsed.fragment().is_some() {
+            return Err("has a fragment (#...), which the HTTP client never sends".into());
+        }
+        let sent = parsed.as_str();
+        let shown = || {
+            names.iter().enumerate().fold(sent.to_owned(), |s, (i, n)| {
+                s.replace(&marker(i), &self.syntax.show(n))
+            })
+        };
+        let mut parts = Vec::new();
+        let mut rest = sent;
+        for (i, name) in names.iter().enumerate() {
+            let m = marker(i);
+            let at = match rest.find(&m) {
+                Some(at) if sent.matches(&m).count() == 1 => at,
+                _ => {
+                    return Err(format!(
+                        "the HTTP client would send it as {}, without {}",
+                        shown(),
+                        self.syntax.show(name)
+                    ));
+                }
+            };
+            if at > 0 {
+                parts.push(Part::Text(rest[..at].to_owned()));
+            }
+            parts.push(Part::Placeholder((*name).to_owned()));
+            rest = &rest[at + m.len()..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Ok(Template {
+            syntax: self.syntax,
+            parts,
+        })
+    }
+
     /// Fills the template with values as they are, for a body that a serializer escapes.
     pub fn render_raw(
         &self,
@@ -288,6 +397,25 @@ impl Template {
 #[error("placeholder {0} has no value for this event")]
 pub struct MissingValue(pub String);
 
+/// How much of a refused value an error shows.
+const SHOWN_VALUE_CHARS: usize = 64;
+
+/// A value the HTTP client would not send as rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "placeholder {placeholder} is {value:?}: the HTTP client would rewrite the URL around it (it removes `.` and `..` path segments), sending the request to another path than shown"
+)]
+pub struct RewrittenValue {
+    pub placeholder: String,
+    /// The value, cut to its first 64 characters.
+    pub value: String,
+}
+
+/// Whether the HTTP client's URL parser keeps `url` exactly as it is.
+fn sent_as_is(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| u.as_str() == url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +449,90 @@ mod tests {
         let encoded = |_: &str| Some("100%25 ok".to_owned());
         let t = Template::parse("{clickRef}", Syntax::Brace, KNOWN).unwrap();
         assert_eq!(t.render(&encoded, Missing::Fail).unwrap(), "100%2525%20ok");
+    }
+
+    #[test]
+    fn url_values_the_client_would_rewrite_are_refused_by_name() {
+        let t = Template::parse(
+            "http://x/!!!merchantId!!!/p/!!!clickRef!!!.!!!commission!!!?c=!!!clickRef!!!",
+            Syntax::Bang,
+            KNOWN,
+        )
+        .unwrap();
+        let with = |m: &'static str, c: &'static str, k: &'static str| {
+            move |n: &str| {
+                let v = match n {
+                    "merchantId" => m,
+                    "clickRef" => c,
+                    _ => k,
+                };
+                Some(v.to_owned())
+            }
+        };
+        let url = |m, c, k| t.render_url(&with(m, c, k), Missing::Fail);
+        assert_eq!(url("3661", "a", "1").unwrap(), "http://x/3661/p/a.1?c=a");
+        // Dots that are not a whole segment, or in the query, are data.
+        assert_eq!(url("...", "..", "1").unwrap(), "http://x/.../p/...1?c=..");
+        let refused = |m, c, k| match url(m, c, k) {
+            Err(RenderError::RewrittenValue(v)) => (v.placeholder, v.value),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            refused("..", "a", "1"),
+            ("!!!merchantId!!!".into(), "..".into())
+        );
+        assert_eq!(
+            refused(".", "a", "1"),
+            ("!!!merchantId!!!".into(), ".".into())
+        );
+        // Two values make a dot segment together: the one that completes it is named.
+        assert_eq!(
+            refused("3661", ".", ""),
+            ("!!!commission!!!".into(), "".into())
+        );
+        // Several at once: the first.
+        assert_eq!(
+            refused("..", ".", ""),
+            ("!!!merchantId!!!".into(), "..".into())
+        );
+        let long = ".".repeat(100);
+        let t = Template::parse("http://x/a{clickRef}", Syntax::Brace, KNOWN).unwrap();
+        assert!(t.render_url(&|_| Some(long.clone()), Missing::Fail).is_ok());
+    }
+
+    #[test]
+    fn url_templates_are_stored_as_the_client_sends_them() {
+        let t = Template::parse(
+            "HTTP://X.Example:80/a b/!!!clickRef!!!/./?q=!!!clickRef!!!'",
+            Syntax::Bang,
+            KNOWN,
+        )
+        .unwrap()
+        .as_sent()
+        .unwrap();
+        assert_eq!(
+            t.render_url(&|_| Some("v".into()), Missing::Fail).unwrap(),
+            "http://x.example/a%20b/v/?q=v%27"
+        );
+        assert_eq!(t.placeholders().count(), 2);
+        let as_sent = |text: &str| {
+            Template::parse(text, Syntax::Hash, &["*"])
+                .unwrap()
+                .as_sent()
+                .map(|t| t.render(&|n| Some(n.to_owned()), Missing::Fail).unwrap())
+        };
+        assert_eq!(as_sent("http://x/#a#/#b#").unwrap(), "http://x/a/b");
+        assert!(
+            as_sent("http://x/?c=#a#&d=1#top")
+                .unwrap_err()
+                .contains("fragment")
+        );
+        let e = as_sent("http://x/#a#/../#b#").unwrap_err();
+        assert!(
+            e.contains("without #a#") && e.contains("http://x/#b#"),
+            "{e}"
+        );
+        assert!(as_sent("not a url #a#").unwrap_err().contains("not a URL"));
     }
 
     #[test]

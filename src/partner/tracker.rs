@@ -79,8 +79,10 @@ pub fn compile(
     known.push("conversion");
     known.extend(&names);
     let parse = |k: String, text: &str| -> Result<Template, ConfigError> {
-        let t =
-            Template::parse(text, Syntax::Hash, &known).map_err(|e| key_err(&k, e.to_string()))?;
+        let t = Template::parse(text, Syntax::Hash, &known)
+            .map_err(|e| key_err(&k, e.to_string()))?
+            .as_sent()
+            .map_err(|e| key_err(&k, e))?;
         // Tracker values come from the affiliate's link: they must never choose the host.
         t.fixed_origin().map_err(|e| key_err(&k, e))?;
         Ok(t)
@@ -166,6 +168,6 @@ impl Tracker {
                 None => fields::value(event, name),
             }
         };
-        Ok(url.render(&value, missing)?)
+        url.render_url(&value, missing)
     }
 }

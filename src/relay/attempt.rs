@@ -309,6 +309,17 @@ impl Relay {
             End::StoreUnavailable => {
                 return wait(delivery, Wait::StoreUnavailable, &dest.config, Utc::now());
             }
+            End::Unsendable(why) => {
+                let detail = format!("the HTTP client cannot send this request: {why}");
+                return Outcome::dead(
+                    Reason::RenderError,
+                    detail,
+                    &delivery,
+                    Some(request),
+                    None,
+                    taken,
+                );
+            }
         };
         match verdict {
             Verdict::Delivered => Outcome::Delivered {

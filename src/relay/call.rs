@@ -36,6 +36,9 @@ pub(super) enum End {
     ClaimLost,
     /// The store could not confirm the claim before a call: nothing more was sent.
     StoreUnavailable,
+    /// The HTTP client refused to build the request: nothing was sent, and the same request
+    /// never will be.
+    Unsendable(String),
 }
 
 impl Relay {
@@ -85,6 +88,12 @@ impl Relay {
             let first = (report.tries == 1).then_some(taken);
             let answer = self.send(dest, req, event_id, report.tries, first).await;
             drop(slot);
+            if let CallResult::Unsendable(why) = &answer.result {
+                // Not the partner's doing: the circuit is not told, and nothing was sent.
+                report.tries -= 1;
+                report.end = End::Unsendable(why.clone());
+                return report;
+            }
             let verdict = answer.result.classify(dest.config.kind);
             dest.report(!matches!(verdict, Verdict::Retry { .. }));
             report.last = LastAnswer::of(&answer.result, dest.config.timeout_ms, answer.snippet);
@@ -154,14 +163,16 @@ impl Relay {
                     latency_ms
                 )
             }
-            CallResult::Timeout | CallResult::ConnectError(_) => tracing::warn!(
-                message = "partner call failed",
-                destination,
-                event_id,
-                attempt,
-                status_class = answer.result.status_class(),
-                latency_ms
-            ),
+            CallResult::Timeout | CallResult::ConnectError(_) | CallResult::Unsendable(_) => {
+                tracing::warn!(
+                    message = "partner call failed",
+                    destination,
+                    event_id,
+                    attempt,
+                    status_class = answer.result.status_class(),
+                    latency_ms
+                )
+            }
         }
         answer
     }
