@@ -28,6 +28,9 @@ pub struct Config {
     #[serde(default)]
     pub store: crate::store::StoreConfig,
     pub destinations: Vec<DestinationConfig>,
+    /// Every secret the configuration holds, to keep out of what the relay writes.
+    #[serde(skip)]
+    pub secrets: crate::redact::Secrets,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -468,7 +471,33 @@ impl Config {
                 scrub(key_err(key, e.into_inner().to_string()))
             })?;
         config.validate().map_err(scrub)?;
+        config.secrets = config.collect_secrets(secrets.into_inner());
         Ok(config)
+    }
+
+    /// The values read from the environment, and the secrets written in the file itself: API
+    /// keys and the passwords in broker and store URLs.
+    fn collect_secrets(&self, from_env: Vec<String>) -> crate::redact::Secrets {
+        let mut all = crate::redact::Secrets::new(from_env);
+        for d in &self.destinations {
+            if let Some(h) = &d.hoqu {
+                all.add(&h.api_key);
+            }
+        }
+        let mut urls = vec![self.broker.url.as_str()];
+        if let crate::store::StoreConfig::Redis { url, .. } = &self.store {
+            urls.push(url);
+        }
+        for u in urls {
+            if let Some(password) = url::Url::parse(u)
+                .ok()
+                .and_then(|u| u.password().map(str::to_owned))
+            {
+                let decoded = percent_encoding::percent_decode_str(&password).decode_utf8_lossy();
+                all.add(&decoded);
+            }
+        }
+        all
     }
 
     fn validate(&mut self) -> Result<(), ConfigError> {

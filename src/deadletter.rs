@@ -225,6 +225,36 @@ impl Envelope {
         env
     }
 
+    /// Replaces every secret in what the relay wrote into the envelope (the detail, the error,
+    /// the partner's answer, the request, the history). The original event stays as it was
+    /// published.
+    pub fn scrub(&mut self, secrets: &crate::redact::Secrets) {
+        if secrets.is_empty() {
+            return;
+        }
+        secrets.scrub_in_place(&mut self.detail);
+        for text in [&mut self.last_error, &mut self.response_snippet]
+            .into_iter()
+            .flatten()
+        {
+            secrets.scrub_in_place(text);
+        }
+        if let Some(r) = &mut self.request {
+            secrets.scrub_in_place(&mut r.url);
+            for v in r.headers.values_mut() {
+                secrets.scrub_in_place(v);
+            }
+            if let Some(b) = &mut r.body {
+                secrets.scrub_in_place(b);
+            }
+        }
+        for h in &mut self.history {
+            if let Some(e) = &mut h.error {
+                secrets.scrub_in_place(e);
+            }
+        }
+    }
+
     /// An envelope for a message that failed before any partner was called. Keeps the original
     /// body: as JSON when it parses as JSON, raw otherwise.
     pub fn for_message(

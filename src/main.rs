@@ -488,7 +488,7 @@ fn render(
             {
                 match rendered {
                     Ok(r) if show_secrets => requests.push(r),
-                    Ok(r) => requests.push(r.redacted()),
+                    Ok(r) => requests.push(r.shown(&config.secrets)),
                     Err(e) => {
                         eprintln!("{at}: {}: {e} (render_error)", d.name);
                         failed = true;

@@ -76,6 +76,10 @@ pub struct Rule {
     /// Apply to this many requests, then stop; forever when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u64>,
+    /// Answer with the request itself (method, path, query, headers and body), as some
+    /// servers' error pages do (`Cannot GET /path`).
+    #[serde(default)]
+    pub echo: bool,
 }
 
 fn ok() -> u16 {
@@ -91,7 +95,14 @@ impl Rule {
             delay_ms: 0,
             retry_after: None,
             times: None,
+            echo: false,
         }
+    }
+
+    /// Answer with the request itself.
+    pub fn echoing(mut self) -> Rule {
+        self.echo = true;
+        self
     }
 
     /// Only requests whose raw query contains `text`.
@@ -178,6 +189,15 @@ async fn record(
 ) -> Response {
     let path = uri.path().to_owned();
     let query = uri.query().map(str::to_owned);
+    let echo = {
+        let mut e = format!("Cannot {method} {uri}\n");
+        for (k, v) in &headers {
+            e.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+        }
+        e.push('\n');
+        e.push_str(&String::from_utf8_lossy(&body));
+        e
+    };
     let rule = {
         let mut inner = s.inner.lock().expect("sandbox lock");
         let rule = inner
@@ -225,7 +245,12 @@ async fn record(
         tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
     }
     let status = StatusCode::from_u16(rule.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (status, format!("sandbox answered {}", rule.status)).into_response();
+    let text = if rule.echo {
+        echo
+    } else {
+        format!("sandbox answered {}", rule.status)
+    };
+    let mut resp = (status, text).into_response();
     if let Some(ra) = rule.retry_after.as_deref().and_then(|v| v.parse().ok()) {
         resp.headers_mut()
             .insert(axum::http::header::RETRY_AFTER, ra);

@@ -10,31 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Env, RelayProcess, event, eventually};
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::FieldTable;
+use lapin::options::QueueDeleteOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The consumers on `queue`, or `None` when it does not exist. A fresh channel each time: a
-/// passive declare of a missing queue closes its channel.
-async fn consumers(env: &Env, queue: &str) -> Option<u32> {
-    let ch = env.conn.create_channel().await.ok()?;
-    let info = ch
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .ok()?;
-    let _ = ch.close(200, "checked".into()).await;
-    Some(info.consumer_count())
-}
 
 async fn delete_queue(env: &Env, queue: &str) {
     env.channel
@@ -71,7 +51,7 @@ async fn a_consumer_cancelled_by_the_broker_is_noticed_and_consuming_resumes() {
             &format!("{queue} declared and consumed again"),
             || {
                 let (env, queue) = (&env, queue.clone());
-                async move { consumers(env, &queue).await == Some(1) }
+                async move { env.consumers(&queue).await == Some(1) }
             },
         )
         .await;
@@ -231,7 +211,7 @@ async fn a_stop_finishes_within_the_grace_when_the_broker_goes_silent() {
     let t = env.topology();
     eventually(WAIT, "the relay consumes through the proxy", || {
         let (env, q) = (&env, t.events.clone());
-        async move { consumers(env, &q).await == Some(1) }
+        async move { env.consumers(&q).await == Some(1) }
     })
     .await;
     env.publish(&event("before", "lead", "before", None)).await;

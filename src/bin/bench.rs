@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use postback_relay::broker::{self, Publisher, Topology};
 use postback_relay::config::DEFAULT_AMQP_URL;
 use postback_relay::publish::{self, Outgoing};
-use postback_relay::sandbox::{self, Match, Rule};
+use postback_relay::sandbox::{self, Rule};
 
 #[derive(Parser)]
 #[command(
@@ -442,13 +442,7 @@ async fn publish_n(
 }
 
 fn partner_delay(ms: u64) -> Rule {
-    Rule {
-        matcher: Match::default(),
-        status: 200,
-        delay_ms: ms,
-        retry_after: None,
-        times: None,
-    }
+    Rule::answer(200).after_ms(ms)
 }
 
 fn median(v: &[f64]) -> f64 {

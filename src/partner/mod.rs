@@ -18,8 +18,7 @@ use crate::config::{DestinationConfig, Format, Kind};
 use crate::event::ConversionEvent;
 pub use sendable::Unsendable;
 
-/// Shown in place of a secret.
-pub const REDACTED: &str = "REDACTED";
+pub use crate::redact::REDACTED;
 
 /// An HTTP request ready to send, or to show (`render`, dead letters).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +63,22 @@ impl Request {
                 .replace(secret.as_str(), REDACTED);
         }
         out
+    }
+}
+
+impl Request {
+    /// A copy safe to show: [`Request::redacted`], and every secret of the configuration
+    /// replaced too (a token written into a callback URL, say).
+    pub fn shown(&self, secrets: &crate::redact::Secrets) -> Request {
+        let mut r = self.redacted();
+        secrets.scrub_in_place(&mut r.url);
+        for v in r.headers.values_mut() {
+            secrets.scrub_in_place(v);
+        }
+        if let Some(b) = &mut r.body {
+            secrets.scrub_in_place(b);
+        }
+        r
     }
 }
 

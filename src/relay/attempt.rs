@@ -172,7 +172,7 @@ impl Relay {
             }
             Ok(Claim::Busy) => return wait(delivery, Wait::ClaimedElsewhere, config, now),
             Err(e) => {
-                tracing::error!(message = "store unavailable; the delivery waits", destination = %config.name, error = %e);
+                tracing::error!(message = "store unavailable; the delivery waits", destination = %config.name, error = %self.shown(&e));
                 return wait(delivery, Wait::StoreUnavailable, config, now);
             }
         };
@@ -208,7 +208,7 @@ impl Relay {
             if let Err(e) = recorded {
                 // The claim and the conversion's lock are kept until their leases end, so
                 // that nothing goes out again while the record is missing.
-                tracing::error!(message = "cannot record in the store", destination = %config.name, event_id = %event.event_id, error = %e);
+                tracing::error!(message = "cannot record in the store", destination = %config.name, event_id = %event.event_id, error = %self.shown(&e));
                 claim.keep_until_lease_ends();
                 if let Some(lock) = lock {
                     lock.keep_until_lease_ends();
@@ -235,14 +235,14 @@ impl Relay {
             Ok(Some(lock)) => lock,
             Ok(None) => return Err(Stop::Wait(Wait::ConversionBusy)),
             Err(e) => {
-                tracing::error!(message = "store unavailable; the delivery waits", error = %e);
+                tracing::error!(message = "store unavailable; the delivery waits", error = %self.shown(&e));
                 return Err(Stop::Wait(Wait::StoreUnavailable));
             }
         };
         let sent = match self.store.status(&status.key).await {
             Ok(sent) => sent,
             Err(e) => {
-                tracing::error!(message = "store unavailable; the delivery waits", error = %e);
+                tracing::error!(message = "store unavailable; the delivery waits", error = %self.shown(&e));
                 return Err(Stop::Wait(Wait::StoreUnavailable));
             }
         };

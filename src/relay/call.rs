@@ -74,7 +74,7 @@ impl Relay {
                 report.end = match e {
                     HoldError::Lost => End::ClaimLost,
                     HoldError::Store(e) => {
-                        tracing::error!(message = "store unavailable; the delivery waits", destination = %dest.name(), error = %e);
+                        tracing::error!(message = "store unavailable; the delivery waits", destination = %dest.name(), error = %self.shown(&e));
                         End::StoreUnavailable
                     }
                 };

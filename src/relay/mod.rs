@@ -82,6 +82,13 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// An error as the relay writes it: with every configured secret replaced.
+    fn shown(&self, e: &dyn std::fmt::Display) -> String {
+        self.config.secrets.scrub(&e.to_string()).into_owned()
+    }
+}
+
 /// A relay started in the background with its operations listener.
 pub struct Running {
     /// Where `/metrics`, `/healthz` and `/readyz` are served.

@@ -20,7 +20,7 @@ impl Relay {
     ) -> Fate {
         for (dest, outcome) in outcomes {
             if let Err(e) = self.record(dest, outcome, &recorder.publisher).await {
-                tracing::error!(message = "cannot record an outcome; reconnecting", error = %e);
+                tracing::error!(message = "cannot record an outcome; reconnecting", error = %self.shown(&e));
                 recorder.broken.cancel();
                 return Fate::Abandon;
             }
@@ -96,7 +96,9 @@ impl Relay {
                 );
                 Ok(())
             }
-            Outcome::Dead(env) => {
+            Outcome::Dead(mut env) => {
+                // A partner's answer can echo a secret back (an API key in the path).
+                env.scrub(&self.config.secrets);
                 let body = serde_json::to_vec(&env).expect("envelopes serialize");
                 let id = env.dead_letter_id.to_string();
                 publisher

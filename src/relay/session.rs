@@ -111,7 +111,7 @@ impl Relay {
                     if started.elapsed() >= HEALTHY_SESSION {
                         delay = Duration::from_millis(500);
                     }
-                    tracing::warn!(message = "broker connection lost; reconnecting", error = %why, retry_in_ms = delay.as_millis() as u64);
+                    tracing::warn!(message = "broker connection lost; reconnecting", error = %self.shown(&why), retry_in_ms = delay.as_millis() as u64);
                 }
                 Err(SessionError::Broker(e)) if broker::is_precondition_failed(&e) => {
                     anyhow::bail!(
@@ -122,7 +122,7 @@ impl Relay {
                 }
                 Err(e) => tracing::warn!(
                     message = "cannot consume from the broker; retrying",
-                    error = %e,
+                    error = %self.shown(&e),
                     retry_in_ms = delay.as_millis() as u64
                 ),
             }
@@ -150,10 +150,11 @@ impl Relay {
             .into_iter()
             .map(|c| {
                 let (mut events, failed) = (c.events_listener(), failed.clone());
+                let secrets = self.config.secrets.clone();
                 tokio::spawn(async move {
                     while let Some(event) = events.next().await {
                         if let lapin::Event::Error(e) = event {
-                            tracing::debug!(message = "broker connection error", error = %e);
+                            tracing::debug!(message = "broker connection error", error = %secrets.scrub(&e.to_string()));
                             failed.cancel();
                             return;
                         }
@@ -269,7 +270,7 @@ impl Relay {
                 }
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Err(e) = done {
-                        tracing::error!(message = "delivery task failed", error = %e);
+                        tracing::error!(message = "delivery task failed", error = %self.shown(&e));
                     }
                 }
                 next = events.next() => match next {

@@ -197,6 +197,35 @@ impl Env {
             .message_count()
     }
 
+    /// The consumers on `queue`, or `None` when it does not exist. A fresh channel each time: a
+    /// passive declare of a missing queue closes its channel.
+    pub async fn consumers(&self, queue: &str) -> Option<u32> {
+        let ch = self.conn.create_channel().await.ok()?;
+        let info = ch
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .ok()?;
+        let _ = ch.close(200, "checked".into()).await;
+        Some(info.consumer_count())
+    }
+
+    /// Waits until a relay consumes from the events queue.
+    pub async fn until_consumed(&self) {
+        let queue = self.topology().events;
+        eventually(Duration::from_secs(30), "a relay consumes", || {
+            let queue = queue.clone();
+            async move { self.consumers(&queue).await == Some(1) }
+        })
+        .await;
+    }
+
     /// Takes every message out of `queue`, acknowledging each.
     pub async fn drain(&self, queue: &str) -> Vec<lapin::message::Delivery> {
         let mut out = Vec::new();
@@ -273,11 +302,25 @@ pub struct RelayProcess(pub std::process::Child);
 
 impl RelayProcess {
     pub fn run(config: &str) -> RelayProcess {
+        Self::run_with(config, &[], None)
+    }
+
+    /// With these environment variables, and its log written to `log`.
+    pub fn run_with(
+        config: &str,
+        envs: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> RelayProcess {
+        let stderr = match log {
+            Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
+            None => std::process::Stdio::null(),
+        };
         RelayProcess(
             std::process::Command::new(env!("CARGO_BIN_EXE_postback-relay"))
                 .args(["--log-format", "json", "run", "--config", config])
+                .envs(envs.iter().copied())
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .unwrap(),
         )

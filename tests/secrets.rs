@@ -1,0 +1,150 @@
+//! No secret in anything the relay writes: a partner that echoes the request back (its path,
+//! query and headers, as error pages do) must not put the API key or a token into dead letters,
+//! logs, or the output of `dlq`, `replay` and `render`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, RelayProcess, eventually};
+use postback_relay::sandbox::Rule;
+
+const HOQU_KEY: &str = "hq-Secret/Key 42";
+const CB_TOKEN: &str = "cb+Token=9x";
+
+/// Every form a secret can be written in that a reader could use.
+fn leaks(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for secret in [HOQU_KEY, CB_TOKEN] {
+        let encoded = postback_relay::partner::encode_component(secret);
+        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        for f in [
+            secret.to_owned(),
+            encoded.clone(),
+            encoded.to_lowercase(),
+            form,
+        ] {
+            if text.contains(&f) {
+                found.push(f);
+            }
+        }
+    }
+    found
+}
+
+fn cli(config: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_postback-relay"))
+        .args(args)
+        .args(["--config", config])
+        .env("HOQU_KEY", HOQU_KEY)
+        .env("CB_TOKEN", CB_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[tokio::test]
+async fn partners_echoing_the_request_leak_no_secret() {
+    let env = Env::new().await;
+    // Express's default: 404 "Cannot GET /<path>", here with the query and headers too.
+    env.sandbox
+        .add_rule(&Rule::answer(404).echoing())
+        .await
+        .unwrap();
+    let base = env.sandbox.base_url();
+    let toml = format!(
+        r#"{broker}
+        [[destinations]]
+        name = "hoqu-get"
+        kind = "hoqu"
+        base_url = "{base}"
+        match = {{ networks = ["hoqu"] }}
+        hoqu = {{ api_key = "${{HOQU_KEY}}", payout = "fixed", action = "lead" }}
+
+        [[destinations]]
+        name = "hoqu-post"
+        kind = "hoqu"
+        base_url = "{base}"
+        match = {{ networks = ["hoqu"] }}
+        hoqu = {{ api_key = "${{HOQU_KEY}}", payout = "fixed", action = "lead", method = "post" }}
+
+        [[destinations]]
+        name = "publisher"
+        kind = "callback"
+        match = {{ networks = ["awin"] }}
+        callback = {{ url = "{base}/cb?tok=${{CB_TOKEN}}&id=!!!transactionId!!!", allow_any_port = true }}
+        "#,
+        broker = env.broker_toml(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let log = dir.path().join("relay.log");
+    env.declare().await;
+    let relay = RelayProcess::run_with(
+        &config,
+        &[("HOQU_KEY", HOQU_KEY), ("CB_TOKEN", CB_TOKEN)],
+        Some(&log),
+    );
+    let events = [
+        r#"{"event_id":"h1","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"hoqu","click_id":"c1"},"order":{"id":"o1"}}"#,
+        r#"{"event_id":"a1","type":"order","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"awin","click_id":"c2"},"order":{"id":"o2","amount":"10.00","currency":"EUR"}}"#,
+    ];
+    let files = dir.path().join("events.jsonl");
+    std::fs::write(&files, events.join("\n")).unwrap();
+    let dead = env.topology().dead;
+    env.until_consumed().await;
+    for e in events {
+        env.publish(e.as_bytes()).await;
+    }
+    eventually(Duration::from_secs(30), "three dead letters", || {
+        let (env, q) = (&env, dead.clone());
+        async move { env.ready(&q).await == 3 }
+    })
+    .await;
+    // The partner did echo the secrets: the test would see a leak.
+    let echoed: String = env
+        .sandbox
+        .requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {:?}\n", r.path, r.query))
+        .collect();
+    assert!(!leaks(&echoed).is_empty(), "the partner saw the secrets");
+
+    let outputs = [
+        (
+            "dlq list json",
+            cli(&config, &["dlq", "list", "--format", "json"]),
+        ),
+        ("dlq list", cli(&config, &["dlq", "list"])),
+        (
+            "dlq stats",
+            cli(&config, &["dlq", "stats", "--format", "json"]),
+        ),
+        ("replay dry run", cli(&config, &["replay", "--dry-run"])),
+        ("render", cli(&config, &["render", files.to_str().unwrap()])),
+    ];
+    assert!(
+        outputs[0].1.contains("Cannot GET") && outputs[0].1.contains("REDACTED"),
+        "the echoed answer is kept, with its secrets redacted: {}",
+        outputs[0].1
+    );
+    drop(relay);
+    let logs = std::fs::read_to_string(&log).unwrap();
+    for (what, text) in outputs.iter().chain([&("relay log", logs)]) {
+        assert_eq!(
+            leaks(text),
+            Vec::<String>::new(),
+            "{what} leaks a secret:\n{text}"
+        );
+    }
+    env.cleanup().await;
+}
