@@ -490,6 +490,14 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        let tiers = &b.retry_tiers_ms;
+        if tiers.is_empty() || tiers.contains(&0) || tiers.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(key_err(
+                "broker.retry_tiers_ms",
+                "must list at least one delay, in milliseconds, strictly increasing",
+            ));
+        }
+        let longest_tier_ms = *tiers.last().expect("checked not empty");
         if self.worker.queue_sample_secs == 0 {
             return Err(key_err("worker.queue_sample_secs", "must be at least 1"));
         }
@@ -522,6 +530,19 @@ impl Config {
             d.retry
                 .validate()
                 .map_err(|e| key_err(at(&format!("retry.{}", e.key)), e.message))?;
+            // A delay longer than every tier would wait only the longest tier: retries, and
+            // a partner's Retry-After, would come early.
+            if d.retry.max_delay_ms > longest_tier_ms {
+                return Err(key_err(
+                    at("retry.max_delay_ms"),
+                    format!(
+                        "{} ms is longer than the longest delay tier (broker.retry_tiers_ms: {longest_tier_ms} ms), \
+                         so such a retry would wait only {longest_tier_ms} ms and come early; add a tier of at \
+                         least {} ms to broker.retry_tiers_ms, or lower max_delay_ms to at most {longest_tier_ms}",
+                        d.retry.max_delay_ms, d.retry.max_delay_ms
+                    ),
+                ));
+            }
             if d.circuit.failure_threshold == 0 {
                 return Err(key_err(
                     at("circuit.failure_threshold"),
@@ -540,13 +561,6 @@ impl Config {
             if d.click_lifetime_days == 0 {
                 return Err(key_err(at("click_lifetime_days"), "must be at least 1"));
             }
-        }
-        let tiers = &self.broker.retry_tiers_ms;
-        if tiers.is_empty() || tiers.contains(&0) || tiers.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(key_err(
-                "broker.retry_tiers_ms",
-                "must list at least one delay, in milliseconds, strictly increasing",
-            ));
         }
         Ok(())
     }
@@ -716,6 +730,35 @@ mod tests {
             "{e}"
         );
         assert!(err("").contains("destinations"));
+    }
+
+    #[test]
+    fn a_longest_delay_beyond_every_tier_is_refused() {
+        // The longest default tier is 1 h: a 2 h delay would wait 1 h and come early.
+        let e = err(&format!("{MINIMAL}\nretry = {{ max_delay_ms = 7200000 }}"));
+        assert!(
+            e.contains("destinations[0].retry.max_delay_ms")
+                && e.contains("7200000")
+                && e.contains("3600000")
+                && e.contains("broker.retry_tiers_ms"),
+            "{e}"
+        );
+        // Equal to the longest tier is fine, and so is a tier added for it.
+        Config::from_toml(
+            &format!("{MINIMAL}\nretry = {{ max_delay_ms = 3600000 }}"),
+            &|_| None,
+        )
+        .unwrap();
+        Config::from_toml(
+            &format!(
+                "[broker]\nretry_tiers_ms = [30000, 7200000]\n{MINIMAL}\nretry = {{ max_delay_ms = 7200000 }}"
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        // Shorter tiers bring the check along: the default 1 h ceiling is above a 10 s tier.
+        let e = err(&format!("[broker]\nretry_tiers_ms = [1000, 10000]\n{MINIMAL}"));
+        assert!(e.contains("destinations[0].retry.max_delay_ms"), "{e}");
     }
 
     #[test]
