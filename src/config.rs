@@ -504,6 +504,8 @@ impl Config {
         if self.worker.max_event_bytes < 1024 {
             return Err(key_err("worker.max_event_bytes", "must be at least 1024"));
         }
+        self.store.validate()?;
+        let ttl_secs = self.store.ttl().as_secs();
         if self.destinations.is_empty() {
             return Err(key_err(
                 "destinations",
@@ -540,6 +542,27 @@ impl Config {
                          so such a retry would wait only {longest_tier_ms} ms and come early; add a tier of at \
                          least {} ms to broker.retry_tiers_ms, or lower max_delay_ms to at most {longest_tier_ms}",
                         d.retry.max_delay_ms, d.retry.max_delay_ms
+                    ),
+                ));
+            }
+            // A delivery's record must outlive every copy of it that can still arrive: its
+            // last retry is scheduled within max_age_secs of the first try, and the tier it
+            // waits in may round its delay up by as much as the longest tier.
+            let needed = d
+                .retry
+                .max_age_secs
+                .saturating_add(longest_tier_ms.div_ceil(1000));
+            if ttl_secs < needed {
+                return Err(key_err(
+                    "store.ttl_secs",
+                    format!(
+                        "{ttl_secs} s is shorter than the retries of a delivery can last: \
+                         destinations[{i}].retry.max_age_secs ({} s) plus the longest delay tier \
+                         ({} s, broker.retry_tiers_ms). A retry or a redelivery arriving after the \
+                         record of its delivery expired would be sent to the partner again; set \
+                         store.ttl_secs to at least {needed}, or lower max_age_secs",
+                        d.retry.max_age_secs,
+                        longest_tier_ms.div_ceil(1000)
                     ),
                 ));
             }
@@ -759,6 +782,29 @@ mod tests {
         // Shorter tiers bring the check along: the default 1 h ceiling is above a 10 s tier.
         let e = err(&format!("[broker]\nretry_tiers_ms = [1000, 10000]\n{MINIMAL}"));
         assert!(e.contains("destinations[0].retry.max_delay_ms"), "{e}");
+    }
+
+    #[test]
+    fn records_must_outlive_the_retries_of_their_delivery() {
+        // Records kept 24 h while retries go on for 48 h (plus one 1 h tier): a retry or a
+        // redelivery after the record expired would be sent to the partner again.
+        let e = err(&format!("[store]\nkind = \"embedded\"\nttl_secs = 86400\n{MINIMAL}"));
+        assert!(
+            e.contains("store.ttl_secs")
+                && e.contains("destinations[0].retry.max_age_secs")
+                && e.contains("176400"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1\"\nttl_secs = 60\n{MINIMAL}\nretry = {{ max_age_secs = 60 }}"
+        ));
+        assert!(e.contains("store.ttl_secs"), "{e}");
+        // Exactly enough is fine.
+        Config::from_toml(
+            &format!("[store]\nkind = \"embedded\"\nttl_secs = 176400\n{MINIMAL}"),
+            &|_| None,
+        )
+        .unwrap();
     }
 
     #[test]

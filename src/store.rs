@@ -60,7 +60,24 @@ fn default_prefix() -> String {
     "postback-relay".into()
 }
 
+/// The longest `ttl_secs`: ten years. Expiry times are milliseconds since 1970 in a signed
+/// 64-bit integer (SQLite, Redis `PX`), which a far larger TTL would overflow.
+pub const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
 impl StoreConfig {
+    /// Checks the store's own keys; the configuration checks `ttl_secs` against the retry
+    /// budgets, which it alone knows.
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        let ttl = self.ttl().as_secs();
+        if !(1..=MAX_TTL_SECS).contains(&ttl) {
+            return Err(crate::config::key_err(
+                "store.ttl_secs",
+                format!("{ttl} must be between 1 and {MAX_TTL_SECS} (10 years)"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn ttl(&self) -> Duration {
         match self {
             StoreConfig::Embedded { ttl_secs, .. } | StoreConfig::Redis { ttl_secs, .. } => {
