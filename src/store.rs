@@ -18,23 +18,66 @@ use rusqlite::OptionalExtension as _;
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+#[serde(try_from = "StoreTable")]
 pub enum StoreConfig {
     /// A SQLite file for one relay process.
-    Embedded {
-        #[serde(default = "default_path")]
-        path: PathBuf,
-        #[serde(default = "default_ttl")]
-        ttl_secs: u64,
-    },
+    Embedded { path: PathBuf, ttl_secs: u64 },
     /// Redis, shared by every replica.
     Redis {
         url: String,
-        #[serde(default = "default_prefix")]
         key_prefix: String,
-        #[serde(default = "default_ttl")]
         ttl_secs: u64,
     },
+}
+
+/// `[store]` as written. Read as one table (rather than as an enum tagged by `kind`) so that
+/// an error in a key is reported under the key's own name (`store.ttl_secs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreTable {
+    kind: StoreKind,
+    path: Option<PathBuf>,
+    url: Option<String>,
+    key_prefix: Option<String>,
+    #[serde(default = "default_ttl")]
+    ttl_secs: u64,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StoreKind {
+    Embedded,
+    Redis,
+}
+
+impl TryFrom<StoreTable> for StoreConfig {
+    type Error = String;
+
+    fn try_from(t: StoreTable) -> Result<StoreConfig, String> {
+        match t.kind {
+            StoreKind::Embedded => {
+                if t.url.is_some() || t.key_prefix.is_some() {
+                    return Err("url and key_prefix are for kind = \"redis\"".into());
+                }
+                Ok(StoreConfig::Embedded {
+                    path: t.path.unwrap_or_else(default_path),
+                    ttl_secs: t.ttl_secs,
+                })
+            }
+            StoreKind::Redis => {
+                if t.path.is_some() {
+                    return Err("path is for kind = \"embedded\"".into());
+                }
+                Ok(StoreConfig::Redis {
+                    url: t
+                        .url
+                        .ok_or("missing field `url` (required for kind = \"redis\")")?,
+                    key_prefix: t.key_prefix.unwrap_or_else(default_prefix),
+                    ttl_secs: t.ttl_secs,
+                })
+            }
+        }
+    }
 }
 
 impl Default for StoreConfig {

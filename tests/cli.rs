@@ -66,6 +66,21 @@ fn check_config_names_the_key_and_exits_non_zero() {
             "destinations[0].match.types",
             "rebill",
         ),
+        (
+            example.replace("max_delay_ms = 3600000", "max_delay_ms = 7200000"),
+            "destinations[0].retry.max_delay_ms",
+            "broker.retry_tiers_ms",
+        ),
+        (
+            example.replace("ttl_secs = 259200", "ttl_secs = 86400"),
+            "store.ttl_secs",
+            "destinations[0].retry.max_age_secs",
+        ),
+        (
+            example.replace("status_wait_secs = 300", "status_wait_secs = 9999999999"),
+            "destinations[1].hoqu.status_wait_secs",
+            "max_age_secs",
+        ),
         ("[broker".to_owned(), "not valid TOML", ""),
     ];
     for (text, key, problem) in cases {
