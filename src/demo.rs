@@ -171,7 +171,6 @@ async fn demo(amqp_url: &str, n: usize) -> anyhow::Result<ExitCode> {
         Err(e) => {
             let reach = probe(amqp_url).await;
             match plan(reach, is_local(amqp_url), find_rabbitmq_server()) {
-                BrokerPlan::Use => unreachable!("the broker did not answer"),
                 BrokerPlan::StartOwn(server) => {
                     println!(
                         "No RabbitMQ answers at {shown}: starting a node of the demo's own \
@@ -189,7 +188,8 @@ async fn demo(amqp_url: &str, n: usize) -> anyhow::Result<ExitCode> {
                     );
                     return Ok(ExitCode::from(1));
                 }
-                BrokerPlan::GiveUp => {
+                // (`Use` cannot come: the connection has just failed.)
+                BrokerPlan::GiveUp | BrokerPlan::Use => {
                     eprintln!(
                         "Cannot reach RabbitMQ at {shown}: {e}\n\
                          The demo starts a broker of its own only when nothing listens at an \
@@ -376,7 +376,7 @@ async fn probe(amqp_url: &str) -> Reach {
     let addr = (uri.authority.host.as_str(), uri.authority.port);
     match tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await {
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Reach::NothingListens,
-        Ok(Ok(_)) => Reach::Fails,
+        // It listens but refused the demo, or does not resolve, or does not answer in time.
         _ => Reach::Fails,
     }
 }
