@@ -32,8 +32,10 @@ pub mod limits {
     pub const SHUTDOWN_GRACE_SECS: u64 = 3600;
     /// `worker.queue_sample_secs`: a sample older than this says nothing about the backlog.
     pub const QUEUE_SAMPLE_SECS: u64 = 3600;
-    /// `destinations[].concurrency`: a partner's requests in flight at once, per relay.
-    pub const CONCURRENCY: usize = 10_000;
+    /// `destinations[].concurrency`: a partner's requests in flight at once, per relay. The
+    /// largest `broker.prefetch`, so that `concurrency = prefetch` is always allowed; tokio's
+    /// semaphore would panic far above it.
+    pub const CONCURRENCY: usize = u16::MAX as usize;
 }
 
 #[derive(Clone, Debug, Deserialize)]
