@@ -206,9 +206,21 @@ pub enum PublishError {
     Timeout(std::time::Duration),
 }
 
-/// How long a publish may wait for its confirm: a broker that blocks publishers (memory or
-/// disk alarm) must not hold deliveries until the consumer timeout closes the channel.
+/// How long a publish may take, from its first frame to its confirm: a broker that blocks
+/// publishers (memory or disk alarm) stops reading their frames and holds back confirms, and
+/// must not hold deliveries until the consumer timeout closes the channel.
 pub const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `step` (a publish, or a part of one), or [`PublishError::Timeout`] once `deadline` has
+/// passed.
+async fn within<T>(
+    deadline: std::time::Duration,
+    step: impl std::future::Future<Output = Result<T, PublishError>>,
+) -> Result<T, PublishError> {
+    tokio::time::timeout(deadline, step)
+        .await
+        .map_err(|_| PublishError::Timeout(deadline))?
+}
 
 /// Whether the broker refused a declaration because the queue exists with other arguments:
 /// a configuration problem that retrying cannot fix.
@@ -237,7 +249,8 @@ impl Publisher {
     }
 
     /// Publishes a persistent JSON message and waits until the broker has taken responsibility
-    /// for it (confirm), or says why not.
+    /// for it (confirm), or says why not. Sending and confirming share one deadline,
+    /// [`CONFIRM_TIMEOUT`].
     pub async fn publish_json(
         &self,
         exchange: &str,
@@ -246,16 +259,37 @@ impl Publisher {
         message_id: Option<&str>,
         headers: Option<FieldTable>,
     ) -> Result<(), PublishError> {
-        let pending = self
-            .send_json(exchange, routing_key, body, message_id, headers)
-            .await?;
-        confirmed(pending, routing_key).await
+        within(CONFIRM_TIMEOUT, async {
+            let pending = self
+                .send(exchange, routing_key, body, message_id, headers)
+                .await?;
+            confirmation(pending.await?, routing_key)
+        })
+        .await
     }
 
     /// Publishes without waiting for the confirm, so many publishes can be in flight; pass the
-    /// result to [`confirmed`]. `mandatory`: a message no queue receives comes back as an
-    /// error, not a silent drop.
+    /// result to [`confirmed`]. The send itself has a deadline, [`CONFIRM_TIMEOUT`]: a
+    /// blocked broker reads no frames. `mandatory`: a message no queue receives comes back as
+    /// an error, not a silent drop.
     pub async fn send_json(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        message_id: Option<&str>,
+        headers: Option<FieldTable>,
+    ) -> Result<PublisherConfirm, PublishError> {
+        within(CONFIRM_TIMEOUT, async {
+            Ok(self
+                .send(exchange, routing_key, body, message_id, headers)
+                .await?)
+        })
+        .await
+    }
+
+    /// Writes the message's frames, however long that takes.
+    async fn send(
         &self,
         exchange: &str,
         routing_key: &str,
@@ -292,14 +326,89 @@ impl Publisher {
     }
 }
 
-/// Waits for a publish's confirm and turns a nack or a return into an error.
+/// Waits for a publish's confirm, at most [`CONFIRM_TIMEOUT`], and turns a nack or a return
+/// into an error.
 pub async fn confirmed(pending: PublisherConfirm, routing_key: &str) -> Result<(), PublishError> {
-    let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, pending)
-        .await
-        .map_err(|_| PublishError::Timeout(CONFIRM_TIMEOUT))??;
-    match confirmation {
+    within(CONFIRM_TIMEOUT, async {
+        confirmation(pending.await?, routing_key)
+    })
+    .await
+}
+
+/// What a confirm says: taken, returned (no queue for the routing key), or refused.
+fn confirmation(c: lapin::Confirmation, routing_key: &str) -> Result<(), PublishError> {
+    match c {
         lapin::Confirmation::Ack(None) => Ok(()),
         lapin::Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable(routing_key.to_owned())),
         _ => Err(PublishError::Nacked),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn one_deadline_covers_the_whole_publish() {
+        let deadline = Duration::from_millis(100);
+        // A send that never ends: a connection the broker has blocked.
+        let never = within(deadline, std::future::pending::<Result<(), PublishError>>()).await;
+        assert!(
+            matches!(never, Err(PublishError::Timeout(d)) if d == deadline),
+            "{never:?}"
+        );
+        // Sending and confirming share the deadline: two steps of 60 ms overrun 100 ms,
+        // though each alone is within it.
+        let step = || tokio::time::sleep(Duration::from_millis(60));
+        let slow = within(deadline, async {
+            step().await;
+            step().await;
+            Ok(())
+        })
+        .await;
+        assert!(matches!(slow, Err(PublishError::Timeout(_))), "{slow:?}");
+        // In time, the publish's own outcome comes through.
+        let nacked = within(deadline, async { Err::<(), _>(PublishError::Nacked) }).await;
+        assert!(matches!(nacked, Err(PublishError::Nacked)), "{nacked:?}");
+        assert!(within(deadline, async { Ok(()) }).await.is_ok());
+    }
+
+    /// A broker under a memory alarm blocks publishing connections: it stops reading from
+    /// them. Needs RabbitMQ installed; it starts a node of its own (so the alarm disturbs no
+    /// one else), which is slow: `cargo test --lib -- --ignored a_blocked_broker`.
+    #[tokio::test]
+    #[ignore = "starts a RabbitMQ node of its own: slow"]
+    async fn a_blocked_broker_cannot_hold_a_publish_past_its_deadline() {
+        let server = crate::demo::find_rabbitmq_server().expect("RabbitMQ must be installed");
+        // An alarm from the start: any memory use is over a 1-byte watermark.
+        let node = crate::demo::OwnBroker::start(&server, "vm_memory_high_watermark.absolute = 1")
+            .await
+            .unwrap();
+        let conn = connect(&node.url, "test").await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare(
+            "blocked".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let publisher = Publisher::new(&conn).await.unwrap();
+        // Larger than the socket buffers: its frames cannot all be written while the broker
+        // reads nothing, so the publish waits on the send, before any confirm.
+        let body = vec![b'x'; 10 << 20];
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(
+            CONFIRM_TIMEOUT + Duration::from_secs(15),
+            publisher.publish_json("", "blocked", &body, None, None),
+        )
+        .await;
+        assert!(
+            matches!(outcome, Ok(Err(PublishError::Timeout(_)))),
+            "after {:?}: {outcome:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() < CONFIRM_TIMEOUT + Duration::from_secs(5));
     }
 }

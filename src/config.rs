@@ -15,6 +15,29 @@ use crate::retry::RetryPolicy;
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// Upper bounds of keys that nothing else bounds. Past them a value would overflow a time
+/// computation, pin memory, or wait so long that the relay looks hung; none is near what a
+/// working setup needs.
+pub mod limits {
+    /// `broker.reconnect_max_delay_secs`: an hour between reconnection attempts at most.
+    pub const RECONNECT_MAX_DELAY_SECS: u64 = 3600;
+    /// `broker.retry_tiers_ms`: each tier is a quorum queue.
+    pub const RETRY_TIERS: usize = 64;
+    /// `broker.retry_tiers_ms`: a year, the longest retry age.
+    pub const RETRY_TIER_MS: u64 = 365 * 24 * 3600 * 1000;
+    /// `worker.max_event_bytes`: 128 MiB, RabbitMQ's default largest message; up to
+    /// `broker.prefetch` bodies are held at once.
+    pub const MAX_EVENT_BYTES: usize = 128 * 1024 * 1024;
+    /// `worker.shutdown_grace_secs`.
+    pub const SHUTDOWN_GRACE_SECS: u64 = 3600;
+    /// `worker.queue_sample_secs`: a sample older than this says nothing about the backlog.
+    pub const QUEUE_SAMPLE_SECS: u64 = 3600;
+    /// `destinations[].concurrency`: a partner's requests in flight at once, per relay. The
+    /// largest `broker.prefetch`, so that `concurrency = prefetch` is always allowed; tokio's
+    /// semaphore would panic far above it.
+    pub const CONCURRENCY: usize = u16::MAX as usize;
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -513,18 +536,60 @@ impl Config {
         if b.delivery_limit == 0 {
             return Err(key_err("broker.delivery_limit", "must be at least 1"));
         }
-        if b.reconnect_max_delay_secs == 0 {
+        in_range(
+            "broker.reconnect_max_delay_secs",
+            b.reconnect_max_delay_secs,
+            1,
+            limits::RECONNECT_MAX_DELAY_SECS,
+        )?;
+        let tiers = &b.retry_tiers_ms;
+        if tiers.is_empty() || tiers.contains(&0) || tiers.windows(2).any(|w| w[0] >= w[1]) {
             return Err(key_err(
-                "broker.reconnect_max_delay_secs",
-                "must be at least 1",
+                "broker.retry_tiers_ms",
+                "must list at least one delay, in milliseconds, strictly increasing",
             ));
         }
-        if self.worker.queue_sample_secs == 0 {
-            return Err(key_err("worker.queue_sample_secs", "must be at least 1"));
+        if tiers.len() > limits::RETRY_TIERS {
+            return Err(key_err(
+                "broker.retry_tiers_ms",
+                format!(
+                    "lists {} tiers, each a queue; at most {} are allowed",
+                    tiers.len(),
+                    limits::RETRY_TIERS
+                ),
+            ));
         }
-        if self.worker.max_event_bytes < 1024 {
-            return Err(key_err("worker.max_event_bytes", "must be at least 1024"));
+        let longest_tier_ms = *tiers.last().expect("checked not empty");
+        if longest_tier_ms > limits::RETRY_TIER_MS {
+            return Err(key_err(
+                "broker.retry_tiers_ms",
+                format!(
+                    "{longest_tier_ms} ms is longer than a year ({} ms), the longest retry age",
+                    limits::RETRY_TIER_MS
+                ),
+            ));
         }
+        let w = &self.worker;
+        in_range(
+            "worker.max_event_bytes",
+            w.max_event_bytes,
+            1024,
+            limits::MAX_EVENT_BYTES,
+        )?;
+        in_range(
+            "worker.shutdown_grace_secs",
+            w.shutdown_grace_secs,
+            0,
+            limits::SHUTDOWN_GRACE_SECS,
+        )?;
+        in_range(
+            "worker.queue_sample_secs",
+            w.queue_sample_secs,
+            1,
+            limits::QUEUE_SAMPLE_SECS,
+        )?;
+        self.store.validate()?;
+        let ttl_secs = self.store.ttl().as_secs();
         if self.destinations.is_empty() {
             return Err(key_err(
                 "destinations",
@@ -534,6 +599,10 @@ impl Config {
         let mut names = BTreeSet::new();
         for (i, d) in self.destinations.iter_mut().enumerate() {
             let at = |k: &str| format!("destinations[{i}].{k}");
+            // The retry policy first: the kind's own checks (HOQU's status wait) rely on it.
+            d.retry
+                .validate()
+                .map_err(|e| key_err(at(&format!("retry.{}", e.key)), e.message))?;
             d.compile(&at)?;
             check_name(&at("name"), &d.name)?;
             if !names.insert(d.name.clone()) {
@@ -542,23 +611,64 @@ impl Config {
             if !(1..=120_000).contains(&d.timeout_ms) {
                 return Err(key_err(at("timeout_ms"), "must be between 1 and 120000"));
             }
-            if d.concurrency == 0 {
-                return Err(key_err(at("concurrency"), "must be at least 1"));
-            }
+            in_range(&at("concurrency"), d.concurrency, 1, limits::CONCURRENCY)?;
             if d.matcher.networks.is_empty() {
                 return Err(key_err(at("match.networks"), "name at least one network"));
             }
-            d.retry
-                .validate()
-                .map_err(|e| key_err(at(&format!("retry.{}", e.key)), e.message))?;
+            // A delay longer than every tier would wait only the longest tier: retries, and
+            // a partner's Retry-After, would come early.
+            if d.retry.max_delay_ms > longest_tier_ms {
+                return Err(key_err(
+                    at("retry.max_delay_ms"),
+                    format!(
+                        "{} ms is longer than the longest delay tier (broker.retry_tiers_ms: {longest_tier_ms} ms), \
+                         so such a retry would wait only {longest_tier_ms} ms and come early; add a tier of at \
+                         least {} ms to broker.retry_tiers_ms, or lower max_delay_ms to at most {longest_tier_ms}",
+                        d.retry.max_delay_ms, d.retry.max_delay_ms
+                    ),
+                ));
+            }
+            // A delivery's record must outlive every copy of it that can still arrive: its
+            // last retry is scheduled within max_age_secs of the first try, and the tier it
+            // waits in may round its delay up by as much as the longest tier.
+            let needed = d
+                .retry
+                .max_age_secs
+                .saturating_add(longest_tier_ms.div_ceil(1000));
+            if ttl_secs < needed {
+                return Err(key_err(
+                    "store.ttl_secs",
+                    format!(
+                        "{ttl_secs} s is shorter than the retries of a delivery can last: \
+                         destinations[{i}].retry.max_age_secs ({} s) plus the longest delay tier \
+                         ({} s, broker.retry_tiers_ms). A retry or a redelivery arriving after the \
+                         record of its delivery expired would be sent to the partner again; set \
+                         store.ttl_secs to at least {needed}, or lower max_age_secs",
+                        d.retry.max_age_secs,
+                        longest_tier_ms.div_ceil(1000)
+                    ),
+                ));
+            }
             if d.circuit.failure_threshold == 0 {
                 return Err(key_err(
                     at("circuit.failure_threshold"),
                     "must be at least 1",
                 ));
             }
+            // An open circuit holds deliveries in the tiers on their retry age: open longer
+            // than the age, it would dead-letter every delivery it holds without a call.
             if d.circuit.open_ms == 0 {
                 return Err(key_err(at("circuit.open_ms"), "must be at least 1"));
+            }
+            if d.circuit.open_ms > d.retry.max_age_secs.saturating_mul(1000) {
+                return Err(key_err(
+                    at("circuit.open_ms"),
+                    format!(
+                        "{} ms is longer than this destination's retry.max_age_secs ({} s): the \
+                         deliveries an open circuit holds would be dead-lettered without a call",
+                        d.circuit.open_ms, d.retry.max_age_secs
+                    ),
+                ));
             }
             if d.rate_limit_per_sec == Some(0) {
                 return Err(key_err(
@@ -569,13 +679,6 @@ impl Config {
             if d.click_lifetime_days == 0 {
                 return Err(key_err(at("click_lifetime_days"), "must be at least 1"));
             }
-        }
-        let tiers = &self.broker.retry_tiers_ms;
-        if tiers.is_empty() || tiers.contains(&0) || tiers.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(key_err(
-                "broker.retry_tiers_ms",
-                "must list at least one delay, in milliseconds, strictly increasing",
-            ));
         }
         Ok(())
     }
@@ -596,6 +699,22 @@ impl Config {
     pub fn dead_queue(&self) -> String {
         format!("{}.dead", self.broker.queue_prefix)
     }
+}
+
+/// `value` within `[min, max]`, or an error naming `key` and the bounds.
+fn in_range<T: PartialOrd + fmt::Display>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(key_err(
+            key,
+            format!("{value} must be between {min} and {max}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Names used as metric labels and AMQP names: short, and only `[A-Za-z0-9._-]`.
@@ -745,6 +864,221 @@ mod tests {
             "{e}"
         );
         assert!(err("").contains("destinations"));
+    }
+
+    #[test]
+    fn a_longest_delay_beyond_every_tier_is_refused() {
+        // The longest default tier is 1 h: a 2 h delay would wait 1 h and come early.
+        let e = err(&format!("{MINIMAL}\nretry = {{ max_delay_ms = 7200000 }}"));
+        assert!(
+            e.contains("destinations[0].retry.max_delay_ms")
+                && e.contains("7200000")
+                && e.contains("3600000")
+                && e.contains("broker.retry_tiers_ms"),
+            "{e}"
+        );
+        // Equal to the longest tier is fine, and so is a tier added for it.
+        Config::from_toml(
+            &format!("{MINIMAL}\nretry = {{ max_delay_ms = 3600000 }}"),
+            &|_| None,
+        )
+        .unwrap();
+        Config::from_toml(
+            &format!(
+                "[broker]\nretry_tiers_ms = [30000, 7200000]\n{MINIMAL}\nretry = {{ max_delay_ms = 7200000 }}"
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        // Shorter tiers bring the check along: the default 1 h ceiling is above a 10 s tier.
+        let e = err(&format!(
+            "[broker]\nretry_tiers_ms = [1000, 10000]\n{MINIMAL}"
+        ));
+        assert!(e.contains("destinations[0].retry.max_delay_ms"), "{e}");
+    }
+
+    #[test]
+    fn records_must_outlive_the_retries_of_their_delivery() {
+        // Records kept 24 h while retries go on for 48 h (plus one 1 h tier): a retry or a
+        // redelivery after the record expired would be sent to the partner again.
+        let e = err(&format!(
+            "[store]\nkind = \"embedded\"\nttl_secs = 86400\n{MINIMAL}"
+        ));
+        assert!(
+            e.contains("store.ttl_secs")
+                && e.contains("destinations[0].retry.max_age_secs")
+                && e.contains("176400"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1\"\nttl_secs = 60\n{MINIMAL}\nretry = {{ max_age_secs = 60 }}"
+        ));
+        assert!(e.contains("store.ttl_secs"), "{e}");
+        // Exactly enough is fine.
+        Config::from_toml(
+            &format!("[store]\nkind = \"embedded\"\nttl_secs = 176400\n{MINIMAL}"),
+            &|_| None,
+        )
+        .unwrap();
+    }
+
+    /// Every key, spelled out with its default, for the extreme-value test.
+    const EVERY_KEY: &str = r#"
+        [broker]
+        prefetch = 64
+        delivery_limit = 20
+        reconnect_max_delay_secs = 30
+        retry_tiers_ms = [1000, 30000, 3600000]
+        [worker]
+        max_event_bytes = 1048576
+        shutdown_grace_secs = 30
+        queue_sample_secs = 15
+        [store]
+        kind = "embedded"
+        ttl_secs = 259200
+        [[destinations]]
+        name = "hoqu"
+        kind = "hoqu"
+        base_url = "https://trackerdomain.com"
+        match = { networks = ["hoqu"] }
+        timeout_ms = 5000
+        concurrency = 64
+        rate_limit_per_sec = 50
+        click_lifetime_days = 30
+        hoqu = { api_key = "k", payout = "percentage", status_wait_secs = 300 }
+        [destinations.retry]
+        immediate_attempts = 2
+        immediate_delay_ms = 200
+        initial_delay_ms = 30000
+        factor = 2.0
+        max_delay_ms = 3600000
+        jitter = 0.2
+        max_attempts = 60
+        max_age_secs = 172800
+        [destinations.circuit]
+        failure_threshold = 5
+        open_ms = 30000
+    "#;
+
+    /// Sets `path` (`a.b`, `destinations.0.c`) in a TOML document to `value` (TOML text).
+    fn with_value(path: &str, value: &str) -> String {
+        let mut doc: toml::Table = toml::from_str(EVERY_KEY).unwrap();
+        let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .unwrap()
+            .remove("v")
+            .unwrap();
+        let (parents, last) = path.rsplit_once('.').unwrap();
+        let mut at = doc.get_mut(parents.split('.').next().unwrap()).unwrap();
+        for seg in parents.split('.').skip(1) {
+            at = match seg.parse::<usize>() {
+                Ok(i) => &mut at.as_array_mut().unwrap()[i],
+                Err(_) => at.get_mut(seg).unwrap(),
+            };
+        }
+        at.as_table_mut().unwrap().insert(last.into(), value);
+        toml::to_string(&doc).unwrap()
+    }
+
+    /// What the relay computes from a loaded config, where an extreme value could overflow.
+    fn exercise(c: &Config) {
+        let topology = crate::broker::Topology::from_config(c);
+        let tiers: Vec<Duration> = topology.tiers.iter().map(|(d, _)| *d).collect();
+        let now = chrono::Utc::now();
+        for d in &c.destinations {
+            let _ = tokio::sync::Semaphore::new(d.concurrency);
+            let p = &d.retry;
+            let _ = (p.claim_lease(d.timeout()), p.pause_cap());
+            for retry in [0, 1, 64, u32::MAX] {
+                for ra in [None, Some(Duration::ZERO), Some(Duration::MAX)] {
+                    let delay = p.delay(retry, 0.999, ra);
+                    assert!(delay <= tiers[crate::retry::tier_for(&tiers, delay)]);
+                    let _ = p.exhausted(p.max_attempts, now, now, delay);
+                }
+            }
+            let circuit = crate::circuit::Circuit::new(d.circuit.clone());
+            let t = std::time::Instant::now();
+            circuit.record(false, t);
+            let _ = circuit.admit(t);
+        }
+    }
+
+    #[test]
+    fn extreme_values_are_refused_by_name_or_harmless() {
+        Config::from_toml(EVERY_KEY, &|_| None).unwrap();
+        let integers = [
+            "broker.prefetch",
+            "broker.delivery_limit",
+            "broker.reconnect_max_delay_secs",
+            "worker.max_event_bytes",
+            "worker.shutdown_grace_secs",
+            "worker.queue_sample_secs",
+            "store.ttl_secs",
+            "destinations.0.timeout_ms",
+            "destinations.0.concurrency",
+            "destinations.0.rate_limit_per_sec",
+            "destinations.0.click_lifetime_days",
+            "destinations.0.hoqu.status_wait_secs",
+            "destinations.0.retry.immediate_attempts",
+            "destinations.0.retry.immediate_delay_ms",
+            "destinations.0.retry.initial_delay_ms",
+            "destinations.0.retry.max_delay_ms",
+            "destinations.0.retry.max_attempts",
+            "destinations.0.retry.max_age_secs",
+            "destinations.0.circuit.failure_threshold",
+            "destinations.0.circuit.open_ms",
+        ];
+        let mut cases: Vec<(&str, String)> = Vec::new();
+        for key in integers {
+            for v in ["-1", "0", "65536", "4294967296", "9223372036854775807"] {
+                cases.push((key, v.to_owned()));
+            }
+        }
+        for key in ["destinations.0.retry.factor", "destinations.0.retry.jitter"] {
+            for v in ["-1.0", "0.0", "1e308", "inf", "-inf", "nan"] {
+                cases.push((key, v.to_owned()));
+            }
+        }
+        let many: Vec<String> = (1..=1000u64).map(|i| (i * 3_600_000).to_string()).collect();
+        for v in [
+            "[]".to_owned(),
+            "[0]".to_owned(),
+            "[-1]".to_owned(),
+            "[3600000, 4294967296000]".to_owned(),
+            "[3600000, 9223372036854775807]".to_owned(),
+            format!("[{}]", many.join(", ")),
+        ] {
+            cases.push(("broker.retry_tiers_ms", v));
+        }
+        for (key, value) in cases {
+            let text = with_value(key, &value);
+            let name = key.rsplit('.').next().unwrap();
+            match Config::from_toml(&text, &|_| None) {
+                Err(e @ ConfigError::Key { .. }) => {
+                    let e = e.to_string();
+                    assert!(e.contains(name), "{key} = {value}: {e}");
+                }
+                Err(e) => panic!("{key} = {value}: not a keyed error: {e}"),
+                Ok(c) => exercise(&c),
+            }
+        }
+        // Extremes that are refused rather than merely survived: they would hang, exhaust
+        // memory, or overflow further on.
+        for (key, value) in [
+            ("broker.reconnect_max_delay_secs", "9223372036854775807"),
+            ("worker.max_event_bytes", "9223372036854775807"),
+            ("worker.shutdown_grace_secs", "9223372036854775807"),
+            ("worker.queue_sample_secs", "9223372036854775807"),
+            ("destinations.0.concurrency", "9223372036854775807"),
+            ("destinations.0.retry.max_age_secs", "9223372036854775807"),
+            ("destinations.0.circuit.open_ms", "9223372036854775807"),
+            ("store.ttl_secs", "9223372036854775807"),
+            ("broker.retry_tiers_ms", "[3600000, 9223372036854775807]"),
+        ] {
+            let e = Config::from_toml(&with_value(key, value), &|_| None)
+                .expect_err(key)
+                .to_string();
+            assert!(e.contains(key.rsplit('.').next().unwrap()), "{e}");
+        }
     }
 
     #[test]

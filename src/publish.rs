@@ -96,7 +96,7 @@ pub async fn publish_all(
                 None,
             )
             .await
-            .map_err(|e| (i as u64, e.into()))?;
+            .map_err(|e| (i as u64, e))?;
         pending.push_back((i as u64, m.routing_key, p));
     }
     while let Some((j, key, p)) = pending.pop_front() {

@@ -52,6 +52,10 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The longest `max_age_secs`: a year. It keeps every time computed from a delivery's age far
+/// inside the range of dates and durations.
+pub const MAX_AGE_SECS: u64 = 365 * 24 * 3600;
+
 /// Why a policy cannot be used; the caller names the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {message}")]
@@ -93,8 +97,11 @@ impl RetryPolicy {
         if self.max_attempts == 0 || self.max_attempts < self.immediate_attempts {
             return err("max_attempts", "must be at least immediate_attempts");
         }
-        if self.max_age_secs == 0 {
-            return err("max_age_secs", "must be at least 1");
+        if !(1..=MAX_AGE_SECS).contains(&self.max_age_secs) {
+            return err(
+                "max_age_secs",
+                "must be between 1 and 31536000 (a year): a delivery is not retried for longer",
+            );
         }
         Ok(())
     }
@@ -399,6 +406,10 @@ mod tests {
             },
             RetryPolicy {
                 immediate_attempts: 0,
+                ..Default::default()
+            },
+            RetryPolicy {
+                max_age_secs: MAX_AGE_SECS + 1,
                 ..Default::default()
             },
         ];

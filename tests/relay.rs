@@ -474,6 +474,7 @@ async fn every_partner_kind_end_to_end() {
         kind = "hoqu"
         base_url = "{base}/hoqu-get"
         match = {{ networks = ["hoqu"] }}
+        retry = {{ initial_delay_ms = 100, max_delay_ms = 1600 }}
         hoqu = {{ api_key = "${{TEST_HOQU_KEY}}", payout = "percentage", action = "lead", status_wait_secs = 0 }}
 
         [[destinations]]
@@ -481,24 +482,28 @@ async fn every_partner_kind_end_to_end() {
         kind = "hoqu"
         base_url = "{base}/hoqu-post"
         match = {{ networks = ["hoqu"] }}
+        retry = {{ initial_delay_ms = 100, max_delay_ms = 1600 }}
         hoqu = {{ api_key = "${{TEST_HOQU_KEY}}", method = "post", payout = "fixed", action = "sale", status_wait_secs = 0 }}
 
         [[destinations]]
         name = "publisher"
         kind = "callback"
         match = {{ networks = ["awin"] }}
+        retry = {{ initial_delay_ms = 100, max_delay_ms = 1600 }}
         callback = {{ url = "{base}/cb/!!!merchantId!!!?clk=!!!clickRef!!!&amt=!!!transactionAmount!!!", merchant_id = "3661", allow_any_port = true }}
 
         [[destinations]]
         name = "publisher-post"
         kind = "callback"
         match = {{ networks = ["awin"] }}
+        retry = {{ initial_delay_ms = 100, max_delay_ms = 1600 }}
         callback = {{ url = "{base}/cb-post", method = "post", allow_any_port = true }}
 
         [[destinations]]
         name = "affiliate"
         kind = "tracker"
         match = {{ networks = ["espace-plus"] }}
+        retry = {{ initial_delay_ms = 100, max_delay_ms = 1600 }}
         tracker = {{ structure = "#affid#-#clickId#", url = "{base}/pb?a=#affid#&c=#clickId#&k=#conversion#" }}
         "##,
         powerspace = env.config_toml(""),

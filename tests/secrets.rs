@@ -64,22 +64,26 @@ async fn partners_echoing_the_request_leak_no_secret() {
         kind = "hoqu"
         base_url = "{base}"
         match = {{ networks = ["hoqu"] }}
-        hoqu = {{ api_key = "${{HOQU_KEY}}", payout = "fixed", action = "lead" }}
+        retry = {{ {retry} }}
+        hoqu = {{ api_key = "${{HOQU_KEY}}", payout = "fixed", action = "lead", status_wait_secs = 30 }}
 
         [[destinations]]
         name = "hoqu-post"
         kind = "hoqu"
         base_url = "{base}"
         match = {{ networks = ["hoqu"] }}
-        hoqu = {{ api_key = "${{HOQU_KEY}}", payout = "fixed", action = "lead", method = "post" }}
+        retry = {{ {retry} }}
+        hoqu = {{ api_key = "${{HOQU_KEY}}", payout = "fixed", action = "lead", method = "post", status_wait_secs = 30 }}
 
         [[destinations]]
         name = "publisher"
         kind = "callback"
         match = {{ networks = ["awin"] }}
+        retry = {{ {retry} }}
         callback = {{ url = "{base}/cb?tok=${{CB_TOKEN}}&id=!!!transactionId!!!", allow_any_port = true }}
         "#,
         broker = env.broker_toml(),
+        retry = common::DEFAULT_RETRY,
     );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("relay.toml");

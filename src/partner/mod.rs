@@ -210,7 +210,10 @@ pub fn status_of(dest: &DestinationConfig, event: &ConversionEvent) -> Option<St
         rank,
         name,
         update,
-        wait_for_conversion: chrono::Duration::seconds(h.status_wait_secs() as i64),
+        wait_for_conversion: i64::try_from(h.status_wait_secs())
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .unwrap_or(chrono::Duration::MAX),
     })
 }
 
