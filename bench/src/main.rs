@@ -1,7 +1,7 @@
 //! `bench`: measures the relay against the real RabbitMQ and the partner sandbox on loopback,
 //! next to a minimal baseline consumer, and prints a table (and writes it as JSON).
 //!
-//! cargo build --release --bins && ./target/release/bench
+//! cargo build --release --workspace && ./target/release/bench
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
