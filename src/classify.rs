@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use crate::config::Kind;
-
 /// What came back from one partner call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallResult {
@@ -61,7 +59,9 @@ impl CallResult {
         !matches!(self, CallResult::Unsendable(_))
     }
 
-    pub fn classify(&self, kind: Kind) -> Verdict {
+    /// What the call means. `meaning` says what a status means to this partner, where its
+    /// document says (`404` to Powerspace: the click ID expired or is unknown).
+    pub fn classify(&self, meaning: &dyn Fn(u16) -> Option<&'static str>) -> Verdict {
         match self {
             CallResult::Response {
                 status,
@@ -71,10 +71,10 @@ impl CallResult {
                 // Request Timeout and Too Many Requests are the partner asking for patience.
                 408 | 429 | 500..=599 => Verdict::Retry {
                     retry_after: *retry_after,
-                    why: format!("HTTP {}", describe(*status, kind)),
+                    why: format!("HTTP {}", describe(*status, meaning)),
                 },
                 _ => Verdict::Reject {
-                    why: format!("HTTP {}", describe(*status, kind)),
+                    why: format!("HTTP {}", describe(*status, meaning)),
                 },
             },
             CallResult::Timeout => Verdict::Retry {
@@ -94,13 +94,9 @@ impl CallResult {
 
 /// `404 Not Found: click ID expired or unknown`: the code, its name, and what the partner's
 /// document says it means.
-fn describe(status: u16, kind: Kind) -> String {
+fn describe(status: u16, meaning: &dyn Fn(u16) -> Option<&'static str>) -> String {
     let name = http_name(status);
-    let meaning = match kind {
-        Kind::Powerspace => crate::partner::powerspace::explain_status(status),
-        Kind::Hoqu | Kind::Callback | Kind::Tracker => None,
-    };
-    match (name, meaning) {
+    match (name, meaning(status)) {
         (Some(n), Some(m)) => format!("{status} {n}: {m}"),
         (Some(n), None) => format!("{status} {n}"),
         (None, Some(m)) => format!("{status}: {m}"),
@@ -172,12 +168,25 @@ fn http_date(v: &str, now: chrono::DateTime<chrono::Utc>) -> Option<chrono::Date
 mod tests {
     use super::*;
 
+    /// Powerspace's table of what its statuses mean.
+    fn powerspace(status: u16) -> Option<&'static str> {
+        match status {
+            400 => Some("click ID missing or invalid"),
+            404 => Some("click ID expired or unknown"),
+            _ => None,
+        }
+    }
+
+    fn nothing(_: u16) -> Option<&'static str> {
+        None
+    }
+
     fn status(s: u16) -> Verdict {
         CallResult::Response {
             status: s,
             retry_after: None,
         }
-        .classify(Kind::Powerspace)
+        .classify(&powerspace)
     }
 
     #[test]
@@ -191,11 +200,11 @@ mod tests {
             assert!(matches!(status(s), Verdict::Reject { .. }), "{s}");
         }
         assert!(matches!(
-            CallResult::Timeout.classify(Kind::Powerspace),
+            CallResult::Timeout.classify(&powerspace),
             Verdict::Retry { .. }
         ));
         assert!(matches!(
-            CallResult::ConnectError("refused".into()).classify(Kind::Powerspace),
+            CallResult::ConnectError("refused".into()).classify(&powerspace),
             Verdict::Retry { .. }
         ));
     }
@@ -204,7 +213,7 @@ mod tests {
     fn a_request_that_cannot_be_built_is_given_up_and_kept_out_of_the_circuit() {
         let unsendable = CallResult::Unsendable("builder error".into());
         assert!(matches!(
-            unsendable.classify(Kind::Hoqu),
+            unsendable.classify(&nothing),
             Verdict::Reject { .. }
         ));
         assert!(!unsendable.tells_of_partner());

@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::event::EventType;
+use crate::event::{ConversionEvent, EventType};
 use crate::partner::template::Missing;
+use crate::partner::{self, Kind, Partner, RenderError, Request, Spec};
 use crate::retry::RetryPolicy;
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -129,64 +130,6 @@ impl Default for HttpConfig {
     }
 }
 
-/// The partner formats the relay speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Powerspace S2S (specs/powerspace-s2s.fr.txt).
-    Powerspace,
-    /// HOQU S2S postbacks (specs/hoqu-s2s.ru.txt).
-    Hoqu,
-    /// Publisher callbacks in the Awin Transaction Notification style.
-    Callback,
-    /// Tracker postbacks in the Espace-plus style.
-    Tracker,
-}
-
-impl Kind {
-    /// What the partner can be told: the values of a destination's `conversions` table.
-    pub fn conversions(self) -> &'static [&'static str] {
-        match self {
-            Kind::Powerspace => &["lead", "order"],
-            Kind::Hoqu => &["conversion", "status_update", "customer"],
-            Kind::Callback => &["transaction"],
-            Kind::Tracker => &["registration", "trial", "signup", "rebill"],
-        }
-    }
-
-    /// Which event types a destination receives, and as what, unless its config says
-    /// otherwise. These follow the documents.
-    pub fn default_routes(self) -> &'static [(EventType, &'static str)] {
-        use EventType::*;
-        match self {
-            Kind::Powerspace => &[(Lead, "lead"), (Order, "order")],
-            Kind::Hoqu => &[
-                (Lead, "conversion"),
-                (Order, "conversion"),
-                (OrderStatus, "status_update"),
-            ],
-            Kind::Callback => &[(Order, "transaction")],
-            Kind::Tracker => &[
-                (Registration, "registration"),
-                (Trial, "trial"),
-                (Signup, "signup"),
-                (Rebill, "rebill"),
-            ],
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Kind::Powerspace => "powerspace",
-            Kind::Hoqu => "hoqu",
-            Kind::Callback => "callback",
-            Kind::Tracker => "tracker",
-        })
-    }
-}
-
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
@@ -222,34 +165,16 @@ pub struct DestinationConfig {
     #[serde(default)]
     pub missing: Missing,
     #[serde(default)]
-    pub powerspace: Option<PowerspaceOptions>,
+    pub powerspace: Option<crate::partner::powerspace::Options>,
     #[serde(default)]
     pub hoqu: Option<crate::partner::hoqu::Options>,
     #[serde(default)]
     pub callback: Option<crate::partner::callback::Options>,
     #[serde(default)]
     pub tracker: Option<crate::partner::tracker::Options>,
-    /// The effective event type -> conversion table, after validation.
+    /// The partner side, checked and compiled (templates parsed) at load.
     #[serde(skip)]
-    pub routes: BTreeMap<EventType, String>,
-    /// The kind's options, checked and compiled (templates parsed) at load.
-    #[serde(skip)]
-    pub format: Format,
-}
-
-/// A destination's kind-specific settings, ready to render with.
-#[derive(Clone, Debug)]
-pub enum Format {
-    Powerspace(PowerspaceOptions),
-    Hoqu(crate::partner::hoqu::Hoqu),
-    Callback(crate::partner::callback::Callback),
-    Tracker(crate::partner::tracker::Tracker),
-}
-
-impl Default for Format {
-    fn default() -> Self {
-        Format::Powerspace(PowerspaceOptions::default())
-    }
+    pub partner: Partner,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -281,7 +206,7 @@ impl DestinationConfig {
                     .as_ref()
                     .is_some_and(|p| m.publishers.contains(p)));
         if wanted {
-            self.routes.get(&event.kind).map(String::as_str)
+            self.partner.routes.get(&event.kind).map(String::as_str)
         } else {
             None
         }
@@ -292,70 +217,25 @@ impl DestinationConfig {
         self.route(event).is_some()
     }
 
-    /// Checks the destination and fills `routes` and `format`. `at` names a key for errors.
+    /// Renders the request this destination sends for `event` (see [`Partner::render`]).
+    pub fn render(&self, event: &ConversionEvent) -> Result<Request, RenderError> {
+        self.partner.render(&self.name, event)
+    }
+
+    /// Checks the destination's partner side and compiles it. `at` names a key for errors.
     fn compile(&mut self, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
-        let sections = [
-            (Kind::Powerspace, self.powerspace.is_some()),
-            (Kind::Hoqu, self.hoqu.is_some()),
-            (Kind::Callback, self.callback.is_some()),
-            (Kind::Tracker, self.tracker.is_some()),
-        ];
-        for (kind, present) in sections {
-            if present && kind != self.kind {
-                return Err(key_err(
-                    at(&kind.to_string()),
-                    format!(
-                        "options for kind {kind} on a destination of kind {}",
-                        self.kind
-                    ),
-                ));
-            }
-        }
-        let needs_base = matches!(self.kind, Kind::Powerspace | Kind::Hoqu);
-        match (&self.base_url, needs_base) {
-            (Some(b), true) => check_http_url(&at("base_url"), b)?,
-            (None, true) => {
-                return Err(key_err(
-                    at("base_url"),
-                    format!("required for kind {}", self.kind),
-                ));
-            }
-            (Some(_), false) => {
-                return Err(key_err(
-                    at("base_url"),
-                    format!(
-                        "not used by kind {}: its URL is a template in [{}]",
-                        self.kind, self.kind
-                    ),
-                ));
-            }
-            (None, false) => {}
-        }
-        let mut routes: BTreeMap<EventType, String> = self
-            .kind
-            .default_routes()
-            .iter()
-            .map(|(t, c)| (*t, (*c).to_owned()))
-            .collect();
-        for (t, c) in &self.conversions {
-            if !self.kind.conversions().contains(&c.as_str()) {
-                return Err(key_err(
-                    at(&format!("conversions.{t}")),
-                    format!(
-                        "{} has no conversion {c:?} (it has: {})",
-                        self.kind,
-                        self.kind.conversions().join(", ")
-                    ),
-                ));
-            }
-            routes.insert(*t, c.clone());
-        }
-        self.format = match self.kind {
-            Kind::Powerspace => Format::Powerspace(self.powerspace.clone().unwrap_or_default()),
-            Kind::Hoqu => Format::Hoqu(crate::partner::hoqu::compile(self, &mut routes, at)?),
-            Kind::Callback => Format::Callback(crate::partner::callback::compile(self, at)?),
-            Kind::Tracker => Format::Tracker(crate::partner::tracker::compile(self, &routes, at)?),
+        let spec = Spec {
+            kind: self.kind,
+            base_url: self.base_url.as_deref(),
+            conversions: &self.conversions,
+            missing: self.missing,
+            powerspace: self.powerspace.as_ref(),
+            hoqu: self.hoqu.as_ref(),
+            callback: self.callback.as_ref(),
+            tracker: self.tracker.as_ref(),
         };
+        self.partner = partner::compile(&spec).map_err(|e| key_err(at(&e.key), e.message))?;
+        let routes = &self.partner.routes;
         for t in &self.matcher.types {
             if !routes.contains_key(t) {
                 let known: Vec<&str> = routes.keys().map(|t| t.as_str()).collect();
@@ -370,21 +250,25 @@ impl DestinationConfig {
                 ));
             }
         }
-        self.routes = routes;
+        // An update waits for its conversion in the retry tiers, and the wait counts against
+        // the delivery's retry age: past it, a failed call would get no retry. Bounded by the
+        // age, the wait is also covered by the store's TTL (checked against the age) and far
+        // from chrono's range.
+        if let Some(h) = &self.hoqu
+            && h.status_wait_secs > self.retry.max_age_secs
+        {
+            return Err(key_err(
+                at("hoqu.status_wait_secs"),
+                format!(
+                    "{} s is longer than this destination's retry.max_age_secs ({} s): the wait \
+                     counts against the retry age, so an update sent after it would get no retry \
+                     if its call failed; lower it, or raise retry.max_age_secs",
+                    h.status_wait_secs, self.retry.max_age_secs
+                ),
+            ));
+        }
         Ok(())
     }
-}
-
-/// An http(s) URL with a host and no query or fragment.
-pub(crate) fn check_http_url(key: &str, v: &str) -> Result<(), ConfigError> {
-    let url = url::Url::parse(v).map_err(|e| key_err(key, format!("not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(key_err(key, "must be an http:// or https:// URL"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(key_err(key, "must not carry a query or fragment"));
-    }
-    Ok(())
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -419,15 +303,6 @@ impl Default for CircuitConfig {
             open_ms: 30_000,
         }
     }
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PowerspaceOptions {
-    /// Send `ov` without `order.shipping` ("Excluez les frais de port si demandé").
-    pub exclude_shipping: bool,
-    /// Send `ov` without `order.tax` ("Incluez les taxes selon votre configuration").
-    pub exclude_tax: bool,
 }
 
 /// A configuration problem: the key and what is wrong with it.
@@ -588,7 +463,9 @@ impl Config {
             1,
             limits::QUEUE_SAMPLE_SECS,
         )?;
-        self.store.validate()?;
+        self.store
+            .check_ttl()
+            .map_err(|m| key_err("store.ttl_secs", m))?;
         let ttl_secs = self.store.ttl().as_secs();
         if self.destinations.is_empty() {
             return Err(key_err(
@@ -1102,5 +979,33 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("timeout_ms") && !e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn a_status_wait_beyond_the_retry_age_is_refused() {
+        let load = |wait: &str| {
+            Config::from_toml(
+                &format!(
+                    r#"[[destinations]]
+                    name = "hoqu"
+                    kind = "hoqu"
+                    base_url = "https://trackerdomain.com"
+                    match = {{ networks = ["hoqu"] }}
+                    hoqu = {{ api_key = "k", payout = "percentage", action = "lead", status_wait_secs = {wait} }}"#
+                ),
+                &|_| None,
+            )
+        };
+        // An update waits in the retry tiers, on its delivery's retry age.
+        for wait in ["172801", "10000000000000000", "9223372036854775807"] {
+            let e = load(wait).unwrap_err().to_string();
+            assert!(
+                e.contains("destinations[0].hoqu.status_wait_secs")
+                    && e.contains("retry.max_age_secs"),
+                "{e}"
+            );
+        }
+        load("172800").unwrap();
+        load("0").unwrap();
     }
 }

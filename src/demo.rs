@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{self, Publisher, Topology};
 use crate::config::Config;
-use crate::deadletter::Reason;
 use crate::metrics::Metrics;
 use crate::publish::{self, Outgoing};
+use crate::reason::Reason;
 use crate::{relay, sandbox};
 
 /// A progress bar on a terminal; hidden otherwise (logs and CI stay clean).

@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod observe;
 pub mod partner;
 pub mod publish;
+pub mod reason;
 pub mod redact;
 pub mod relay;
 pub mod retry;

@@ -17,7 +17,7 @@ use postback_relay::config::{Config, DEFAULT_AMQP_URL};
 /// mimalloc serves that pattern with less contention than the system allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use postback_relay::deadletter::Reason;
+use postback_relay::reason::Reason;
 use postback_relay::{broker, demo, dlq, event, publish, relay, sandbox};
 
 #[derive(Parser)]

@@ -307,7 +307,7 @@ impl Metrics {
     /// Creates every labelled series a configuration can produce at zero, so rates and alerts
     /// see a series before its first increment.
     pub fn init_destinations<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
-        use crate::deadletter::Reason;
+        use crate::reason::Reason;
         for t in crate::event::EventType::ALL {
             self.events_consumed.with_label_values(&[t.as_str()]);
         }

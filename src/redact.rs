@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use crate::partner::encode_component;
+use crate::partner::encode::encode_component;
 
 /// Shown in place of a secret.
 pub const REDACTED: &str = "REDACTED";

@@ -3,7 +3,7 @@
 
 use postback_relay::config::{Config, DestinationConfig};
 use postback_relay::event::{self, ConversionEvent};
-use postback_relay::partner::{self, Method, RenderError, Request};
+use postback_relay::partner::{Method, RenderError, Request};
 use serde_json::{Value, json};
 
 fn destination(toml: &str) -> DestinationConfig {
@@ -25,7 +25,7 @@ fn ev(v: Value) -> ConversionEvent {
 }
 
 fn render(d: &DestinationConfig, e: &ConversionEvent) -> Request {
-    partner::render(d, e).unwrap_or_else(|err| panic!("{err}"))
+    d.render(e).unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// The query parameters of a URL, decoded.
@@ -176,10 +176,7 @@ fn powerspace_routes_and_order_value_options() {
 fn o_too_much(d: &DestinationConfig) {
     let mut e = ps_event("order", "c", Some("1.00"));
     e.order.as_mut().unwrap().shipping = Some("4.99".parse().unwrap());
-    assert!(matches!(
-        partner::render(d, &e),
-        Err(RenderError::Invalid(_))
-    ));
+    assert!(matches!(d.render(&e), Err(RenderError::Invalid(_))));
 }
 
 #[test]
@@ -295,7 +292,7 @@ fn hoqu_payout_models() {
     let d = hoqu("get", "percentage", "");
     let mut e = hoqu_event("lead", "1", None);
     e.order.as_mut().unwrap().amount = None;
-    let err = partner::render(&d, &e).unwrap_err().to_string();
+    let err = d.render(&e).unwrap_err().to_string();
     assert!(
         err.contains("order.amount") && err.contains("percentage"),
         "{err}"
@@ -324,12 +321,7 @@ fn hoqu_payout_models() {
     );
     let mut bad = customer.clone();
     bad.customer.as_mut().unwrap().status = Some("paused".into());
-    assert!(
-        partner::render(&d, &bad)
-            .unwrap_err()
-            .to_string()
-            .contains("paused")
-    );
+    assert!(d.render(&bad).unwrap_err().to_string().contains("paused"));
     let e = config_error(
         r#"name = "h"
         kind = "hoqu"
@@ -344,7 +336,8 @@ fn hoqu_payout_models() {
 #[test]
 fn hoqu_statuses_outside_the_table_are_refused_not_guessed() {
     let d = hoqu("get", "fixed", "");
-    let err = partner::render(&d, &hoqu_event("order_status", "1", Some("on its way")))
+    let err = d
+        .render(&hoqu_event("order_status", "1", Some("on its way")))
         .unwrap_err()
         .to_string();
     assert!(
@@ -355,7 +348,7 @@ fn hoqu_statuses_outside_the_table_are_refused_not_guessed() {
     let mut lead = hoqu_event("lead", "1", None);
     lead.order.as_mut().unwrap().id = None;
     assert!(
-        partner::render(&d, &lead)
+        d.render(&lead)
             .unwrap_err()
             .to_string()
             .contains("order.id")
@@ -363,12 +356,7 @@ fn hoqu_statuses_outside_the_table_are_refused_not_guessed() {
     // An update must name the conversion it updates.
     let mut e = hoqu_event("order_status", "1", Some("paid"));
     e.order.as_mut().unwrap().id = None;
-    assert!(
-        partner::render(&d, &e)
-            .unwrap_err()
-            .to_string()
-            .contains("order.id")
-    );
+    assert!(d.render(&e).unwrap_err().to_string().contains("order.id"));
 }
 
 #[test]
@@ -474,7 +462,7 @@ fn the_example_hoqu_destination_does_what_its_comments_say() {
         );
         let mut without = lead.clone();
         without.order.as_mut().unwrap().id = None;
-        let err = partner::render(d, &without).unwrap_err().to_string();
+        let err = d.render(&without).unwrap_err().to_string();
         assert!(err.contains("order.id"), "{err}");
         // Status updates go by GET, whatever `method` says.
         let r = render(d, &hoqu_event("order_status", "12345", Some("paid")));
@@ -649,7 +637,7 @@ fn callback_missing_values_empty_or_fail() {
     let d = destination(&format!(
         "name = \"p\"\nkind = \"callback\"\nmissing = \"fail\"\nmatch = {{ networks = [\"awin\"] }}\ncallback = {{ url = \"{AWIN_TEMPLATE}\", merchant_id = \"3661\" }}"
     ));
-    let err = partner::render(&d, &e).unwrap_err().to_string();
+    let err = d.render(&e).unwrap_err().to_string();
     assert!(err.contains("!!!clickRef!!!"), "{err}");
 }
 
@@ -737,12 +725,10 @@ fn tracker_fixed_payout_structure_and_per_kind_urls() {
         "https://a.example/other?c=ck42&k=rebill"
     );
     // Another affiliate's tracker does not fit.
-    let err = partner::render(
-        &d,
-        &tracker_event("signup", "trID_7654321_aff9-tx77-ck42_trID"),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = d
+        .render(&tracker_event("signup", "trID_7654321_aff9-tx77-ck42_trID"))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("does not fit") && err.contains("1234567_"),
         "{err}"
@@ -757,7 +743,8 @@ fn tracker_that_does_not_fit_is_a_render_error() {
         ("trID_aff9-tx77_trID", "does not fit"),
         ("trID_aff9-tx77-ck42-w1", "trID_"),
     ] {
-        let err = partner::render(&d, &tracker_event("signup", t))
+        let err = d
+            .render(&tracker_event("signup", t))
             .unwrap_err()
             .to_string();
         assert!(err.contains(why), "{t}: {err}");
@@ -765,7 +752,7 @@ fn tracker_that_does_not_fit_is_a_render_error() {
     let mut e = tracker_event("signup", "x");
     e.attribution.as_mut().unwrap().tracker = None;
     assert!(
-        partner::render(&d, &e)
+        d.render(&e)
             .unwrap_err()
             .to_string()
             .contains("attribution.tracker")
@@ -830,7 +817,7 @@ fn dot_segment_values_are_refused_naming_the_placeholder() {
             .insert("merchantId".into(), v.into());
         let tracked = tracker_event("signup", &format!("trID_{v}-tx77_trID"));
         for (d, e, name) in [(&d, &e, "!!!merchantId!!!"), (&t, &tracked, "#affid#")] {
-            match partner::render(d, e) {
+            match d.render(e) {
                 Ok(r) => panic!(
                     "{v:?} rendered {}, which the client sends as {}",
                     r.url,

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use postback_relay::config::Config;
-use postback_relay::{event, partner};
+use postback_relay::event;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use serde_json::{Value, json};
@@ -33,7 +33,7 @@ fn route_and_render(body: &[u8]) -> Result<Vec<String>, TestCaseError> {
     };
     let mut rendered = Vec::new();
     for d in config().destinations.iter().filter(|d| d.matches(&e)) {
-        match partner::render(d, &e) {
+        match d.render(&e) {
             Ok(r) => {
                 let url = url::Url::parse(&r.url)
                     .map_err(|err| TestCaseError::fail(format!("{err}: {}", r.url)))?;
@@ -219,7 +219,7 @@ fn sent_as_shown(event: &Value, values: &[String]) -> Result<u32, TestCaseError>
         .iter()
         .filter(|d| d.matches(&e))
     {
-        match partner::render(d, &e) {
+        match d.render(&e) {
             Ok(r) => {
                 let url = url::Url::parse(&r.url)
                     .map_err(|err| TestCaseError::fail(format!("{err}: {}", r.url)))?;
@@ -291,7 +291,7 @@ proptest! {
             "attribution": { "network": "powerspace", "click_id": click }
         })).unwrap();
         let e = event::parse(&body, 1 << 20).unwrap();
-        let r = partner::render(&config().destinations[0], &e).unwrap();
+        let r = config().destinations[0].render(&e).unwrap();
         let pairs: Vec<(String, String)> = url::Url::parse(&r.url).unwrap().query_pairs().into_owned().collect();
         prop_assert_eq!(pairs, vec![("qci".to_owned(), click)]);
     }

@@ -167,7 +167,7 @@ mod tests {
         );
         let e = Encoding::named(Some("br")).unwrap_err();
         assert!(e.to_string().contains("\"br\""), "{e}");
-        assert_eq!(e.reason(), crate::deadletter::Reason::InvalidEvent);
+        assert_eq!(e.reason(), crate::reason::Reason::InvalidEvent);
         assert!(matches!(
             inflate(b"not gzip", Encoding::Gzip, 1 << 20),
             Err(ParseError::Inflate { .. })
@@ -204,6 +204,6 @@ mod tests {
             }
         );
         assert!(e.to_string().contains("UTF-8"), "{e}");
-        assert_eq!(e.reason(), crate::deadletter::Reason::InvalidEvent);
+        assert_eq!(e.reason(), crate::reason::Reason::InvalidEvent);
     }
 }

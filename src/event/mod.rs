@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub use decode::{Decoded, Encoding, decode, from_raw, inflate};
 pub use money::{Money, MoneyError};
 
-use crate::deadletter::Reason;
+use crate::reason::Reason;
 
 /// Longest identifier accepted, in characters (event id, click id, order id...).
 pub const MAX_ID_LEN: usize = 4096;

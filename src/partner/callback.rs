@@ -17,7 +17,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::template::{Missing, Syntax, Template};
 use super::{HttpMethod, Method, RenderError, Rendered};
-use crate::config::{ConfigError, DestinationConfig, key_err};
+use super::{KeyError, key_err};
 use crate::event::ConversionEvent;
 
 /// The document's GET placeholders, in its table's order. (The table lists 24; `ip` appears
@@ -122,25 +122,19 @@ pub struct Callback {
     allow_any_port: bool,
 }
 
-pub fn compile(
-    d: &DestinationConfig,
-    at: &dyn Fn(&str) -> String,
-) -> Result<Callback, ConfigError> {
-    let o = d
-        .callback
-        .as_ref()
-        .ok_or_else(|| key_err(at("callback"), "required for kind callback (url)"))?;
-    let key = at("callback.url");
+pub fn compile(o: Option<&Options>) -> Result<Callback, KeyError> {
+    let o = o.ok_or_else(|| key_err("callback", "required for kind callback (url)"))?;
+    let key = "callback.url";
     let url = Template::parse(&o.url, Syntax::Bang, &PLACEHOLDERS)
-        .map_err(|e| key_err(&key, e.to_string()))?
+        .map_err(|e| key_err(key, e.to_string()))?
         .as_sent()
-        .map_err(|e| key_err(&key, e))?;
+        .map_err(|e| key_err(key, e))?;
     // The scheme, host and port are fixed text: a value can never change where the call goes.
-    let parsed = url.fixed_origin().map_err(|e| key_err(&key, e))?;
+    let parsed = url.fixed_origin().map_err(|e| key_err(key, e))?;
     let port = parsed.port_or_known_default();
     if !o.allow_any_port && !matches!(port, Some(80 | 443)) {
         return Err(key_err(
-            &key,
+            key,
             format!(
                 "port {} is not supported: publisher callbacks use ports 80 and 443 only",
                 port.unwrap_or(0)

@@ -21,7 +21,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::template::{Missing, Syntax, Template};
 use super::{HttpMethod, Method, RenderError, Rendered, encode_component, fields, join, required};
-use crate::config::{ConfigError, DestinationConfig, Kind, key_err};
+use super::{KeyError, Kind, key_err};
 use crate::event::{ConversionEvent, EventType};
 
 /// How the offer pays, which decides the required parameters.
@@ -146,14 +146,13 @@ const RESERVED: &[&str] = &[
 ];
 
 pub fn compile(
-    d: &DestinationConfig,
+    o: Option<&Options>,
+    base_url: &str,
+    conversions: &BTreeMap<EventType, String>,
     routes: &mut BTreeMap<EventType, String>,
-    at: &dyn Fn(&str) -> String,
-) -> Result<Hoqu, ConfigError> {
-    let o = d
-        .hoqu
-        .as_ref()
-        .ok_or_else(|| key_err(at("hoqu"), "required for kind hoqu (api_key, payout)"))?;
+) -> Result<Hoqu, KeyError> {
+    let at = |k: &str| k.to_owned();
+    let o = o.ok_or_else(|| key_err(at("hoqu"), "required for kind hoqu (api_key, payout)"))?;
     if o.api_key.trim().is_empty() {
         return Err(key_err(at("hoqu.api_key"), "must not be empty"));
     }
@@ -177,22 +176,7 @@ pub fn compile(
             .map_err(|e| key_err(at(&format!("hoqu.extra.{name}")), e.to_string()))?;
         extra.push((name.clone(), t));
     }
-    // An update waits for its conversion in the retry tiers, and the wait counts against the
-    // delivery's retry age: past it, a failed call would get no retry. Bounded by the age, the
-    // wait is also covered by the store's TTL (checked against the age) and far from chrono's
-    // range.
-    if o.status_wait_secs > d.retry.max_age_secs {
-        return Err(key_err(
-            at("hoqu.status_wait_secs"),
-            format!(
-                "{} s is longer than this destination's retry.max_age_secs ({} s): the wait counts \
-                 against the retry age, so an update sent after it would get no retry if its call \
-                 failed; lower it, or raise retry.max_age_secs",
-                o.status_wait_secs, d.retry.max_age_secs
-            ),
-        ));
-    }
-    if o.recurring && !d.conversions.contains_key(&EventType::CustomerStatus) {
+    if o.recurring && !conversions.contains_key(&EventType::CustomerStatus) {
         routes.insert(EventType::CustomerStatus, "customer".into());
     }
     if !o.recurring && routes.values().any(|c| c == "customer") {
@@ -202,7 +186,7 @@ pub fn compile(
         ));
     }
     Ok(Hoqu {
-        base_url: d.base_url.clone().unwrap_or_default(),
+        base_url: base_url.to_owned(),
         api_key: o.api_key.clone(),
         method: o.method,
         payout: o.payout,
@@ -419,38 +403,13 @@ mod tests {
         assert_eq!(map_status(""), None);
     }
 
-    const HOQU: &str = r#"
-        [[destinations]]
-        name = "hoqu"
-        kind = "hoqu"
-        base_url = "https://trackerdomain.com"
-        match = { networks = ["hoqu"] }
-        hoqu = { api_key = "k", payout = "percentage", action = "lead", status_wait_secs = WAIT }
-    "#;
-
-    fn load(wait: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
-        crate::config::Config::from_toml(&HOQU.replace("WAIT", wait), &|_| None)
-    }
-
-    #[test]
-    fn a_status_wait_beyond_the_retry_age_is_refused() {
-        // An update waits in the retry tiers, on its delivery's retry age.
-        for wait in ["172801", "10000000000000000", "9223372036854775807"] {
-            let e = load(wait).unwrap_err().to_string();
-            assert!(
-                e.contains("destinations[0].hoqu.status_wait_secs")
-                    && e.contains("retry.max_age_secs"),
-                "{e}"
-            );
-        }
-        load("172800").unwrap();
-        load("0").unwrap();
-    }
-
     #[test]
     fn a_huge_status_wait_neither_panics_nor_turns_negative() {
-        let mut config = load("300").unwrap();
-        let dest = &mut config.destinations[0];
+        let mut partner = super::super::hoqu_partner(
+            r#"api_key = "k"
+            payout = "percentage"
+            action = "lead""#,
+        );
         let event = crate::event::parse(
             br#"{"event_id":"e1","type":"order_status","occurred_at":"2026-11-23T09:00:00Z",
                 "attribution":{"network":"hoqu","click_id":"c1"},
@@ -460,11 +419,11 @@ mod tests {
         .unwrap();
         // Past the load-time bound, as a value built another way could be.
         for secs in [10u64.pow(16), i64::MAX as u64, u64::MAX] {
-            let crate::config::Format::Hoqu(h) = &mut dest.format else {
+            let super::super::Format::Hoqu(h) = &mut partner.format else {
                 unreachable!("a hoqu destination")
             };
             h.status_wait_secs = secs;
-            let status = crate::partner::status_of(dest, &event).expect("an update");
+            let status = partner.status_of(&event).expect("an update");
             assert!(
                 status.wait_for_conversion >= chrono::Duration::days(365 * 1000),
                 "{secs}: {:?}",

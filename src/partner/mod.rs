@@ -2,8 +2,10 @@
 //! expects. Rendering is pure (no I/O), so every format is pinned by unit tests.
 
 pub mod callback;
+pub(crate) mod encode;
 pub mod fields;
 pub mod hoqu;
+mod kind;
 pub mod powerspace;
 pub mod sendable;
 pub mod template;
@@ -14,8 +16,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DestinationConfig, Format, Kind};
 use crate::event::ConversionEvent;
+pub use encode::encode_component;
+pub(crate) use kind::key_err;
+pub use kind::{Format, KeyError, Kind, Partner, Spec, compile};
 pub use sendable::Unsendable;
 
 pub use crate::redact::REDACTED;
@@ -126,51 +130,83 @@ pub enum RenderError {
     Unsendable(#[from] Unsendable),
 }
 
-/// Renders the request `dest` sends for `event`: exactly what the HTTP client will send, or a
-/// render error, also when the request is built but could never be sent
-/// ([`sendable::check`]).
-pub fn render(dest: &DestinationConfig, event: &ConversionEvent) -> Result<Request, RenderError> {
-    let request = build(dest, event)?;
-    sendable::check(&request)?;
-    Ok(request)
-}
+impl Partner {
+    /// Renders the request `destination` sends for `event`: exactly what the HTTP client will
+    /// send, or a render error, also when the request is built but could never be sent
+    /// ([`sendable::check`]).
+    pub fn render(
+        &self,
+        destination: &str,
+        event: &ConversionEvent,
+    ) -> Result<Request, RenderError> {
+        let request = self.build(destination, event)?;
+        sendable::check(&request)?;
+        Ok(request)
+    }
 
-fn build(dest: &DestinationConfig, event: &ConversionEvent) -> Result<Request, RenderError> {
-    let conversion = dest
-        .routes
-        .get(&event.kind)
-        .ok_or_else(|| RenderError::UnsupportedType {
-            kind: dest.kind,
-            event_type: event.kind.to_string(),
-        })?;
-    let request = |method, url, headers, body, secrets| Request {
-        destination: dest.name.clone(),
-        method,
-        url,
-        headers,
-        body,
-        secrets,
-    };
-    match &dest.format {
-        Format::Powerspace(o) => {
-            let url = powerspace::url(dest, o, event, conversion)?;
-            Ok(request(Method::Get, url, BTreeMap::new(), None, Vec::new()))
+    fn build(&self, destination: &str, event: &ConversionEvent) -> Result<Request, RenderError> {
+        let conversion =
+            self.routes
+                .get(&event.kind)
+                .ok_or_else(|| RenderError::UnsupportedType {
+                    kind: self.kind,
+                    event_type: event.kind.to_string(),
+                })?;
+        let request = |method, url, headers, body, secrets| Request {
+            destination: destination.to_owned(),
+            method,
+            url,
+            headers,
+            body,
+            secrets,
+        };
+        let missing = self.missing;
+        match &self.format {
+            Format::Powerspace(p) => {
+                let url = p.url(event, conversion)?;
+                Ok(request(Method::Get, url, BTreeMap::new(), None, Vec::new()))
+            }
+            Format::Hoqu(h) => h.render(event, conversion, missing).map(|r| {
+                request(
+                    r.method,
+                    r.url,
+                    r.headers,
+                    r.body,
+                    vec![h.api_key().to_owned()],
+                )
+            }),
+            Format::Callback(c) => c
+                .render(event, missing)
+                .map(|r| request(r.method, r.url, r.headers, r.body, Vec::new())),
+            Format::Tracker(t) => t
+                .render(event, conversion, missing)
+                .map(|url| request(Method::Get, url, BTreeMap::new(), None, Vec::new())),
         }
-        Format::Hoqu(h) => h.render(event, conversion, dest.missing).map(|r| {
-            request(
-                r.method,
-                r.url,
-                r.headers,
-                r.body,
-                vec![h.api_key().to_owned()],
-            )
-        }),
-        Format::Callback(c) => c
-            .render(event, dest.missing)
-            .map(|r| request(r.method, r.url, r.headers, r.body, Vec::new())),
-        Format::Tracker(t) => t
-            .render(event, conversion, dest.missing)
-            .map(|url| request(Method::Get, url, BTreeMap::new(), None, Vec::new())),
+    }
+
+    /// The status `event` carries, if the partner has statuses (HOQU).
+    pub fn status_of(&self, event: &ConversionEvent) -> Option<StatusOf> {
+        let Format::Hoqu(h) = &self.format else {
+            return None;
+        };
+        let conversion = self.routes.get(&event.kind)?;
+        let (name, update) = h.status_for(event, conversion)?;
+        let order = event.order.as_ref()?.id.as_deref()?;
+        let rank = match name {
+            "hold" => 1,
+            "approved" => 2,
+            _ => 3,
+        };
+        Some(StatusOf {
+            order: order.to_owned(),
+            rank,
+            name,
+            update,
+            wait_for_conversion: i64::try_from(h.status_wait_secs())
+                .ok()
+                .and_then(chrono::Duration::try_seconds)
+                .unwrap_or(chrono::Duration::MAX),
+        })
     }
 }
 
@@ -178,8 +214,8 @@ fn build(dest: &DestinationConfig, event: &ConversionEvent) -> Result<Request, R
 /// after a later one for the same conversion.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusOf {
-    /// The conversion, per destination: the store key.
-    pub key: String,
+    /// The conversion: its `order.id`.
+    pub order: String,
     /// hold 1, approved 2, rejected 3: a status of a lower or equal rank than the one sent is
     /// superseded (an approved conversion can still be rejected on a refund, never put back
     /// on hold).
@@ -192,32 +228,7 @@ pub struct StatusOf {
     pub wait_for_conversion: chrono::Duration,
 }
 
-/// The status `event` carries to `dest`, if the partner has statuses (HOQU).
-pub fn status_of(dest: &DestinationConfig, event: &ConversionEvent) -> Option<StatusOf> {
-    let Format::Hoqu(h) = &dest.format else {
-        return None;
-    };
-    let conversion = dest.routes.get(&event.kind)?;
-    let (name, update) = h.status_for(event, conversion)?;
-    let order = event.order.as_ref()?.id.as_deref()?;
-    let rank = match name {
-        "hold" => 1,
-        "approved" => 2,
-        _ => 3,
-    };
-    Some(StatusOf {
-        key: format!("{}\u{1f}order\u{1f}{order}", dest.name),
-        rank,
-        name,
-        update,
-        wait_for_conversion: i64::try_from(h.status_wait_secs())
-            .ok()
-            .and_then(chrono::Duration::try_seconds)
-            .unwrap_or(chrono::Duration::MAX),
-    })
-}
-
-/// What a kind's renderer produces; [`render`] adds the destination and secrets.
+/// What a kind's renderer produces; [`Partner::render`] adds the destination and secrets.
 pub(crate) struct Rendered {
     pub method: Method,
     pub url: String,
@@ -230,21 +241,6 @@ pub(crate) fn required<T>(kind: Kind, field: &'static str, v: Option<T>) -> Resu
     v.ok_or(RenderError::Missing { kind, field })
 }
 
-/// Characters left as they are in a query value or path segment: RFC 3986 "unreserved".
-/// Everything else, including `&`, `=`, `#`, `%`, `+` and space, is percent-encoded, so a value
-/// can never end its parameter or start another.
-const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Percent-encodes a value (UTF-8) for a URL query or path. Exactly once: a value that looks
-/// encoded already (`%41`) is data and is encoded again (`%2541`).
-pub fn encode_component(value: &str) -> String {
-    percent_encoding::utf8_percent_encode(value, COMPONENT).to_string()
-}
-
 /// Joins a base URL (no trailing slash needed) and a path that starts with `/`. The base is
 /// written as the HTTP client sends it (scheme and host in lower case, no default port), so
 /// that the URL shown is the URL sent.
@@ -253,29 +249,34 @@ pub(crate) fn join(base: &str, path_and_query: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), path_and_query)
 }
 
+/// A HOQU destination's partner side at `https://trackerdomain.com`, from its `hoqu` table.
+#[cfg(test)]
+pub(crate) fn hoqu_partner(options: &str) -> Partner {
+    let o: hoqu::Options = toml::from_str(options).expect("hoqu options");
+    compile(&Spec {
+        kind: Kind::Hoqu,
+        base_url: Some("https://trackerdomain.com"),
+        conversions: &BTreeMap::new(),
+        missing: template::Missing::Empty,
+        powerspace: None,
+        hoqu: Some(&o),
+        callback: None,
+        tracker: None,
+    })
+    .expect("a valid hoqu destination")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-
-    fn destination(toml: &str) -> DestinationConfig {
-        Config::from_toml(&format!("[[destinations]]\n{toml}"), &|_| None)
-            .unwrap()
-            .destinations
-            .remove(0)
-    }
 
     fn event(v: serde_json::Value) -> ConversionEvent {
         crate::event::parse(&serde_json::to_vec(&v).unwrap(), 1 << 20).unwrap()
     }
 
-    const HOQU_GET: &str = r#"
-        name = "hoqu"
-        kind = "hoqu"
-        base_url = "https://trackerdomain.com"
-        match = { networks = ["hoqu"] }
-        hoqu = { api_key = "advertiser_api_key", payout = "fixed", action = "lead" }
-    "#;
+    const HOQU_GET: &str = r#"api_key = "advertiser_api_key"
+        payout = "fixed"
+        action = "lead""#;
 
     #[test]
     fn a_url_the_client_cannot_send_is_a_render_error() {
@@ -288,7 +289,7 @@ mod tests {
             "attribution": { "network": "hoqu", "click_id": long },
             "order": { "id": long }
         }));
-        let r = render(&destination(HOQU_GET), &e);
+        let r = hoqu_partner(HOQU_GET).render("hoqu", &e);
         assert!(
             matches!(
                 r,

@@ -2,9 +2,33 @@
 //! `GET /ord?qci={clickId}&ov={order value}` for an order. The click ID is the only
 //! authentication; `ov` is a decimal with a dot ("49.99, pas 4999").
 
-use super::{RenderError, encode_component, join, required};
-use crate::config::{DestinationConfig, Kind, PowerspaceOptions};
+use serde::Deserialize;
+
+use super::{Kind, RenderError, encode_component, join, required};
 use crate::event::{ConversionEvent, Money};
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// Send `ov` without `order.shipping` ("Excluez les frais de port si demandé").
+    pub exclude_shipping: bool,
+    /// Send `ov` without `order.tax` ("Incluez les taxes selon votre configuration").
+    pub exclude_tax: bool,
+}
+
+/// A checked Powerspace destination.
+#[derive(Clone, Debug)]
+pub struct Powerspace {
+    base_url: String,
+    options: Options,
+}
+
+pub fn compile(base_url: &str, options: Options) -> Powerspace {
+    Powerspace {
+        base_url: base_url.to_owned(),
+        options,
+    }
+}
 
 /// What the partner's status codes mean, from the document's "Codes de réponse" table; used to
 /// make dead-letter details actionable.
@@ -16,10 +40,16 @@ pub fn explain_status(status: u16) -> Option<&'static str> {
     }
 }
 
-/// The request URL for `event`, sent as a `lead` or an `order`.
-pub fn url(
-    dest: &DestinationConfig,
-    opts: &PowerspaceOptions,
+impl Powerspace {
+    /// The request URL for `event`, sent as a `lead` or an `order`.
+    pub fn url(&self, event: &ConversionEvent, conversion: &str) -> Result<String, RenderError> {
+        url(&self.base_url, &self.options, event, conversion)
+    }
+}
+
+fn url(
+    base_url: &str,
+    opts: &Options,
     event: &ConversionEvent,
     conversion: &str,
 ) -> Result<String, RenderError> {
@@ -35,15 +65,12 @@ pub fn url(
             None => format!("/ord?qci={qci}"),
         },
     };
-    Ok(join(dest.base_url.as_deref().unwrap_or_default(), &path))
+    Ok(join(base_url, &path))
 }
 
 /// The order value: the amount paid, less shipping and tax when the destination says so
 /// ("Excluez les frais de port si demandé", "Incluez les taxes selon votre configuration").
-fn order_value(
-    opts: &PowerspaceOptions,
-    event: &ConversionEvent,
-) -> Result<Option<Money>, RenderError> {
+fn order_value(opts: &Options, event: &ConversionEvent) -> Result<Option<Money>, RenderError> {
     let Some(order) = &event.order else {
         return Ok(None);
     };

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::template::{Missing, Syntax, Template};
+use super::{KeyError, Kind, key_err};
 use super::{RenderError, fields, required};
-use crate::config::{ConfigError, DestinationConfig, Kind, key_err};
 use crate::event::{ConversionEvent, EventType};
 
 const PREFIX: &str = "trID_";
@@ -43,14 +43,12 @@ pub struct Tracker {
 }
 
 pub fn compile(
-    d: &DestinationConfig,
+    o: Option<&Options>,
     routes: &BTreeMap<EventType, String>,
-    at: &dyn Fn(&str) -> String,
-) -> Result<Tracker, ConfigError> {
-    let o = d
-        .tracker
-        .as_ref()
-        .ok_or_else(|| key_err(at("tracker"), "required for kind tracker (structure, url)"))?;
+) -> Result<Tracker, KeyError> {
+    let at = |k: &str| k.to_owned();
+    let o =
+        o.ok_or_else(|| key_err(at("tracker"), "required for kind tracker (structure, url)"))?;
     let key = at("tracker.structure");
     let structure = Template::parse(&o.structure, Syntax::Hash, &["*"])
         .map_err(|e| key_err(&key, e.to_string()))?;
@@ -78,7 +76,7 @@ pub fn compile(
     let mut known: Vec<&str> = fields::EVENT_FIELDS.to_vec();
     known.push("conversion");
     known.extend(&names);
-    let parse = |k: String, text: &str| -> Result<Template, ConfigError> {
+    let parse = |k: String, text: &str| -> Result<Template, KeyError> {
         let t = Template::parse(text, Syntax::Hash, &known)
             .map_err(|e| key_err(&k, e.to_string()))?
             .as_sent()

@@ -12,10 +12,11 @@ use super::call::End;
 use super::destination::Destination;
 use crate::circuit::Admit;
 use crate::classify::Verdict;
-use crate::deadletter::{Envelope, LastAnswer, Reason, Source};
+use crate::deadletter::{Envelope, LastAnswer, Source};
 use crate::delivery::{AttemptRecord, Delivery};
 use crate::event::ConversionEvent;
-use crate::partner::{self, RenderError, Request, StatusOf};
+use crate::partner::{RenderError, Request, StatusOf};
+use crate::reason::Reason;
 use crate::retry::{Cause, Step, next_step};
 use crate::store::{Claim, Held, keys};
 
@@ -176,10 +177,16 @@ impl Relay {
                 return wait(delivery, Wait::StoreUnavailable, config, now);
             }
         };
-        let status = partner::status_of(config, event);
+        let status = config
+            .partner
+            .status_of(event)
+            .map(|s| (keys::conversion(&config.name, &s.order), s));
         let lock = match &status {
             None => None,
-            Some(status) => match self.status_order(status, &delivery, lease, now).await {
+            Some((conversion, status)) => match self
+                .status_order(conversion, status, &delivery, lease, now)
+                .await
+            {
                 Ok(lock) => Some(lock),
                 Err(Stop::Superseded) => {
                     return Outcome::Superseded {
@@ -194,7 +201,7 @@ impl Relay {
             .calls(dest, event, delivery, first, &request, &claim, taken)
             .await;
         if let Outcome::Delivered { .. } = outcome {
-            let rank = status.as_ref().map(|s| (s.key.as_str(), s.rank));
+            let rank = status.as_ref().map(|(key, s)| (key.as_str(), s.rank));
             // Accepted: record it (and the status it carried), trying a few times over a
             // store blip; the record is what keeps a redelivery from sending it again.
             let mut recorded = claim.delivered(rank).await;
@@ -222,6 +229,7 @@ impl Relay {
     /// status may go now.
     async fn status_order(
         &self,
+        conversion: &str,
         status: &StatusOf,
         delivery: &Delivery,
         lease: Duration,
@@ -229,7 +237,7 @@ impl Relay {
     ) -> Result<Held, Stop> {
         let lock = match self
             .store
-            .lock(&keys::conversion_lock(&status.key), lease)
+            .lock(&keys::conversion_lock(conversion), lease)
             .await
         {
             Ok(Some(lock)) => lock,
@@ -239,7 +247,7 @@ impl Relay {
                 return Err(Stop::Wait(Wait::StoreUnavailable));
             }
         };
-        let sent = match self.store.status(&status.key).await {
+        let sent = match self.store.status(conversion).await {
             Ok(sent) => sent,
             Err(e) => {
                 tracing::error!(message = "store unavailable; the delivery waits", error = %self.shown(&e));
@@ -403,7 +411,7 @@ mod tests {
 
     fn status(rank: u8, update: bool) -> StatusOf {
         StatusOf {
-            key: "k".into(),
+            order: "o".into(),
             rank,
             name: "approved",
             update,

@@ -94,7 +94,10 @@ impl Relay {
                 report.end = End::Unsendable(why.clone());
                 return report;
             }
-            let verdict = answer.result.classify(dest.config.kind);
+            let kind = dest.config.kind;
+            let verdict = answer
+                .result
+                .classify(&|status| kind.explain_status(status));
             dest.report(!matches!(verdict, Verdict::Retry { .. }));
             report.last = LastAnswer::of(&answer.result, dest.config.timeout_ms, answer.snippet);
             report.history.push(AttemptRecord {

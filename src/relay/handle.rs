@@ -14,10 +14,11 @@ use super::destination::Destination;
 use super::session::{Queue, Recorder};
 use super::settle::Fate;
 use crate::config::DestinationConfig;
-use crate::deadletter::{Envelope, Reason, Source};
+use crate::deadletter::{Envelope, Source};
 use crate::delivery::Delivery;
 use crate::event::{self, ConversionEvent, Encoding};
-use crate::partner::{self, RenderError, Request};
+use crate::partner::{RenderError, Request};
+use crate::reason::Reason;
 
 /// What an event asks of the relay.
 pub enum Plan<'d, D> {
@@ -54,7 +55,7 @@ pub fn plan<'d, D: AsRef<DestinationConfig>>(
     let chosen: Vec<_> = destinations
         .iter()
         .filter(|d| d.as_ref().matches(event))
-        .map(|d| (d, partner::render(d.as_ref(), event)))
+        .map(|d| (d, d.as_ref().render(event)))
         .collect();
     if chosen.is_empty() {
         return Plan::Unroutable(format!(
@@ -218,7 +219,7 @@ impl Relay {
                 return self.record_all(vec![(Some(dest), dead)], recorder).await;
             }
         };
-        let request = partner::render(&dest.config, &event);
+        let request = dest.config.render(&event);
         let outcome = self
             .attempt(dest, &event, delivery, request, false, taken)
             .await;

@@ -118,14 +118,14 @@ fn default_prefix() -> String {
 pub const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 
 impl StoreConfig {
-    /// Checks the store's own keys; the configuration checks `ttl_secs` against the retry
-    /// budgets, which it alone knows.
-    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+    /// The store's own check of its keys; the configuration checks `ttl_secs` against the
+    /// retry budgets, which it alone knows.
+    /// What is wrong with `ttl_secs`, if anything.
+    pub fn check_ttl(&self) -> Result<(), String> {
         let ttl = self.ttl().as_secs();
         if !(1..=MAX_TTL_SECS).contains(&ttl) {
-            return Err(crate::config::key_err(
-                "store.ttl_secs",
-                format!("{ttl} must be between 1 and {MAX_TTL_SECS} (10 years)"),
+            return Err(format!(
+                "{ttl} must be between 1 and {MAX_TTL_SECS} (10 years)"
             ));
         }
         Ok(())
