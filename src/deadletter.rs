@@ -12,6 +12,9 @@ pub use crate::reason::Reason;
 pub const SCHEMA: &str = "postback-relay.dead-letter.v1";
 /// Longest partner response body kept in an envelope.
 pub const SNIPPET_MAX: usize = 1024;
+/// How much of an answer is kept until it is scrubbed and cut to [`SNIPPET_MAX`]: the snippet,
+/// and room for a secret that runs across its end.
+pub const SNIPPET_READ: usize = 4 * SNIPPET_MAX;
 
 /// Where the dead-lettered message came from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,18 +152,18 @@ impl Envelope {
     }
 
     /// Replaces every secret in what the relay wrote into the envelope (the detail, the error,
-    /// the partner's answer, the request, the history). The original event stays as it was
-    /// published.
+    /// the partner's answer, the request, the history), and cuts the partner's answer to
+    /// [`SNIPPET_MAX`] once scrubbed. The original event stays as it was published.
     pub fn scrub(&mut self, secrets: &crate::redact::Secrets) {
+        if let Some(s) = &mut self.response_snippet {
+            *s = secrets.scrub_and_cut(s, SNIPPET_MAX);
+        }
         if secrets.is_empty() {
             return;
         }
         secrets.scrub_in_place(&mut self.detail);
-        for text in [&mut self.last_error, &mut self.response_snippet]
-            .into_iter()
-            .flatten()
-        {
-            secrets.scrub_in_place(text);
+        if let Some(e) = &mut self.last_error {
+            secrets.scrub_in_place(e);
         }
         if let Some(r) = &mut self.request {
             secrets.scrub_in_place(&mut r.url);
@@ -222,12 +225,13 @@ impl Envelope {
     }
 }
 
-/// Cuts a response body to at most `SNIPPET_MAX` bytes on a character boundary.
+/// The start of a response body, at most [`SNIPPET_READ`] bytes, as text; an envelope cuts it
+/// to [`SNIPPET_MAX`] once scrubbed ([`Envelope::scrub`]).
 pub fn snippet(body: &[u8]) -> Option<String> {
     if body.is_empty() {
         return None;
     }
-    let cut = &body[..body.len().min(SNIPPET_MAX)];
+    let cut = &body[..body.len().min(SNIPPET_READ)];
     let s = String::from_utf8_lossy(cut);
     // A multi-byte character split by the cut shows as one replacement character at the end.
     Some(s.into_owned())
@@ -268,6 +272,10 @@ mod tests {
     #[test]
     fn snippets_are_capped() {
         assert_eq!(snippet(b""), None);
-        assert_eq!(snippet(&[b'a'; 5000]).unwrap().len(), SNIPPET_MAX);
+        assert_eq!(snippet(&[b'a'; 50_000]).unwrap().len(), SNIPPET_READ);
+        let mut env = Envelope::for_message(Reason::NotJson, "x".into(), b"x", None, source());
+        env.response_snippet = snippet(&[b'a'; 5000]);
+        env.scrub(&crate::redact::Secrets::default());
+        assert_eq!(env.response_snippet.unwrap().len(), SNIPPET_MAX);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::classify::{CallResult, parse_retry_after};
-use crate::deadletter::SNIPPET_MAX;
+use crate::deadletter::SNIPPET_READ;
 use crate::partner::{Method, Request};
 
 /// Largest response body read (and then dropped) so the connection can be reused.
@@ -80,7 +80,7 @@ impl Client {
                 break;
             }
         }
-        body.truncate(SNIPPET_MAX);
+        body.truncate(SNIPPET_READ);
         Answer {
             result: CallResult::Response {
                 status,

@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Env, RelayProcess, eventually};
+use postback_relay::config::Config;
 use postback_relay::sandbox::Rule;
+use tokio_util::sync::CancellationToken;
 
 const HOQU_KEY: &str = "hq-Secret/Key 42";
 const CB_TOKEN: &str = "cb+Token=9x";
@@ -150,5 +152,66 @@ async fn partners_echoing_the_request_leak_no_secret() {
             "{what} leaks a secret:\n{text}"
         );
     }
+    env.cleanup().await;
+}
+
+const TOKEN: &str = "cbTokenSECRET0123456789abcdefXYZ";
+
+/// A secret across the point where a partner's answer is cut to its snippet is scrubbed too:
+/// the answer is scrubbed whole, then cut.
+#[tokio::test]
+async fn a_secret_cut_by_the_snippet_limit_is_still_scrubbed() {
+    let env = Env::new().await;
+    env.declare().await;
+    env.sandbox
+        .add_rule(&Rule::answer(404).echoing())
+        .await
+        .unwrap();
+    let base = env.sandbox.base_url();
+    let toml = format!(
+        r#"{broker}
+        [[destinations]]
+        name = "publisher"
+        kind = "callback"
+        match = {{ networks = ["awin"] }}
+        retry = {{ {retry} }}
+        callback = {{ url = "{base}/cb?id=!!!transactionId!!!&tok=${{CB_TOKEN}}", allow_any_port = true }}
+        "#,
+        broker = env.broker_toml(),
+        retry = common::DEFAULT_RETRY,
+    );
+    let config =
+        Config::from_toml(&toml, &|k| (k == "CB_TOKEN").then(|| TOKEN.to_owned())).unwrap();
+    let stop = CancellationToken::new();
+    let running = postback_relay::relay::start(config, stop.clone())
+        .await
+        .unwrap();
+    // The echo starts "Cannot GET /cb?id=<order id>&tok=<token>": an order id this long puts
+    // the token's first 24 characters before the 1 KiB cut and the rest after it.
+    let prefix = "Cannot GET /cb?id=".len() + "&tok=".len();
+    let order_id = "o".repeat(postback_relay::deadletter::SNIPPET_MAX - 24 - prefix);
+    let event = format!(
+        r#"{{"event_id":"cut1","type":"order","occurred_at":"2026-11-22T10:00:00Z","attribution":{{"network":"awin","click_id":"c2"}},"order":{{"id":"{order_id}","amount":"10.00","currency":"EUR"}}}}"#
+    );
+    env.publish(event.as_bytes()).await;
+    let dead = env.topology().dead;
+    eventually(Duration::from_secs(30), "the dead letter", || {
+        let (env, q) = (&env, dead.clone());
+        async move { env.ready(&q).await == 1 }
+    })
+    .await;
+    let envelopes = env.take_dead_letters().await;
+    let snippet = envelopes[0].response_snippet.clone().unwrap_or_default();
+    assert!(
+        snippet.starts_with("Cannot GET /cb?id=ooo"),
+        "the partner echoed the request: {snippet}"
+    );
+    assert!(
+        !snippet.contains(&TOKEN[..16]),
+        "the dead letter keeps the first 24 of the token's 32 characters: ...{}",
+        &snippet[snippet.len().saturating_sub(40)..]
+    );
+    stop.cancel();
+    running.wait().await.unwrap();
     env.cleanup().await;
 }

@@ -9,10 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::proxy::Proxy;
 use common::{Env, RelayProcess, event, eventually};
 use lapin::options::QueueDeleteOptions;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use postback_relay::config::Config;
+use postback_relay::sandbox::Rule;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -133,79 +136,11 @@ async fn a_stop_finishes_within_the_grace_while_the_broker_never_answers() {
     env.cleanup().await;
 }
 
-/// A TCP relay in front of the broker that can go silent: it stops passing bytes either way,
-/// without closing anything, as a broker behind a dead network path would.
-struct SilentProxy {
-    addr: std::net::SocketAddr,
-    silent: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl SilentProxy {
-    async fn start() -> SilentProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let silent = Arc::new(AtomicBool::new(false));
-        let upstream = url::Url::parse(&common::amqp_url()).unwrap();
-        let target = format!(
-            "{}:{}",
-            upstream.host_str().unwrap(),
-            upstream.port().unwrap_or(5672)
-        );
-        let task = {
-            let silent = silent.clone();
-            tokio::spawn(async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    let Ok(server) = TcpStream::connect(&target).await else {
-                        continue;
-                    };
-                    let (cr, cw) = client.into_split();
-                    let (sr, sw) = server.into_split();
-                    tokio::spawn(pipe(cr, sw, silent.clone()));
-                    tokio::spawn(pipe(sr, cw, silent.clone()));
-                }
-            })
-        };
-        SilentProxy { addr, silent, task }
-    }
-
-    fn url(&self) -> String {
-        format!("amqp://guest:guest@{}/%2f", self.addr)
-    }
-}
-
-impl Drop for SilentProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn pipe(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    silent: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if silent.load(Ordering::SeqCst) {
-            // Hold the connection open and pass nothing on, ever.
-            std::future::pending::<()>().await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_stop_finishes_within_the_grace_when_the_broker_goes_silent() {
     let env = Env::new().await;
     env.declare().await;
-    let proxy = SilentProxy::start().await;
+    let proxy = Proxy::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut relay = RelayProcess::run(&config_file(&env, &dir, &proxy.url(), false));
     let t = env.topology();
@@ -220,7 +155,7 @@ async fn a_stop_finishes_within_the_grace_when_the_broker_goes_silent() {
         async move { s.requests().await.unwrap().len() == 1 }
     })
     .await;
-    proxy.silent.store(true, Ordering::SeqCst);
+    proxy.silence();
     relay.signal_term();
     let started = Instant::now();
     let status = relay.exited_within(GRACE + STOP_MARGIN).await;
@@ -329,5 +264,61 @@ async fn closing_connections_before_each_stop_loses_nothing_and_every_stop_finis
         "stops that did not finish within the grace: rounds {slow_stops:?}"
     );
     assert_eq!(doubled, 0, "events accepted twice");
+    env.cleanup().await;
+}
+
+/// A stop that comes while the relay sets up its next session (the broker gone) still lets
+/// the lost session's partner call finish; otherwise the process would exit with the call cut
+/// off midway, and the redelivery would send it again.
+#[tokio::test]
+async fn a_stop_while_reconnecting_still_waits_for_the_lost_sessions_calls() {
+    let env = Env::new().await;
+    env.declare().await;
+    let proxy = Proxy::start().await;
+    // A slow partner: the call is still in flight when the connection is cut.
+    env.sandbox
+        .add_rule(&Rule::answer(200).after_ms(4000))
+        .await
+        .unwrap();
+    let toml = env
+        .config_toml("")
+        .replace(&common::amqp_url(), &proxy.url())
+        .replace("timeout_ms = 2000", "timeout_ms = 10000");
+    let stop = CancellationToken::new();
+    let running =
+        postback_relay::relay::start(Config::from_toml(&toml, &|_| None).unwrap(), stop.clone())
+            .await
+            .unwrap();
+    let health = running.health.clone();
+    eventually(WAIT, "the relay consumes", || {
+        let h = health.clone();
+        async move { h.is_ready() }
+    })
+    .await;
+    let in_flight = running.metrics.in_flight.with_label_values(&["powerspace"]);
+    env.publish(&event("orphan", "lead", "orphan", None)).await;
+    eventually(WAIT, "the partner call is in flight", || {
+        let s = env.sandbox.clone();
+        async move { s.requests().await.unwrap().len() == 1 }
+    })
+    .await;
+    // The broker goes away mid-call, and the relay's next session hangs in its set-up.
+    proxy.cut();
+    eventually(WAIT, "the relay tries a new session", || {
+        let held = proxy.held();
+        async move { held > 0 }
+    })
+    .await;
+    assert_eq!(in_flight.get(), 1, "the lost session's call is still going");
+    let stopped_at = Instant::now();
+    stop.cancel();
+    running.wait().await.unwrap();
+    let took = stopped_at.elapsed();
+    assert!(took <= GRACE + STOP_MARGIN, "the stop took {took:?}");
+    assert_eq!(
+        in_flight.get(),
+        0,
+        "stopped after {took:?} with the lost session's partner call still in flight"
+    );
     env.cleanup().await;
 }

@@ -53,17 +53,12 @@ pub fn inflate(
     if body.len() > max_bytes {
         return Err(too_large(body.len()));
     }
-    let read = |r: &mut dyn std::io::Read| -> std::io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        // One byte over the limit tells a body that is too large; a compressed bomb stops there.
-        r.take(max_bytes as u64 + 1).read_to_end(&mut out)?;
-        Ok(out)
-    };
+    // One byte over the limit tells a body that is too large; a compressed bomb stops there.
+    let limit = max_bytes as u64 + 1;
     let inflated = match encoding {
         Encoding::Identity => return Ok(Cow::Borrowed(body)),
-        Encoding::Gzip => read(&mut flate2::read::MultiGzDecoder::new(body)),
-        Encoding::Deflate => read(&mut flate2::read::ZlibDecoder::new(body))
-            .or_else(|_| read(&mut flate2::read::DeflateDecoder::new(body))),
+        Encoding::Gzip => read_limited(&mut flate2::read::MultiGzDecoder::new(body), limit),
+        Encoding::Deflate => inflate_deflate(body, limit),
     }
     .map_err(|e| ParseError::Inflate {
         encoding: match encoding {
@@ -76,6 +71,35 @@ pub fn inflate(
         return Err(too_large(inflated.len()));
     }
     Ok(Cow::Owned(inflated))
+}
+
+fn read_limited(r: &mut dyn std::io::Read, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    r.take(limit).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// A deflate stream, zlib-wrapped (as HTTP's `deflate` is) or raw. The stream ends by itself:
+/// bytes after its end are not part of the event, and are refused rather than dropped.
+fn inflate_deflate(body: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
+    let ends_there = |out: Vec<u8>, rest: usize| {
+        if (out.len() as u64) < limit && rest > 0 {
+            Err(std::io::Error::other(format!(
+                "{rest} bytes follow the end of the compressed data"
+            )))
+        } else {
+            Ok(out)
+        }
+    };
+    let mut zlib = flate2::bufread::ZlibDecoder::new(body);
+    match read_limited(&mut zlib, limit) {
+        Ok(out) => ends_there(out, zlib.get_ref().len()),
+        Err(_) => {
+            let mut raw = flate2::bufread::DeflateDecoder::new(body);
+            let out = read_limited(&mut raw, limit)?;
+            ends_there(out, raw.get_ref().len())
+        }
+    }
 }
 
 /// Reads a (decoded) body into an event; `max_bytes` bounds it first.
@@ -172,6 +196,25 @@ mod tests {
             inflate(b"not gzip", Encoding::Gzip, 1 << 20),
             Err(ParseError::Inflate { .. })
         ));
+    }
+
+    #[test]
+    fn bytes_after_a_deflate_stream_are_refused() {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(EVENT.as_bytes()).unwrap();
+        let z = z.finish().unwrap();
+        let mut two = z.clone();
+        two.extend_from_slice(&z);
+        let mut garbage = z.clone();
+        garbage.extend_from_slice(b"TRAILING GARBAGE");
+        for body in [two, garbage] {
+            let e = inflate(&body, Encoding::Deflate, 1 << 20).unwrap_err();
+            assert!(e.to_string().contains("follow the end"), "{e}");
+        }
+        assert_eq!(
+            &*inflate(&z, Encoding::Deflate, 1 << 20).unwrap(),
+            EVENT.as_bytes()
+        );
     }
 
     #[test]

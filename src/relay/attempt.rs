@@ -197,9 +197,11 @@ impl Relay {
                 Err(Stop::Wait(why)) => return wait(delivery, why, config, now),
             },
         };
+        let holds: Vec<&Held> = std::iter::once(&claim).chain(&lock).collect();
         let outcome = self
-            .calls(dest, event, delivery, first, &request, &claim, taken)
+            .calls(dest, event, delivery, first, &request, &holds, taken)
             .await;
+        drop(holds);
         if let Outcome::Delivered { .. } = outcome {
             let rank = status.as_ref().map(|(key, s)| (key.as_str(), s.rank));
             // Accepted: record it (and the status it carried), trying a few times over a
@@ -270,7 +272,7 @@ impl Relay {
         mut delivery: Delivery,
         first: bool,
         request: &Request,
-        claim: &Held,
+        holds: &[&Held],
         taken: &Taken<'_>,
     ) -> Outcome {
         let policy = &dest.config.retry;
@@ -307,7 +309,7 @@ impl Relay {
             Admit::Call => 1,
         };
         let report = self
-            .call(dest, request, &event.event_id, tries, claim, taken.at)
+            .call(dest, request, &event.event_id, tries, holds, taken.at)
             .await;
         delivery.attempts += report.tries;
         delivery.record(report.history);

@@ -43,15 +43,17 @@ pub(super) enum End {
 
 impl Relay {
     /// Calls the partner up to `tries` times in a row while the answer is retryable, pausing
-    /// with exponential backoff and jitter between calls. Reports every call to the circuit,
-    /// and the time from `taken` (the message coming off its queue) to the first call.
+    /// with exponential backoff and jitter between calls. Before each call, every one of
+    /// `holds` (the delivery's claim, the conversion's lock) must still be held. Reports every
+    /// call to the circuit, and the time from `taken` (the message coming off its queue) to
+    /// the first call.
     pub(super) async fn call(
         &self,
         dest: &Destination,
         req: &Request,
         event_id: &str,
         tries: u32,
-        claim: &Held,
+        holds: &[&Held],
         taken: Instant,
     ) -> Report {
         let policy = &dest.config.retry;
@@ -70,7 +72,9 @@ impl Relay {
         };
         loop {
             let slot = dest.slot().await;
-            if let Err(e) = claim.ensure(dest.config.timeout() + RECORD_MARGIN).await {
+            let need = dest.config.timeout() + RECORD_MARGIN;
+            let held = futures_util::future::try_join_all(holds.iter().map(|h| h.ensure(need)));
+            if let Err(e) = held.await {
                 report.end = match e {
                     HoldError::Lost => End::ClaimLost,
                     HoldError::Store(e) => {

@@ -178,15 +178,25 @@ impl Relay {
         let now = Utc::now();
         let decoded = &decoded;
         let attempts = planned.into_iter().map(|(dest, request)| async move {
-            let delivery = Delivery::new(
-                event.event_id.clone(),
-                dest.name().to_owned(),
-                decoded.raw.clone(),
-                now,
-            );
-            let outcome = self
-                .attempt(dest, event, delivery, request, true, taken)
-                .await;
+            let delivery = || {
+                Delivery::new(
+                    event.event_id.clone(),
+                    dest.name().to_owned(),
+                    decoded.raw.clone(),
+                    now,
+                )
+            };
+            let attempt = self.attempt(dest, event, delivery(), request, true, taken);
+            // A crash at one destination is that destination's dead letter: the others'
+            // calls, maybe already accepted by their partners, go on and are recorded.
+            let outcome = std::panic::AssertUnwindSafe(attempt)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::error!(message = "processing a delivery panicked; it is dead-lettered", destination = dest.name(), event_id = %event.event_id);
+                    let detail = "processing this delivery crashed the relay".to_owned();
+                    Outcome::dead(Reason::Poison, detail, &delivery(), None, None, taken)
+                });
             (Some(dest), outcome)
         });
         let outcomes = futures_util::future::join_all(attempts).await;

@@ -106,7 +106,12 @@ impl Relay {
             self.health.set_ready(false);
             self.metrics.broker_connected.set(0);
             match end {
-                Ok(SessionEnd::Shutdown) => return Ok(()),
+                Ok(SessionEnd::Shutdown) => {
+                    // The stop may have come while a new session was being set up: the work
+                    // of the one lost before still finishes within the grace.
+                    self.finish_orphans(Instant::now() + grace).await;
+                    return Ok(());
+                }
                 Ok(SessionEnd::Lost(why)) => {
                     if started.elapsed() >= HEALTHY_SESSION {
                         delay = Duration::from_millis(500);
@@ -114,6 +119,7 @@ impl Relay {
                     tracing::warn!(message = "broker connection lost; reconnecting", error = %self.shown(&why), retry_in_ms = delay.as_millis() as u64);
                 }
                 Err(SessionError::Broker(e)) if broker::is_precondition_failed(&e) => {
+                    self.finish_orphans(Instant::now() + grace).await;
                     anyhow::bail!(
                         "the broker refuses the relay's topology: {e}. A queue or exchange already \
                          exists with other arguments (for example another broker.delivery_limit or \

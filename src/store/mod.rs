@@ -587,4 +587,42 @@ mod tests {
         drop(mine);
         claim_when_free(&other, &key, lease).await;
     }
+
+    /// Redis can lose a key (a failover to a replica that had not received it, an eviction):
+    /// the old holder must not be cleared to send once another replica took the claim.
+    #[tokio::test]
+    async fn a_claim_redis_lost_is_not_ensured_for_its_old_holder() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let cfg = StoreConfig::Redis {
+            url: url.clone(),
+            key_prefix: prefix.clone(),
+            ttl_secs: 60,
+        };
+        let (a, b) = (
+            Store::open(&cfg).await.unwrap(),
+            Store::open(&cfg).await.unwrap(),
+        );
+        let key = keys::delivery("hoqu", "e1");
+        let lease = Duration::from_secs(30);
+        let first = held(a.claim(&key, lease).await.unwrap());
+        let mut conn = ::redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let gone: i64 = ::redis::cmd("DEL")
+            .arg(format!("{prefix}:claim:{key}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(gone, 1, "the claim's key as the store writes it");
+        let second = held(b.claim(&key, lease).await.unwrap());
+        let need = Duration::from_secs(7);
+        second.ensure(need).await.unwrap();
+        assert!(
+            first.ensure(need).await.is_err(),
+            "two replicas both hold the claim and are both cleared to send"
+        );
+    }
 }

@@ -218,10 +218,8 @@ impl RedisStore {
         if lease.lost.load(Ordering::SeqCst) || lease.stopped.load(Ordering::SeqCst) {
             return Err(HoldError::Lost);
         }
-        if lease.remaining(Instant::now()) >= need {
-            return Ok(());
-        }
-        // Too little left to cover the call: renew now, and know.
+        // Ask Redis, whatever the local clock says: Redis may have lost the key (a failover,
+        // an eviction) and another replica taken the claim since the last renewal.
         renew(&mut self.conn.clone(), lease).await?;
         if lease.lost.load(Ordering::SeqCst) || lease.remaining(Instant::now()) < need {
             return Err(HoldError::Lost);

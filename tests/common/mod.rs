@@ -2,6 +2,8 @@
 //! sandbox on loopback, and helpers that await conditions with deadlines instead of sleeping.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
