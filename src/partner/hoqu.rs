@@ -273,80 +273,11 @@ impl Hoqu {
             }
             (None, Payout::Fixed) => None,
         };
-        let mut params: Vec<(String, Param)> = Vec::new();
-        let mut push = |k: &str, v: Param| params.push((k.to_owned(), v));
-        if conversion == "customer" {
-            let c = event.customer.as_ref();
-            let customer_id = required(Kind::Hoqu, "customer.id", c.and_then(|c| c.id.clone()))?;
-            let status = required(
-                Kind::Hoqu,
-                "customer.status",
-                c.and_then(|c| c.status.clone()),
-            )?;
-            let status = match status.trim().to_lowercase().as_str() {
-                s @ ("activate" | "deactivate") => s.to_owned(),
-                _ => {
-                    return Err(RenderError::Invalid(format!(
-                        "customer.status {status:?} must be activate or deactivate"
-                    )));
-                }
-            };
-            push("customer_id", Param::Text(customer_id));
-            push("click_id", Param::Text(a.click_id.clone()));
-            if let Some(p) = price {
-                push("price", p);
-            }
-            push("status", Param::Text(status));
+        let mut params = if conversion == "customer" {
+            customer_params(event, &a.click_id, price)?
         } else {
-            // HOQU drops duplicates and applies status updates by request_id: it must be the
-            // conversion's own id, the same for the conversion and its later updates.
-            let request_id = order
-                .and_then(|o| o.id.clone())
-                .ok_or(RenderError::Missing {
-                    kind: Kind::Hoqu,
-                    field: "order.id (HOQU's request_id, which status updates repeat)",
-                })?;
-            let action = event.action.clone().or_else(|| self.action.clone()).ok_or(
-                RenderError::Missing {
-                    kind: Kind::Hoqu,
-                    field: "action (or hoqu.action in the config)",
-                },
-            )?;
-            let merchant_status = order.and_then(|o| o.status.as_deref());
-            let status = match (merchant_status, conversion) {
-                (Some(s), _) => map_status(s).ok_or_else(|| {
-                    RenderError::Invalid(format!(
-                        "order.status {s:?} is not in HOQU's status table (hold: {}; approved: {}; rejected: {})",
-                        STATUS_TABLE[0].1.join(", "),
-                        STATUS_TABLE[1].1.join(", "),
-                        STATUS_TABLE[2].1.join(", ")
-                    ))
-                })?,
-                (None, "status_update") => {
-                    return Err(RenderError::Missing {
-                        kind: Kind::Hoqu,
-                        field: "order.status",
-                    });
-                }
-                // "Сообщить платформе о новой конверсии": a new conversion is on hold.
-                (None, _) => "hold",
-            };
-            push("click_id", Param::Text(a.click_id.clone()));
-            push("request_id", Param::Text(request_id));
-            push("action", Param::Text(action));
-            if let Some(p) = price {
-                push("price", p);
-            }
-            push("status", Param::Text(status.to_owned()));
-            // "Для добавления лида: click_id, request_id, action, status, customer_id".
-            if self.recurring && event.kind == crate::event::EventType::Lead {
-                let c = event.customer.as_ref().and_then(|c| c.id.clone());
-                push(
-                    "customer_id",
-                    Param::Text(required(Kind::Hoqu, "customer.id", c)?),
-                );
-            }
-        }
+            self.conversion_params(event, &a.click_id, conversion, price)?
+        };
         for (name, t) in &self.extra {
             let v = t.render_raw(&|n| fields::value(event, n), missing)?;
             // A name=value pair with nothing to say is left out rather than sent empty.
@@ -354,12 +285,69 @@ impl Hoqu {
                 params.push((name.clone(), Param::Text(v)));
             }
         }
-        let key = encode_component(&self.api_key);
         // POST only where the document offers it: a new conversion.
         let method = match conversion {
             "conversion" => self.method,
             _ => HttpMethod::Get,
         };
+        self.request(method, &params)
+    }
+
+    /// A conversion's parameters, or a status update's: "click_id, request_id, action,
+    /// [price], status", and the customer for a recurring lead.
+    fn conversion_params(
+        &self,
+        event: &ConversionEvent,
+        click_id: &str,
+        conversion: &str,
+        price: Option<Param>,
+    ) -> Result<Vec<(String, Param)>, RenderError> {
+        let order = event.order.as_ref();
+        // HOQU drops duplicates and applies status updates by request_id: it must be the
+        // conversion's own id, the same for the conversion and its later updates.
+        let request_id = order
+            .and_then(|o| o.id.clone())
+            .ok_or(RenderError::Missing {
+                kind: Kind::Hoqu,
+                field: "order.id (HOQU's request_id, which status updates repeat)",
+            })?;
+        let action =
+            event
+                .action
+                .clone()
+                .or_else(|| self.action.clone())
+                .ok_or(RenderError::Missing {
+                    kind: Kind::Hoqu,
+                    field: "action (or hoqu.action in the config)",
+                })?;
+        let status = status_param(order.and_then(|o| o.status.as_deref()), conversion)?;
+        let mut params = vec![
+            ("click_id".to_owned(), Param::Text(click_id.to_owned())),
+            ("request_id".to_owned(), Param::Text(request_id)),
+            ("action".to_owned(), Param::Text(action)),
+        ];
+        if let Some(p) = price {
+            params.push(("price".into(), p));
+        }
+        params.push(("status".into(), Param::Text(status.to_owned())));
+        // "Для добавления лида: click_id, request_id, action, status, customer_id".
+        if self.recurring && event.kind == crate::event::EventType::Lead {
+            let c = event.customer.as_ref().and_then(|c| c.id.clone());
+            params.push((
+                "customer_id".into(),
+                Param::Text(required(Kind::Hoqu, "customer.id", c)?),
+            ));
+        }
+        Ok(params)
+    }
+
+    /// The request for `params`: a GET with a query, or a POST with a JSON body.
+    fn request(
+        &self,
+        method: HttpMethod,
+        params: &[(String, Param)],
+    ) -> Result<Rendered, RenderError> {
+        let key = encode_component(&self.api_key);
         Ok(match method {
             HttpMethod::Get => {
                 let query: Vec<String> = params
@@ -380,11 +368,65 @@ impl Hoqu {
                 url: join(&self.base_url, &format!("/{key}")),
                 headers: BTreeMap::from([("Content-Type".into(), "application/json".into())]),
                 body: Some(
-                    serde_json::to_string(&JsonBody(&params))
+                    serde_json::to_string(&JsonBody(params))
                         .map_err(|e| RenderError::Invalid(e.to_string()))?,
                 ),
             },
         })
+    }
+}
+
+/// A customer's parameters (recurring payments): "customer_id, click_id, [price],
+/// status=activate|deactivate".
+fn customer_params(
+    event: &ConversionEvent,
+    click_id: &str,
+    price: Option<Param>,
+) -> Result<Vec<(String, Param)>, RenderError> {
+    let c = event.customer.as_ref();
+    let customer_id = required(Kind::Hoqu, "customer.id", c.and_then(|c| c.id.clone()))?;
+    let status = required(
+        Kind::Hoqu,
+        "customer.status",
+        c.and_then(|c| c.status.clone()),
+    )?;
+    let status = match status.trim().to_lowercase().as_str() {
+        s @ ("activate" | "deactivate") => s.to_owned(),
+        _ => {
+            return Err(RenderError::Invalid(format!(
+                "customer.status {status:?} must be activate or deactivate"
+            )));
+        }
+    };
+    let mut params = vec![
+        ("customer_id".to_owned(), Param::Text(customer_id)),
+        ("click_id".to_owned(), Param::Text(click_id.to_owned())),
+    ];
+    if let Some(p) = price {
+        params.push(("price".into(), p));
+    }
+    params.push(("status".into(), Param::Text(status)));
+    Ok(params)
+}
+
+/// HOQU's status for a conversion or an update: the merchant's status through the document's
+/// table, or `hold` for a new conversion without one.
+fn status_param(merchant: Option<&str>, conversion: &str) -> Result<&'static str, RenderError> {
+    match (merchant, conversion) {
+        (Some(s), _) => map_status(s).ok_or_else(|| {
+            RenderError::Invalid(format!(
+                "order.status {s:?} is not in HOQU's status table (hold: {}; approved: {}; rejected: {})",
+                STATUS_TABLE[0].1.join(", "),
+                STATUS_TABLE[1].1.join(", "),
+                STATUS_TABLE[2].1.join(", ")
+            ))
+        }),
+        (None, "status_update") => Err(RenderError::Missing {
+            kind: Kind::Hoqu,
+            field: "order.status",
+        }),
+        // "Сообщить платформе о новой конверсии": a new conversion is on hold.
+        (None, _) => Ok("hold"),
     }
 }
 

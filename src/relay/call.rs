@@ -1,7 +1,8 @@
-//! The partner calls of one attempt: up to `tries` in a row, in-process, while the answer is
-//! worth retrying and a short pause is enough (longer waits belong to the broker's retry
-//! tiers). Before each call the delivery waits for a concurrency slot and the rate limit, and
-//! then checks that its claim is still held: a delivery whose claim was lost is never sent.
+//! The partner calls of one attempt: the circuit asked first, then up to `tries` calls in a
+//! row, in-process, while the answer is worth retrying and a short pause is enough (longer
+//! waits belong to the broker's retry tiers). Before each call the delivery waits for a
+//! concurrency slot and the rate limit, and then checks that its claim is still held: a
+//! delivery whose claim was lost is never sent.
 
 use std::time::{Duration, Instant};
 
@@ -10,9 +11,12 @@ use chrono::Utc;
 
 use super::Relay;
 use super::destination::Destination;
+use super::outcome::{NotNow, Outcome, Taken, Wait, after, wait};
+use crate::circuit::Admit;
 use crate::classify::{CallResult, Verdict};
 use crate::deadletter::LastAnswer;
-use crate::delivery::AttemptRecord;
+use crate::delivery::{AttemptRecord, Delivery};
+use crate::event::ConversionEvent;
 use crate::partner::Request;
 use crate::store::{Held, HoldError};
 
@@ -42,12 +46,70 @@ pub(super) enum End {
 }
 
 impl Relay {
+    /// Asks the partner's circuit, calls the partner (with the in-process tries on the event's
+    /// `first` pass), and decides: delivered, another try later, or a dead letter.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn call_partner(
+        &self,
+        dest: &Destination,
+        event: &ConversionEvent,
+        mut delivery: Delivery,
+        first: bool,
+        request: &Request,
+        holds: &[&Held],
+        taken: &Taken<'_>,
+    ) -> Outcome {
+        let config = &dest.config;
+        let decide = |not_now, delivery, last: Option<&LastAnswer>| {
+            after(
+                not_now,
+                delivery,
+                config,
+                request,
+                last,
+                taken,
+                (Utc::now(), rand::random()),
+            )
+        };
+        let tries = match dest.admit() {
+            // The partner keeps failing: the delivery waits in the retry tiers, no call made.
+            Admit::Wait(open_for) => return decide(NotNow::CircuitOpen(open_for), delivery, None),
+            Admit::Probe => 1,
+            Admit::Call if first => config.retry.immediate_attempts,
+            Admit::Call => 1,
+        };
+        let report = self
+            .tries(dest, request, &event.event_id, tries, holds, taken.at)
+            .await;
+        delivery.attempts += report.tries;
+        delivery.record(report.history);
+        let verdict = match report.end {
+            End::Answered(v) => v,
+            End::ClaimLost => return wait(delivery, Wait::ClaimLost, config, Utc::now()),
+            End::StoreUnavailable => {
+                return wait(delivery, Wait::StoreUnavailable, config, Utc::now());
+            }
+            End::Unsendable(why) => {
+                let detail = format!("the HTTP client cannot send this request: {why}");
+                let reason = crate::reason::Reason::RenderError;
+                return Outcome::dead(reason, detail, &delivery, Some(request), None, taken);
+            }
+        };
+        match Option::<NotNow>::from(verdict) {
+            None => Outcome::Delivered {
+                attempts: delivery.attempts,
+                occurred_at: event.occurred_at,
+            },
+            Some(not_now) => decide(not_now, delivery, Some(&report.last)),
+        }
+    }
+
     /// Calls the partner up to `tries` times in a row while the answer is retryable, pausing
     /// with exponential backoff and jitter between calls. Before each call, every one of
     /// `holds` (the delivery's claim, the conversion's lock) must still be held. Reports every
     /// call to the circuit, and the time from `taken` (the message coming off its queue) to
     /// the first call.
-    pub(super) async fn call(
+    async fn tries(
         &self,
         dest: &Destination,
         req: &Request,
@@ -72,36 +134,24 @@ impl Relay {
         };
         loop {
             let slot = dest.slot().await;
-            let need = dest.config.timeout() + RECORD_MARGIN;
-            let held = futures_util::future::try_join_all(holds.iter().map(|h| h.ensure(need)));
-            if let Err(e) = held.await {
-                report.end = match e {
-                    HoldError::Lost => End::ClaimLost,
-                    HoldError::Store(e) => {
-                        tracing::error!(message = "store unavailable; the delivery waits", destination = %dest.name(), error = %self.shown(&e));
-                        End::StoreUnavailable
-                    }
-                };
-                if matches!(report.end, End::ClaimLost) {
-                    tracing::warn!(message = "claim lost before the call; not sent", destination = %dest.name(), event_id);
-                }
+            if let Err(end) = self.still_held(dest, holds, event_id).await {
+                report.end = end;
                 return report;
             }
-            report.tries += 1;
             let at = Utc::now();
-            let first = (report.tries == 1).then_some(taken);
-            let answer = self.send(dest, req, event_id, report.tries, first).await;
+            let first = (report.tries == 0).then_some(taken);
+            let answer = self
+                .send(dest, req, event_id, report.tries + 1, first)
+                .await;
             drop(slot);
             if let CallResult::Unsendable(why) = &answer.result {
                 // Not the partner's doing: the circuit is not told, and nothing was sent.
-                report.tries -= 1;
                 report.end = End::Unsendable(why.clone());
                 return report;
             }
+            report.tries += 1;
             let kind = dest.config.kind;
-            let verdict = answer
-                .result
-                .classify(&|status| kind.explain_status(status));
+            let verdict = answer.result.classify(&|s| kind.explain_status(s));
             dest.report(!matches!(verdict, Verdict::Retry { .. }));
             report.last = LastAnswer::of(&answer.result, dest.config.timeout_ms, answer.snippet);
             report.history.push(AttemptRecord {
@@ -110,12 +160,8 @@ impl Relay {
                 status: report.last.status,
                 error: report.last.error.clone(),
             });
-            match next_try(
-                &verdict,
-                pauses.next(),
-                policy.pause_cap(),
-                dest.circuit_closed(),
-            ) {
+            let closed = dest.circuit_closed();
+            match next_try(&verdict, pauses.next(), policy.pause_cap(), closed) {
                 Some(pause) => tokio::time::sleep(pause).await,
                 None => {
                     report.end = End::Answered(verdict);
@@ -123,6 +169,27 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// Whether every hold is still the attempt's own, for long enough to cover a call.
+    async fn still_held(
+        &self,
+        dest: &Destination,
+        holds: &[&Held],
+        event_id: &str,
+    ) -> Result<(), End> {
+        let need = dest.config.timeout() + RECORD_MARGIN;
+        let held = futures_util::future::try_join_all(holds.iter().map(|h| h.ensure(need)));
+        held.await.map(|_| ()).map_err(|e| match e {
+            HoldError::Lost => {
+                tracing::warn!(message = "claim lost before the call; not sent", destination = dest.name(), event_id);
+                End::ClaimLost
+            }
+            HoldError::Store(e) => {
+                tracing::error!(message = "store unavailable; the delivery waits", destination = dest.name(), error = %self.shown(&e));
+                End::StoreUnavailable
+            }
+        })
     }
 
     /// One call: sent, timed, counted and logged.

@@ -9,16 +9,24 @@ use futures_util::FutureExt;
 use lapin::message::Delivery as AmqpDelivery;
 
 use super::Relay;
-use super::attempt::{Outcome, Taken};
 use super::destination::Destination;
+use super::outcome::{Outcome, Taken};
 use super::session::{Queue, Recorder};
 use super::settle::Fate;
 use crate::config::DestinationConfig;
 use crate::deadletter::{Envelope, Source};
 use crate::delivery::Delivery;
-use crate::event::{self, ConversionEvent, Encoding};
+use crate::event::{self, ConversionEvent, Decoded, Encoding};
 use crate::partner::{RenderError, Request};
 use crate::reason::Reason;
+
+/// Why a message's body is not an event.
+enum Refused {
+    /// Refused whole: the broker moves it to the dead-letter queue as it is.
+    Whole,
+    /// A dead letter for the whole message.
+    Dead(Box<Envelope>),
+}
 
 /// What an event asks of the relay.
 pub enum Plan<'d, D> {
@@ -109,44 +117,12 @@ impl Relay {
         taken: &Taken<'_>,
         recorder: &Recorder,
     ) -> Fate {
-        let max = self.config.worker.max_event_bytes;
-        let invalid = || {
-            self.metrics
-                .events_consumed
-                .with_label_values(&["invalid"])
-                .inc()
-        };
-        if msg.data.len() > max {
-            // Too large to wrap in an envelope safely: the broker moves the original message
-            // to the dead-letter queue whole (x-death reason "rejected"), nothing lost.
-            invalid();
-            self.metrics
-                .dead_letters
-                .with_label_values(&["none", Reason::EventTooLarge.as_str()])
-                .inc();
-            tracing::warn!(message = "dead-lettered", reason = %Reason::EventTooLarge, size = msg.data.len(), limit = max);
-            return Fate::Reject;
-        }
-        let encoding = msg
-            .properties
-            .content_encoding()
-            .as_ref()
-            .map(|e| e.as_str());
-        let body = match Encoding::named(encoding).and_then(|e| event::inflate(&msg.data, e, max)) {
-            Ok(body) => body,
-            Err(e) => {
-                invalid();
-                return self
-                    .dead_message(e.reason(), e.to_string(), &msg.data, taken, recorder)
-                    .await;
-            }
-        };
-        let decoded = match event::decode(&body, max) {
+        let decoded = match self.decode(msg, taken) {
             Ok(d) => d,
-            Err(e) => {
-                invalid();
+            Err(Refused::Whole) => return Fate::Reject,
+            Err(Refused::Dead(env)) => {
                 return self
-                    .dead_message(e.reason(), e.to_string(), &body, taken, recorder)
+                    .record_all(vec![(None, Outcome::Dead(env))], recorder)
                     .await;
             }
         };
@@ -176,31 +152,80 @@ impl Relay {
             Plan::Send(planned) => planned,
         };
         let now = Utc::now();
-        let decoded = &decoded;
-        let attempts = planned.into_iter().map(|(dest, request)| async move {
-            let delivery = || {
-                Delivery::new(
-                    event.event_id.clone(),
-                    dest.name().to_owned(),
-                    decoded.raw.clone(),
-                    now,
-                )
-            };
-            let attempt = self.attempt(dest, event, delivery(), request, true, taken);
-            // A crash at one destination is that destination's dead letter: the others'
-            // calls, maybe already accepted by their partners, go on and are recorded.
-            let outcome = std::panic::AssertUnwindSafe(attempt)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
-                    tracing::error!(message = "processing a delivery panicked; it is dead-lettered", destination = dest.name(), event_id = %event.event_id);
-                    let detail = "processing this delivery crashed the relay".to_owned();
-                    Outcome::dead(Reason::Poison, detail, &delivery(), None, None, taken)
-                });
-            (Some(dest), outcome)
-        });
+        let attempts = planned
+            .into_iter()
+            .map(|(dest, request)| self.attempt_alone(dest, request, &decoded, now, taken));
         let outcomes = futures_util::future::join_all(attempts).await;
         self.record_all(outcomes, recorder).await
+    }
+
+    /// A message's body, its content encoding undone, read into an event; or why not.
+    fn decode(&self, msg: &AmqpDelivery, taken: &Taken<'_>) -> Result<Decoded, Refused> {
+        let max = self.config.worker.max_event_bytes;
+        let invalid = || {
+            self.metrics
+                .events_consumed
+                .with_label_values(&["invalid"])
+                .inc()
+        };
+        if msg.data.len() > max {
+            // Too large to wrap in an envelope safely: the broker moves the original message
+            // to the dead-letter queue whole (x-death reason "rejected"), nothing lost.
+            invalid();
+            self.metrics
+                .dead_letters
+                .with_label_values(&["none", Reason::EventTooLarge.as_str()])
+                .inc();
+            tracing::warn!(message = "dead-lettered", reason = %Reason::EventTooLarge, size = msg.data.len(), limit = max);
+            return Err(Refused::Whole);
+        }
+        let dead = |e: event::ParseError, body: &[u8]| {
+            invalid();
+            let env =
+                Envelope::for_message(e.reason(), e.to_string(), body, None, taken.source.clone());
+            Refused::Dead(Box::new(env))
+        };
+        let encoding = msg
+            .properties
+            .content_encoding()
+            .as_ref()
+            .map(|e| e.as_str());
+        let body = Encoding::named(encoding)
+            .and_then(|e| event::inflate(&msg.data, e, max))
+            .map_err(|e| dead(e, &msg.data))?;
+        event::decode(&body, max).map_err(|e| dead(e, &body))
+    }
+
+    /// One destination's attempt, on its own: a crash there is that destination's dead letter,
+    /// and the other destinations' calls (maybe already accepted by their partners) go on and
+    /// are recorded.
+    async fn attempt_alone<'d>(
+        &self,
+        dest: &'d Destination,
+        request: Result<Request, RenderError>,
+        decoded: &Decoded,
+        now: chrono::DateTime<Utc>,
+        taken: &Taken<'_>,
+    ) -> (Option<&'d Destination>, Outcome) {
+        let event = &decoded.event;
+        let delivery = || {
+            Delivery::new(
+                event.event_id.clone(),
+                dest.name().to_owned(),
+                decoded.raw.clone(),
+                now,
+            )
+        };
+        let attempt = self.attempt(dest, event, delivery(), request, true, taken);
+        let outcome = std::panic::AssertUnwindSafe(attempt)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!(message = "processing a delivery panicked; it is dead-lettered", destination = dest.name(), event_id = %event.event_id);
+                let detail = "processing this delivery crashed the relay".to_owned();
+                Outcome::dead(Reason::Poison, detail, &delivery(), None, None, taken)
+            });
+        (Some(dest), outcome)
     }
 
     /// A retry from the deliveries queue: one event, one destination.

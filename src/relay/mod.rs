@@ -4,7 +4,8 @@
 //! confirmed by the broker.
 //!
 //! One message's way down, file by file:
-//! - [`session`]: connects, declares the topology, consumes, reconnects, drains on a stop;
+//! - [`session`]: connects, declares the topology, consumes, reconnects; `drain` ends a
+//!   session, on a stop or a lost connection;
 //! - `handle`: decodes the message once and plans its deliveries (route and render);
 //! - `attempt`: one delivery to one destination: click lifetime, the claim and the status
 //!   order (held by guards), the circuit, and the decision;
@@ -17,7 +18,9 @@
 mod attempt;
 mod call;
 mod destination;
+mod drain;
 mod handle;
+mod outcome;
 mod record;
 mod sample;
 pub mod session;
@@ -34,6 +37,28 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub use self::handle::{Plan, plan};
+
+/// Why the relay cannot start or run; what retrying cannot fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("cannot listen on {addr} (http.listen): {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store ([store] in the config): {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error(
+        "the broker refuses the relay's topology: {0}. A queue or exchange already exists with \
+         other arguments (for example another broker.delivery_limit or retry tiers); delete it \
+         or choose another broker.queue_prefix"
+    )]
+    TopologyRefused(String),
+    #[error("the relay's task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 pub use crate::observe::Health;
 
 use self::destination::Destinations;
@@ -59,7 +84,7 @@ impl Relay {
         store: Store,
         metrics: Metrics,
         health: Arc<Health>,
-    ) -> anyhow::Result<Relay> {
+    ) -> Result<Relay, RelayError> {
         metrics.init_destinations(config.destinations.iter().map(|d| d.name.as_str()));
         let topology = Topology::from_config(&config);
         for d in &config.destinations {
@@ -95,30 +120,29 @@ pub struct Running {
     pub http_addr: std::net::SocketAddr,
     pub metrics: Metrics,
     pub health: Arc<Health>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), RelayError>>,
 }
 
 impl Running {
     /// Waits for the relay to stop (after its shutdown token is cancelled).
-    pub async fn wait(self) -> anyhow::Result<()> {
+    pub async fn wait(self) -> Result<(), RelayError> {
         self.task.await?
     }
 }
 
 /// Binds the operations listener and starts consuming; both stop when `shutdown` is cancelled.
-pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RelayError> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
     let health = Arc::new(Health::default());
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
+    let addr = config.http.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| {
-            anyhow::anyhow!("cannot listen on {} (http.listen): {e}", config.http.listen)
-        })?;
-    let http_addr = listener.local_addr()?;
-    let store = Store::open(&config.store)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open the store ([store] in the config): {e}"))?;
+        .map_err(|source| RelayError::Listen { addr, source })?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|source| RelayError::Listen { addr, source })?;
+    let store = Store::open(&config.store).await?;
     let relay = Arc::new(Relay::new(config, store, metrics.clone(), health.clone())?);
     let http = tokio::spawn(crate::observe::serve(
         listener,

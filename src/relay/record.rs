@@ -3,11 +3,13 @@
 //! publish. The message is acknowledged only when every outcome of it is recorded.
 
 use super::Relay;
-use super::attempt::Outcome;
 use super::destination::Destination;
+use super::outcome::Outcome;
 use super::session::Recorder;
 use super::settle::Fate;
 use crate::broker::{PublishError, Publisher};
+use crate::deadletter::Envelope;
+use crate::delivery::Delivery;
 use crate::metrics::attempt_bucket;
 
 impl Relay {
@@ -47,17 +49,8 @@ impl Relay {
                 occurred_at,
             } => {
                 if let Some(d) = dest {
-                    let series = &d.series;
-                    series.delivered.inc();
-                    let since = (chrono::Utc::now() - occurred_at)
-                        .to_std()
-                        .unwrap_or_default();
-                    series.end_to_end.observe(since.as_secs_f64());
-                    if let Some(c) = series.on_attempt.get(attempt_bucket(attempts)) {
-                        c.inc();
-                    }
+                    delivered(d, attempts, occurred_at);
                 }
-                Ok(())
             }
             Outcome::Duplicate { event_id } => {
                 count("duplicate");
@@ -66,7 +59,6 @@ impl Relay {
                     destination = name,
                     event_id
                 );
-                Ok(())
             }
             Outcome::Superseded { event_id, status } => {
                 count("superseded");
@@ -76,54 +68,82 @@ impl Relay {
                     event_id,
                     status
                 );
-                Ok(())
             }
-            Outcome::Retry { delivery, delay } => {
-                let (tier, queue) = self.topology.tier(delay);
-                let body = serde_json::to_vec(&delivery).expect("deliveries serialize");
-                publisher.publish_json("", queue, &body, None, None).await?;
-                let label = crate::retry::tier_label(*tier);
-                self.metrics
-                    .retries_scheduled
-                    .with_label_values(&[&delivery.destination, &label])
-                    .inc();
-                tracing::info!(
-                    message = "retry scheduled",
-                    destination = %delivery.destination,
-                    event_id = %delivery.event_id,
-                    attempts = delivery.attempts,
-                    tier = %label
-                );
-                Ok(())
-            }
-            Outcome::Dead(mut env) => {
-                // A partner's answer can echo a secret back (an API key in the path).
-                env.scrub(&self.config.secrets);
-                let body = serde_json::to_vec(&env).expect("envelopes serialize");
-                let id = env.dead_letter_id.to_string();
-                publisher
-                    .publish_json("", &self.topology.dead, &body, Some(&id), None)
-                    .await?;
-                let destination = env.destination.as_deref().unwrap_or("none");
-                self.metrics
-                    .dead_letters
-                    .with_label_values(&[destination, env.reason.as_str()])
-                    .inc();
-                if env.destination.is_some() {
-                    self.metrics
-                        .deliveries
-                        .with_label_values(&[destination, "dead_lettered"])
-                        .inc();
-                }
-                tracing::warn!(
-                    message = "dead-lettered",
-                    event_id = env.event_id.as_deref().unwrap_or(""),
-                    destination,
-                    reason = %env.reason,
-                    detail = %env.detail
-                );
-                Ok(())
-            }
+            Outcome::Retry { delivery, delay } => self.retry(delivery, delay, publisher).await?,
+            Outcome::Dead(env) => self.dead_letter(*env, publisher).await?,
         }
+        Ok(())
+    }
+
+    /// Publishes a delivery to the delay tier of `delay`, confirmed.
+    async fn retry(
+        &self,
+        delivery: Delivery,
+        delay: std::time::Duration,
+        publisher: &Publisher,
+    ) -> Result<(), PublishError> {
+        let (tier, queue) = self.topology.tier(delay);
+        let body = serde_json::to_vec(&delivery).expect("deliveries serialize");
+        publisher.publish_json("", queue, &body, None, None).await?;
+        let label = crate::retry::tier_label(*tier);
+        self.metrics
+            .retries_scheduled
+            .with_label_values(&[&delivery.destination, &label])
+            .inc();
+        tracing::info!(
+            message = "retry scheduled",
+            destination = %delivery.destination,
+            event_id = %delivery.event_id,
+            attempts = delivery.attempts,
+            tier = %label
+        );
+        Ok(())
+    }
+
+    /// Publishes a dead letter, scrubbed of every secret, confirmed.
+    async fn dead_letter(
+        &self,
+        mut env: Envelope,
+        publisher: &Publisher,
+    ) -> Result<(), PublishError> {
+        // A partner's answer can echo a secret back (an API key in the path).
+        env.scrub(&self.config.secrets);
+        let body = serde_json::to_vec(&env).expect("envelopes serialize");
+        let id = env.dead_letter_id.to_string();
+        publisher
+            .publish_json("", &self.topology.dead, &body, Some(&id), None)
+            .await?;
+        let destination = env.destination.as_deref().unwrap_or("none");
+        self.metrics
+            .dead_letters
+            .with_label_values(&[destination, env.reason.as_str()])
+            .inc();
+        if env.destination.is_some() {
+            self.metrics
+                .deliveries
+                .with_label_values(&[destination, "dead_lettered"])
+                .inc();
+        }
+        tracing::warn!(
+            message = "dead-lettered",
+            event_id = env.event_id.as_deref().unwrap_or(""),
+            destination,
+            reason = %env.reason,
+            detail = %env.detail
+        );
+        Ok(())
+    }
+}
+
+/// Counts a delivery the partner accepted.
+fn delivered(d: &Destination, attempts: u32, occurred_at: chrono::DateTime<chrono::Utc>) {
+    let series = &d.series;
+    series.delivered.inc();
+    let since = (chrono::Utc::now() - occurred_at)
+        .to_std()
+        .unwrap_or_default();
+    series.end_to_end.observe(since.as_secs_f64());
+    if let Some(c) = series.on_attempt.get(attempt_bucket(attempts)) {
+        c.inc();
     }
 }

@@ -1,0 +1,332 @@
+//! What became of one delivery, and the pure decisions that say so: after the partner calls of
+//! an attempt, delivered, another try later (and when), or a dead letter with its reason; and
+//! the waits that make no call at all.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::classify::Verdict;
+use crate::config::DestinationConfig;
+use crate::deadletter::{Envelope, LastAnswer, Source};
+use crate::delivery::{AttemptRecord, Delivery};
+use crate::partner::Request;
+use crate::reason::Reason;
+use crate::retry::{Cause, Step, next_step};
+
+/// Where a message came from, and when it was taken off its queue.
+pub(super) struct Taken<'a> {
+    pub source: &'a Source,
+    pub at: std::time::Instant,
+}
+
+/// What became of one event at one destination.
+pub(super) enum Outcome {
+    /// Accepted by the partner, after this many calls in all.
+    Delivered {
+        attempts: u32,
+        occurred_at: DateTime<Utc>,
+    },
+    /// Accepted before (a redelivery, a producer's retry, a replay): not sent again.
+    Duplicate {
+        event_id: String,
+    },
+    /// A status not higher than one already sent for its conversion: not sent.
+    Superseded {
+        event_id: String,
+        status: &'static str,
+    },
+    /// To be tried again from a delay tier.
+    Retry {
+        delivery: Delivery,
+        delay: Duration,
+    },
+    Dead(Box<Envelope>),
+}
+
+impl Outcome {
+    /// A dead letter for a delivery.
+    pub fn dead(
+        reason: Reason,
+        detail: String,
+        delivery: &Delivery,
+        request: Option<&Request>,
+        last: Option<&LastAnswer>,
+        taken: &Taken<'_>,
+    ) -> Outcome {
+        Outcome::Dead(Box::new(Envelope::for_delivery(
+            reason,
+            detail,
+            delivery,
+            request,
+            last,
+            taken.source.clone(),
+        )))
+    }
+}
+
+/// Why a delivery waits without calling the partner; kept in its history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wait {
+    /// Another worker holds its claim.
+    ClaimedElsewhere,
+    /// Its claim was lost before the call went out.
+    ClaimLost,
+    /// The store did not answer.
+    StoreUnavailable,
+    /// Another status of the same conversion is being sent.
+    ConversionBusy,
+    /// An update whose conversion has not been sent yet.
+    WaitingForConversion,
+}
+
+impl Wait {
+    fn as_str(self) -> &'static str {
+        match self {
+            Wait::ClaimedElsewhere => "claimed_elsewhere",
+            Wait::ClaimLost => "claim_lost",
+            Wait::StoreUnavailable => "store_unavailable",
+            Wait::ConversionBusy => "conversion_busy",
+            Wait::WaitingForConversion => "waiting_for_conversion",
+        }
+    }
+}
+
+/// A history entry for a try that made no call.
+pub(super) fn noted(at: DateTime<Utc>, result: &str) -> AttemptRecord {
+    AttemptRecord {
+        at,
+        result: result.into(),
+        status: None,
+        error: None,
+    }
+}
+
+/// The delivery waits in the first delay tier and looks again, no call made.
+pub(super) fn wait(
+    mut delivery: Delivery,
+    why: Wait,
+    config: &DestinationConfig,
+    now: DateTime<Utc>,
+) -> Outcome {
+    delivery.record([noted(now, why.as_str())]);
+    Outcome::Retry {
+        delivery,
+        delay: config.retry.initial_delay(),
+    }
+}
+
+/// Why a delivery was not delivered now, as the partner calls left it.
+pub(super) enum NotNow {
+    /// The partner's circuit is open for this much longer; no call was made.
+    CircuitOpen(Duration),
+    /// The partner refused it for good.
+    Rejected(String),
+    /// The partner failed in a way worth retrying.
+    Failed {
+        retry_after: Option<Duration>,
+        why: String,
+    },
+}
+
+impl From<Verdict> for Option<NotNow> {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Delivered => None,
+            Verdict::Reject { why } => Some(NotNow::Rejected(why)),
+            Verdict::Retry { retry_after, why } => Some(NotNow::Failed { retry_after, why }),
+        }
+    }
+}
+
+/// What follows a delivery that was not delivered now: a retry after a delay, or a dead letter
+/// (`partner_rejected`, or `retries_exhausted` once the budget is spent). `unit` in [0, 1) is
+/// the jitter's draw.
+pub(super) fn after(
+    not_now: NotNow,
+    mut delivery: Delivery,
+    config: &DestinationConfig,
+    request: &Request,
+    last: Option<&LastAnswer>,
+    taken: &Taken<'_>,
+    (now, unit): (DateTime<Utc>, f64),
+) -> Outcome {
+    let policy = &config.retry;
+    let (cause, why) = match not_now {
+        NotNow::Rejected(why) => {
+            let dead = Outcome::dead(
+                Reason::PartnerRejected,
+                why,
+                &delivery,
+                Some(request),
+                last,
+                taken,
+            );
+            return dead;
+        }
+        NotNow::CircuitOpen(open_for) => {
+            delivery.record([noted(now, "circuit_open")]);
+            let why = format!(
+                "{}'s circuit stayed open until the retry budget ran out",
+                config.name
+            );
+            (Cause::CircuitOpen(open_for), why)
+        }
+        NotNow::Failed { retry_after, why } => {
+            let age = (now - delivery.first_attempt_at).num_seconds();
+            let why = format!(
+                "{why}; gave up after {} attempts over {age} s",
+                delivery.attempts
+            );
+            (Cause::Failed { retry_after }, why)
+        }
+    };
+    match next_step(policy, &delivery, cause, now, unit) {
+        Step::Retry(delay) => {
+            if let Cause::Failed { .. } = cause {
+                delivery.retries += 1;
+            }
+            Outcome::Retry { delivery, delay }
+        }
+        Step::GiveUp => Outcome::dead(
+            Reason::RetriesExhausted,
+            why,
+            &delivery,
+            Some(request),
+            last,
+            taken,
+        ),
+    }
+}
+
+/// Why a delivery goes no further than its checks: the click is older than the destination's
+/// click lifetime, so the partner would refuse it.
+pub(super) fn click_expired(
+    config: &DestinationConfig,
+    clicked_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let clicked = clicked_at?;
+    let lifetime = chrono::Duration::days(i64::from(config.click_lifetime_days));
+    (now - clicked > lifetime).then(|| {
+        format!(
+            "the click of {} is older than {}'s click lifetime of {} days: the partner would refuse it",
+            clicked.to_rfc3339(),
+            config.name,
+            config.click_lifetime_days
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> DestinationConfig {
+        let toml = r#"[[destinations]]
+            name = "ps"
+            kind = "powerspace"
+            base_url = "https://a.pwspace.com"
+            match = { networks = ["powerspace"] }"#;
+        crate::config::Config::from_toml(toml, &|_| None)
+            .unwrap()
+            .destinations
+            .remove(0)
+    }
+
+    fn parts() -> (Delivery, Request, Source) {
+        let event = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+        let request = Request {
+            destination: "ps".into(),
+            method: crate::partner::Method::Get,
+            url: "https://a.pwspace.com/ld?qci=c".into(),
+            headers: Default::default(),
+            body: None,
+            secrets: Vec::new(),
+        };
+        let source = Source {
+            queue: "q".into(),
+            routing_key: "lead".into(),
+            message_id: None,
+            redelivered: false,
+        };
+        (
+            Delivery::new("e".into(), "ps".into(), event, Utc::now()),
+            request,
+            source,
+        )
+    }
+
+    #[test]
+    fn what_follows_a_call_that_did_not_deliver() {
+        let (c, (delivery, request, source)) = (config(), parts());
+        let taken = Taken {
+            source: &source,
+            at: std::time::Instant::now(),
+        };
+        let now = delivery.first_attempt_at;
+        let failed = || NotNow::Failed {
+            retry_after: None,
+            why: "HTTP 503".into(),
+        };
+        match after(
+            failed(),
+            delivery.clone(),
+            &c,
+            &request,
+            None,
+            &taken,
+            (now, 0.0),
+        ) {
+            Outcome::Retry { delivery, delay } => {
+                assert_eq!(delay, c.retry.initial_delay());
+                assert_eq!(delivery.retries, 1, "a failure takes a backoff step");
+            }
+            _ => panic!("a retry"),
+        }
+        match after(
+            NotNow::CircuitOpen(Duration::from_secs(600)),
+            delivery.clone(),
+            &c,
+            &request,
+            None,
+            &taken,
+            (now, 0.0),
+        ) {
+            Outcome::Retry { delivery, delay } => {
+                assert_eq!(delay, Duration::from_secs(600));
+                assert_eq!(delivery.retries, 0, "waiting for the circuit takes none");
+                assert_eq!(delivery.history[0].result, "circuit_open");
+            }
+            _ => panic!("a retry"),
+        }
+        let rejected = after(
+            NotNow::Rejected("HTTP 404".into()),
+            delivery.clone(),
+            &c,
+            &request,
+            None,
+            &taken,
+            (now, 0.0),
+        );
+        assert!(matches!(rejected, Outcome::Dead(e) if e.reason == Reason::PartnerRejected));
+        let late = now + chrono::Duration::hours(48);
+        let spent = after(failed(), delivery, &c, &request, None, &taken, (late, 0.0));
+        assert!(
+            matches!(spent, Outcome::Dead(e) if e.reason == Reason::RetriesExhausted && e.detail.starts_with("HTTP 503; gave up"))
+        );
+    }
+
+    #[test]
+    fn a_click_older_than_its_lifetime_is_not_sent() {
+        let c = config();
+        let now = Utc::now();
+        assert_eq!(click_expired(&c, None, now), None);
+        assert_eq!(
+            click_expired(&c, Some(now - chrono::Duration::days(29)), now),
+            None
+        );
+        let old = click_expired(&c, Some(now - chrono::Duration::days(31)), now).unwrap();
+        assert!(old.contains("click lifetime of 30 days"), "{old}");
+    }
+}
