@@ -55,6 +55,8 @@ pub struct RawDead {
     pub dead_lettered_at: Option<DateTime<Utc>>,
     pub body: Vec<u8>,
     pub event_id: Option<String>,
+    /// The AMQP message id, when it had one.
+    pub message_id: Option<String>,
     /// Why it is shown as it is, when it was not moved by the broker.
     pub note: Option<String>,
 }
@@ -112,6 +114,7 @@ impl DeadLetter {
             dead_lettered_at,
             body: m.data.clone(),
             event_id,
+            message_id: m.properties.message_id().as_ref().map(|s| s.to_string()),
             note,
         })
     }
@@ -397,6 +400,9 @@ pub struct ReplayReport {
     pub matched: u64,
     /// Sent back and removed from the dead-letter queue.
     pub replayed: u64,
+    /// Of those, moved by the broker from the deliveries queue but not a valid delivery:
+    /// sent back as they were, without a fresh budget.
+    pub as_it_was: u64,
 }
 
 /// Sends the dead letters matching `filter` (at most `limit`) back for delivery with a fresh
@@ -423,12 +429,15 @@ pub async fn replay(
         if chosen {
             report.matched += 1;
             if !dry_run {
-                send = Some(
-                    replay_message(&letter, topology, Utc::now()).map(|(queue, body)| {
+                send = Some(replay_message(&letter, topology, Utc::now()).map(
+                    |(queue, body, budget)| {
                         report.replayed += 1;
+                        if budget == Budget::AsItWas {
+                            report.as_it_was += 1;
+                        }
                         (queue.to_owned(), body)
-                    }),
-                );
+                    },
+                ));
             }
         }
         progress(&summary, chosen);
@@ -452,19 +461,33 @@ pub async fn replay(
     Ok(report)
 }
 
+/// What a replayed message starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// No attempts made: a delivery from now, or an event that goes through routing again.
+    Fresh,
+    /// A body from the deliveries queue that is not a valid delivery, sent back unchanged
+    /// with whatever it carries.
+    AsItWas,
+}
+
 /// Where a dead letter goes back to, and as what.
 fn replay_message<'a>(
     letter: &DeadLetter,
     topology: &'a Topology,
     now: DateTime<Utc>,
-) -> anyhow::Result<(&'a str, Vec<u8>)> {
+) -> anyhow::Result<(&'a str, Vec<u8>, Budget)> {
     Ok(match letter {
         // One destination failed: a delivery for that destination alone, fresh budget.
         DeadLetter::Envelope(e) => match (&e.destination, &e.event, &e.event_id) {
             (Some(dest), Some(event), Some(id)) => {
                 let mut d = Delivery::new(id.clone(), dest.clone(), event.clone(), now);
                 d.replay_of = Some(e.dead_letter_id);
-                (topology.deliveries.as_str(), serde_json::to_vec(&d)?)
+                (
+                    topology.deliveries.as_str(),
+                    serde_json::to_vec(&d)?,
+                    Budget::Fresh,
+                )
             }
             // Failed before routing: the event goes through routing again.
             _ => {
@@ -479,15 +502,47 @@ fn replay_message<'a>(
                         anyhow::bail!("dead letter {} holds no event", e.dead_letter_id)
                     }
                 };
-                (topology.events.as_str(), body)
+                (topology.events.as_str(), body, Budget::Fresh)
             }
         },
-        // Moved by the broker: back to the queue it came from.
+        // Moved by the broker from the deliveries queue: the delivery, with a fresh budget.
         DeadLetter::Raw(r) if r.queue == topology.deliveries => {
-            (topology.deliveries.as_str(), r.body.clone())
+            match fresh_delivery(&r.body, r.message_id.as_deref(), now) {
+                Some(body) => (topology.deliveries.as_str(), body, Budget::Fresh),
+                None => (
+                    topology.deliveries.as_str(),
+                    r.body.clone(),
+                    Budget::AsItWas,
+                ),
+            }
         }
-        DeadLetter::Raw(r) => (topology.events.as_str(), r.body.clone()),
+        // Moved from the events queue: the event, through routing again.
+        DeadLetter::Raw(r) => (topology.events.as_str(), r.body.clone(), Budget::Fresh),
     })
+}
+
+/// A delivery body with a fresh attempt budget: no attempts or retries, first attempt now,
+/// and its history cleared, as a replayed envelope starts (the history told of the budget
+/// that ran out; the next dead letter, if any, tells of the new one). `replay_of` becomes the
+/// message's id when that is a dead letter id, and is kept otherwise. `None` when the body
+/// is not a valid delivery.
+pub fn fresh_delivery(
+    body: &[u8],
+    message_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<Vec<u8>> {
+    let mut d: Delivery = serde_json::from_slice(body).ok()?;
+    if d.schema != crate::delivery::SCHEMA {
+        return None;
+    }
+    d.attempts = 0;
+    d.retries = 0;
+    d.first_attempt_at = now;
+    d.history.clear();
+    if let Some(id) = message_id.and_then(|id| uuid::Uuid::parse_str(id).ok()) {
+        d.replay_of = Some(id);
+    }
+    serde_json::to_vec(&d).ok()
 }
 
 /// The last measure of one dead-letter queue, for [`oldest_dead_letter_age`].
@@ -619,6 +674,60 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(nested_deeper_than(deep.as_bytes(), SHOWN_DEPTH));
         assert!(!nested_deeper_than(b"not json at all", 0));
+    }
+
+    fn delivery(attempts: u32) -> Delivery {
+        let event = serde_json::value::RawValue::from_string(r#"{"event_id":"e"}"#.into()).unwrap();
+        let old = Utc::now() - chrono::Duration::days(2);
+        let mut d = Delivery::new("e".into(), "d".into(), event, old);
+        d.attempts = attempts;
+        d.retries = 4;
+        d.record([crate::delivery::AttemptRecord {
+            at: old,
+            result: "5xx".into(),
+            status: Some(500),
+            error: None,
+        }]);
+        d
+    }
+
+    #[test]
+    fn a_replayed_delivery_starts_a_fresh_budget() {
+        let now = Utc::now();
+        let body = serde_json::to_vec(&delivery(9)).unwrap();
+        let fresh: Delivery =
+            serde_json::from_slice(&fresh_delivery(&body, None, now).unwrap()).unwrap();
+        assert_eq!((fresh.attempts, fresh.retries), (0, 0));
+        assert_eq!(fresh.first_attempt_at, now);
+        assert!(fresh.history.is_empty());
+        assert_eq!(fresh.replay_of, None);
+        assert_eq!(fresh.event.get(), r#"{"event_id":"e"}"#);
+
+        let id = uuid::Uuid::now_v7();
+        let fresh: Delivery =
+            serde_json::from_slice(&fresh_delivery(&body, Some(&id.to_string()), now).unwrap())
+                .unwrap();
+        assert_eq!(fresh.replay_of, Some(id));
+        // A message id that is not a dead letter's leaves replay_of as it was.
+        let mut again = delivery(3);
+        again.replay_of = Some(id);
+        let body = serde_json::to_vec(&again).unwrap();
+        let fresh: Delivery =
+            serde_json::from_slice(&fresh_delivery(&body, Some("x-1"), now).unwrap()).unwrap();
+        assert_eq!(fresh.replay_of, Some(id));
+    }
+
+    #[test]
+    fn what_is_not_a_delivery_is_not_rewritten() {
+        let now = Utc::now();
+        assert_eq!(fresh_delivery(b"{\"schema\":\"other\"}", None, now), None);
+        assert_eq!(fresh_delivery(b"\xff", None, now), None);
+        let mut d = serde_json::to_value(delivery(1)).unwrap();
+        d["schema"] = "postback-relay.delivery.v0".into();
+        assert_eq!(
+            fresh_delivery(&serde_json::to_vec(&d).unwrap(), None, now),
+            None
+        );
     }
 
     #[test]

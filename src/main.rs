@@ -436,8 +436,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     report.matched, report.examined
                 );
             } else {
+                let as_it_was = match report.as_it_was {
+                    0 => String::new(),
+                    n => format!(
+                        "; {n} sent back as it was (from {}, but not a valid delivery)",
+                        topology.deliveries
+                    ),
+                };
                 eprintln!(
-                    "replayed {} dead letter(s) of {} examined; the other {} stay in {}",
+                    "replayed {} dead letter(s) of {} examined{as_it_was}; the other {} stay in {}",
                     report.replayed,
                     report.examined,
                     report.examined.saturating_sub(report.replayed),

@@ -642,6 +642,60 @@ async fn reading_ends_on_the_count_and_keeps_the_order() {
     env.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_moved_by_the_broker_is_replayed_with_a_fresh_budget() {
+    let env = Env::new().await;
+    env.declare().await;
+    let deliveries = env.topology().deliveries;
+    let old = chrono::Utc::now() - chrono::Duration::hours(30);
+    let ev = serde_json::value::RawValue::from_string(
+        String::from_utf8(event("moved", "lead", "c1", None)).unwrap(),
+    )
+    .unwrap();
+    let mut d = Delivery::new("moved".into(), "powerspace".into(), ev, old);
+    d.attempts = 7;
+    d.retries = 3;
+    d.record([postback_relay::delivery::AttemptRecord {
+        at: old,
+        result: "5xx".into(),
+        status: Some(503),
+        error: None,
+    }]);
+    publish_dead(
+        &env,
+        &serde_json::to_vec(&d).unwrap(),
+        Some(x_death(&deliveries, "delivery_limit", 60)),
+    )
+    .await;
+    let odd = br#"{"schema":"something else"}"#;
+    publish_dead(&env, odd, Some(x_death(&deliveries, "delivery_limit", 60))).await;
+
+    let out = cli(&env, &["replay"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let back = env.drain(&deliveries).await;
+    assert_eq!(back.len(), 2);
+    let fresh: Delivery = serde_json::from_slice(&back[0].data).unwrap();
+    assert_eq!((fresh.attempts, fresh.retries), (0, 0), "a fresh budget");
+    assert!(fresh.history.is_empty());
+    assert!(chrono::Utc::now() - fresh.first_attempt_at < chrono::Duration::minutes(5));
+    assert_eq!(fresh.event.get(), d.event.get());
+    assert_eq!(
+        (fresh.event_id.as_str(), fresh.destination.as_str()),
+        ("moved", "powerspace")
+    );
+    assert_eq!(
+        &back[1].data[..],
+        &odd[..],
+        "not a delivery: sent back as it was"
+    );
+    assert!(said.contains("replayed 2 dead letter(s)"), "{said}");
+    assert!(
+        said.contains("1 sent back as it was"),
+        "says which went back unchanged: {said}"
+    );
+    env.cleanup().await;
+}
+
 /// A benchmark more than a test: `cargo test --test dlq -- --ignored large --nocapture`.
 /// Reads a large dead-letter queue twice and reports the peak memory of `dlq list`, which
 /// holds one batch at a time, not the queue.
