@@ -10,8 +10,8 @@
 //! - [`dispatch`], [`classify`] and [`circuit`]: sending requests, deciding what an answer
 //!   means, and not calling a partner that keeps failing;
 //! - [`retry`] and [`delivery`]: the retry schedule, and the message a retry travels in;
-//! - [`deadletter`] and [`dlq`]: the envelope of what could not be delivered, and reading
-//!   and replaying the dead-letter queue;
+//! - [`deadletter`], [`dlq`] and [`browse`]: the envelope of what could not be delivered,
+//!   and reading and replaying the dead-letter queue without changing its order;
 //! - [`metrics`] and [`observe`]: Prometheus metrics, health and readiness;
 //! - [`store`]: what was delivered, what is being attempted, and the
 //!   latest status of each conversion;
@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod browse;
 pub mod circuit;
 pub mod classify;
 pub mod config;

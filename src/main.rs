@@ -373,10 +373,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     Err(code) => return Ok(code),
                 };
                 let conn = connect(&url, "dlq").await?;
-                let letters = dlq::browse(&conn, &topology, max).await?;
-                let st = dlq::stats(&letters);
+                let st = dlq::stats(&conn, &topology, max).await;
                 let _ = conn.close(200, "done".into()).await;
-                print_stats(&topology.dead, &st, format)?;
+                print_stats(&topology.dead, &st?, format)?;
                 Ok(ExitCode::SUCCESS)
             }
             DlqCommand::List {
@@ -391,13 +390,17 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 };
                 let filter = filter.filter();
                 let conn = connect(&url, "dlq").await?;
-                let letters = dlq::browse(&conn, &topology, max).await?;
+                let mut out = Letters::new(format, limit.unwrap_or(usize::MAX));
+                let read = dlq::each(&conn, &topology, max, |l| {
+                    if filter.matches(&l.summary()) {
+                        out.print(&l)?;
+                    }
+                    Ok(())
+                })
+                .await;
                 let _ = conn.close(200, "done".into()).await;
-                let chosen = letters
-                    .iter()
-                    .filter(|l| filter.matches(&l.summary()))
-                    .take(limit.unwrap_or(usize::MAX));
-                print_letters(chosen, format)?;
+                read?;
+                out.finish()?;
                 Ok(ExitCode::SUCCESS)
             }
         },
@@ -437,11 +440,18 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     report.matched, report.examined
                 );
             } else {
+                let as_it_was = match report.as_it_was {
+                    0 => String::new(),
+                    n => format!(
+                        "; {n} sent back as it was (from {}, but not a valid delivery)",
+                        topology.deliveries
+                    ),
+                };
                 eprintln!(
-                    "replayed {} dead letter(s) of {} examined; the other {} stay in {}",
+                    "replayed {} dead letter(s) of {} examined{as_it_was}; the other {} stay in {}",
                     report.replayed,
                     report.examined,
-                    u64::from(total).saturating_sub(report.replayed),
+                    report.examined.saturating_sub(report.replayed),
                     topology.dead
                 );
             }
@@ -619,34 +629,52 @@ fn print_stats(queue: &str, st: &dlq::Stats, format: RenderFormat) -> anyhow::Re
     Ok(())
 }
 
-fn print_letters<'a>(
-    letters: impl Iterator<Item = &'a dlq::DeadLetter>,
+/// `dlq list` output, printed as the dead letters are read: nothing is gathered first.
+struct Letters {
     format: RenderFormat,
-) -> anyhow::Result<()> {
-    match format {
-        RenderFormat::Text => {
-            for l in letters {
-                println!("{}", summary_line(&l.summary()));
-            }
-        }
-        RenderFormat::Json => {
-            let items: Vec<serde_json::Value> = letters
-                .map(|l| match l {
-                    dlq::DeadLetter::Envelope(e) => serde_json::to_value(e),
-                    dlq::DeadLetter::Raw(r) => Ok(serde_json::json!({
-                        "moved_by_broker": true,
-                        "reason": r.reason,
-                        "queue": r.queue,
-                        "dead_lettered_at": r.dead_lettered_at,
-                        "event_id": r.event_id,
-                        "raw_body": postback_relay::deadletter::RawBody::new(&r.body),
-                    })),
-                })
-                .collect::<Result<_, _>>()?;
-            println!("{}", serde_json::to_string_pretty(&items)?);
+    left: usize,
+    printed: usize,
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+impl Letters {
+    fn new(format: RenderFormat, limit: usize) -> Letters {
+        Letters {
+            format,
+            left: limit,
+            printed: 0,
+            out: std::io::BufWriter::new(std::io::stdout()),
         }
     }
-    Ok(())
+
+    /// Prints one dead letter, while under the limit.
+    fn print(&mut self, l: &dlq::DeadLetter) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        if self.left == 0 {
+            return Ok(());
+        }
+        self.left -= 1;
+        match self.format {
+            RenderFormat::Text => writeln!(self.out, "{}", summary_line(&l.summary()))?,
+            RenderFormat::Json => {
+                self.out
+                    .write_all(if self.printed == 0 { b"[\n" } else { b",\n" })?;
+                serde_json::to_writer_pretty(&mut self.out, &l.shown())?;
+            }
+        }
+        self.printed += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        if let RenderFormat::Json = self.format {
+            self.out
+                .write_all(if self.printed == 0 { b"[]\n" } else { b"\n]\n" })?;
+        }
+        self.out.flush()?;
+        Ok(())
+    }
 }
 
 /// The URL without its password, for messages.

@@ -362,3 +362,418 @@ async fn a_replay_killed_halfway_then_rerun_loses_nothing() {
     );
     env.cleanup().await;
 }
+
+/// An envelope for destination `a`, dead-lettered `age_secs` ago.
+fn aged_envelope(i: usize, age_secs: i64) -> Envelope {
+    let source = Source {
+        queue: "events".into(),
+        routing_key: "lead".into(),
+        message_id: None,
+        redelivered: false,
+    };
+    let body = event(&format!("aged{i}"), "lead", &format!("c{i}"), None);
+    let mut e = Envelope::for_message(
+        Reason::PartnerRejected,
+        "HTTP 404".into(),
+        &body,
+        None,
+        source,
+    );
+    e.destination = Some("a".into());
+    e.dead_lettered_at = chrono::Utc::now() - chrono::Duration::seconds(age_secs);
+    e
+}
+
+async fn publish_dead(env: &Env, body: &[u8], headers: Option<lapin::types::FieldTable>) {
+    env.publisher
+        .publish_json("", &env.topology().dead, body, None, headers)
+        .await
+        .unwrap();
+}
+
+/// The headers the broker puts on a message it dead-letters itself, moved `age_secs` ago
+/// from `queue` for `reason`.
+fn x_death(queue: &str, reason: &str, age_secs: i64) -> lapin::types::FieldTable {
+    use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
+    let at = (chrono::Utc::now().timestamp() - age_secs) as u64;
+    let mut death = FieldTable::default();
+    death.insert(
+        "queue".into(),
+        AMQPValue::LongString(LongString::from(queue)),
+    );
+    death.insert(
+        "reason".into(),
+        AMQPValue::LongString(LongString::from(reason)),
+    );
+    death.insert("count".into(), AMQPValue::LongLongInt(1));
+    death.insert("time".into(), AMQPValue::Timestamp(at));
+    let mut h = FieldTable::default();
+    h.insert(
+        "x-death".into(),
+        AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)])),
+    );
+    h.insert(
+        "x-first-death-reason".into(),
+        AMQPValue::LongString(LongString::from(reason)),
+    );
+    h.insert(
+        "x-first-death-queue".into(),
+        AMQPValue::LongString(LongString::from(queue)),
+    );
+    h
+}
+
+/// A relay on this test's queues that samples them every second.
+async fn sampling_relay(env: &Env) -> postback_relay::relay::Running {
+    let toml = env
+        .config_toml("")
+        .replacen("[worker]", "[worker]\nqueue_sample_secs = 1", 1);
+    env.start(&toml).await
+}
+
+/// Lets a relay sample its queues `n` times: the point is to give the sampler time to act.
+async fn sample_periods(n: u64) {
+    tokio::time::sleep(Duration::from_secs(n)).await;
+}
+
+fn close_to(age: i64, expected: i64) -> bool {
+    (expected..expected + 30).contains(&age)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sampling_the_oldest_dead_letter_moves_none() {
+    let env = Env::new().await;
+    env.declare().await;
+    // Oldest first, as the relay writes them.
+    let ages = [5000, 4000, 3000, 2000, 1000, 500];
+    let mut ids = Vec::new();
+    for (i, age) in ages.iter().enumerate() {
+        let e = aged_envelope(i, *age);
+        ids.push(e.dead_letter_id.to_string());
+        publish_dead(&env, &serde_json::to_vec(&e).unwrap(), None).await;
+    }
+    // An operator looked at them once.
+    assert_eq!(
+        listed_ids(&json(&cli(&env, &["dlq", "list", "--format", "json"]))),
+        ids
+    );
+    settles_at(&env, &env.topology().dead, 6).await;
+
+    let running = sampling_relay(&env).await;
+    sample_periods(4).await;
+    let age = running.metrics.oldest_dead_letter_age.get();
+    assert!(
+        close_to(age, 5000),
+        "the oldest is 5000 s old; reported {age}"
+    );
+    settles_at(&env, &env.topology().dead, 6).await;
+    assert_eq!(
+        listed_ids(&json(&cli(&env, &["dlq", "list", "--format", "json"]))),
+        ids,
+        "still in their order, oldest first, after the relay sampled them"
+    );
+    sample_periods(3).await;
+    settles_at(&env, &env.topology().dead, 6).await;
+    assert_eq!(
+        listed_ids(&json(&cli(&env, &["dlq", "list", "--format", "json"]))),
+        ids
+    );
+    let age = running.metrics.oldest_dead_letter_age.get();
+    assert!(close_to(age, 5000), "reported {age}");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_oldest_dead_letter_is_found_wherever_it_is() {
+    let env = Env::new().await;
+    env.declare().await;
+    // Not in time order: a newer one first, the oldest (moved by the broker) in the middle.
+    let first = aged_envelope(0, 100);
+    publish_dead(&env, &serde_json::to_vec(&first).unwrap(), None).await;
+    let deliveries = env.topology().deliveries;
+    publish_dead(
+        &env,
+        br#"{"not":"a delivery"}"#,
+        Some(x_death(&deliveries, "delivery_limit", 9000)),
+    )
+    .await;
+    let last = aged_envelope(2, 3000);
+    publish_dead(&env, &serde_json::to_vec(&last).unwrap(), None).await;
+
+    let running = sampling_relay(&env).await;
+    let m = running.metrics.clone();
+    eventually(Duration::from_secs(30), "the oldest one's age", || {
+        let age = m.oldest_dead_letter_age.get();
+        async move { close_to(age, 9000) }
+    })
+    .await;
+    settles_at(&env, &env.topology().dead, 3).await;
+    let listed = json(&cli(&env, &["dlq", "list", "--format", "json"]));
+    let order: Vec<Option<&str>> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["dead_letter_id"].as_str())
+        .collect();
+    let (a, b) = (
+        first.dead_letter_id.to_string(),
+        last.dead_letter_id.to_string(),
+    );
+    assert_eq!(order, [Some(a.as_str()), None, Some(b.as_str())]);
+    env.cleanup().await;
+}
+
+/// An event nested `depth` levels deep, that no destination takes.
+fn deep_event(depth: usize) -> Vec<u8> {
+    format!(
+        r#"{{"event_id":"deep","type":"order","occurred_at":"2026-11-22T10:00:00Z","attribution":{{"network":"nobody","click_id":"c"}},"extra":{}1{}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_odd_dead_letter_does_not_break_the_listing() {
+    let env = Env::new().await;
+    let ids = fill(&env, 3).await;
+    // The relay dead-letters the deep one as unroutable.
+    let running = env.start(&env.config_toml("")).await;
+    env.publish(&deep_event(200)).await;
+    let m = running.metrics.clone();
+    eventually(
+        Duration::from_secs(30),
+        "the deep event dead-lettered",
+        || {
+            let n = m
+                .dead_letters
+                .with_label_values(&["none", "unroutable"])
+                .get();
+            async move { n == 1 }
+        },
+    )
+    .await;
+    // And the same envelope, put in the queue by hand, straight after the first.
+    let deep_env = format!(
+        r#"{{"schema":"postback-relay.dead-letter.v1","dead_letter_id":"{}","event_id":"deep2","destination":null,"reason":"unroutable","detail":"x","attempts":0,"first_attempt_at":null,"last_attempt_at":null,"dead_lettered_at":"2026-11-22T10:00:00Z","last_status":null,"last_error":null,"response_snippet":null,"request":null,"event":{},"raw_body":null,"history":[],"source":{{"queue":"q","routing_key":"order","redelivered":false}}}}"#,
+        uuid::Uuid::now_v7(),
+        String::from_utf8(deep_event(200)).unwrap()
+    );
+    publish_dead(&env, deep_env.as_bytes(), None).await;
+    settles_at(&env, &env.topology().dead, 5).await;
+
+    let out = cli(&env, &["dlq", "list", "--format", "json"]);
+    let all = json(&out);
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 5, "every dead letter is listed");
+    let normal: Vec<String> = all[..3]
+        .iter()
+        .map(|e| e["dead_letter_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(normal, ids, "the others, whole");
+    for odd in &all[3..] {
+        assert!(
+            odd["note"].as_str().is_some_and(|n| !n.is_empty()),
+            "the odd one carries a note: {odd}"
+        );
+    }
+    assert!(
+        all[3]["event_id"] == "deep" && all[4]["event_id"] == "deep2",
+        "{all:?}"
+    );
+
+    let text = String::from_utf8(cli(&env, &["dlq", "list"]).stdout).unwrap();
+    assert_eq!(text.lines().count(), 5, "{text}");
+    settles_at(&env, &env.topology().dead, 5).await;
+    let stats = json(&cli(&env, &["dlq", "stats", "--format", "json"]));
+    assert_eq!(stats["total"], 5);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_ends_on_the_count_and_keeps_the_order() {
+    // More than a quorum queue hands one consumer without a prefetch limit.
+    const N: usize = 2600;
+    let env = Env::new().await;
+    let ids = fill(&env, N).await;
+    for pass in 0..2 {
+        let listed = listed_ids(&json(&cli(&env, &["dlq", "list", "--format", "json"])));
+        assert_eq!(listed.len(), N, "exactly the {N}");
+        let moved = listed.iter().zip(&ids).position(|(a, b)| a != b);
+        assert_eq!(
+            moved, None,
+            "in their order (read {pass}): first out of place"
+        );
+        settles_at(&env, &env.topology().dead, N as u32).await;
+    }
+    let dry = cli(&env, &["replay", "--destination", "b", "--dry-run"]);
+    let said = String::from_utf8_lossy(&dry.stderr).into_owned();
+    assert!(
+        said.contains(&format!("of {N} dead letters would be replayed")),
+        "{said}"
+    );
+    settles_at(&env, &env.topology().dead, N as u32).await;
+    assert_eq!(
+        listed_ids(&json(&cli(&env, &["dlq", "list", "--format", "json"]))),
+        ids,
+        "a dry run keeps the order"
+    );
+    let stats = json(&cli(&env, &["dlq", "stats", "--format", "json"]));
+    assert_eq!(stats["total"], N);
+    // A limited replay reads on to the end, so the rest keep their order.
+    settles_at(&env, &env.topology().dead, N as u32).await;
+    cli(&env, &["replay", "--destination", "a", "--limit", "3"]);
+    settles_at(&env, &env.topology().dead, N as u32 - 3).await;
+    let replayed: Vec<String> = take_deliveries(&env)
+        .await
+        .iter()
+        .map(|d| d.replay_of.unwrap().to_string())
+        .collect();
+    assert_eq!(replayed, [ids[0].clone(), ids[2].clone(), ids[6].clone()]);
+    let rest: Vec<String> = ids
+        .iter()
+        .filter(|id| !replayed.contains(id))
+        .cloned()
+        .collect();
+    assert_eq!(
+        listed_ids(&json(&cli(&env, &["dlq", "list", "--format", "json"]))),
+        rest
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_moved_by_the_broker_is_replayed_with_a_fresh_budget() {
+    let env = Env::new().await;
+    env.declare().await;
+    let deliveries = env.topology().deliveries;
+    let old = chrono::Utc::now() - chrono::Duration::hours(30);
+    let ev = serde_json::value::RawValue::from_string(
+        String::from_utf8(event("moved", "lead", "c1", None)).unwrap(),
+    )
+    .unwrap();
+    let mut d = Delivery::new("moved".into(), "powerspace".into(), ev, old);
+    d.attempts = 7;
+    d.retries = 3;
+    d.record([postback_relay::delivery::AttemptRecord {
+        at: old,
+        result: "5xx".into(),
+        status: Some(503),
+        error: None,
+    }]);
+    publish_dead(
+        &env,
+        &serde_json::to_vec(&d).unwrap(),
+        Some(x_death(&deliveries, "delivery_limit", 60)),
+    )
+    .await;
+    let odd = br#"{"schema":"something else"}"#;
+    publish_dead(&env, odd, Some(x_death(&deliveries, "delivery_limit", 60))).await;
+
+    let out = cli(&env, &["replay"]);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    let back = env.drain(&deliveries).await;
+    assert_eq!(back.len(), 2);
+    let fresh: Delivery = serde_json::from_slice(&back[0].data).unwrap();
+    assert_eq!((fresh.attempts, fresh.retries), (0, 0), "a fresh budget");
+    assert!(fresh.history.is_empty());
+    assert!(chrono::Utc::now() - fresh.first_attempt_at < chrono::Duration::minutes(5));
+    assert_eq!(fresh.event.get(), d.event.get());
+    assert_eq!(
+        (fresh.event_id.as_str(), fresh.destination.as_str()),
+        ("moved", "powerspace")
+    );
+    assert_eq!(
+        &back[1].data[..],
+        &odd[..],
+        "not a delivery: sent back as it was"
+    );
+    assert!(said.contains("replayed 2 dead letter(s)"), "{said}");
+    assert!(
+        said.contains("1 sent back as it was"),
+        "says which went back unchanged: {said}"
+    );
+    env.cleanup().await;
+}
+
+/// A benchmark more than a test: `cargo test --test dlq -- --ignored large --nocapture`.
+/// Reads a large dead-letter queue twice and reports the peak memory of `dlq list`, which
+/// holds one batch at a time, not the queue.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn a_large_queue_is_read_in_order_in_bounded_memory() {
+    const N: usize = 60_000;
+    let env = Env::new().await;
+    env.declare().await;
+    let dead = env.topology().dead;
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..N {
+        let mut e = aged_envelope(i, 0);
+        e.event_id = Some(format!("big{i:06}"));
+        let body = serde_json::to_vec(&e).unwrap();
+        pending.push_back(
+            env.publisher
+                .send_json("", &dead, &body, None, None)
+                .await
+                .unwrap(),
+        );
+        if pending.len() >= 500 {
+            postback_relay::broker::confirmed(pending.pop_front().unwrap(), &dead)
+                .await
+                .unwrap();
+        }
+    }
+    for p in pending {
+        postback_relay::broker::confirmed(p, &dead).await.unwrap();
+    }
+    let expected: Vec<String> = (0..N).map(|i| format!("big{i:06}")).collect();
+    for read in 0..2 {
+        let rss = std::env::temp_dir().join(format!("{}.rss", env.prefix));
+        let started = Instant::now();
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "%M", "-o"])
+            .arg(&rss)
+            .arg(BIN)
+            .args([
+                "dlq",
+                "list",
+                "--amqp-url",
+                &amqp_url(),
+                "--queue-prefix",
+                &env.prefix,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let took = started.elapsed();
+        let peak_kb: u64 = std::fs::read_to_string(&rss)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let _ = std::fs::remove_file(&rss);
+        let listed: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.split_whitespace().nth(3).unwrap().to_owned())
+            .collect();
+        eprintln!(
+            "read {read}: {} dead letters in {took:?}, peak memory {} MB",
+            listed.len(),
+            peak_kb / 1024
+        );
+        assert_eq!(listed.len(), N);
+        let moved = listed.iter().zip(&expected).position(|(a, b)| a != b);
+        assert_eq!(
+            moved, None,
+            "in their order (read {read}): first out of place"
+        );
+        assert!(peak_kb < 100 * 1024, "bounded: {peak_kb} kB");
+        settles_at(&env, &dead, N as u32).await;
+    }
+    env.cleanup().await;
+}

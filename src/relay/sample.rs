@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 
@@ -41,26 +40,15 @@ impl Relay {
         }
     }
 
-    /// Looks at the head of the dead-letter queue without taking it: a get without ack on a
-    /// channel that is then closed, so the broker puts the message back where it was.
+    /// The age of the oldest dead letter, measured without moving any (see
+    /// [`crate::dlq::oldest_dead_letter_age`]).
     async fn oldest_dead_letter_age(&self, conn: &lapin::Connection) -> Result<i64, lapin::Error> {
-        let ch = conn.create_channel().await?;
-        let head = ch
-            .basic_get(
-                self.topology.dead.as_str().into(),
-                lapin::options::BasicGetOptions::default(),
-            )
-            .await?;
-        let age = head.map_or(0, |m| {
-            let at = crate::dlq::DeadLetter::from_message(
-                &m.delivery,
-                self.config.worker.max_event_bytes,
-            )
-            .summary()
-            .dead_lettered_at;
-            at.map_or(0, |t| (Utc::now() - t).num_seconds().max(0))
-        });
-        ch.close(200, "sampled".into()).await?;
-        Ok(age)
+        crate::dlq::oldest_dead_letter_age(
+            conn,
+            &self.config.broker.url,
+            &self.topology.dead,
+            self.config.worker.max_event_bytes,
+        )
+        .await
     }
 }

@@ -1,0 +1,366 @@
+//! Reading a whole quorum queue without consuming it and without changing its order, with a
+//! bounded number of messages in flight: what `dlq list`, `dlq stats`, `replay` and the
+//! relay's dead-letter age sample are built on.
+//!
+//! What the broker allows (RabbitMQ 3.10, quorum queues, as measured against it):
+//! - A message taken and not acknowledged goes back when it is nacked or its channel closes,
+//!   but not to where it was: returned messages wait in a queue of their own that is served
+//!   before the messages never delivered, and a message returned joins the *end* of it. So
+//!   once a queue has been read (everything returned), taking its head and giving it back
+//!   moves that message to the end; so does giving back any part of it while the rest waits.
+//!   The only read that leaves the order as it was takes *every* message ready and gives them
+//!   all back, in the order they came.
+//! - A consumer without a prefetch limit is sent at most 2000 messages, and a prefetch is at
+//!   most 65,535; `basic.get` takes one message per round trip through the queue's log (a few
+//!   hundred a second), so neither reads a large queue.
+//! - Messages given back together by one consumer go back in their order. Messages of
+//!   several consumers given back at once (one channel closing, a connection dropping, nacks
+//!   queued up by the broker's client) go back in an order of its own.
+//!
+//! So a read takes the number of messages ready at its start from a passive declare, and
+//! takes exactly that many: in batches, one consumer per channel, each with the batch as its
+//! prefetch. A consumer whose batch is all held has no credit left and gets nothing more;
+//! the next batch goes to a new one, so at most one batch is ever in flight, whatever the
+//! queue's size, and the caller handles each message as it comes (prints it, counts it) and
+//! keeps nothing. When all are read, the channels are closed one at a time, in order, each
+//! only once the broker has counted its consumer gone, which it does in the same step as
+//! putting that consumer's messages back: batch after batch, the queue ends as it began.
+//! Messages that arrived meanwhile were never returned and stay behind them.
+//!
+//! Two reads at once would give back interleaved parts and mix the order, and a message held
+//! by one is not counted by the other; so a read first takes a lock: an exclusive queue named
+//! after the queue read, which the broker gives to one connection at a time and removes when
+//! that connection goes, however it goes.
+//!
+//! A read stopped midway (`kill -9`, a lost connection) loses nothing: the broker returns
+//! every message it held. They may then come back in another order, behind the ones not yet
+//! read.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::FieldTable;
+
+/// Messages in flight for a read: the prefetch of each batch.
+pub const PREFETCH: u16 = 256;
+/// Channels one read opens at most (a broker allows 2047 per connection by default): past
+/// `PREFETCH` times this, the batches grow instead.
+pub const MAX_CHANNELS: u32 = 1000;
+/// Without a delivery for this long, the queue is asked whether anything is left to read.
+const STALL: Duration = Duration::from_secs(5);
+/// Stalls in a row, with messages still ready, after which a read gives up.
+const STALLS_MAX: u32 = 12;
+/// How long to wait for the broker to put one batch back before giving back the next anyway.
+const RETURN_WAIT: Duration = Duration::from_secs(30);
+/// How often a caller that waits for the lock tries again (each try costs a channel, which
+/// the broker closes when it refuses).
+const LOCK_RETRY: Duration = Duration::from_secs(1);
+
+/// What to do with a message once it has been read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Leave it in the queue, in its place.
+    Keep,
+    /// Acknowledge it: it leaves the queue (a replay has published it elsewhere).
+    Remove,
+}
+
+/// Why a read did not happen or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(
+        "another reader holds {0}: a dlq command, a replay, or a relay measuring its oldest \
+         dead letter"
+    )]
+    Busy(String),
+    #[error("{queue} holds {ready} messages, more than one read can hold ({max})")]
+    TooMany { queue: String, ready: u32, max: u64 },
+    #[error("the broker cancelled the read of {0}")]
+    Cancelled(String),
+    #[error("{0} has messages ready but sends none to the read")]
+    Stalled(String),
+    #[error("broker error: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("{0:#}")]
+    Stopped(anyhow::Error),
+}
+
+/// How much a read covered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Read {
+    /// Messages ready when the read began.
+    pub counted: u32,
+    /// Messages read: `counted`, or fewer when others took some meanwhile.
+    pub seen: u32,
+    /// Of those, acknowledged (gone from the queue).
+    pub removed: u32,
+}
+
+/// The batch size for reading `ready` messages: the prefetch, or more when that would need
+/// more than `max_channels` channels. `None` when even the largest prefetch is not enough.
+pub fn batch_size(ready: u32, prefetch: u16, max_channels: u32) -> Option<u16> {
+    let per = ready
+        .div_ceil(max_channels.max(1))
+        .max(u32::from(prefetch))
+        .max(1);
+    u16::try_from(per).ok()
+}
+
+/// The name of the lock of `queue`.
+pub fn lock_name(queue: &str) -> String {
+    format!("{queue}.reader")
+}
+
+/// The lock of one queue, held by one connection at a time (see the module doc).
+pub struct Lock {
+    channel: lapin::Channel,
+    name: String,
+}
+
+impl Lock {
+    /// Takes the lock of `queue` if it is free.
+    pub async fn try_acquire(
+        conn: &lapin::Connection,
+        queue: &str,
+    ) -> Result<Option<Lock>, lapin::Error> {
+        let channel = conn.create_channel().await?;
+        let name = lock_name(queue);
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        match channel
+            .queue_declare(name.as_str().into(), exclusive, FieldTable::default())
+            .await
+        {
+            Ok(_) => Ok(Some(Lock { channel, name })),
+            // The broker closed that channel with the refusal.
+            Err(e) if is_locked(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes the lock of `queue`, waiting up to `patience` for another reader to finish.
+    /// `waiting` is called once if it has to wait.
+    pub async fn acquire(
+        conn: &lapin::Connection,
+        queue: &str,
+        patience: Duration,
+        waiting: impl FnOnce(),
+    ) -> Result<Lock, ReadError> {
+        let deadline = Instant::now() + patience;
+        let mut waiting = Some(waiting);
+        loop {
+            if let Some(lock) = Lock::try_acquire(conn, queue).await? {
+                return Ok(lock);
+            }
+            if Instant::now() >= deadline {
+                return Err(ReadError::Busy(queue.to_owned()));
+            }
+            if let Some(w) = waiting.take() {
+                w();
+            }
+            tokio::time::sleep(LOCK_RETRY).await;
+        }
+    }
+
+    /// Gives the lock back (closing the connection does too).
+    pub async fn release(self) {
+        let _ = self
+            .channel
+            .queue_delete(self.name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+        let _ = self.channel.close(200, "read done".into()).await;
+    }
+}
+
+/// Whether the broker refused an exclusive declaration because another connection owns it.
+fn is_locked(e: &lapin::Error) -> bool {
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(p)
+        if *p.kind() == AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED))
+}
+
+/// Messages ready in `queue`, and its consumers.
+async fn passive(ch: &lapin::Channel, queue: &str) -> Result<(u32, u32), lapin::Error> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let q = ch
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await?;
+    Ok((q.message_count(), q.consumer_count()))
+}
+
+/// Reads every message ready in `queue`, in order, calling `each` on each and awaiting the
+/// future it returns for the verdict; the ones it keeps stay where they were. The caller
+/// holds the queue's [`Lock`]. Whatever happens midway (an error from `each` included), what
+/// was read is given back in order before returning.
+pub async fn read_all<F>(
+    conn: &lapin::Connection,
+    queue: &str,
+    mut each: impl FnMut(&Delivery) -> F,
+) -> Result<Read, ReadError>
+where
+    F: std::future::Future<Output = anyhow::Result<Verdict>>,
+{
+    let probe = conn.create_channel().await?;
+    let (counted, _) = passive(&probe, queue).await?;
+    let batch = batch_size(counted, PREFETCH, MAX_CHANNELS).ok_or_else(|| ReadError::TooMany {
+        queue: queue.to_owned(),
+        ready: counted,
+        max: u64::from(u16::MAX) * u64::from(MAX_CHANNELS),
+    })?;
+    let mut read = Read {
+        counted,
+        ..Read::default()
+    };
+    let mut held: Vec<(lapin::Channel, lapin::Consumer, String)> = Vec::new();
+    let outcome: Result<(), ReadError> = async {
+        let tag_base = format!("postback-relay-read-{}", uuid::Uuid::new_v4().simple());
+        'batches: while read.seen < counted {
+            let ch = conn.create_channel().await?;
+            let left = u16::try_from(counted - read.seen).unwrap_or(u16::MAX);
+            ch.basic_qos(batch.min(left), BasicQosOptions::default())
+                .await?;
+            let tag = format!("{tag_base}-{:06}", held.len());
+            let consumer = ch
+                .basic_consume(
+                    queue.into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            // Not cancelled when full: a full consumer gets nothing more, and the broker
+            // counting it is how the give-back below knows its batch is back.
+            held.push((ch, consumer, tag));
+            let consumer = &mut held.last_mut().expect("just pushed").1;
+            let mut kept = 0u16;
+            while kept < batch && read.seen < counted {
+                let Some(m) = next(consumer, &probe, queue).await? else {
+                    // Fewer than counted: another consumer took some.
+                    break 'batches;
+                };
+                read.seen += 1;
+                match each(&m).await.map_err(ReadError::Stopped)? {
+                    Verdict::Keep => kept += 1,
+                    Verdict::Remove => {
+                        m.acker.ack(BasicAckOptions::default()).await?;
+                        read.removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    // The last consumer may still have credit (its batch not full, or freed by acks): it
+    // would take back the first batches as they return. It goes first.
+    if let Some((ch, _, tag)) = held.last() {
+        let _ = ch
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+    }
+    give_back(&probe, queue, held).await;
+    let _ = probe.close(200, "read done".into()).await;
+    outcome.map(|()| read)
+}
+
+/// The next message of a batch, or `None` when the queue has nothing left to send.
+async fn next(
+    consumer: &mut lapin::Consumer,
+    probe: &lapin::Channel,
+    queue: &str,
+) -> Result<Option<Delivery>, ReadError> {
+    for _ in 0..STALLS_MAX {
+        match tokio::time::timeout(STALL, consumer.next()).await {
+            Ok(Some(m)) => return Ok(Some(m?)),
+            Ok(None) => return Err(ReadError::Cancelled(queue.to_owned())),
+            // Slow, or nothing left: the queue's own count tells.
+            Err(_) if passive(probe, queue).await?.0 == 0 => return Ok(None),
+            Err(_) => {}
+        }
+    }
+    Err(ReadError::Stalled(queue.to_owned()))
+}
+
+/// Closes the read's channels in order, each once the broker has put the previous batch back:
+/// it counts one consumer fewer in the same step.
+async fn give_back(
+    probe: &lapin::Channel,
+    queue: &str,
+    held: Vec<(lapin::Channel, lapin::Consumer, String)>,
+) {
+    let mut consumers = match passive(probe, queue).await {
+        Ok((_, c)) => c,
+        Err(e) => {
+            tracing::warn!(message = "cannot follow the give-back", queue, error = %e);
+            u32::MAX
+        }
+    };
+    let total = held.len();
+    for (i, (ch, consumer, _)) in held.into_iter().enumerate() {
+        let _ = ch.close(200, "read, not consumed".into()).await;
+        drop(consumer);
+        if i + 1 == total || consumers == u32::MAX {
+            continue;
+        }
+        consumers = consumers.saturating_sub(1);
+        let deadline = Instant::now() + RETURN_WAIT;
+        loop {
+            match passive(probe, queue).await {
+                Ok((_, now)) if now <= consumers => {
+                    consumers = now;
+                    break;
+                }
+                Ok(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Ok((_, now)) => {
+                    tracing::warn!(
+                        message = "the broker has not put a batch back in time; going on",
+                        queue,
+                        consumers = now
+                    );
+                    consumers = now.saturating_sub(1);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(message = "cannot follow the give-back", queue, error = %e);
+                    consumers = u32::MAX;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_stay_at_the_prefetch_until_the_channels_run_out() {
+        assert_eq!(batch_size(0, 256, 1000), Some(256));
+        assert_eq!(batch_size(10, 256, 1000), Some(256));
+        assert_eq!(batch_size(256_000, 256, 1000), Some(256));
+        assert_eq!(batch_size(256_001, 256, 1000), Some(257));
+        assert_eq!(batch_size(1_000_000, 256, 1000), Some(1000));
+        assert_eq!(batch_size(65_535_000, 256, 1000), Some(u16::MAX));
+        assert_eq!(batch_size(65_535_001, 256, 1000), None);
+        assert_eq!(batch_size(5, 0, 0), Some(5));
+    }
+
+    #[test]
+    fn the_lock_is_named_after_the_queue() {
+        assert_eq!(lock_name("p.dead"), "p.dead.reader");
+    }
+}
