@@ -51,11 +51,12 @@ impl Topology {
     }
 
     pub fn from_config(c: &Config) -> Topology {
+        let named = Topology::for_prefix(&c.broker.queue_prefix);
         Topology {
             exchange: c.broker.exchange.clone(),
-            events: c.events_queue(),
-            deliveries: c.deliveries_queue(),
-            dead: c.dead_queue(),
+            events: named.events,
+            deliveries: named.deliveries,
+            dead: named.dead,
             tiers: c
                 .broker
                 .retry_tiers_ms

@@ -1,0 +1,232 @@
+//! Configuration: a TOML file validated in full at start-up. Unknown keys are errors, secrets
+//! come from the environment through `${VAR}`, and every error names the key and the problem.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use self::env::expand_env;
+
+mod check;
+mod destination;
+mod env;
+#[cfg(test)]
+mod tests;
+
+pub use destination::{CircuitConfig, DestinationConfig, MatchRule};
+
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Upper bounds of keys that nothing else bounds. Past them a value would overflow a time
+/// computation, pin memory, or wait so long that the relay looks hung; none is near what a
+/// working setup needs.
+pub mod limits {
+    /// `broker.reconnect_max_delay_secs`: an hour between reconnection attempts at most.
+    pub const RECONNECT_MAX_DELAY_SECS: u64 = 3600;
+    /// `broker.retry_tiers_ms`: each tier is a quorum queue.
+    pub const RETRY_TIERS: usize = 64;
+    /// `broker.retry_tiers_ms`: a year, the longest retry age.
+    pub const RETRY_TIER_MS: u64 = 365 * 24 * 3600 * 1000;
+    /// `worker.max_event_bytes`: 128 MiB, RabbitMQ's default largest message; up to
+    /// `broker.prefetch` bodies are held at once.
+    pub const MAX_EVENT_BYTES: usize = 128 * 1024 * 1024;
+    /// `worker.shutdown_grace_secs`.
+    pub const SHUTDOWN_GRACE_SECS: u64 = 3600;
+    /// `worker.queue_sample_secs`: a sample older than this says nothing about the backlog.
+    pub const QUEUE_SAMPLE_SECS: u64 = 3600;
+    /// `destinations[].concurrency`: a partner's requests in flight at once, per relay. The
+    /// largest `broker.prefetch`, so that `concurrency = prefetch` is always allowed; tokio's
+    /// semaphore would panic far above it.
+    pub const CONCURRENCY: usize = u16::MAX as usize;
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Where deliveries, claims and statuses are recorded.
+    #[serde(default)]
+    pub store: crate::store::StoreConfig,
+    pub destinations: Vec<DestinationConfig>,
+    /// Every secret the configuration holds, to keep out of what the relay writes.
+    #[serde(skip)]
+    pub secrets: crate::redact::Secrets,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// AMQP URL; the vhost is percent-encoded (`%2f` is `/`).
+    pub url: String,
+    /// The topic exchange producers publish to (routing key = event type).
+    pub exchange: String,
+    /// Prefix of the relay's queues: `{prefix}.events`, `{prefix}.deliveries`, `{prefix}.dead`.
+    pub queue_prefix: String,
+    /// Unacknowledged deliveries the broker may hand the relay at once; also the number of
+    /// events processed concurrently.
+    pub prefetch: u16,
+    /// Redeliveries after which the broker dead-letters a message (quorum `x-delivery-limit`),
+    /// so a message that crashes the relay cannot loop forever.
+    pub delivery_limit: u32,
+    /// Seconds between reconnection attempts grow up to this cap.
+    pub reconnect_max_delay_secs: u64,
+    /// The delay tiers durable retries wait in, in milliseconds, shortest first: one queue
+    /// `{queue_prefix}.retry.{delay}` each. A retry waits in the shortest tier at least as
+    /// long as its computed delay.
+    pub retry_tiers_ms: Vec<u64>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            url: DEFAULT_AMQP_URL.into(),
+            exchange: "conversions".into(),
+            queue_prefix: "postback-relay".into(),
+            prefetch: 64,
+            delivery_limit: 20,
+            reconnect_max_delay_secs: 30,
+            retry_tiers_ms: crate::retry::DEFAULT_TIERS_MS.to_vec(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Bodies over this size are dead-lettered unread (`event_too_large`).
+    pub max_event_bytes: usize,
+    /// On SIGTERM/SIGINT, how long in-flight deliveries may take to finish.
+    pub shutdown_grace_secs: u64,
+    /// How often queue depths are sampled into `postback_relay_queue_messages`.
+    pub queue_sample_secs: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            max_event_bytes: 1024 * 1024,
+            shutdown_grace_secs: 30,
+            queue_sample_secs: 15,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the `/metrics`, `/healthz` and `/readyz` listener.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9464".parse().expect("valid address"),
+        }
+    }
+}
+
+/// A configuration problem: the key and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config is not valid TOML: {0}")]
+    Syntax(String),
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+pub(crate) fn key_err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates a configuration; `env` resolves `${VAR}` references.
+    pub fn from_toml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        // Values from the environment are often secrets: no error message may repeat them.
+        let secrets = std::cell::RefCell::new(Vec::new());
+        let recording = |name: &str| {
+            let v = env(name);
+            if let Some(v) = v.as_ref().filter(|v| v.len() >= 4) {
+                secrets.borrow_mut().push(v.clone());
+            }
+            v
+        };
+        for (k, v) in table.iter_mut() {
+            expand_env(k, v, &recording)?;
+        }
+        let scrub = |e: ConfigError| match e {
+            ConfigError::Key { key, mut message } => {
+                for s in secrets.borrow().iter() {
+                    message = message.replace(s.as_str(), "REDACTED");
+                }
+                ConfigError::Key { key, message }
+            }
+            other => other,
+        };
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let key = e.path().to_string();
+                scrub(key_err(key, e.into_inner().to_string()))
+            })?;
+        config.validate().map_err(scrub)?;
+        config.secrets = config.collect_secrets(secrets.into_inner());
+        Ok(config)
+    }
+
+    /// The values read from the environment, and the secrets written in the file itself: API
+    /// keys and the passwords in broker and store URLs.
+    fn collect_secrets(&self, from_env: Vec<String>) -> crate::redact::Secrets {
+        let mut all = crate::redact::Secrets::new(from_env);
+        for d in &self.destinations {
+            if let Some(h) = &d.hoqu {
+                all.add(&h.api_key);
+            }
+        }
+        let mut urls = vec![self.broker.url.as_str()];
+        if let crate::store::StoreConfig::Redis { url, .. } = &self.store {
+            urls.push(url);
+        }
+        for u in urls {
+            if let Some(password) = url::Url::parse(u)
+                .ok()
+                .and_then(|u| u.password().map(str::to_owned))
+            {
+                let decoded = percent_encoding::percent_decode_str(&password).decode_utf8_lossy();
+                all.add(&decoded);
+            }
+        }
+        all
+    }
+
+    /// The worker defaults, for tools that run without a config file.
+    pub fn default_worker() -> WorkerConfig {
+        WorkerConfig::default()
+    }
+}
