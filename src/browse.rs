@@ -87,8 +87,9 @@ pub enum ReadError {
     Stalled(String),
     #[error("broker error: {0}")]
     Broker(#[from] lapin::Error),
-    #[error("{0:#}")]
-    Stopped(anyhow::Error),
+    /// The caller stopped the read with an error of its own.
+    #[error("{0}")]
+    Stopped(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// How much a read covered.
@@ -117,7 +118,8 @@ pub fn lock_name(queue: &str) -> String {
     format!("{queue}.reader")
 }
 
-/// The lock of one queue, held by one connection at a time (see the module doc).
+/// The lock of one queue, held by one connection at a time (see the module doc). It is given
+/// back when this value is dropped, and with its connection, however that goes.
 pub struct Lock {
     channel: lapin::Channel,
     name: String,
@@ -170,14 +172,20 @@ impl Lock {
             tokio::time::sleep(LOCK_RETRY).await;
         }
     }
+}
 
-    /// Gives the lock back (closing the connection does too).
-    pub async fn release(self) {
-        let _ = self
-            .channel
-            .queue_delete(self.name.as_str().into(), QueueDeleteOptions::default())
-            .await;
-        let _ = self.channel.close(200, "read done".into()).await;
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let (channel, name) = (self.channel.clone(), std::mem::take(&mut self.name));
+        // Outside a runtime, the connection's end gives it back.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = channel
+                    .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+                let _ = channel.close(200, "read done".into()).await;
+            });
+        }
     }
 }
 
@@ -209,7 +217,7 @@ pub async fn read_all<F>(
     mut each: impl FnMut(&Delivery) -> F,
 ) -> Result<Read, ReadError>
 where
-    F: std::future::Future<Output = anyhow::Result<Verdict>>,
+    F: std::future::Future<Output = Result<Verdict, Box<dyn std::error::Error + Send + Sync>>>,
 {
     let probe = conn.create_channel().await?;
     let (counted, _) = passive(&probe, queue).await?;

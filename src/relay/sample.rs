@@ -21,6 +21,7 @@ impl Relay {
             passive: true,
             ..Default::default()
         };
+        let mut oldest = crate::dlq::OldestAge::default();
         loop {
             for q in self.topology.queues() {
                 if let Ok(info) = ch
@@ -33,22 +34,12 @@ impl Relay {
                         .set(i64::from(info.message_count()));
                 }
             }
-            if let Ok(age) = self.oldest_dead_letter_age(&conn).await {
+            let (url, dead) = (&self.config.broker.url, &self.topology.dead);
+            let max = self.config.worker.max_event_bytes;
+            if let Ok(age) = oldest.sample(&conn, url, dead, max).await {
                 self.metrics.oldest_dead_letter_age.set(age);
             }
             tokio::time::sleep(every).await;
         }
-    }
-
-    /// The age of the oldest dead letter, measured without moving any (see
-    /// [`crate::dlq::oldest_dead_letter_age`]).
-    async fn oldest_dead_letter_age(&self, conn: &lapin::Connection) -> Result<i64, lapin::Error> {
-        crate::dlq::oldest_dead_letter_age(
-            conn,
-            &self.config.broker.url,
-            &self.topology.dead,
-            self.config.worker.max_event_bytes,
-        )
-        .await
     }
 }

@@ -77,64 +77,6 @@ pub struct Hoqu {
     status_wait_secs: u64,
 }
 
-/// The document's status table ("Соответствие статусов конверсий"), matched case-insensitively.
-/// The three HOQU statuses map to themselves.
-pub const STATUS_TABLE: &[(&str, &[&str])] = &[
-    (
-        "hold",
-        &[
-            "hold",
-            "shipped",
-            "processing",
-            "accepted",
-            "waiting",
-            "open",
-            "new",
-            "pending",
-        ],
-    ),
-    (
-        "approved",
-        &[
-            "approved",
-            "confirmed",
-            "confirm",
-            "paid",
-            "completed",
-            "sold",
-            "delivered",
-        ],
-    ),
-    (
-        "rejected",
-        &[
-            "rejected",
-            "returned",
-            "canceled",
-            "cancelled",
-            "archived",
-            "refunded",
-            "cancel",
-            "archive",
-            "refund",
-            "spam",
-            "error",
-            "wrong",
-            "test",
-            "declined",
-        ],
-    ),
-];
-
-/// HOQU's status for a merchant status, or `None` when the table does not have it.
-pub fn map_status(merchant: &str) -> Option<&'static str> {
-    let s = merchant.trim().to_lowercase();
-    STATUS_TABLE
-        .iter()
-        .find(|(_, names)| names.contains(&s.as_str()))
-        .map(|(status, _)| *status)
-}
-
 /// Parameters HOQU defines; extra parameters may not reuse them.
 const RESERVED: &[&str] = &[
     "click_id",
@@ -409,68 +351,10 @@ fn customer_params(
     Ok(params)
 }
 
-/// HOQU's status for a conversion or an update: the merchant's status through the document's
-/// table, or `hold` for a new conversion without one.
-fn status_param(merchant: Option<&str>, conversion: &str) -> Result<&'static str, RenderError> {
-    match (merchant, conversion) {
-        (Some(s), _) => map_status(s).ok_or_else(|| {
-            RenderError::Invalid(format!(
-                "order.status {s:?} is not in HOQU's status table (hold: {}; approved: {}; rejected: {})",
-                STATUS_TABLE[0].1.join(", "),
-                STATUS_TABLE[1].1.join(", "),
-                STATUS_TABLE[2].1.join(", ")
-            ))
-        }),
-        (None, "status_update") => Err(RenderError::Missing {
-            kind: Kind::Hoqu,
-            field: "order.status",
-        }),
-        // "Сообщить платформе о новой конверсии": a new conversion is on hold.
-        (None, _) => Ok("hold"),
-    }
-}
+mod status;
+
+use status::status_param;
+pub use status::{STATUS_TABLE, map_status};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_status_table_is_case_insensitive_and_closed() {
-        assert_eq!(map_status("Paid"), Some("approved"));
-        assert_eq!(map_status(" PENDING "), Some("hold"));
-        assert_eq!(map_status("cancelled"), Some("rejected"));
-        assert_eq!(map_status("refund"), Some("rejected"));
-        assert_eq!(map_status("approved"), Some("approved"));
-        assert_eq!(map_status("on its way"), None);
-        assert_eq!(map_status(""), None);
-    }
-
-    #[test]
-    fn a_huge_status_wait_neither_panics_nor_turns_negative() {
-        let mut partner = super::super::hoqu_partner(
-            r#"api_key = "k"
-            payout = "percentage"
-            action = "lead""#,
-        );
-        let event = crate::event::parse(
-            br#"{"event_id":"e1","type":"order_status","occurred_at":"2026-11-23T09:00:00Z",
-                "attribution":{"network":"hoqu","click_id":"c1"},
-                "order":{"id":"12345","amount":"30","status":"paid"}}"#,
-            1 << 20,
-        )
-        .unwrap();
-        // Past the load-time bound, as a value built another way could be.
-        for secs in [10u64.pow(16), i64::MAX as u64, u64::MAX] {
-            let super::super::Format::Hoqu(h) = &mut partner.format else {
-                unreachable!("a hoqu destination")
-            };
-            h.status_wait_secs = secs;
-            let status = partner.status_of(&event).expect("an update");
-            assert!(
-                status.wait_for_conversion >= chrono::Duration::days(365 * 1000),
-                "{secs}: {:?}",
-                status.wait_for_conversion
-            );
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,164 @@
+//! Replay: each chosen dead letter published back (a delivery for its destination with a fresh
+//! budget, or an event through routing again), confirmed, and only then acknowledged.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{DeadLetter, DlqError, Filter, Summary, lock_for_command};
+use crate::broker::{Publisher, Topology};
+use crate::browse::{self, Verdict};
+use crate::delivery::Delivery;
+
+/// What a replay did.
+#[derive(Debug, Default, Serialize)]
+pub struct ReplayReport {
+    /// Dead letters looked at.
+    pub examined: u64,
+    /// Matched the filter (and the limit).
+    pub matched: u64,
+    /// Sent back and removed from the dead-letter queue.
+    pub replayed: u64,
+    /// Of those, moved by the broker from the deliveries queue but not a valid delivery:
+    /// sent back as they were, without a fresh budget.
+    pub as_it_was: u64,
+}
+
+/// Sends the dead letters matching `filter` (at most `limit`) back for delivery with a fresh
+/// attempt budget; the others stay in the queue, in order. `dry_run` only counts. `progress`
+/// is called after each examined message.
+pub async fn replay(
+    conn: &lapin::Connection,
+    topology: &Topology,
+    max_event_bytes: usize,
+    filter: &Filter,
+    limit: Option<u64>,
+    dry_run: bool,
+    mut progress: impl FnMut(&Summary, bool),
+) -> Result<ReplayReport, DlqError> {
+    let publisher = Publisher::new(conn).await?;
+    let _lock = lock_for_command(conn, &topology.dead).await?;
+    let mut report = ReplayReport::default();
+    let read = browse::read_all(conn, &topology.dead, |m| {
+        report.examined += 1;
+        let letter = DeadLetter::from_message(m, max_event_bytes);
+        let summary = letter.summary();
+        let chosen = filter.matches(&summary) && limit.is_none_or(|l| report.matched < l);
+        let mut send = None;
+        if chosen {
+            report.matched += 1;
+            if !dry_run {
+                send = Some(replay_message(&letter, topology, Utc::now()).map(
+                    |(queue, body, budget)| {
+                        report.replayed += 1;
+                        if budget == Budget::AsItWas {
+                            report.as_it_was += 1;
+                        }
+                        (queue.to_owned(), body)
+                    },
+                ));
+            }
+        }
+        progress(&summary, chosen);
+        let (publisher, id) = (publisher.clone(), summary.dead_letter_id);
+        async move {
+            let Some(send) = send else {
+                return Ok(Verdict::Keep);
+            };
+            let (queue, body) = send.map_err(|e| Box::new(e) as super::CallerError)?;
+            // Publish, confirm, then ack (the read acks on Remove): never lost, whatever
+            // stops the replay.
+            publisher
+                .publish_json("", &queue, &body, id.as_deref(), None)
+                .await
+                .map_err(|e| Box::new(e) as super::CallerError)?;
+            Ok(Verdict::Remove)
+        }
+    })
+    .await?;
+    let _ = read;
+    Ok(report)
+}
+
+/// What a replayed message starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    /// No attempts made: a delivery from now, or an event that goes through routing again.
+    Fresh,
+    /// A body from the deliveries queue that is not a valid delivery, sent back unchanged
+    /// with whatever it carries.
+    AsItWas,
+}
+
+/// Where a dead letter goes back to, and as what.
+fn replay_message<'a>(
+    letter: &DeadLetter,
+    topology: &'a Topology,
+    now: DateTime<Utc>,
+) -> Result<(&'a str, Vec<u8>, Budget), DlqError> {
+    Ok(match letter {
+        // One destination failed: a delivery for that destination alone, fresh budget.
+        DeadLetter::Envelope(e) => match (&e.destination, &e.event, &e.event_id) {
+            (Some(dest), Some(event), Some(id)) => {
+                let mut d = Delivery::new(id.clone(), dest.clone(), event.clone(), now);
+                d.replay_of = Some(e.dead_letter_id);
+                (
+                    topology.deliveries.as_str(),
+                    serde_json::to_vec(&d)?,
+                    Budget::Fresh,
+                )
+            }
+            // Failed before routing: the event goes through routing again.
+            _ => {
+                let body = match (&e.event, &e.raw_body) {
+                    (Some(ev), _) => ev.get().as_bytes().to_vec(),
+                    (None, Some(raw)) if raw.encoding == "base64" => {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD
+                            .decode(&raw.data)
+                            .map_err(|_| DlqError::Base64(e.dead_letter_id))?
+                    }
+                    (None, Some(raw)) => raw.data.clone().into_bytes(),
+                    (None, None) => return Err(DlqError::NoEvent(e.dead_letter_id)),
+                };
+                (topology.events.as_str(), body, Budget::Fresh)
+            }
+        },
+        // Moved by the broker from the deliveries queue: the delivery, with a fresh budget.
+        DeadLetter::Raw(r) if r.queue == topology.deliveries => {
+            match fresh_delivery(&r.body, r.message_id.as_deref(), now) {
+                Some(body) => (topology.deliveries.as_str(), body, Budget::Fresh),
+                None => (
+                    topology.deliveries.as_str(),
+                    r.body.clone(),
+                    Budget::AsItWas,
+                ),
+            }
+        }
+        // Moved from the events queue: the event, through routing again.
+        DeadLetter::Raw(r) => (topology.events.as_str(), r.body.clone(), Budget::Fresh),
+    })
+}
+
+/// A delivery body with a fresh attempt budget: no attempts or retries, first attempt now,
+/// and its history cleared, as a replayed envelope starts (the history told of the budget
+/// that ran out; the next dead letter, if any, tells of the new one). `replay_of` becomes the
+/// message's id when that is a dead letter id, and is kept otherwise. `None` when the body
+/// is not a valid delivery.
+pub fn fresh_delivery(
+    body: &[u8],
+    message_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<Vec<u8>> {
+    let mut d: Delivery = serde_json::from_slice(body).ok()?;
+    if d.schema != crate::delivery::SCHEMA {
+        return None;
+    }
+    d.attempts = 0;
+    d.retries = 0;
+    d.first_attempt_at = now;
+    d.history.clear();
+    if let Some(id) = message_id.and_then(|id| uuid::Uuid::parse_str(id).ok()) {
+        d.replay_of = Some(id);
+    }
+    serde_json::to_vec(&d).ok()
+}

@@ -1,0 +1,270 @@
+//! One template engine for every placeholder syntax the partners use: `!!!name!!!` (publisher
+//! callbacks), `#name#` (tracker postbacks) and `{name}` (extra parameters).
+//!
+//! Rules, each tested below:
+//! - templates are parsed once, at config load; a placeholder the destination does not know,
+//!   or written in the wrong case, is a config error there, not a surprise at send time;
+//! - rendering is one pass: a value is never scanned for placeholders, so `!!!x!!!` or `#x#`
+//!   inside a click ID stays data;
+//! - every value is percent-encoded exactly once where it lands (UTF-8, space as `%20`, and
+//!   `&`, `=`, `#`, `%`, `+`, `/` encoded), so it cannot end its parameter or add another;
+//! - the template's own text is kept as written: no HTML unescaping, no re-encoding;
+//! - a known placeholder with no value renders empty or fails the delivery, as the destination
+//!   says; it is never sent literally;
+//! - a URL is rendered as the HTTP client sends it: the template's text is stored in that
+//!   form at load, and a value the client's URL normalization would rewrite (a `.` or `..`
+//!   path segment, which it removes) is refused, naming its placeholder.
+
+use serde::Deserialize;
+
+use super::encode_component;
+
+/// The placeholder syntaxes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    /// `!!!name!!!`, as in Awin-style transaction notifications.
+    Bang,
+    /// `#name#`, as in Espace-plus tracker postbacks.
+    Hash,
+    /// `{name}`.
+    Brace,
+}
+
+impl Syntax {
+    fn delimiters(self) -> (&'static str, &'static str) {
+        match self {
+            Syntax::Bang => ("!!!", "!!!"),
+            Syntax::Hash => ("#", "#"),
+            Syntax::Brace => ("{", "}"),
+        }
+    }
+
+    pub fn show(self, name: &str) -> String {
+        let (open, close) = self.delimiters();
+        format!("{open}{name}{close}")
+    }
+}
+
+/// What to do with a known placeholder that has no value for an event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missing {
+    /// Render it as an empty string.
+    #[default]
+    Empty,
+    /// Fail the delivery (`render_error`), naming the placeholder.
+    Fail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Placeholder(String),
+}
+
+/// A parsed template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    syntax: Syntax,
+    parts: Vec<Part>,
+}
+
+/// Why a template cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unknown placeholder {shown}{hint}")]
+    Unknown { shown: String, hint: String },
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '.'
+}
+
+impl Template {
+    /// Parses `text`, accepting only the placeholder names in `known` (case-sensitive). A
+    /// known entry ending in `.*` accepts any name with that prefix (`params.*`); `["*"]`
+    /// accepts every name (a structure that defines its own names).
+    pub fn parse(text: &str, syntax: Syntax, known: &[&str]) -> Result<Template, TemplateError> {
+        let accepts = |name: &str| {
+            known.iter().any(|k| {
+                *k == "*"
+                    || *k == name
+                    || k.strip_suffix('*').is_some_and(|p| {
+                        p.ends_with('.') && name.starts_with(p) && name.len() > p.len()
+                    })
+            })
+        };
+        let (open, close) = syntax.delimiters();
+        let mut parts = Vec::new();
+        let mut text_buf = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find(open) {
+            let after = &rest[start + open.len()..];
+            // A placeholder is a name between the delimiters; anything else is text.
+            let name_len = after
+                .find(close)
+                .filter(|&end| end > 0 && after[..end].chars().all(is_name_char));
+            match name_len {
+                Some(end) => {
+                    let name = &after[..end];
+                    if !accepts(name) {
+                        let hint = known
+                            .iter()
+                            .find(|k| k.eq_ignore_ascii_case(name))
+                            .map(|k| {
+                                format!(
+                                    " (placeholders are case-sensitive: did you mean {}?)",
+                                    syntax.show(k)
+                                )
+                            })
+                            .unwrap_or_else(|| {
+                                let list: Vec<String> =
+                                    known.iter().map(|k| syntax.show(k)).collect();
+                                format!("; known: {}", list.join(", "))
+                            });
+                        return Err(TemplateError::Unknown {
+                            shown: syntax.show(name),
+                            hint,
+                        });
+                    }
+                    text_buf.push_str(&rest[..start]);
+                    if !text_buf.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut text_buf)));
+                    }
+                    parts.push(Part::Placeholder(name.to_owned()));
+                    rest = &after[end + close.len()..];
+                }
+                None => {
+                    // `!!!` never occurs in a URL by chance: a `!!!...!!!` span that is not a
+                    // name is a mistyped placeholder, and must not be sent as it is.
+                    if syntax == Syntax::Bang
+                        && let Some(end) = after.find(close).filter(|e| *e > 0)
+                    {
+                        return Err(TemplateError::Unknown {
+                            shown: syntax.show(&after[..end]),
+                            hint: " (placeholder names are letters and digits only)".into(),
+                        });
+                    }
+                    text_buf.push_str(&rest[..start + open.len()]);
+                    rest = after;
+                }
+            }
+        }
+        text_buf.push_str(rest);
+        if !text_buf.is_empty() {
+            parts.push(Part::Text(text_buf));
+        }
+        Ok(Template { syntax, parts })
+    }
+
+    /// The placeholder names, in order of appearance.
+    pub fn placeholders(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Placeholder(n) => Some(n.as_str()),
+            Part::Text(_) => None,
+        })
+    }
+
+    /// Fills the template: each value percent-encoded once, in one pass.
+    pub fn render(
+        &self,
+        value: &dyn Fn(&str) -> Option<String>,
+        missing: Missing,
+    ) -> Result<String, MissingValue> {
+        self.fill(value, missing, &|v| encode_component(v))
+    }
+
+    /// Fills the template with values as they are, for a body that a serializer escapes.
+    pub fn render_raw(
+        &self,
+        value: &dyn Fn(&str) -> Option<String>,
+        missing: Missing,
+    ) -> Result<String, MissingValue> {
+        self.fill(value, missing, &|v| v.to_owned())
+    }
+
+    fn fill(
+        &self,
+        value: &dyn Fn(&str) -> Option<String>,
+        missing: Missing,
+        encode: &dyn Fn(&str) -> String,
+    ) -> Result<String, MissingValue> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.push_str(t),
+                Part::Placeholder(name) => match (value(name), missing) {
+                    (Some(v), _) => out.push_str(&encode(&v)),
+                    (None, Missing::Empty) => {}
+                    (None, Missing::Fail) => {
+                        return Err(MissingValue(self.syntax.show(name)));
+                    }
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    /// Matches `input` against this template, returning each placeholder's text: the inverse
+    /// of rendering, for structures like `#affid#-#TransID#-#clickId#`. A placeholder takes
+    /// the shortest text up to the next literal; the last one takes the rest.
+    pub fn extract(&self, input: &str) -> Result<Vec<(String, String)>, String> {
+        let mut values = Vec::new();
+        let mut rest = input;
+        let mut pending: Option<&str> = None;
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => match pending.take() {
+                    Some(name) => {
+                        let at = rest.find(t.as_str()).ok_or_else(|| {
+                            format!("expected {t:?} after {}", self.syntax.show(name))
+                        })?;
+                        values.push((name.to_owned(), rest[..at].to_owned()));
+                        rest = &rest[at + t.len()..];
+                    }
+                    None => {
+                        rest = rest
+                            .strip_prefix(t.as_str())
+                            .ok_or_else(|| format!("expected it to start with {t:?}"))?;
+                    }
+                },
+                Part::Placeholder(name) => {
+                    if let Some(prev) = pending {
+                        return Err(format!(
+                            "{} and {} have nothing between them to tell them apart",
+                            self.syntax.show(prev),
+                            self.syntax.show(name)
+                        ));
+                    }
+                    pending = Some(name);
+                }
+            }
+        }
+        match pending {
+            Some(name) => values.push((name.to_owned(), rest.to_owned())),
+            None if !rest.is_empty() => return Err(format!("unexpected {rest:?} at the end")),
+            None => {}
+        }
+        Ok(values)
+    }
+
+    /// Whether two placeholders follow each other with no text between (which `extract`
+    /// cannot split).
+    pub fn has_adjacent_placeholders(&self) -> bool {
+        self.parts
+            .windows(2)
+            .any(|w| matches!(w, [Part::Placeholder(_), Part::Placeholder(_)]))
+    }
+}
+
+/// A placeholder with no value under [`Missing::Fail`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("placeholder {0} has no value for this event")]
+pub struct MissingValue(pub String);
+
+mod url;
+
+pub use url::RewrittenValue;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+//! A template that is a URL: written as the HTTP client sends it, filled so that what is shown
+//! is what is sent, and kept from choosing where the request goes.
+
+use super::{Missing, Part, Template};
+use crate::partner::RenderError;
+
+impl Template {
+    /// Fills a URL template, each value percent-encoded once, and checks that the HTTP client
+    /// sends the result as it is. Its URL parser removes `.` and `..` path segments (`%2e`
+    /// counting as a dot): a value that makes one would send the request to another path
+    /// than shown, and is refused, naming its placeholder.
+    pub fn render_url(
+        &self,
+        value: &dyn Fn(&str) -> Option<String>,
+        missing: Missing,
+    ) -> Result<String, RenderError> {
+        let url = self.render(value, missing)?;
+        if sent_as_is(&url) {
+            return Ok(url);
+        }
+        // Which value is it? With every value put aside ("x") the URL is sent as it is; the
+        // values come back one by one, in order, until one makes it rewritten.
+        let mut back: Vec<&str> = Vec::new();
+        for name in self.placeholders() {
+            if back.contains(&name) {
+                continue;
+            }
+            back.push(name);
+            let some_back = |n: &str| {
+                if back.contains(&n) {
+                    value(n)
+                } else {
+                    Some("x".to_owned())
+                }
+            };
+            if self
+                .render(&some_back, missing)
+                .is_ok_and(|u| !sent_as_is(&u))
+            {
+                let v = value(name).unwrap_or_default();
+                let mut shown: String = v.chars().take(SHOWN_VALUE_CHARS).collect();
+                if shown.len() < v.len() {
+                    shown.push('…');
+                }
+                return Err(RewrittenValue {
+                    placeholder: self.syntax.show(name),
+                    value: shown,
+                }
+                .into());
+            }
+        }
+        // No one value's doing: the request's own check refuses it, showing the URL.
+        Ok(url)
+    }
+
+    /// For a URL template: the same template with its text written as the HTTP client sends
+    /// it (scheme and host in lower case, a default port left out, characters it would
+    /// percent-encode encoded, dot segments of the text resolved), so that what is rendered
+    /// is what is sent. Refuses a fragment (never sent) and text that the client would
+    /// rewrite across a placeholder (`!!!x!!!/..` removes it).
+    pub fn as_sent(&self) -> Result<Template, String> {
+        // Each placeholder stands as a marker the parser keeps as it is (letters and digits).
+        let marker = |i: usize| format!("zq{i}qz");
+        let mut text = String::new();
+        let mut names = Vec::new();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => text.push_str(t),
+                Part::Placeholder(name) => {
+                    text.push_str(&marker(names.len()));
+                    names.push(name.as_str());
+                }
+            }
+        }
+        let parsed = url::Url::parse(&text).map_err(|e| format!("not a URL: {e}"))?;
+        if parsed.fragment().is_some() {
+            return Err("has a fragment (#...), which the HTTP client never sends".into());
+        }
+        let sent = parsed.as_str();
+        let shown = || {
+            names.iter().enumerate().fold(sent.to_owned(), |s, (i, n)| {
+                s.replace(&marker(i), &self.syntax.show(n))
+            })
+        };
+        let mut parts = Vec::new();
+        let mut rest = sent;
+        for (i, name) in names.iter().enumerate() {
+            let m = marker(i);
+            let at = match rest.find(&m) {
+                Some(at) if sent.matches(&m).count() == 1 => at,
+                _ => {
+                    return Err(format!(
+                        "the HTTP client would send it as {}, without {}",
+                        shown(),
+                        self.syntax.show(name)
+                    ));
+                }
+            };
+            if at > 0 {
+                parts.push(Part::Text(rest[..at].to_owned()));
+            }
+            parts.push(Part::Placeholder((*name).to_owned()));
+            rest = &rest[at + m.len()..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Ok(Template {
+            syntax: self.syntax,
+            parts,
+        })
+    }
+
+    /// For a URL template: checks that no placeholder can change where the request goes
+    /// (scheme, host, port), and returns the URL as rendered with sample values.
+    pub fn fixed_origin(&self) -> Result<url::Url, String> {
+        let sample = |v: &'static str| {
+            let text = self
+                .render(&|_| Some(v.to_owned()), Missing::Empty)
+                .expect("empty policy never fails");
+            url::Url::parse(&text).map_err(|e| format!("not a URL: {e}"))
+        };
+        let (a, b) = (sample("a")?, sample("b.example")?);
+        let origin = |u: &url::Url| {
+            (
+                u.scheme().to_owned(),
+                u.host_str().map(str::to_owned),
+                u.port(),
+            )
+        };
+        if origin(&a) != origin(&b) {
+            return Err(
+                "placeholders may appear in the path or the query, not in the scheme, host or port"
+                    .into(),
+            );
+        }
+        if !matches!(a.scheme(), "http" | "https") || a.host().is_none() {
+            return Err("must be an http:// or https:// URL".into());
+        }
+        Ok(a)
+    }
+}
+
+/// How much of a refused value an error shows.
+const SHOWN_VALUE_CHARS: usize = 64;
+
+/// A value the HTTP client would not send as rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "placeholder {placeholder} is {value:?}: the HTTP client would rewrite the URL around it (it removes `.` and `..` path segments), sending the request to another path than shown"
+)]
+pub struct RewrittenValue {
+    pub placeholder: String,
+    /// The value, cut to its first 64 characters.
+    pub value: String,
+}
+
+/// Whether the HTTP client's URL parser keeps `url` exactly as it is.
+fn sent_as_is(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| u.as_str() == url)
+}
