@@ -64,7 +64,7 @@ const LOCK_RETRY: Duration = Duration::from_secs(1);
 
 /// What to do with a message once it has been read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Choice {
     /// Leave it in the queue, in its place.
     Keep,
     /// Acknowledge it: it leaves the queue (a replay has published it elsewhere).
@@ -217,7 +217,7 @@ pub async fn read_all<F>(
     mut each: impl FnMut(&Delivery) -> F,
 ) -> Result<Read, ReadError>
 where
-    F: std::future::Future<Output = Result<Verdict, Box<dyn std::error::Error + Send + Sync>>>,
+    F: std::future::Future<Output = Result<Choice, Box<dyn std::error::Error + Send + Sync>>>,
 {
     let probe = conn.create_channel().await?;
     let (counted, _) = passive(&probe, queue).await?;
@@ -259,8 +259,8 @@ where
                 };
                 read.seen += 1;
                 match each(&m).await.map_err(ReadError::Stopped)? {
-                    Verdict::Keep => kept += 1,
-                    Verdict::Remove => {
+                    Choice::Keep => kept += 1,
+                    Choice::Remove => {
                         m.acker.ack(BasicAckOptions::default()).await?;
                         read.removed += 1;
                     }

@@ -139,12 +139,7 @@ impl Envelope {
             env.last_status = r.status;
             env.last_error = r.error.clone();
             env.response_snippet = r.snippet.clone();
-        } else if let Some(h) = delivery
-            .history
-            .iter()
-            .rev()
-            .find(|h| h.result != "circuit_open")
-        {
+        } else if let Some(h) = delivery.history.iter().rev().find(|h| h.result.called()) {
             env.last_status = h.status;
             env.last_error = h.error.clone();
         }

@@ -10,12 +10,121 @@ pub const SCHEMA: &str = "postback-relay.delivery.v1";
 /// Most recent attempts kept in a delivery's history.
 pub const HISTORY_MAX: usize = 20;
 
-/// One partner call, or one wait while the partner's circuit was open.
+/// What one try of a delivery came to: the class of the partner's answer, what kept the call
+/// from being answered, or why no call was made. Written as its code (`5xx`, `timeout`,
+/// `circuit_open`...); a code this version does not know is kept as it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum AttemptResult {
+    Informational,
+    Success,
+    Redirect,
+    ClientError,
+    ServerError,
+    Timeout,
+    ConnectError,
+    /// The HTTP client refused to build the request.
+    Unsendable,
+    /// Not called: the partner's circuit was open.
+    CircuitOpen,
+    /// Not called: another worker held the delivery's claim.
+    ClaimedElsewhere,
+    /// Not called: the delivery's claim was lost before the call.
+    ClaimLost,
+    /// Not called: the store did not answer.
+    StoreUnavailable,
+    /// Not called: another status of the same conversion was being sent.
+    ConversionBusy,
+    /// Not called: an update waited for its conversion.
+    WaitingForConversion,
+    /// A code from another version of the relay.
+    Other(String),
+}
+
+impl AttemptResult {
+    const CODES: [(AttemptResult, &'static str); 14] = [
+        (AttemptResult::Informational, "1xx"),
+        (AttemptResult::Success, "2xx"),
+        (AttemptResult::Redirect, "3xx"),
+        (AttemptResult::ClientError, "4xx"),
+        (AttemptResult::ServerError, "5xx"),
+        (AttemptResult::Timeout, "timeout"),
+        (AttemptResult::ConnectError, "connect_error"),
+        (AttemptResult::Unsendable, "unsendable"),
+        (AttemptResult::CircuitOpen, "circuit_open"),
+        (AttemptResult::ClaimedElsewhere, "claimed_elsewhere"),
+        (AttemptResult::ClaimLost, "claim_lost"),
+        (AttemptResult::StoreUnavailable, "store_unavailable"),
+        (AttemptResult::ConversionBusy, "conversion_busy"),
+        (
+            AttemptResult::WaitingForConversion,
+            "waiting_for_conversion",
+        ),
+    ];
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            AttemptResult::Other(code) => code,
+            known => Self::CODES
+                .iter()
+                .find(|(r, _)| r == known)
+                .map_or("", |(_, code)| code),
+        }
+    }
+
+    /// Whether the partner was called.
+    pub fn called(&self) -> bool {
+        matches!(
+            self,
+            AttemptResult::Informational
+                | AttemptResult::Success
+                | AttemptResult::Redirect
+                | AttemptResult::ClientError
+                | AttemptResult::ServerError
+                | AttemptResult::Timeout
+                | AttemptResult::ConnectError
+        )
+    }
+}
+
+impl From<&str> for AttemptResult {
+    fn from(code: &str) -> Self {
+        Self::CODES
+            .iter()
+            .find(|(_, c)| *c == code)
+            .map_or_else(|| AttemptResult::Other(code.to_owned()), |(r, _)| r.clone())
+    }
+}
+
+impl From<String> for AttemptResult {
+    fn from(code: String) -> Self {
+        AttemptResult::from(code.as_str())
+    }
+}
+
+impl From<AttemptResult> for String {
+    fn from(r: AttemptResult) -> Self {
+        r.as_str().to_owned()
+    }
+}
+
+impl PartialEq<&str> for AttemptResult {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for AttemptResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One try of a delivery: a partner call, or a wait without one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub at: DateTime<Utc>,
-    /// `2xx`, `5xx`, `timeout`, `connect_error`..., or `circuit_open` when it was not called.
-    pub result: String,
+    pub result: AttemptResult,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,6 +184,18 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempt_results_keep_their_codes_and_unknown_ones() {
+        for (r, code) in AttemptResult::CODES {
+            assert_eq!(AttemptResult::from(code), r);
+            assert_eq!(serde_json::to_string(&r).unwrap(), format!("\"{code}\""));
+        }
+        let other: AttemptResult = serde_json::from_str("\"rate_limited\"").unwrap();
+        assert_eq!(other, AttemptResult::Other("rate_limited".into()));
+        assert_eq!(serde_json::to_string(&other).unwrap(), "\"rate_limited\"");
+        assert!(AttemptResult::ServerError.called() && !AttemptResult::CircuitOpen.called());
+    }
 
     #[test]
     fn history_is_capped_to_the_latest() {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use super::{DeadLetter, DlqError, depth};
-use crate::browse::{self, Lock, Verdict};
+use crate::browse::{self, Choice, Lock};
 
 /// The last measure of one dead-letter queue.
 #[derive(Clone, Copy, Debug)]
@@ -104,7 +104,7 @@ async fn measure(
             if let Some(at) = at {
                 oldest = Some(oldest.map_or(at, |o| o.min(at)));
             }
-            std::future::ready(Ok(Verdict::Keep))
+            std::future::ready(Ok(Choice::Keep))
         })
         .await?;
         Ok(Some(Measured {

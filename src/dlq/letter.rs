@@ -3,7 +3,7 @@
 //! how it is shown.
 
 use chrono::{DateTime, TimeZone, Utc};
-use lapin::message::Delivery as AmqpDelivery;
+use lapin::message::Delivery as Message;
 use lapin::types::AMQPValue;
 use serde::Serialize;
 
@@ -49,7 +49,7 @@ pub struct Summary {
 impl DeadLetter {
     /// Reads a dead-letter-queue message. `max_event_bytes` tells a body the relay refused as
     /// too large from one it refused because processing it crashed.
-    pub fn from_message(m: &AmqpDelivery, max_event_bytes: usize) -> DeadLetter {
+    pub fn from_message(m: &Message, max_event_bytes: usize) -> DeadLetter {
         let headers = m.properties.headers().as_ref();
         let header = |k: &str| headers.and_then(|h| h.inner().get(k));
         let death_reason = header("x-first-death-reason").and_then(text);

@@ -25,7 +25,7 @@ use lapin::types::FieldTable;
 use serde::Serialize;
 
 use crate::broker::Topology;
-use crate::browse::{self, Lock, Verdict};
+use crate::browse::{self, Choice, Lock};
 use crate::reason::Reason;
 
 /// Why a dead-letter command did not finish.
@@ -120,7 +120,7 @@ pub async fn each(
     let _lock = lock_for_command(conn, &topology.dead).await?;
     let read = browse::read_all(conn, &topology.dead, |m| {
         std::future::ready(
-            each(DeadLetter::from_message(m, max_event_bytes)).map(|()| Verdict::Keep),
+            each(DeadLetter::from_message(m, max_event_bytes)).map(|()| Choice::Keep),
         )
     })
     .await?;

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{DeadLetter, DlqError, Filter, Summary, lock_for_command};
 use crate::broker::{Publisher, Topology};
-use crate::browse::{self, Verdict};
+use crate::browse::{self, Choice};
 use crate::delivery::Delivery;
 
 /// What a replay did.
@@ -62,7 +62,7 @@ pub async fn replay(
         let (publisher, id) = (publisher.clone(), summary.dead_letter_id);
         async move {
             let Some(send) = send else {
-                return Ok(Verdict::Keep);
+                return Ok(Choice::Keep);
             };
             let (queue, body) = send.map_err(|e| Box::new(e) as super::CallerError)?;
             // Publish, confirm, then ack (the read acks on Remove): never lost, whatever
@@ -71,7 +71,7 @@ pub async fn replay(
                 .publish_json("", &queue, &body, id.as_deref(), None)
                 .await
                 .map_err(|e| Box::new(e) as super::CallerError)?;
-            Ok(Verdict::Remove)
+            Ok(Choice::Remove)
         }
     })
     .await?;

@@ -156,7 +156,7 @@ impl Relay {
             report.last = LastAnswer::of(&answer.result, dest.config.timeout_ms, answer.snippet);
             report.history.push(AttemptRecord {
                 at,
-                result: answer.result.status_class().to_owned(),
+                result: answer.result.status_class().into(),
                 status: report.last.status,
                 error: report.last.error.clone(),
             });

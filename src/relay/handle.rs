@@ -6,7 +6,7 @@
 
 use chrono::Utc;
 use futures_util::FutureExt;
-use lapin::message::Delivery as AmqpDelivery;
+use lapin::message::Delivery as Message;
 
 use super::Relay;
 use super::destination::Destination;
@@ -78,12 +78,7 @@ pub fn plan<'d, D: AsRef<DestinationConfig>>(
 
 impl Relay {
     /// Processes one message and decides how to settle it.
-    pub(super) async fn handle(
-        &self,
-        queue: Queue,
-        msg: AmqpDelivery,
-        recorder: &Recorder,
-    ) -> Fate {
+    pub(super) async fn handle(&self, queue: Queue, msg: Message, recorder: &Recorder) -> Fate {
         let at = std::time::Instant::now();
         let source = Source {
             queue: match queue {
@@ -106,20 +101,15 @@ impl Relay {
         };
         std::panic::AssertUnwindSafe(work).catch_unwind().await.unwrap_or_else(|_| {
             tracing::error!(message = "processing panicked; the broker dead-letters the message", queue = %source.queue);
-            Fate::Reject
+            Fate::Refuse
         })
     }
 
     /// An event from the events queue: decode, plan, attempt every destination at once.
-    async fn process_event(
-        &self,
-        msg: &AmqpDelivery,
-        taken: &Taken<'_>,
-        recorder: &Recorder,
-    ) -> Fate {
+    async fn process_event(&self, msg: &Message, taken: &Taken<'_>, recorder: &Recorder) -> Fate {
         let decoded = match self.decode(msg, taken) {
             Ok(d) => d,
-            Err(Refused::Whole) => return Fate::Reject,
+            Err(Refused::Whole) => return Fate::Refuse,
             Err(Refused::Dead(env)) => {
                 return self
                     .record_all(vec![(None, Outcome::Dead(env))], recorder)
@@ -160,7 +150,7 @@ impl Relay {
     }
 
     /// A message's body, its content encoding undone, read into an event; or why not.
-    fn decode(&self, msg: &AmqpDelivery, taken: &Taken<'_>) -> Result<Decoded, Refused> {
+    fn decode(&self, msg: &Message, taken: &Taken<'_>) -> Result<Decoded, Refused> {
         let max = self.config.worker.max_event_bytes;
         let invalid = || {
             self.metrics

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::classify::Verdict;
 use crate::config::DestinationConfig;
 use crate::deadletter::{Envelope, LastAnswer, Source};
-use crate::delivery::{AttemptRecord, Delivery};
+use crate::delivery::{AttemptRecord, AttemptResult, Delivery};
 use crate::partner::Request;
 use crate::reason::Reason;
 use crate::retry::{Cause, Step, next_step};
@@ -80,23 +80,23 @@ pub(super) enum Wait {
     WaitingForConversion,
 }
 
-impl Wait {
-    fn as_str(self) -> &'static str {
-        match self {
-            Wait::ClaimedElsewhere => "claimed_elsewhere",
-            Wait::ClaimLost => "claim_lost",
-            Wait::StoreUnavailable => "store_unavailable",
-            Wait::ConversionBusy => "conversion_busy",
-            Wait::WaitingForConversion => "waiting_for_conversion",
+impl From<Wait> for AttemptResult {
+    fn from(w: Wait) -> Self {
+        match w {
+            Wait::ClaimedElsewhere => AttemptResult::ClaimedElsewhere,
+            Wait::ClaimLost => AttemptResult::ClaimLost,
+            Wait::StoreUnavailable => AttemptResult::StoreUnavailable,
+            Wait::ConversionBusy => AttemptResult::ConversionBusy,
+            Wait::WaitingForConversion => AttemptResult::WaitingForConversion,
         }
     }
 }
 
 /// A history entry for a try that made no call.
-pub(super) fn noted(at: DateTime<Utc>, result: &str) -> AttemptRecord {
+pub(super) fn noted(at: DateTime<Utc>, result: AttemptResult) -> AttemptRecord {
     AttemptRecord {
         at,
-        result: result.into(),
+        result,
         status: None,
         error: None,
     }
@@ -109,7 +109,7 @@ pub(super) fn wait(
     config: &DestinationConfig,
     now: DateTime<Utc>,
 ) -> Outcome {
-    delivery.record([noted(now, why.as_str())]);
+    delivery.record([noted(now, why.into())]);
     Outcome::Retry {
         delivery,
         delay: config.retry.initial_delay(),
@@ -165,7 +165,7 @@ pub(super) fn after(
             return dead;
         }
         NotNow::CircuitOpen(open_for) => {
-            delivery.record([noted(now, "circuit_open")]);
+            delivery.record([noted(now, AttemptResult::CircuitOpen)]);
             let why = format!(
                 "{}'s circuit stayed open until the retry budget ran out",
                 config.name

@@ -292,7 +292,7 @@ impl Relay {
                 }
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Err(e) = done {
-                        tracing::error!(message = "delivery task failed", error = %self.shown(&e));
+                        tracing::error!(message = "message task failed", error = %self.shown(&e));
                     }
                     continue;
                 }
@@ -300,13 +300,13 @@ impl Relay {
                 next = deliveries.consumer.next() => (deliveries.queue, next),
             };
             match next {
-                (queue, Some(Ok(delivery))) => {
-                    let tag = delivery.delivery_tag;
+                (queue, Some(Ok(message))) => {
+                    let tag = message.delivery_tag;
                     settler.taken(tag, queue == Queue::Events);
                     let (me, recorder, settler) =
                         (Arc::clone(self), recorder.clone(), settler.clone());
                     tasks.spawn(async move {
-                        let fate = me.handle(queue, delivery, &recorder).await;
+                        let fate = me.handle(queue, message, &recorder).await;
                         settler.done(tag, fate);
                     });
                 }

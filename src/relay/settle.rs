@@ -26,8 +26,8 @@ const HOLD: Duration = Duration::from_millis(10);
 pub enum Fate {
     /// Processed: acknowledge it.
     Ack,
-    /// Hand it to the broker's dead-lettering as it is.
-    Reject,
+    /// Refuse it whole (`basic.reject`): the broker's dead-lettering takes it as it is.
+    Refuse,
     /// Leave it unsettled; the broker redelivers it when the channel closes.
     Abandon,
 }
@@ -122,7 +122,7 @@ impl State {
                 }
                 None
             }
-            Note::Done(tag, Fate::Reject) => {
+            Note::Done(tag, Fate::Refuse) => {
                 self.counted.remove(&tag);
                 self.open.remove(&tag).then_some(tag)
             }
@@ -308,7 +308,7 @@ mod tests {
         let mut s = State::default();
         let now = Instant::now();
         taken(&mut s, 1..=4);
-        assert_eq!(s.note(Note::Done(1, Fate::Reject)), Some(1));
+        assert_eq!(s.note(Note::Done(1, Fate::Refuse)), Some(1));
         s.note(Note::Done(2, Fate::Abandon));
         for t in [3, 4] {
             s.note(Note::Done(t, Fate::Ack));
@@ -325,7 +325,7 @@ mod tests {
         let mut s = State::default();
         taken(&mut s, [1, 2]);
         let mut f = Frames::default();
-        f.reject.extend(s.note(Note::Done(1, Fate::Reject)));
+        f.reject.extend(s.note(Note::Done(1, Fate::Refuse)));
         s.note(Note::Done(2, Fate::Ack));
         let acks = s.frames(Instant::now(), 100, false);
         (f.multiple, f.single) = (acks.multiple, acks.single);
