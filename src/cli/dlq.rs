@@ -1,11 +1,13 @@
 //! `postback-relay dlq stats` and `dlq list`: the dead-letter queue, read without consuming it.
+//! What they print is scrubbed of the config's secrets.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use postback_relay::dlq::{self, DeadLetter, Filter, Stats};
+use postback_relay::redact::Secrets;
 
-use super::{RenderFormat, Target, summary_line};
+use super::{RenderFormat, Resolved, Target, summary_line, write_json};
 
 /// Prints the counts of the whole queue by destination and reason, and its oldest and newest
 /// dead letter.
@@ -14,29 +16,50 @@ pub async fn stats(target: Target, format: RenderFormat) -> anyhow::Result<ExitC
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    let conn = super::connect(&t.url, "dlq").await?;
-    let st = dlq::stats(&conn, &t.topology, t.max_event_bytes).await;
-    let _ = conn.close(200, "done".into()).await;
-    print_stats(&t.topology.dead, &st?, format)?;
+    read_stats(&t, format).await.map_err(|e| t.scrubbed(e))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_stats(queue: &str, st: &Stats, format: RenderFormat) -> anyhow::Result<()> {
+async fn read_stats(t: &Resolved, format: RenderFormat) -> anyhow::Result<()> {
+    let conn = super::connect(&t.url, "dlq").await?;
+    let st = dlq::stats(&conn, &t.topology, t.max_event_bytes).await;
+    let _ = conn.close(200, "done".into()).await;
+    print_stats(&t.topology.dead, &st?, format, &t.secrets)
+}
+
+fn print_stats(
+    queue: &str,
+    st: &Stats,
+    format: RenderFormat,
+    secrets: &Secrets,
+) -> anyhow::Result<()> {
     if let RenderFormat::Json = format {
-        println!("{}", serde_json::to_string_pretty(st)?);
+        let mut out = std::io::stdout().lock();
+        write_json(&mut out, st, secrets)?;
+        writeln!(out)?;
         return Ok(());
     }
-    println!("{queue}: {} dead letter(s)", st.total);
+    let mut lines = vec![format!("{queue}: {} dead letter(s)", st.total)];
     if let (Some(o), Some(n)) = (st.oldest, st.newest) {
-        println!("  oldest {}   newest {}", o.to_rfc3339(), n.to_rfc3339());
+        lines.push(format!(
+            "  oldest {}   newest {}",
+            o.to_rfc3339(),
+            n.to_rfc3339()
+        ));
     }
     if st.total > 0 {
-        println!("  {:<24} {:<18} {:>8}", "destination", "reason", "count");
+        lines.push(format!(
+            "  {:<24} {:<18} {:>8}",
+            "destination", "reason", "count"
+        ));
     }
     for (dest, reasons) in &st.by_destination_reason {
         for (reason, count) in reasons {
-            println!("  {dest:<24} {reason:<18} {count:>8}");
+            lines.push(format!("  {dest:<24} {reason:<18} {count:>8}"));
         }
+    }
+    for line in lines {
+        println!("{}", secrets.scrub(&line));
     }
     Ok(())
 }
@@ -53,8 +76,15 @@ pub async fn list(
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
+    let out = Letters::new(format, limit.unwrap_or(usize::MAX), &t.secrets);
+    read_list(&t, &filter, out)
+        .await
+        .map_err(|e| t.scrubbed(e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn read_list(t: &Resolved, filter: &Filter, mut out: Letters<'_>) -> anyhow::Result<()> {
     let conn = super::connect(&t.url, "dlq").await?;
-    let mut out = Letters::new(format, limit.unwrap_or(usize::MAX));
     let read = dlq::each(&conn, &t.topology, t.max_event_bytes, |l| {
         if filter.matches(&l.summary()) {
             out.print(&l)?;
@@ -64,24 +94,25 @@ pub async fn list(
     .await;
     let _ = conn.close(200, "done".into()).await;
     read?;
-    out.finish()?;
-    Ok(ExitCode::SUCCESS)
+    out.finish()
 }
 
 /// `dlq list` output, printed as the dead letters are read: nothing is gathered first.
-struct Letters {
+struct Letters<'s> {
     format: RenderFormat,
     left: usize,
     printed: usize,
+    secrets: &'s Secrets,
     out: std::io::BufWriter<std::io::Stdout>,
 }
 
-impl Letters {
-    fn new(format: RenderFormat, limit: usize) -> Letters {
+impl<'s> Letters<'s> {
+    fn new(format: RenderFormat, limit: usize, secrets: &'s Secrets) -> Letters<'s> {
         Letters {
             format,
             left: limit,
             printed: 0,
+            secrets,
             out: std::io::BufWriter::new(std::io::stdout()),
         }
     }
@@ -93,11 +124,14 @@ impl Letters {
         }
         self.left -= 1;
         match self.format {
-            RenderFormat::Text => writeln!(self.out, "{}", summary_line(&l.summary()))?,
+            RenderFormat::Text => {
+                let line = summary_line(&l.summary());
+                writeln!(self.out, "{}", self.secrets.scrub(&line))?
+            }
             RenderFormat::Json => {
                 self.out
                     .write_all(if self.printed == 0 { b"[\n" } else { b",\n" })?;
-                serde_json::to_writer_pretty(&mut self.out, &l.shown())?;
+                write_json(&mut self.out, &l.shown(), self.secrets)?;
             }
         }
         self.printed += 1;

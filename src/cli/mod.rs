@@ -18,11 +18,14 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::{Command, DlqCommand};
 use postback_relay::broker::{self, Topology};
 use postback_relay::config::{Config, DEFAULT_AMQP_URL};
 use postback_relay::reason::Reason;
+use postback_relay::redact::Secrets;
 
 /// Runs one command. `Ok` carries the exit code of an outcome the command reported itself
 /// (an invalid config, a refused event); `Err` is an error for `main` to print.
@@ -96,11 +99,14 @@ pub struct Resolved {
     pub topology: Topology,
     /// Tells a dead letter refused as too large from one that crashed the relay.
     pub max_event_bytes: usize,
+    /// The config's secrets, kept out of what the command prints (dead letters written by
+    /// older versions of the relay may hold them); none without a config.
+    pub secrets: Secrets,
 }
 
 impl Target {
-    /// The broker URL (the flag wins over the config's), the queues and the event size limit;
-    /// or the exit code of a config that cannot be used (the error is printed).
+    /// The broker URL (the flag wins over the config's), the queues, the event size limit and
+    /// the secrets; or the exit code of a config that cannot be used (the error is printed).
     pub fn resolve(self) -> Result<Resolved, ExitCode> {
         let url_flag = self.amqp_url;
         match self.config {
@@ -110,6 +116,7 @@ impl Target {
                     url: url_flag.unwrap_or(c.broker.url.clone()),
                     topology: Topology::from_config(&c),
                     max_event_bytes: c.worker.max_event_bytes,
+                    secrets: c.secrets,
                 })
             }
             None => Ok(Resolved {
@@ -118,8 +125,19 @@ impl Target {
                     self.queue_prefix.as_deref().unwrap_or("postback-relay"),
                 ),
                 max_event_bytes: Config::default_worker().max_event_bytes,
+                secrets: Secrets::default(),
             }),
         }
+    }
+}
+
+impl Resolved {
+    /// `e` for `main` to print, its message scrubbed of the secrets.
+    pub fn scrubbed(&self, e: anyhow::Error) -> anyhow::Error {
+        if self.secrets.is_empty() {
+            return e;
+        }
+        anyhow::anyhow!("{}", self.secrets.scrub(&format!("{e:#}")))
     }
 }
 
@@ -210,6 +228,47 @@ pub fn summary_line(s: &postback_relay::dlq::Summary) -> String {
     )
 }
 
+/// Writes `value` as pretty JSON, scrubbed of `secrets`: every string, object key and number
+/// that holds one. The values are scrubbed, not the JSON text, so the output stays JSON
+/// whatever a secret looks like (digits, `true`, a field's name). Without secrets, `value`
+/// is written as it serializes (an event kept as published stays as it was written).
+pub fn write_json<T: Serialize + ?Sized>(
+    out: impl std::io::Write,
+    value: &T,
+    secrets: &Secrets,
+) -> serde_json::Result<()> {
+    if secrets.is_empty() {
+        return serde_json::to_writer_pretty(out, value);
+    }
+    let mut v = serde_json::to_value(value)?;
+    scrub_json(&mut v, secrets);
+    serde_json::to_writer_pretty(out, &v)
+}
+
+/// Replaces every secret in the strings, keys and numbers of `v`. A number that holds a
+/// secret becomes the scrubbed string of its digits.
+fn scrub_json(v: &mut Value, secrets: &Secrets) {
+    match v {
+        Value::String(s) => secrets.scrub_in_place(s),
+        Value::Number(n) => {
+            if let std::borrow::Cow::Owned(clean) = secrets.scrub(&n.to_string()) {
+                *v = Value::String(clean);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| scrub_json(i, secrets)),
+        Value::Object(map) => {
+            *map = std::mem::take(map)
+                .into_iter()
+                .map(|(k, mut i)| {
+                    scrub_json(&mut i, secrets);
+                    (secrets.scrub(&k).into_owned(), i)
+                })
+                .collect();
+        }
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
 /// Waits for Ctrl-C or SIGTERM.
 pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -224,4 +283,48 @@ pub async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written<T: Serialize + ?Sized>(value: &T, secrets: &Secrets) -> String {
+        let mut out = Vec::new();
+        write_json(&mut out, value, secrets).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_is_scrubbed_value_by_value_and_stays_json() {
+        // Secrets that look like JSON's own words and digits: scrubbing the text would break
+        // it (`"ok": REDACTED`, `"attempts": 1REDACTED`).
+        let secrets = Secrets::new(["true", "2345", "reason", "hq-Secret/Key"]);
+        let value = serde_json::json!({
+            "ok": true,
+            "attempts": 123456,
+            "reason": "partner_rejected",
+            "detail": "GET /hq-Secret%2FKey/s2s answered 404 (true story)",
+            "by": { "hq-Secret/Key": [1, "x hq-Secret/Key"] },
+        });
+        let text = written(&value, &secrets);
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            back,
+            serde_json::json!({
+                "ok": true,
+                "attempts": "1REDACTED6",
+                "REDACTED": "partner_rejected",
+                "detail": "GET /REDACTED/s2s answered 404 (REDACTED story)",
+                "by": { "REDACTED": [1, "x REDACTED"] },
+            })
+        );
+    }
+
+    #[test]
+    fn without_secrets_json_is_written_as_it_serializes() {
+        // An event kept as published (raw) stays byte for byte as it was.
+        let raw = serde_json::value::RawValue::from_string(r#"{"b":1,  "a":1.50}"#.into()).unwrap();
+        assert_eq!(written(&*raw, &Secrets::default()), r#"{"b":1,  "a":1.50}"#);
+    }
 }

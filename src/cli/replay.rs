@@ -1,14 +1,15 @@
 //! `postback-relay replay`: dead letters back for delivery with a fresh attempt budget.
+//! What it prints is scrubbed of the config's secrets.
 
 use std::process::ExitCode;
 
 use postback_relay::broker::Topology;
 use postback_relay::dlq::{self, Filter, ReplayReport};
 
-use super::{Target, summary_line};
+use super::{Resolved, Target, summary_line};
 
 /// Replays the dead letters matching `filter`, at most `limit`; with `dry_run`, prints them
-/// and changes nothing.
+/// and changes nothing. What it prints is scrubbed of the config's secrets.
 pub async fn replay(
     target: Target,
     filter: Filter,
@@ -19,6 +20,20 @@ pub async fn replay(
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
+    let report = send_back(&t, &filter, limit, dry_run)
+        .await
+        .map_err(|e| t.scrubbed(e))?;
+    let outcome = outcome(&report, &t.topology, dry_run);
+    eprintln!("{}", t.secrets.scrub(&outcome));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn send_back(
+    t: &Resolved,
+    filter: &Filter,
+    limit: Option<u64>,
+    dry_run: bool,
+) -> anyhow::Result<ReplayReport> {
     let conn = super::connect(&t.url, "replay").await?;
     let total = dlq::depth(&conn.create_channel().await?, &t.topology.dead).await?;
     let bar = super::progress_bar(u64::from(total), "examined");
@@ -26,21 +41,20 @@ pub async fn replay(
         &conn,
         &t.topology,
         t.max_event_bytes,
-        &filter,
+        filter,
         limit,
         dry_run,
         |s, chosen| {
             bar.inc(1);
             if dry_run && chosen {
-                bar.suspend(|| println!("{}", summary_line(s)));
+                bar.suspend(|| println!("{}", t.secrets.scrub(&summary_line(s))));
             }
         },
     )
     .await?;
     bar.finish_and_clear();
     let _ = conn.close(200, "done".into()).await;
-    eprintln!("{}", outcome(&report, &t.topology, dry_run));
-    Ok(ExitCode::SUCCESS)
+    Ok(report)
 }
 
 /// What the replay did, in words.
