@@ -16,7 +16,10 @@
 //! - [`store`]: what was delivered, what is being attempted, and the
 //!   latest status of each conversion;
 //! - [`sandbox`]: a stand-in partner for the demo, the tests and benchmarks;
-//! - [`publish`] and [`demo`]: the reference producer and the guided demo.
+//! - [`publish`]: the reference producer.
+//!
+//! The `postback-relay` command (its subcommands, and the guided demo) is the binary's, in
+//! `src/cli/`.
 #![forbid(unsafe_code)]
 
 pub mod broker;
@@ -26,7 +29,6 @@ pub mod classify;
 pub mod config;
 pub mod deadletter;
 pub mod delivery;
-pub mod demo;
 pub mod dispatch;
 pub mod dlq;
 pub mod event;

@@ -215,3 +215,129 @@ async fn a_secret_cut_by_the_snippet_limit_is_still_scrubbed() {
     running.wait().await.unwrap();
     env.cleanup().await;
 }
+
+/// Dead letters written by older versions of the relay (or by anything else) may hold the
+/// configuration's secrets anywhere: `dlq list`, `dlq stats` and `replay` print none of them
+/// when they are given the config, and their JSON stays JSON.
+#[tokio::test]
+async fn dead_letters_holding_secrets_are_printed_without_them() {
+    use postback_relay::deadletter::{Envelope, Reason, Source};
+    let env = Env::new().await;
+    env.declare().await;
+    let base = env.sandbox.base_url();
+    let toml = format!(
+        r#"{broker}
+        [[destinations]]
+        name = "hoqu-get"
+        kind = "hoqu"
+        base_url = "{base}"
+        match = {{ networks = ["hoqu"] }}
+        retry = {{ {retry} }}
+        hoqu = {{ api_key = "${{HOQU_KEY}}", payout = "fixed", action = "lead", status_wait_secs = 30 }}
+
+        [[destinations]]
+        name = "publisher"
+        kind = "callback"
+        match = {{ networks = ["awin"] }}
+        retry = {{ {retry} }}
+        callback = {{ url = "{base}/cb?tok=${{CB_TOKEN}}&id=!!!transactionId!!!", allow_any_port = true }}
+        "#,
+        broker = env.broker_toml(),
+        retry = common::DEFAULT_RETRY,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let config = config.to_str().unwrap().to_owned();
+
+    // An envelope as an older relay wrote it: secrets in what it wrote, raw and encoded.
+    let key = postback_relay::partner::encode_component(HOQU_KEY);
+    let event = format!(
+        r#"{{"event_id":"old1","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{{"network":"hoqu","click_id":"{CB_TOKEN}"}}}}"#
+    );
+    let source = Source {
+        queue: "events".into(),
+        routing_key: "lead".into(),
+        message_id: None,
+        redelivered: false,
+    };
+    let mut old = Envelope::for_message(
+        Reason::PartnerRejected,
+        format!("HTTP 404: Cannot GET /{key}/s2s"),
+        event.as_bytes(),
+        None,
+        source,
+    );
+    old.destination = Some(format!("hoqu-{HOQU_KEY}"));
+    old.response_snippet = Some(format!("Cannot GET /{key}/s2s?tok={CB_TOKEN}"));
+    old.last_error = Some(format!("refused {HOQU_KEY}"));
+    let mut old = serde_json::to_value(&old).unwrap();
+    old["request"] = serde_json::json!({
+        "destination": "hoqu-get",
+        "method": "GET",
+        "url": format!("{base}/{key}/s2s"),
+        "headers": { "x-token": CB_TOKEN },
+    });
+    // And a message that is not an envelope at all.
+    let raw = format!("not json, key={HOQU_KEY}");
+    for body in [serde_json::to_vec(&old).unwrap(), raw.into_bytes()] {
+        env.publisher
+            .publish_json("", &env.topology().dead, &body, None, None)
+            .await
+            .unwrap();
+    }
+
+    // Each command reads the whole queue: the next one waits until the messages the last one
+    // held are back.
+    let dead = env.topology().dead;
+    let run = async |args: &[&str]| {
+        let out = cli(&config, args);
+        let (env, q) = (&env, dead.clone());
+        eventually(Duration::from_secs(10), "the dead letters back", || {
+            let q = q.clone();
+            async move { env.ready(&q).await == 2 }
+        })
+        .await;
+        out
+    };
+    let list_json = run(&["dlq", "list", "--format", "json"]).await;
+    let stats_json = run(&["dlq", "stats", "--format", "json"]).await;
+    let outputs = [
+        ("dlq list", run(&["dlq", "list"]).await),
+        ("dlq stats", run(&["dlq", "stats"]).await),
+        ("replay dry run", run(&["replay", "--dry-run"]).await),
+        ("replay", cli(&config, &["replay"])),
+    ];
+    // The JSON still reads, and still shows the dead letters, secrets replaced.
+    let listed: serde_json::Value = serde_json::from_str(&list_json).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{list_json}");
+    assert_eq!(listed[0]["event_id"], "old1", "{list_json}");
+    assert!(
+        list_json.contains("Cannot GET /REDACTED/s2s"),
+        "{list_json}"
+    );
+    let stats: serde_json::Value = serde_json::from_str(&stats_json).unwrap();
+    assert_eq!(stats["total"], 2, "{stats_json}");
+    assert!(outputs[0].1.contains("old1"), "{}", outputs[0].1);
+    assert!(
+        outputs[3]
+            .1
+            .contains("replayed 2 dead letter(s) of 2 examined"),
+        "{}",
+        outputs[3].1
+    );
+    for (what, text) in [
+        ("dlq list json", &list_json),
+        ("dlq stats json", &stats_json),
+    ]
+    .into_iter()
+    .chain(outputs.iter().map(|(w, t)| (*w, t)))
+    {
+        assert_eq!(
+            leaks(text),
+            Vec::<String>::new(),
+            "{what} leaks a secret:\n{text}"
+        );
+    }
+    env.cleanup().await;
+}

@@ -1,0 +1,330 @@
+//! The commands, one module each, and what several of them share: the relay a command works
+//! on (its config, or a broker URL and queue prefix), connecting to its broker, a dead
+//! letter's one-line summary, progress bars, and the config's secrets kept out of what is
+//! printed.
+
+mod check_config;
+mod demo;
+mod dlq;
+mod publish;
+mod render;
+mod replay;
+mod run;
+mod sandbox;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{Command, DlqCommand};
+use postback_relay::broker::{self, Topology};
+use postback_relay::config::{Config, DEFAULT_AMQP_URL};
+use postback_relay::reason::Reason;
+use postback_relay::redact::Secrets;
+
+/// Runs one command. `Ok` carries the exit code of an outcome the command reported itself
+/// (an invalid config, a refused event); `Err` is an error for `main` to print.
+pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => run::run(&config).await,
+        Command::CheckConfig { config } => Ok(check_config::check(&config)),
+        Command::Render {
+            config,
+            format,
+            destination,
+            show_secrets,
+            events,
+        } => render::render(
+            &config,
+            format,
+            destination.as_deref(),
+            show_secrets,
+            &events,
+        ),
+        Command::Publish {
+            config,
+            amqp_url,
+            exchange,
+            check,
+            events,
+        } => publish::publish(config.as_deref(), amqp_url, exchange, check, &events).await,
+        Command::Sandbox { listen } => sandbox::serve(listen).await,
+        Command::Dlq { command } => match command {
+            DlqCommand::Stats { target, format } => dlq::stats(target, format).await,
+            DlqCommand::List {
+                target,
+                filter,
+                limit,
+                format,
+            } => dlq::list(target, filter.filter(), limit, format).await,
+        },
+        Command::Replay {
+            target,
+            filter,
+            limit,
+            dry_run,
+        } => replay::replay(target, filter.filter(), limit, dry_run).await,
+        Command::Demo { amqp_url, events } => demo::run(&amqp_url, events).await,
+    }
+}
+
+/// How `render`, `dlq stats` and `dlq list` print.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RenderFormat {
+    Text,
+    Json,
+}
+
+/// Which relay's queues: its config, or a broker URL and queue prefix.
+#[derive(Args)]
+pub struct Target {
+    #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Broker URL, when no config is given [default: amqp://guest:guest@127.0.0.1:5672/%2f].
+    #[arg(long, env = "AMQP_URL")]
+    amqp_url: Option<String>,
+    /// Queue prefix, when no config is given [default: postback-relay].
+    #[arg(long)]
+    queue_prefix: Option<String>,
+}
+
+/// A relay's queues as a command reaches them.
+pub struct Resolved {
+    pub url: String,
+    pub topology: Topology,
+    /// Tells a dead letter refused as too large from one that crashed the relay.
+    pub max_event_bytes: usize,
+    /// The config's secrets, kept out of what the command prints (dead letters written by
+    /// older versions of the relay may hold them); none without a config.
+    pub secrets: Secrets,
+}
+
+impl Target {
+    /// The broker URL (the flag wins over the config's), the queues, the event size limit and
+    /// the secrets; or the exit code of a config that cannot be used (the error is printed).
+    pub fn resolve(self) -> Result<Resolved, ExitCode> {
+        let url_flag = self.amqp_url;
+        match self.config {
+            Some(path) => {
+                let c = load(&path)?;
+                Ok(Resolved {
+                    url: url_flag.unwrap_or(c.broker.url.clone()),
+                    topology: Topology::from_config(&c),
+                    max_event_bytes: c.worker.max_event_bytes,
+                    secrets: c.secrets,
+                })
+            }
+            None => Ok(Resolved {
+                url: url_flag.unwrap_or_else(|| DEFAULT_AMQP_URL.into()),
+                topology: Topology::for_prefix(
+                    self.queue_prefix.as_deref().unwrap_or("postback-relay"),
+                ),
+                max_event_bytes: Config::default_worker().max_event_bytes,
+                secrets: Secrets::default(),
+            }),
+        }
+    }
+}
+
+impl Resolved {
+    /// `e` for `main` to print, its message scrubbed of the secrets.
+    pub fn scrubbed(&self, e: anyhow::Error) -> anyhow::Error {
+        if self.secrets.is_empty() {
+            return e;
+        }
+        anyhow::anyhow!("{}", self.secrets.scrub(&format!("{e:#}")))
+    }
+}
+
+#[derive(Args)]
+pub struct FilterArgs {
+    /// Only this destination's dead letters.
+    #[arg(long)]
+    destination: Option<String>,
+    /// Only this reason (not_json, invalid_event, partner_rejected, retries_exhausted...).
+    #[arg(long)]
+    reason: Option<Reason>,
+    /// Dead-lettered at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Dead-lettered before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Only this event.
+    #[arg(long)]
+    event_id: Option<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(self) -> postback_relay::dlq::Filter {
+        postback_relay::dlq::Filter {
+            destination: self.destination,
+            reason: self.reason,
+            since: self.since.map(|t| t.with_timezone(&chrono::Utc)),
+            until: self.until.map(|t| t.with_timezone(&chrono::Utc)),
+            event_id: self.event_id,
+        }
+    }
+}
+
+/// The config at `path`; or, when it cannot be used, the error printed and exit code 2.
+pub fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        ExitCode::from(2)
+    })
+}
+
+/// A connection to the broker at `url`; the error names the URL without its password.
+pub async fn connect(url: &str, role: &str) -> anyhow::Result<lapin::Connection> {
+    broker::connect(url, role)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to RabbitMQ at {}: {e}", redact_url(url)))
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A progress bar on a terminal; hidden otherwise (logs and CI stay clean).
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "  {what:>10} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}}"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// One dead letter on one line, as `dlq list` and `replay --dry-run` print it.
+pub fn summary_line(s: &postback_relay::dlq::Summary) -> String {
+    format!(
+        "{}  {:<18} {:<18} {:<24} {}",
+        s.dead_lettered_at
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| "-".into()),
+        s.reason.as_str(),
+        s.destination.as_deref().unwrap_or("-"),
+        s.event_id.as_deref().unwrap_or("-"),
+        s.detail
+    )
+}
+
+/// Writes `value` as pretty JSON, scrubbed of `secrets`: every string, object key and number
+/// that holds one. The values are scrubbed, not the JSON text, so the output stays JSON
+/// whatever a secret looks like (digits, `true`, a field's name). Without secrets, `value`
+/// is written as it serializes (an event kept as published stays as it was written).
+pub fn write_json<T: Serialize + ?Sized>(
+    out: impl std::io::Write,
+    value: &T,
+    secrets: &Secrets,
+) -> serde_json::Result<()> {
+    if secrets.is_empty() {
+        return serde_json::to_writer_pretty(out, value);
+    }
+    let mut v = serde_json::to_value(value)?;
+    scrub_json(&mut v, secrets);
+    serde_json::to_writer_pretty(out, &v)
+}
+
+/// Replaces every secret in the strings, keys and numbers of `v`. A number that holds a
+/// secret becomes the scrubbed string of its digits.
+fn scrub_json(v: &mut Value, secrets: &Secrets) {
+    match v {
+        Value::String(s) => secrets.scrub_in_place(s),
+        Value::Number(n) => {
+            if let std::borrow::Cow::Owned(clean) = secrets.scrub(&n.to_string()) {
+                *v = Value::String(clean);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| scrub_json(i, secrets)),
+        Value::Object(map) => {
+            *map = std::mem::take(map)
+                .into_iter()
+                .map(|(k, mut i)| {
+                    scrub_json(&mut i, secrets);
+                    (secrets.scrub(&k).into_owned(), i)
+                })
+                .collect();
+        }
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written<T: Serialize + ?Sized>(value: &T, secrets: &Secrets) -> String {
+        let mut out = Vec::new();
+        write_json(&mut out, value, secrets).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_is_scrubbed_value_by_value_and_stays_json() {
+        // Secrets that look like JSON's own words and digits: scrubbing the text would break
+        // it (`"ok": REDACTED`, `"attempts": 1REDACTED`).
+        let secrets = Secrets::new(["true", "2345", "reason", "hq-Secret/Key"]);
+        let value = serde_json::json!({
+            "ok": true,
+            "attempts": 123456,
+            "reason": "partner_rejected",
+            "detail": "GET /hq-Secret%2FKey/s2s answered 404 (true story)",
+            "by": { "hq-Secret/Key": [1, "x hq-Secret/Key"] },
+        });
+        let text = written(&value, &secrets);
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            back,
+            serde_json::json!({
+                "ok": true,
+                "attempts": "1REDACTED6",
+                "REDACTED": "partner_rejected",
+                "detail": "GET /REDACTED/s2s answered 404 (REDACTED story)",
+                "by": { "REDACTED": [1, "x REDACTED"] },
+            })
+        );
+    }
+
+    #[test]
+    fn without_secrets_json_is_written_as_it_serializes() {
+        // An event kept as published (raw) stays byte for byte as it was.
+        let raw = serde_json::value::RawValue::from_string(r#"{"b":1,  "a":1.50}"#.into()).unwrap();
+        assert_eq!(written(&*raw, &Secrets::default()), r#"{"b":1,  "a":1.50}"#);
+    }
+}

@@ -1,0 +1,82 @@
+//! `postback-relay replay`: dead letters back for delivery with a fresh attempt budget.
+//! What it prints is scrubbed of the config's secrets.
+
+use std::process::ExitCode;
+
+use postback_relay::broker::Topology;
+use postback_relay::dlq::{self, Filter, ReplayReport};
+
+use super::{Resolved, Target, summary_line};
+
+/// Replays the dead letters matching `filter`, at most `limit`; with `dry_run`, prints them
+/// and changes nothing. What it prints is scrubbed of the config's secrets.
+pub async fn replay(
+    target: Target,
+    filter: Filter,
+    limit: Option<u64>,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let t = match target.resolve() {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    let report = send_back(&t, &filter, limit, dry_run)
+        .await
+        .map_err(|e| t.scrubbed(e))?;
+    let outcome = outcome(&report, &t.topology, dry_run);
+    eprintln!("{}", t.secrets.scrub(&outcome));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn send_back(
+    t: &Resolved,
+    filter: &Filter,
+    limit: Option<u64>,
+    dry_run: bool,
+) -> anyhow::Result<ReplayReport> {
+    let conn = super::connect(&t.url, "replay").await?;
+    let total = dlq::depth(&conn.create_channel().await?, &t.topology.dead).await?;
+    let bar = super::progress_bar(u64::from(total), "examined");
+    let report = dlq::replay(
+        &conn,
+        &t.topology,
+        t.max_event_bytes,
+        filter,
+        limit,
+        dry_run,
+        |s, chosen| {
+            bar.inc(1);
+            if dry_run && chosen {
+                bar.suspend(|| println!("{}", t.secrets.scrub(&summary_line(s))));
+            }
+        },
+    )
+    .await?;
+    bar.finish_and_clear();
+    let _ = conn.close(200, "done".into()).await;
+    Ok(report)
+}
+
+/// What the replay did, in words.
+fn outcome(report: &ReplayReport, topology: &Topology, dry_run: bool) -> String {
+    if dry_run {
+        return format!(
+            "dry run: {} of {} dead letters would be replayed; nothing changed",
+            report.matched, report.examined
+        );
+    }
+    let as_it_was = match report.as_it_was {
+        0 => String::new(),
+        n => format!(
+            "; {n} sent back as it was (from {}, but not a valid delivery)",
+            topology.deliveries
+        ),
+    };
+    format!(
+        "replayed {} dead letter(s) of {} examined{as_it_was}; the other {} stay in {}",
+        report.replayed,
+        report.examined,
+        report.examined.saturating_sub(report.replayed),
+        topology.dead
+    )
+}
