@@ -5,28 +5,22 @@ mod common;
 
 use common::RelayProcess as Process;
 
-use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
-use std::process::{Command, Output, Stdio};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Env, event, eventually};
+use common::config::example_with;
+use common::partner::{per_click, until_clicks, until_received};
+use common::process::stderr;
+use common::{Cli, Env, event};
 use postback_relay::sandbox::Rule;
-
-const BIN: &str = env!("CARGO_BIN_EXE_postback-relay");
 
 /// Runs the binary with the example config's one secret set, as a user would.
 fn relay_cmd(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
+    Cli::new(args)
         .env("HOQU_API_KEY", "advertiser_api_key")
         .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
@@ -44,40 +38,35 @@ fn check_config_names_the_key_and_exits_non_zero() {
     assert!(ok.status.success(), "{}", stderr(&ok));
 
     let dir = tempfile::tempdir().unwrap();
-    let example = std::fs::read_to_string("config/example.toml").unwrap();
     let cases = [
+        (example_with("broker.prefech", 3), "`broker`", "prefech"),
         (
-            example.replace("prefetch = 64", "prefetch = 64\nprefech = 3"),
-            "`broker`",
-            "prefech",
-        ),
-        (
-            example.replace("timeout_ms = 5000", "timeout_ms = \"soon\""),
+            example_with("destinations.0.timeout_ms", "soon"),
             "destinations[0].timeout_ms",
             "invalid type",
         ),
         (
-            example.replace("https://a.pwspace.com", "${POSTBACK_RELAY_TEST_UNSET}"),
+            example_with("destinations.0.base_url", "${POSTBACK_RELAY_TEST_UNSET}"),
             "destinations[0].base_url",
             "POSTBACK_RELAY_TEST_UNSET is not set",
         ),
         (
-            example.replace("types = [\"lead\", \"order\"]", "types = [\"rebill\"]"),
+            example_with("destinations.0.match.types", vec!["rebill"]),
             "destinations[0].match.types",
             "rebill",
         ),
         (
-            example.replace("max_delay_ms = 3600000", "max_delay_ms = 7200000"),
+            example_with("destinations.0.retry.max_delay_ms", 7200000),
             "destinations[0].retry.max_delay_ms",
             "broker.retry_tiers_ms",
         ),
         (
-            example.replace("ttl_secs = 259200", "ttl_secs = 86400"),
+            example_with("store.ttl_secs", 86400),
             "store.ttl_secs",
             "destinations[0].retry.max_age_secs",
         ),
         (
-            example.replace("status_wait_secs = 300", "status_wait_secs = 9999999999"),
+            example_with("destinations.1.hoqu.status_wait_secs", 9999999999i64),
             "destinations[1].hoqu.status_wait_secs",
             "max_age_secs",
         ),
@@ -150,11 +139,9 @@ fn render_shows_every_kind_and_hides_secrets() {
     assert_eq!(out.status.code(), Some(2));
 
     // Without the secret in the environment the config does not load, and says why.
-    let out = Command::new(BIN)
-        .args(["check-config", "--config", "config/example.toml"])
+    let out = Cli::new(&["check-config", "--config", "config/example.toml"])
         .env_remove("HOQU_API_KEY")
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out)
@@ -205,41 +192,17 @@ fn render_prints_the_powerspace_documents_urls() {
     assert!(stderr(&out).contains("order.amount"), "{}", stderr(&out));
 }
 
-/// Starts `postback-relay sandbox` on a free port and returns its address.
-fn sandbox_process() -> (Process, SocketAddr) {
-    let mut child = Command::new(BIN)
-        .args(["sandbox", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    (Process(child), addr)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_published_events_become_ten_thousand_requests() {
     const N: usize = 10_000;
     let env = Env::new().await;
-    let (_sandbox, addr) = sandbox_process();
+    let (_sandbox, addr) = Process::sandbox();
     let sandbox = postback_relay::sandbox::Client::new(addr);
     let dir = tempfile::tempdir().unwrap();
-    let config = write(
-        &dir,
-        "relay.toml",
-        &env.config_toml("")
-            .replace(env.sandbox.base_url(), sandbox.base_url()),
-    );
+    let config = env
+        .config()
+        .destination(env.powerspace().base_url(sandbox.base_url()))
+        .write(&dir);
     let events: String = (0..N)
         .map(|i| {
             let kind = if i % 2 == 0 { "lead" } else { "order" };
@@ -267,20 +230,8 @@ async fn ten_thousand_published_events_become_ten_thousand_requests() {
         "{}",
         stderr(&published)
     );
-    eventually(
-        Duration::from_secs(300),
-        "10,000 requests at the sandbox",
-        || {
-            let s = sandbox.clone();
-            async move {
-                s.stats()
-                    .await
-                    .map(|st| st.total >= N as u64)
-                    .unwrap_or(false)
-            }
-        },
-    )
-    .await;
+    let all = Duration::from_secs(300);
+    until_received(&sandbox, N as u64, all, "10,000 requests at the sandbox").await;
     let elapsed = started.elapsed();
     eprintln!(
         "10,000 events published and delivered in {:.2} s",
@@ -296,7 +247,6 @@ async fn ten_thousand_published_events_become_ten_thousand_requests() {
     assert_eq!(env.ready(&t.events).await, 0);
     assert_eq!(env.ready(&t.deliveries).await, 0);
     assert_eq!(env.ready(&t.dead).await, 0);
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -314,17 +264,15 @@ async fn a_relay_killed_mid_stream_and_restarted_loses_nothing() {
             .await;
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = write(&dir, "relay.toml", &env.config_toml(""));
+    let config = env.default_config().write(&dir);
 
     let first = Process::run(&config);
-    let sandbox = env.sandbox.clone();
-    eventually(
-        Duration::from_secs(60),
+    let some = Duration::from_secs(60);
+    until_received(
+        &env.sandbox,
+        (N / 4) as u64,
+        some,
         "some deliveries before the kill",
-        || {
-            let s = sandbox.clone();
-            async move { s.stats().await.unwrap().total >= (N / 4) as u64 }
-        },
     )
     .await;
     drop(first); // SIGKILL
@@ -335,31 +283,19 @@ async fn a_relay_killed_mid_stream_and_restarted_loses_nothing() {
     );
 
     let second = Process::run(&config);
-    eventually(
-        Duration::from_secs(120),
+    let every = Duration::from_secs(120);
+    until_clicks(
+        &env.sandbox,
+        N,
+        false,
+        every,
         "every click delivered after the restart",
-        || {
-            let s = sandbox.clone();
-            async move {
-                let clicks: BTreeSet<String> = s
-                    .requests()
-                    .await
-                    .unwrap()
-                    .iter()
-                    .filter_map(|r| r.param("qci"))
-                    .collect();
-                clicks.len() == N
-            }
-        },
     )
     .await;
     assert!(second.terminate().success());
 
     let requests = env.sandbox.requests().await.unwrap();
-    let mut per_click: HashMap<String, usize> = HashMap::new();
-    for r in &requests {
-        *per_click.entry(r.param("qci").unwrap()).or_default() += 1;
-    }
+    let per_click = per_click(&requests, false);
     let duplicates = requests.len() - per_click.len();
     eprintln!(
         "killed after {at_kill} requests; {N} events, {} requests, {duplicates} redelivered duplicates",
@@ -374,7 +310,6 @@ async fn a_relay_killed_mid_stream_and_restarted_loses_nothing() {
     let t = env.topology();
     assert_eq!(env.ready(&t.events).await, 0, "nothing left behind");
     assert!(env.take_dead_letters().await.is_empty());
-    env.cleanup().await;
 }
 
 #[test]
@@ -411,11 +346,9 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 #[ignore = "starts a RabbitMQ node of its own: slow"]
 fn demo_without_a_broker_starts_a_node_of_its_own_and_removes_it() {
     let closed = closed_port();
-    let out = Command::new(BIN)
-        .args(["demo", "--events", "100"])
-        .env("AMQP_URL", format!("amqp://guest:guest@{closed}/%2f"))
-        .output()
-        .unwrap();
+    let out = Cli::new(&["demo", "--events", "100"])
+        .env("AMQP_URL", &format!("amqp://guest:guest@{closed}/%2f"))
+        .output();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("[ok] every event is accounted for"), "{text}");
@@ -442,14 +375,12 @@ fn demo_with_a_remote_broker_down_starts_nothing_and_says_why() {
     // 0.0.0.0 is not an address of this machine to the demo, yet connecting to it fails at
     // once on Linux: a remote broker that is down, without waiting on a network.
     let closed = closed_port();
-    let out = Command::new(BIN)
-        .args(["demo"])
+    let out = Cli::new(&["demo"])
         .env(
             "AMQP_URL",
-            format!("amqp://guest:secret@0.0.0.0:{}/%2f", closed.port()),
+            &format!("amqp://guest:secret@0.0.0.0:{}/%2f", closed.port()),
         )
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(

@@ -5,15 +5,12 @@
 mod common;
 
 use std::io::Write as _;
-use std::time::Duration;
 
-use common::{Env, eventually};
+use common::{Env, until};
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use postback_relay::deadletter::Reason;
 use postback_relay::dlq::DeadLetter;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 fn body(id: &str, click: &str) -> Vec<u8> {
     common::event(id, "order", click, Some("10.00"))
@@ -63,7 +60,7 @@ fn clicks_sent(requests: &[postback_relay::sandbox::Recorded]) -> Vec<String> {
 #[tokio::test]
 async fn events_as_other_producers_publish_them_are_delivered() {
     let env = Env::new().await;
-    let running = env.start(&env.config_toml("")).await;
+    let running = env.start(&env.default_config()).await;
     let plain = BasicProperties::default();
     // pika's defaults: no content type, no encoding; a routing key that is not the type.
     publish_as(&env, "anything", &body("none", "no-type"), plain.clone()).await;
@@ -96,12 +93,7 @@ async fn events_as_other_producers_publish_them_are_delivered() {
     let mut bom = b"\xEF\xBB\xBF".to_vec();
     bom.extend(body("bom", "byte-order-mark"));
     publish_as(&env, "order", &bom, plain.clone()).await;
-    let m = running.metrics.clone();
-    eventually(WAIT, "five events acked", || {
-        let m = m.clone();
-        async move { m.events_acked.get() == 5 }
-    })
-    .await;
+    until(&running, "five events acked", |m| m.events_acked.get() == 5).await;
     assert_eq!(
         clicks_sent(&env.sandbox.requests().await.unwrap()),
         [
@@ -113,13 +105,12 @@ async fn events_as_other_producers_publish_them_are_delivered() {
         ]
     );
     assert!(env.take_all_dead().await.is_empty(), "no dead letter");
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn undecodable_bodies_are_invalid_events_that_say_why() {
     let env = Env::new().await;
-    let running = env.start(&env.config_toml("")).await;
+    let running = env.start(&env.default_config()).await;
     let plain = BasicProperties::default();
     // Invalid UTF-8 in a field the contract does not know (and so does not read).
     let mut bad_utf8 = br#"{"event_id":"utf8","type":"order","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"powerspace","click_id":"u"},"note":""#.to_vec();
@@ -140,10 +131,8 @@ async fn undecodable_bodies_are_invalid_events_that_say_why() {
         plain.clone().with_content_encoding("gzip".into()),
     )
     .await;
-    let m = running.metrics.clone();
-    eventually(WAIT, "three events acked", || {
-        let m = m.clone();
-        async move { m.events_acked.get() == 3 }
+    until(&running, "three events acked", |m| {
+        m.events_acked.get() == 3
     })
     .await;
     assert!(env.sandbox.requests().await.unwrap().is_empty());
@@ -183,5 +172,4 @@ async fn undecodable_bodies_are_invalid_events_that_say_why() {
             .iter()
             .all(|e| e.raw_body.is_some() || e.event.is_some())
     );
-    env.cleanup().await;
 }

@@ -3,27 +3,17 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Env, amqp_url, event, eventually};
+use common::process::BIN;
+use common::{Cli, Env, Event, RelayProcess, amqp_url, deliveries, event, eventually, until};
 use postback_relay::deadletter::{Envelope, Reason, Source};
 use postback_relay::delivery::Delivery;
 
-const BIN: &str = env!("CARGO_BIN_EXE_postback-relay");
-
+/// A command on this test's queues; it must succeed.
 fn cli(env: &Env, args: &[&str]) -> Output {
-    let out = Command::new(BIN)
-        .args(args)
-        .args(["--amqp-url", &amqp_url(), "--queue-prefix", &env.prefix])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    Cli::new(args).on(env).ok()
 }
 
 /// Waits until `queue` holds `n` ready messages: messages a closed channel held come back
@@ -148,7 +138,6 @@ async fn stats_and_list_read_without_consuming() {
         listed_ids(&json(&cli(&env, &["dlq", "list", "--format", "json"]))),
         ids
     );
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -222,7 +211,6 @@ async fn filtered_replay_moves_exactly_the_matching_and_keeps_the_rest_in_order(
     settles_at(&env, &env.topology().dead, 10).await;
     // Events that failed before routing go back through the events queue.
     settles_at(&env, &env.topology().events, 2).await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -232,38 +220,21 @@ async fn replayed_dead_letters_are_delivered_by_the_relay() {
         .add_rule(&postback_relay::sandbox::Rule::answer(404))
         .await
         .unwrap();
-    let config =
-        postback_relay::config::Config::from_toml(&env.config_toml(""), &|_| None).unwrap();
-    let running = postback_relay::relay::start(config, env.shutdown.clone())
-        .await
-        .unwrap();
+    let running = env.start(&env.default_config()).await;
     env.declare().await;
     for i in 0..3 {
         env.publish(&event(&format!("r{i}"), "lead", &format!("c{i}"), None))
             .await;
     }
-    let m = running.metrics.clone();
-    eventually(Duration::from_secs(30), "three dead letters", || {
-        let m = m.clone();
-        async move {
-            m.deliveries
-                .with_label_values(&["powerspace", "dead_lettered"])
-                .get()
-                == 3
-        }
+    until(&running, "three dead letters", |m| {
+        deliveries(m, "powerspace", "dead_lettered") == 3
     })
     .await;
     // The partner fixes its side; the operator replays.
     env.sandbox.clear_rules().await.unwrap();
     cli(&env, &["replay", "--destination", "powerspace"]);
-    eventually(Duration::from_secs(30), "three delivered", || {
-        let m = m.clone();
-        async move {
-            m.deliveries
-                .with_label_values(&["powerspace", "delivered"])
-                .get()
-                == 3
-        }
+    until(&running, "three delivered", |m| {
+        deliveries(m, "powerspace", "delivered") == 3
     })
     .await;
     let ok = env
@@ -276,7 +247,6 @@ async fn replayed_dead_letters_are_delivered_by_the_relay() {
         .count();
     assert_eq!(ok, 3);
     settles_at(&env, &env.topology().dead, 0).await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -287,18 +257,17 @@ async fn a_replay_killed_halfway_then_rerun_loses_nothing() {
     let deliveries = env.topology().deliveries;
     let events = env.topology().events;
 
-    let mut child = Command::new(BIN)
-        .args([
+    let replay = RelayProcess::spawn(
+        &[
             "replay",
             "--amqp-url",
             &amqp_url(),
             "--queue-prefix",
             &env.prefix,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        &[],
+        None,
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let moved = env.ready(&deliveries).await + env.ready(&events).await;
@@ -308,8 +277,7 @@ async fn a_replay_killed_halfway_then_rerun_loses_nothing() {
         assert!(Instant::now() < deadline, "replay made no progress");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    drop(replay); // SIGKILL
     let moved_at_kill = env.ready(&deliveries).await + env.ready(&events).await;
     assert!(
         (moved_at_kill as usize) < N,
@@ -360,7 +328,6 @@ async fn a_replay_killed_halfway_then_rerun_loses_nothing() {
         doubled <= 1,
         "at most the one in flight at the kill: {doubled}"
     );
-    env.cleanup().await;
 }
 
 /// An envelope for destination `a`, dead-lettered `age_secs` ago.
@@ -425,10 +392,7 @@ fn x_death(queue: &str, reason: &str, age_secs: i64) -> lapin::types::FieldTable
 
 /// A relay on this test's queues that samples them every second.
 async fn sampling_relay(env: &Env) -> postback_relay::relay::Running {
-    let toml = env
-        .config_toml("")
-        .replacen("[worker]", "[worker]\nqueue_sample_secs = 1", 1);
-    env.start(&toml).await
+    env.start(&env.default_config().queue_sample_secs(1)).await
 }
 
 /// Lets a relay sample its queues `n` times: the point is to give the sampler time to act.
@@ -480,7 +444,6 @@ async fn sampling_the_oldest_dead_letter_moves_none() {
     );
     let age = running.metrics.oldest_dead_letter_age.get();
     assert!(close_to(age, 5000), "reported {age}");
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -520,17 +483,14 @@ async fn the_oldest_dead_letter_is_found_wherever_it_is() {
         last.dead_letter_id.to_string(),
     );
     assert_eq!(order, [Some(a.as_str()), None, Some(b.as_str())]);
-    env.cleanup().await;
 }
 
 /// An event nested `depth` levels deep, that no destination takes.
 fn deep_event(depth: usize) -> Vec<u8> {
-    format!(
-        r#"{{"event_id":"deep","type":"order","occurred_at":"2026-11-22T10:00:00Z","attribution":{{"network":"nobody","click_id":"c"}},"extra":{}1{}}}"#,
-        "[".repeat(depth),
-        "]".repeat(depth)
-    )
-    .into_bytes()
+    let nested = (0..depth).fold(serde_json::json!(1), |v, _| serde_json::json!([v]));
+    Event::attributed("deep", "order", "nobody", "c")
+        .set("/extra", nested)
+        .body()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -538,7 +498,7 @@ async fn one_odd_dead_letter_does_not_break_the_listing() {
     let env = Env::new().await;
     let ids = fill(&env, 3).await;
     // The relay dead-letters the deep one as unroutable.
-    let running = env.start(&env.config_toml("")).await;
+    let running = env.start(&env.default_config()).await;
     env.publish(&deep_event(200)).await;
     let m = running.metrics.clone();
     eventually(
@@ -587,7 +547,6 @@ async fn one_odd_dead_letter_does_not_break_the_listing() {
     settles_at(&env, &env.topology().dead, 5).await;
     let stats = json(&cli(&env, &["dlq", "stats", "--format", "json"]));
     assert_eq!(stats["total"], 5);
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -639,7 +598,6 @@ async fn reading_ends_on_the_count_and_keeps_the_order() {
         listed_ids(&json(&cli(&env, &["dlq", "list", "--format", "json"]))),
         rest
     );
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -693,7 +651,6 @@ async fn a_delivery_moved_by_the_broker_is_replayed_with_a_fresh_budget() {
         said.contains("1 sent back as it was"),
         "says which went back unchanged: {said}"
     );
-    env.cleanup().await;
 }
 
 /// A benchmark more than a test: `cargo test --test dlq -- --ignored large --nocapture`.
@@ -775,5 +732,4 @@ async fn a_large_queue_is_read_in_order_in_bounded_memory() {
         assert!(peak_kb < 100 * 1024, "bounded: {peak_kb} kB");
         settles_at(&env, &dead, N as u32).await;
     }
-    env.cleanup().await;
 }

@@ -7,11 +7,11 @@ mod common;
 
 use common::RelayProcess as Process;
 
-use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Env, event, eventually};
+use common::broker::close_connections;
+use common::partner::{per_click, until_clicks};
+use common::{Env, Retry, event};
 use postback_relay::sandbox::Rule;
 
 /// Calls the partner answers too late (after the relay's 1 s timeout).
@@ -39,29 +39,13 @@ async fn kills_reconnects_and_partner_faults_lose_nothing() {
         .add_rule(&Rule::answer(200).after_ms(3))
         .await
         .unwrap();
-    let retry = "immediate_attempts = 1, initial_delay_ms = 100, max_delay_ms = 800, max_attempts = 50, max_age_secs = 300";
-    let toml = env.broker_toml().replace(
-        &format!(
-            "[store]\n            kind = \"embedded\"\n            path = \"{}\"",
-            std::env::temp_dir()
-                .join(format!("{}.db", env.prefix))
-                .display()
-        ),
-        &env.redis_store_toml(),
-    ) + &env
-        .destination_toml(
-            "powerspace",
-            env.sandbox.base_url(),
-            retry,
-            "enabled = false",
-            "",
-        )
-        .replace("timeout_ms = 2000", "timeout_ms = 1000");
-    assert!(toml.contains("kind = \"redis\""));
+    let retry = Retry::durable(100, 800).max_attempts(50).max_age_secs(300);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("relay.toml");
-    std::fs::write(&config, &toml).unwrap();
-    let config = config.to_str().unwrap().to_owned();
+    let config = env
+        .config()
+        .destination(env.powerspace().timeout_ms(1000).retry(retry))
+        .redis()
+        .write(&dir);
 
     env.declare().await;
     let steady = Process::run(&config);
@@ -109,39 +93,18 @@ async fn kills_reconnects_and_partner_faults_lose_nothing() {
     };
     let ((), (kills, closes)) = tokio::join!(publisher, faults);
 
-    let sandbox = env.sandbox.clone();
-    eventually(Duration::from_secs(180), "every event accepted", || {
-        let s = sandbox.clone();
-        async move {
-            let accepted: std::collections::HashSet<String> = s
-                .requests()
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|r| r.status == 200)
-                .filter_map(|r| r.param("qci"))
-                .collect();
-            accepted.len() == N
-        }
-    })
-    .await;
+    let every = Duration::from_secs(180);
+    until_clicks(&env.sandbox, N, true, every, "every event accepted").await;
     let t = env.topology();
     for q in t.queues() {
-        let q = q.clone();
-        eventually(Duration::from_secs(60), &format!("{q} empty"), || {
-            let (env, q) = (&env, q.clone());
-            async move { env.ready(&q).await == 0 }
-        })
-        .await;
+        env.until_holds(q, 0, Duration::from_secs(60), &format!("{q} empty"))
+            .await;
     }
     drop(steady);
     drop(victim);
 
-    let mut accepted: HashMap<String, usize> = HashMap::new();
     let requests = env.sandbox.requests().await.unwrap();
-    for r in requests.iter().filter(|r| r.status == 200) {
-        *accepted.entry(r.param("qci").unwrap()).or_default() += 1;
-    }
+    let accepted = per_click(&requests, true);
     let missing = (0..N)
         .filter(|i| !accepted.contains_key(&format!("fault-{i}")))
         .count();
@@ -163,7 +126,6 @@ async fn kills_reconnects_and_partner_faults_lose_nothing() {
         duplicates <= kills * 32 + TIMEOUTS,
         "duplicates {duplicates} above the in-flight bound"
     );
-    env.cleanup().await;
 }
 
 fn rand_ms(max: u64) -> u64 {
@@ -172,25 +134,4 @@ fn rand_ms(max: u64) -> u64 {
         .unwrap()
         .subsec_nanos() as u64;
     nanos % max
-}
-
-/// Closes every broker connection of this test's relays; returns how many.
-fn close_connections(prefix: &str) -> usize {
-    let out = Command::new("rabbitmqctl")
-        .args(["list_connections", "pid", "client_properties", "--silent"])
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-    let name = format!("postback-relay worker {prefix}");
-    let pids: Vec<String> = listing
-        .lines()
-        .filter(|l| l.contains(&name))
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .collect();
-    for pid in &pids {
-        let _ = Command::new("rabbitmqctl")
-            .args(["close_connection", pid, "fault suite"])
-            .output();
-    }
-    pids.len()
 }

@@ -1,27 +1,23 @@
 //! Every example request in the partner documents, reproduced byte for byte, and hostile values
 //! for each kind. Pure rendering: no broker, no network.
 
-use postback_relay::config::{Config, DestinationConfig};
+mod common;
+
+use common::config::{example_with, load_with_secret};
+use common::{Callback, ConfigBuilder, Dest, Event, Hoqu, Tracker};
+use postback_relay::config::DestinationConfig;
 use postback_relay::event::{self, ConversionEvent};
 use postback_relay::partner::{Method, RenderError, Request};
 use serde_json::{Value, json};
 
-fn destination(toml: &str) -> DestinationConfig {
-    let text = format!("[[destinations]]\n{toml}");
-    match Config::from_toml(&text, &|_| None) {
-        Ok(mut c) => c.destinations.remove(0),
-        Err(e) => panic!("{e}\n{text}"),
-    }
+/// `d` loaded on its own, as the relay loads it.
+fn destination(d: Dest) -> DestinationConfig {
+    ConfigBuilder::new().destination(d).load_destination()
 }
 
-fn config_error(toml: &str) -> String {
-    Config::from_toml(&format!("[[destinations]]\n{toml}"), &|_| None)
-        .unwrap_err()
-        .to_string()
-}
-
-fn ev(v: Value) -> ConversionEvent {
-    event::parse(&serde_json::to_vec(&v).unwrap(), 1 << 20).unwrap()
+/// What loading `d` on its own says; it must be refused.
+fn config_error(d: Dest) -> String {
+    ConfigBuilder::new().destination(d).error()
 }
 
 fn render(d: &DestinationConfig, e: &ConversionEvent) -> Request {
@@ -65,27 +61,17 @@ fn hostile() -> Vec<String> {
 
 // ---------------------------------------------------------------- Powerspace
 
-const POWERSPACE: &str = r#"
-    name = "powerspace"
-    kind = "powerspace"
-    base_url = "https://a.pwspace.com"
-    match = { networks = ["powerspace"] }
-"#;
+fn powerspace() -> Dest {
+    Dest::powerspace("powerspace", "https://a.pwspace.com")
+}
 
 fn ps_event(kind: &str, click: &str, amount: Option<&str>) -> ConversionEvent {
-    let mut v = json!({
-        "event_id": "e1", "type": kind, "occurred_at": "2026-11-22T10:00:00Z",
-        "attribution": { "network": "powerspace", "click_id": click }
-    });
-    if let Some(a) = amount {
-        v["order"] = json!({ "id": "o1", "amount": a });
-    }
-    ev(v)
+    Event::powerspace("e1", kind, click, amount).parsed()
 }
 
 #[test]
 fn powerspace_document_examples() {
-    let d = destination(POWERSPACE);
+    let d = destination(powerspace());
     let cases = [
         (
             "lead",
@@ -150,9 +136,12 @@ fn powerspace_document_examples() {
 
 #[test]
 fn powerspace_routes_and_order_value_options() {
-    let d = destination(&format!(
-        "{POWERSPACE}\nconversions = {{ registration = \"lead\", signup = \"order\" }}\npowerspace = {{ exclude_shipping = true, exclude_tax = true }}"
-    ));
+    let d = destination(
+        powerspace()
+            .conversion("registration", "lead")
+            .conversion("signup", "order")
+            .exclude(true, true),
+    );
     let r = render(&d, &ps_event("registration", "c", None));
     assert_eq!(r.url, "https://a.pwspace.com/ld?qci=c");
     let mut e = ps_event("signup", "c", Some("100.00"));
@@ -164,9 +153,7 @@ fn powerspace_routes_and_order_value_options() {
         "https://a.pwspace.com/ord?qci=c&ov=80.01"
     );
     o_too_much(&d);
-    let e = config_error(&format!(
-        "{POWERSPACE}\nconversions = {{ rebill = \"refund\" }}"
-    ));
+    let e = config_error(powerspace().conversion("rebill", "refund"));
     assert!(
         e.contains("conversions.rebill") && e.contains("refund"),
         "{e}"
@@ -181,7 +168,7 @@ fn o_too_much(d: &DestinationConfig) {
 
 #[test]
 fn powerspace_hostile_click_ids() {
-    let d = destination(POWERSPACE);
+    let d = destination(powerspace());
     for v in hostile() {
         let url = render(&d, &ps_event("order", &v, Some("1"))).url;
         assert_eq!(
@@ -197,33 +184,26 @@ fn powerspace_hostile_click_ids() {
 
 // ---------------------------------------------------------------- HOQU
 
-fn hoqu(method: &str, payout: &str, extra: &str) -> DestinationConfig {
-    destination(&format!(
-        r#"
-        name = "hoqu"
-        kind = "hoqu"
-        base_url = "https://trackerdomain.com"
-        match = {{ networks = ["hoqu"] }}
-        hoqu = {{ api_key = "advertiser_api_key", method = "{method}", payout = "{payout}", action = "lead" {extra} }}
-        "#
-    ))
+/// The document's advertiser, sending by `method` with `payout`, action "lead".
+fn advertiser(method: &str, payout: &str) -> Hoqu {
+    Hoqu::new("advertiser_api_key", payout)
+        .method(method)
+        .action("lead")
+}
+
+fn hoqu(options: Hoqu) -> DestinationConfig {
+    destination(Dest::hoqu("hoqu", "https://trackerdomain.com", options))
 }
 
 fn hoqu_event(kind: &str, request_id: &str, status: Option<&str>) -> ConversionEvent {
-    let mut v = json!({
-        "event_id": format!("{request_id}-{kind}"), "type": kind, "occurred_at": "2026-11-22T10:00:00Z",
-        "attribution": { "network": "hoqu", "click_id": "c7e2206f-03af-49fa-9046-dd6aeaa44e9b" },
-        "order": { "id": request_id, "amount": "30.00" }
-    });
-    if let Some(s) = status {
-        v["order"]["status"] = json!(s);
-    }
-    ev(v)
+    Event::hoqu_example(kind, request_id)
+        .status(status)
+        .parsed()
 }
 
 #[test]
 fn hoqu_document_get_examples() {
-    let d = hoqu("get", "percentage", "");
+    let d = hoqu(advertiser("get", "percentage"));
     let base = "https://trackerdomain.com/advertiser_api_key/s2s?click_id=c7e2206f-03af-49fa-9046-dd6aeaa44e9b&request_id=12345&action=lead&price=30&status=";
     // A new conversion is sent on hold; then the same click_id + request_id with the final
     // status, from the merchant's status through the document's table.
@@ -249,7 +229,7 @@ fn hoqu_document_get_examples() {
 
 #[test]
 fn hoqu_document_post_example() {
-    let d = hoqu("post", "percentage", "");
+    let d = hoqu(advertiser("post", "percentage"));
     let r = render(&d, &hoqu_event("lead", "94583", None));
     assert_eq!(r.method, Method::Post);
     assert_eq!(r.url, "https://trackerdomain.com/advertiser_api_key");
@@ -267,7 +247,7 @@ fn hoqu_document_post_example() {
 
 #[test]
 fn hoqu_api_key_is_redacted_unless_asked() {
-    let d = hoqu("get", "fixed", "");
+    let d = hoqu(advertiser("get", "fixed"));
     let r = render(&d, &hoqu_event("lead", "1", None));
     assert!(r.url.contains("/advertiser_api_key/"));
     let shown = r.redacted();
@@ -289,7 +269,7 @@ fn hoqu_api_key_is_redacted_unless_asked() {
 #[test]
 fn hoqu_payout_models() {
     // Percentage: price required.
-    let d = hoqu("get", "percentage", "");
+    let d = hoqu(advertiser("get", "percentage"));
     let mut e = hoqu_event("lead", "1", None);
     e.order.as_mut().unwrap().amount = None;
     let err = d.render(&e).unwrap_err().to_string();
@@ -298,11 +278,11 @@ fn hoqu_payout_models() {
         "{err}"
     );
     // Fixed: price optional.
-    let d = hoqu("get", "fixed", "");
+    let d = hoqu(advertiser("get", "fixed"));
     assert!(!render(&d, &e).url.contains("price="));
 
     // Recurring: leads carry customer_id; customers are added and removed.
-    let d = hoqu("get", "fixed", ", recurring = true");
+    let d = hoqu(advertiser("get", "fixed").recurring());
     let mut lead = hoqu_event("lead", "7", None);
     lead.customer = Some(serde_json::from_value(json!({"id": "cust-77"})).unwrap());
     assert!(
@@ -310,11 +290,10 @@ fn hoqu_payout_models() {
             .url
             .ends_with("&action=lead&price=30&status=hold&customer_id=cust-77")
     );
-    let customer = ev(json!({
-        "event_id": "c1", "type": "customer_status", "occurred_at": "2026-11-22T10:00:00Z",
-        "attribution": { "network": "hoqu", "click_id": "ck" },
-        "customer": { "id": "cust-77", "status": "Activate" }
-    }));
+    let customer = Event::attributed("c1", "customer_status", "hoqu", "ck")
+        .customer("cust-77")
+        .customer_status("Activate")
+        .parsed();
     assert_eq!(
         render(&d, &customer).url,
         "https://trackerdomain.com/advertiser_api_key/s2s?customer_id=cust-77&click_id=ck&status=activate"
@@ -323,19 +302,15 @@ fn hoqu_payout_models() {
     bad.customer.as_mut().unwrap().status = Some("paused".into());
     assert!(d.render(&bad).unwrap_err().to_string().contains("paused"));
     let e = config_error(
-        r#"name = "h"
-        kind = "hoqu"
-        base_url = "https://trackerdomain.com"
-        match = { networks = ["hoqu"] }
-        conversions = { customer_status = "customer" }
-        hoqu = { api_key = "k", payout = "fixed" }"#,
+        Dest::hoqu("h", "https://trackerdomain.com", Hoqu::new("k", "fixed"))
+            .conversion("customer_status", "customer"),
     );
     assert!(e.contains("recurring"), "{e}");
 }
 
 #[test]
 fn hoqu_statuses_outside_the_table_are_refused_not_guessed() {
-    let d = hoqu("get", "fixed", "");
+    let d = hoqu(advertiser("get", "fixed"));
     let err = d
         .render(&hoqu_event("order_status", "1", Some("on its way")))
         .unwrap_err()
@@ -362,9 +337,9 @@ fn hoqu_statuses_outside_the_table_are_refused_not_guessed() {
 #[test]
 fn hoqu_extra_parameters_and_action() {
     let d = hoqu(
-        "get",
-        "fixed",
-        r#", extra = { sub1 = "{params.sub1}", currency = "{currency}" }"#,
+        advertiser("get", "fixed")
+            .extra("sub1", "{params.sub1}")
+            .extra("currency", "{currency}"),
     );
     let mut e = hoqu_event("lead", "1", None);
     e.attribution
@@ -381,13 +356,11 @@ fn hoqu_extra_parameters_and_action() {
         "sale",
         "the event's action wins over the default"
     );
-    let e = config_error(
-        r#"name = "h"
-        kind = "hoqu"
-        base_url = "https://trackerdomain.com"
-        match = { networks = ["hoqu"] }
-        hoqu = { api_key = "k", payout = "fixed", extra = { sub1 = "{Order_Id}" } }"#,
-    );
+    let e = config_error(Dest::hoqu(
+        "h",
+        "https://trackerdomain.com",
+        Hoqu::new("k", "fixed").extra("sub1", "{Order_Id}"),
+    ));
     assert!(
         e.contains("hoqu.extra.sub1") && e.contains("{Order_Id}"),
         "{e}"
@@ -398,7 +371,7 @@ fn hoqu_extra_parameters_and_action() {
 fn hoqu_status_updates_and_customers_go_by_get_whatever_the_method() {
     // "Для того чтобы обновить статус заявки на платформе, нужно отправить GET-запрос": the
     // document offers POST for a new conversion only.
-    let d = hoqu("post", "percentage", ", recurring = true");
+    let d = hoqu(advertiser("post", "percentage").recurring());
     let update = "https://trackerdomain.com/advertiser_api_key/s2s?click_id=c7e2206f-03af-49fa-9046-dd6aeaa44e9b&request_id=12345&action=lead&price=30&status=";
     for (status, hoqu_status) in [("paid", "approved"), ("refunded", "rejected")] {
         let r = render(&d, &hoqu_event("order_status", "12345", Some(status)));
@@ -408,12 +381,11 @@ fn hoqu_status_updates_and_customers_go_by_get_whatever_the_method() {
         );
         assert!(r.headers.is_empty());
     }
-    let customer = ev(json!({
-        "event_id": "c1", "type": "customer_status", "occurred_at": "2026-11-22T10:00:00Z",
-        "attribution": { "network": "hoqu", "click_id": "ck" },
-        "order": { "amount": "30.00" },
-        "customer": { "id": "cust-77", "status": "deactivate" }
-    }));
+    let customer = Event::attributed("c1", "customer_status", "hoqu", "ck")
+        .amount("30.00")
+        .customer("cust-77")
+        .customer_status("deactivate")
+        .parsed();
     let r = render(&d, &customer);
     assert_eq!(
         (r.method, r.url.as_str(), r.body),
@@ -433,14 +405,9 @@ fn hoqu_status_updates_and_customers_go_by_get_whatever_the_method() {
 
 #[test]
 fn the_example_hoqu_destination_does_what_its_comments_say() {
-    let example = std::fs::read_to_string("config/example.toml").unwrap();
-    let (head, hoqu_and_rest) = example.split_at(example.find("[destinations.hoqu]").unwrap());
     for method in ["get", "post"] {
-        let text = format!(
-            "{head}{}",
-            hoqu_and_rest.replacen("method = \"get\"", &format!("method = \"{method}\""), 1)
-        );
-        let config = Config::from_toml(&text, &|_| Some("advertiser_api_key".into())).unwrap();
+        let text = example_with("destinations.1.hoqu.method", method);
+        let config = load_with_secret(&text, "advertiser_api_key");
         let d = config
             .destinations
             .iter()
@@ -473,7 +440,7 @@ fn the_example_hoqu_destination_does_what_its_comments_say() {
 #[test]
 fn hoqu_hostile_values() {
     for method in ["get", "post"] {
-        let d = hoqu(method, "fixed", "");
+        let d = hoqu(advertiser(method, "fixed"));
         for v in hostile() {
             let mut e = hoqu_event("lead", &v, None);
             e.attribution.as_mut().unwrap().click_id = v.clone();
@@ -495,46 +462,20 @@ fn hoqu_hostile_values() {
 
 const AWIN_TEMPLATE: &str = "http://www.publisher-domain.com/!!!merchantId!!!/pixel.php?clk=!!!clickRef!!!&cnv=!!!transactionId!!!&com=!!!commission!!!";
 
-fn callback(method: &str, options: &str) -> DestinationConfig {
-    destination(&format!(
-        r#"
-        name = "publisher-45628"
-        kind = "callback"
-        match = {{ networks = ["awin"] }}
-        callback = {{ url = "{AWIN_TEMPLATE}", method = "{method}", merchant_id = "3661" {options} }}
-        "#
-    ))
+/// The document's publisher, called by `method`.
+fn publisher(method: &str) -> Callback {
+    Callback::new(AWIN_TEMPLATE)
+        .method(method)
+        .merchant_id("3661")
+}
+
+fn callback(options: Callback) -> DestinationConfig {
+    destination(Dest::callback("publisher-45628", options))
 }
 
 /// The document's example data as an event.
 fn awin_event() -> ConversionEvent {
-    ev(json!({
-        "event_id": "awin-105956531",
-        "type": "order",
-        "occurred_at": "2013-06-13T12:05:00Z",
-        "attribution": {
-            "network": "awin",
-            "click_id": "105956531-click",
-            "clicked_at": "2013-06-13T12:00:00Z",
-            "publisher_id": "45628",
-            "params": {
-                "groupId": "0", "bannerId": "0", "clickRef": "LINKCMP2013-06", "ip": "127.0.0.1",
-                "url": "http://www.publisher-domain.com/advertiser/product/",
-                "phrase": "Electronic music", "searchEngine": "MSN Live Search"
-            }
-        },
-        "order": {
-            "id": "105956531", "amount": "26.09", "currency": "GBP", "commission": "1.64",
-            "commission_groups": [
-                {"id": "47963", "name": "CD", "code": "CD", "description": "CD"},
-                {"id": "47965", "name": "DVD", "code": "DVD", "description": "DVD"}
-            ],
-            "products": [
-                {"productName": "The Knife \u{2013} Silent Shout", "unitPrice": "5.55", "skuType": "", "skuCode": "B000EMSUQA", "quantity": 2, "category": "Electronic Music", "cgId": "47963"},
-                {"productName": "Sigur Ros - Heima", "unitPrice": "14.99", "skuType": "", "skuCode": "B000EMSUQA", "quantity": "1", "category": "Music DVD", "cgId": "47965"}
-            ]
-        }
-    }))
+    Event::awin_example().parsed()
 }
 
 /// `echo $_POST["AwinTransactionPush"];` from the document, verbatim.
@@ -552,7 +493,7 @@ fn push_of(r: &Request) -> String {
 
 #[test]
 fn callback_document_get_example() {
-    let r = render(&callback("get", ""), &awin_event());
+    let r = render(&callback(publisher("get")), &awin_event());
     assert_eq!(r.method, Method::Get);
     assert_eq!(
         r.url,
@@ -562,7 +503,7 @@ fn callback_document_get_example() {
 
 #[test]
 fn callback_document_post_example() {
-    let r = render(&callback("post", ""), &awin_event());
+    let r = render(&callback(publisher("post")), &awin_event());
     assert_eq!(r.method, Method::Post);
     assert_eq!(
         r.headers.get("Content-Type").map(String::as_str),
@@ -582,7 +523,8 @@ fn callback_tracked_currency_and_options() {
         .unwrap()
         .params
         .insert("clickRef4".into(), "User82828211".into());
-    let push: Value = serde_json::from_str(&push_of(&render(&callback("post", ""), &e))).unwrap();
+    let push: Value =
+        serde_json::from_str(&push_of(&render(&callback(publisher("post")), &e))).unwrap();
     let keys: Vec<&str> = push
         .as_object()
         .unwrap()
@@ -595,11 +537,12 @@ fn callback_tracked_currency_and_options() {
     // Same currency: no tracked values.
     e.order.as_mut().unwrap().tracked_currency =
         Some(serde_json::from_value(json!("GBP")).unwrap());
-    let push: Value = serde_json::from_str(&push_of(&render(&callback("post", ""), &e))).unwrap();
+    let push: Value =
+        serde_json::from_str(&push_of(&render(&callback(publisher("post")), &e))).unwrap();
     assert!(push.get("trackedCurrency").is_none() && push.get("trackedAmount").is_none());
 
     // Product and click source data only when the publisher asked.
-    let d = callback("post", ", product_data = false, click_source_data = false");
+    let d = callback(publisher("post").data(false, false));
     let push: Value = serde_json::from_str(&push_of(&render(&d, &awin_event()))).unwrap();
     for k in ["products", "clickTime", "url", "phrase", "searchEngine"] {
         assert!(push.get(k).is_none(), "{k}");
@@ -609,11 +552,7 @@ fn callback_tracked_currency_and_options() {
 
 #[test]
 fn callback_templates_are_checked_at_load() {
-    let with = |url: &str| {
-        config_error(&format!(
-            "name = \"p\"\nkind = \"callback\"\nmatch = {{ networks = [\"awin\"] }}\ncallback = {{ url = \"{url}\" }}"
-        ))
-    };
+    let with = |url: &str| config_error(Dest::callback("p", Callback::new(url)));
     let e = with("http://p.example/x?c=!!!clickref!!!");
     assert!(e.contains("did you mean !!!clickRef!!!"), "{e}");
     let e = with("http://p.example/x?c=!!!ip!!!");
@@ -624,27 +563,27 @@ fn callback_templates_are_checked_at_load() {
     assert!(e.contains("not in the scheme, host or port"), "{e}");
     let e = with("ftp://p.example/x");
     assert!(e.contains("http"), "{e}");
-    let ok = "name = \"p\"\nkind = \"callback\"\nmatch = { networks = [\"awin\"] }\ncallback = { url = \"https://p.example:443/!!!products!!!\" }";
-    assert!(Config::from_toml(&format!("[[destinations]]\n{ok}"), &|_| None).is_ok());
+    let ok = Dest::callback("p", Callback::new("https://p.example:443/!!!products!!!"));
+    assert!(ConfigBuilder::new().destination(ok).loads());
 }
 
 #[test]
 fn callback_missing_values_empty_or_fail() {
-    let d = callback("get", "");
+    let d = callback(publisher("get"));
     let mut e = awin_event();
     e.attribution.as_mut().unwrap().params.remove("clickRef");
     assert!(render(&d, &e).url.contains("?clk=&cnv="));
-    let d = destination(&format!(
-        "name = \"p\"\nkind = \"callback\"\nmissing = \"fail\"\nmatch = {{ networks = [\"awin\"] }}\ncallback = {{ url = \"{AWIN_TEMPLATE}\", merchant_id = \"3661\" }}"
-    ));
+    let d = destination(
+        Dest::callback("p", Callback::new(AWIN_TEMPLATE).merchant_id("3661")).missing("fail"),
+    );
     let err = d.render(&e).unwrap_err().to_string();
     assert!(err.contains("!!!clickRef!!!"), "{err}");
 }
 
 #[test]
 fn callback_hostile_values() {
-    let d = callback("get", "");
-    let post = callback("post", "");
+    let d = callback(publisher("get"));
+    let post = callback(publisher("post"));
     for v in hostile().into_iter().chain([String::new()]) {
         let mut e = awin_event();
         e.attribution
@@ -668,23 +607,12 @@ fn callback_hostile_values() {
 
 // ---------------------------------------------------------------- tracker postbacks
 
-fn tracker(structure: &str, urls: &str) -> DestinationConfig {
-    destination(&format!(
-        r#"
-        name = "affiliate-1234567"
-        kind = "tracker"
-        match = {{ networks = ["espace-plus"] }}
-        tracker = {{ structure = "{structure}", {urls} }}
-        "#
-    ))
+fn tracker(options: Tracker) -> DestinationConfig {
+    destination(Dest::tracker("affiliate-1234567", options))
 }
 
 fn tracker_event(kind: &str, tracker: &str) -> ConversionEvent {
-    ev(json!({
-        "event_id": "sub-1", "type": kind, "occurred_at": "2026-11-22T10:00:00Z",
-        "attribution": { "network": "espace-plus", "click_id": "ep-1", "tracker": tracker },
-        "order": { "id": "S-1", "amount": "29.90", "currency": "EUR" }
-    }))
+    Event::tracker_example(kind, tracker).parsed()
 }
 
 const REVSHARE: &str = "#affid#-#TransID#-#clickId#-#whateverId#";
@@ -692,7 +620,7 @@ const POSTBACK: &str = "https://affiliate.example/postback?aff=#affid#&tx=#Trans
 
 #[test]
 fn tracker_revshare_structure() {
-    let d = tracker(REVSHARE, &format!("url = \"{POSTBACK}\""));
+    let d = tracker(Tracker::new(REVSHARE).url(POSTBACK));
     for kind in ["registration", "trial", "signup", "rebill"] {
         let r = render(&d, &tracker_event(kind, "trID_aff9-tx77-ck42-w1_trID"));
         assert_eq!(
@@ -708,8 +636,13 @@ fn tracker_revshare_structure() {
 fn tracker_fixed_payout_structure_and_per_kind_urls() {
     // "TRACKER = your Id (in our case 1234567) on our plateform followed by all params".
     let d = tracker(
-        "1234567_#affid#-#TransID#-#clickId#",
-        r#"urls = { signup = "https://a.example/sale?a=#affid#&t=#TransID#&c=#clickId#", registration = "https://a.example/reg?c=#clickId#" }, url = "https://a.example/other?c=#clickId#&k=#conversion#""#,
+        Tracker::new("1234567_#affid#-#TransID#-#clickId#")
+            .url_for(
+                "signup",
+                "https://a.example/sale?a=#affid#&t=#TransID#&c=#clickId#",
+            )
+            .url_for("registration", "https://a.example/reg?c=#clickId#")
+            .url("https://a.example/other?c=#clickId#&k=#conversion#"),
     );
     let t = "trID_1234567_aff9-tx77-ck42_trID";
     assert_eq!(
@@ -737,7 +670,7 @@ fn tracker_fixed_payout_structure_and_per_kind_urls() {
 
 #[test]
 fn tracker_that_does_not_fit_is_a_render_error() {
-    let d = tracker(REVSHARE, &format!("url = \"{POSTBACK}\""));
+    let d = tracker(Tracker::new(REVSHARE).url(POSTBACK));
     for (t, why) in [
         ("aff9-tx77-ck42-w1", "trID_"),
         ("trID_aff9-tx77_trID", "does not fit"),
@@ -761,27 +694,25 @@ fn tracker_that_does_not_fit_is_a_render_error() {
 
 #[test]
 fn tracker_config_is_checked_at_load() {
-    let with = |structure: &str, urls: &str| {
-        config_error(&format!(
-            "name = \"t\"\nkind = \"tracker\"\nmatch = {{ networks = [\"e\"] }}\ntracker = {{ structure = \"{structure}\", {urls} }}"
-        ))
+    let with = |structure: &str, urls: fn(Tracker) -> Tracker| {
+        config_error(Dest::tracker("t", urls(Tracker::new(structure))).networks(&["e"]))
     };
-    assert!(with(REVSHARE, "url = \"https://a.example/?x=#AffId#\"").contains("#AffId#"));
-    assert!(with("#affid##clickId#", "url = \"https://a.example/\"").contains("separator"));
-    assert!(with("#amount#-#x#", "url = \"https://a.example/\"").contains("event field"));
+    assert!(with(REVSHARE, |t| t.url("https://a.example/?x=#AffId#")).contains("#AffId#"));
+    assert!(with("#affid##clickId#", |t| t.url("https://a.example/")).contains("separator"));
+    assert!(with("#amount#-#x#", |t| t.url("https://a.example/")).contains("event field"));
     assert!(
-        with(REVSHARE, "urls = { signup = \"https://a.example/\" }")
+        with(REVSHARE, |t| t.url_for("signup", "https://a.example/"))
             .contains("no postback URL for registration")
     );
-    assert!(with(REVSHARE, "url = \"mailto:x@example.com\"").contains("http"));
+    assert!(with(REVSHARE, |t| t.url("mailto:x@example.com")).contains("http"));
     // A value from the affiliate's link can never pick the host.
-    let e = with(REVSHARE, "url = \"https://#affid#/postback?c=#clickId#\"");
+    let e = with(REVSHARE, |t| t.url("https://#affid#/postback?c=#clickId#"));
     assert!(e.contains("not in the scheme, host or port"), "{e}");
 }
 
 #[test]
 fn tracker_hostile_values() {
-    let d = tracker(REVSHARE, &format!("url = \"{POSTBACK}\""));
+    let d = tracker(Tracker::new(REVSHARE).url(POSTBACK));
     for v in hostile().into_iter().chain([String::new()]) {
         // Hyphens separate the affiliate's values; anything else stays inside one.
         let v = v.replace('-', "_");
@@ -799,14 +730,10 @@ fn tracker_hostile_values() {
 /// value that makes one would send the request to another path than shown.
 #[test]
 fn dot_segment_values_are_refused_naming_the_placeholder() {
-    let d = callback("get", "");
-    let t = destination(
-        r##"
-        name = "affiliate-1234567"
-        kind = "tracker"
-        match = { networks = ["espace-plus"] }
-        tracker = { structure = "#affid#-#TransID#", url = "https://affiliate.example/#affid#/postback?tx=#TransID#" }
-        "##,
+    let d = callback(publisher("get"));
+    let t = tracker(
+        Tracker::new("#affid#-#TransID#")
+            .url("https://affiliate.example/#affid#/postback?tx=#TransID#"),
     );
     for v in [".", ".."] {
         let mut e = awin_event();
@@ -831,7 +758,7 @@ fn dot_segment_values_are_refused_naming_the_placeholder() {
 
 #[test]
 fn dot_look_alikes_are_sent_intact() {
-    let d = callback("get", "");
+    let d = callback(publisher("get"));
     for v in [
         "%2E%2E", "%2e", ".%2E", "...", "..a", "a..", "a/..", "../x", ". .",
     ] {
@@ -857,32 +784,26 @@ fn dot_look_alikes_are_sent_intact() {
 fn url_templates_are_kept_as_the_client_sends_them() {
     // The template's own text is stored as the client will send it: render shows what goes
     // out, not what the config says.
-    let d = destination(
-        r#"
-        name = "p"
-        kind = "callback"
-        match = { networks = ["awin"] }
-        callback = { url = "HTTPS://WWW.Publisher-Domain.com:443/a b/!!!clickRef!!!?c=!!!transactionId!!!&d=x y" }
-        "#,
-    );
+    let d = destination(Dest::callback(
+        "p",
+        Callback::new(
+            "HTTPS://WWW.Publisher-Domain.com:443/a b/!!!clickRef!!!?c=!!!transactionId!!!&d=x y",
+        ),
+    ));
     assert_eq!(
         render(&d, &awin_event()).url,
         "https://www.publisher-domain.com/a%20b/LINKCMP2013-06?c=105956531&d=x%20y"
     );
-    let d = destination(&POWERSPACE.replace("https://a.pwspace.com", "HTTPS://A.PWSpace.com:443"));
+    let d = destination(powerspace().base_url("HTTPS://A.PWSpace.com:443"));
     assert_eq!(
         render(&d, &ps_event("lead", "c", None)).url,
         "https://a.pwspace.com/ld?qci=c"
     );
-    let d = destination(
-        r#"
-        name = "hoqu"
-        kind = "hoqu"
-        base_url = "https://TrackerDomain.com/"
-        match = { networks = ["hoqu"] }
-        hoqu = { api_key = "advertiser_api_key", payout = "fixed", action = "lead" }
-        "#,
-    );
+    let d = destination(Dest::hoqu(
+        "hoqu",
+        "https://TrackerDomain.com/",
+        Hoqu::new("advertiser_api_key", "fixed").action("lead"),
+    ));
     assert!(
         render(&d, &hoqu_event("lead", "1", None))
             .url
@@ -892,11 +813,7 @@ fn url_templates_are_kept_as_the_client_sends_them() {
 
 #[test]
 fn url_templates_the_client_would_change_are_refused_at_load() {
-    let callback = |url: &str| {
-        config_error(&format!(
-            "name = \"p\"\nkind = \"callback\"\nmatch = {{ networks = [\"awin\"] }}\ncallback = {{ url = \"{url}\" }}"
-        ))
-    };
+    let callback = |url: &str| config_error(Dest::callback("p", Callback::new(url)));
     let e = callback("http://p.example/x?c=!!!clickRef!!!#top");
     assert!(e.contains("callback.url") && e.contains("fragment"), "{e}");
     let e = callback("http://p.example/!!!clickRef!!!/../x");
@@ -905,17 +822,19 @@ fn url_templates_the_client_would_change_are_refused_at_load() {
         "{e}"
     );
     let e = config_error(
-        "name = \"t\"\nkind = \"tracker\"\nmatch = { networks = [\"e\"] }\ntracker = { structure = \"#affid#\", url = \"https://a.example/p?a=#affid#&x=1#frag\" }",
+        Dest::tracker(
+            "t",
+            Tracker::new("#affid#").url("https://a.example/p?a=#affid#&x=1#frag"),
+        )
+        .networks(&["e"]),
     );
     assert!(e.contains("tracker.url") && e.contains("fragment"), "{e}");
     // An API key of `.` or `..` would be removed from the path; the error does not repeat it.
     for key in [".", ".."] {
-        let e = config_error(&format!(
-            r#"name = "h"
-            kind = "hoqu"
-            base_url = "https://trackerdomain.com"
-            match = {{ networks = ["hoqu"] }}
-            hoqu = {{ api_key = "{key}", payout = "fixed" }}"#
+        let e = config_error(Dest::hoqu(
+            "h",
+            "https://trackerdomain.com",
+            Hoqu::new(key, "fixed"),
         ));
         assert!(
             e.contains("hoqu.api_key") && !e.contains(&format!("\"{key}\"")),

@@ -2,8 +2,12 @@
 //! through parsing, routing and every renderer. Never a panic; either a request to the
 //! destination's own host or a reasoned rejection.
 
+mod common;
+
 use std::sync::OnceLock;
 
+use common::config::load_with_secret;
+use common::{Callback, ConfigBuilder, Dest, Tracker};
 use postback_relay::config::Config;
 use postback_relay::event;
 use proptest::prelude::*;
@@ -14,7 +18,7 @@ fn config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
     CONFIG.get_or_init(|| {
         let text = std::fs::read_to_string("tests/fixtures/all-kinds.toml").unwrap();
-        Config::from_toml(&text, &|_| Some("hostile-api-key".into())).unwrap()
+        load_with_secret(&text, "hostile-api-key")
     })
 }
 
@@ -180,20 +184,16 @@ fn shaped_event() -> impl Strategy<Value = Value> {
 fn every_position() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
     CONFIG.get_or_init(|| {
-        let text = r##"
-            [[destinations]]
-            name = "publisher"
-            kind = "callback"
-            match = { networks = ["awin"] }
-            callback = { url = "http://www.publisher-domain.com/!!!merchantId!!!/!!!clickRef!!!/a!!!clickRef2!!!/!!!clickRef3!!!b/!!!clickRef4!!!.!!!clickRef5!!!/!!!clickRef6!!!!!!bannerId!!!/x?p=!!!phrase!!!&g=!!!groupId!!!" }
-
-            [[destinations]]
-            name = "affiliate"
-            kind = "tracker"
-            match = { networks = ["espace-plus"] }
-            tracker = { structure = "#affid#-#TransID#-#clickId#", url = "https://tracking.affiliate.example/#affid#/#TransID#./#order_id#/x?c=#clickId#" }
-        "##;
-        Config::from_toml(text, &|_| None).unwrap()
+        ConfigBuilder::new()
+            .destination(Dest::callback(
+                "publisher",
+                Callback::new("http://www.publisher-domain.com/!!!merchantId!!!/!!!clickRef!!!/a!!!clickRef2!!!/!!!clickRef3!!!b/!!!clickRef4!!!.!!!clickRef5!!!/!!!clickRef6!!!!!!bannerId!!!/x?p=!!!phrase!!!&g=!!!groupId!!!"),
+            ))
+            .destination(Dest::tracker(
+                "affiliate",
+                Tracker::new("#affid#-#TransID#-#clickId#").url("https://tracking.affiliate.example/#affid#/#TransID#./#order_id#/x?c=#clickId#"),
+            ))
+            .load()
     })
 }
 

@@ -11,7 +11,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, event, eventually};
+use common::broker::{close_connection, worker_connections};
+use common::partner::{self, until_clicks, until_received};
+use common::{Env, event, until};
 use postback_relay::sandbox::Rule;
 
 /// promtool, or `None` outside CI when it is not installed (CI installs it).
@@ -123,15 +125,10 @@ async fn a_real_scrape_passes_promtool_and_has_every_metric_rules_and_dashboard_
         .add_rule(&Rule::answer(404).on_query("qci=gone"))
         .await
         .unwrap();
-    let running = env.start(&env.config_toml("")).await;
+    let running = env.start(&env.default_config()).await;
     env.publish(&event("a", "lead", "ok", None)).await;
     env.publish(&event("b", "lead", "gone", None)).await;
-    let m = running.metrics.clone();
-    eventually(Duration::from_secs(30), "both settled", || {
-        let m = m.clone();
-        async move { m.events_acked.get() == 2 }
-    })
-    .await;
+    until(&running, "both settled", |m| m.events_acked.get() == 2).await;
     let scrape = reqwest::get(format!("http://{}/metrics", running.http_addr))
         .await
         .unwrap()
@@ -183,56 +180,34 @@ async fn a_real_scrape_passes_promtool_and_has_every_metric_rules_and_dashboard_
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    env.cleanup().await;
 }
 
 /// Requests per click at the sandbox.
 async fn per_click(env: &Env) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for r in env.sandbox.requests().await.unwrap() {
-        *m.entry(r.param("qci").unwrap()).or_default() += 1;
-    }
-    m
-}
-
-async fn slow_partner(env: &Env, ms: u64) {
-    env.sandbox
-        .add_rule(&Rule::answer(200).after_ms(ms))
-        .await
-        .unwrap();
+    partner::per_click(&env.sandbox.requests().await.unwrap(), false)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_burst_drains_exits_zero_and_loses_nothing() {
     const N: usize = 1500;
     let env = Env::new().await;
-    slow_partner(&env, 5).await;
+    env.sandbox
+        .add_rule(&Rule::answer(200).after_ms(5))
+        .await
+        .unwrap();
     env.declare().await;
     for i in 0..N {
         env.publish(&event(&format!("t{i}"), "lead", &format!("term-{i}"), None))
             .await;
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("relay.toml");
-    std::fs::write(&config, env.config_toml("")).unwrap();
-    let config = config.to_str().unwrap();
+    let config = env.default_config().write(&dir);
 
-    let mut first = Process::run(config);
-    let sandbox = env.sandbox.clone();
-    eventually(Duration::from_secs(60), "a quarter delivered", || {
-        let s = sandbox.clone();
-        async move { s.stats().await.unwrap().total >= (N / 4) as u64 }
-    })
-    .await;
-    let pid = first.0.id().to_string();
+    let mut first = Process::run(&config);
+    let some = Duration::from_secs(60);
+    until_received(&env.sandbox, (N / 4) as u64, some, "a quarter delivered").await;
     let signalled = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    first.signal_term();
     // worker.shutdown_grace_secs is 5 in the test config; the settle pause and closing add a
     // little.
     let status = first
@@ -246,15 +221,10 @@ async fn sigterm_during_a_burst_drains_exits_zero_and_loses_nothing() {
         "the stop must land mid-burst ({at_stop} of {N})"
     );
 
-    let mut second = Process::run(config);
-    eventually(Duration::from_secs(120), "every event delivered", || {
-        let env = &env;
-        async move { per_click(env).await.len() == N }
-    })
-    .await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &second.0.id().to_string()])
-        .status();
+    let mut second = Process::run(&config);
+    let every = Duration::from_secs(120);
+    until_clicks(&env.sandbox, N, false, every, "every event delivered").await;
+    second.signal_term();
     assert!(second.wait(Duration::from_secs(10)).unwrap().success());
     let counts = per_click(&env).await;
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
@@ -264,62 +234,44 @@ async fn sigterm_during_a_burst_drains_exits_zero_and_loses_nothing() {
     assert_eq!(counts.len(), N, "nothing lost");
     assert_eq!(duplicates, 0, "a drained relay acks what it sent");
     assert_eq!(env.ready(&env.topology().events).await, 0);
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_broker_connections_mid_stream_are_survived_and_every_event_delivered_once() {
     const N: usize = 1000;
     let env = Env::new().await;
-    slow_partner(&env, 3).await;
-    let running = env.start(&env.config_toml("")).await;
+    env.sandbox
+        .add_rule(&Rule::answer(200).after_ms(3))
+        .await
+        .unwrap();
+    let running = env.start(&env.default_config()).await;
     for i in 0..N {
         env.publish(&event(&format!("r{i}"), "lead", &format!("rc-{i}"), None))
             .await;
     }
-    let sandbox = env.sandbox.clone();
-    eventually(Duration::from_secs(60), "a third delivered", || {
-        let s = sandbox.clone();
-        async move { s.stats().await.unwrap().total >= (N / 3) as u64 }
-    })
-    .await;
+    let some = Duration::from_secs(60);
+    until_received(&env.sandbox, (N / 3) as u64, some, "a third delivered").await;
     // The broker closes both of the relay's connections, as on a node restart.
-    let listing = run(Command::new("rabbitmqctl").args([
-        "list_connections",
-        "pid",
-        "client_properties",
-        "--silent",
-    ]));
-    let name = format!("postback-relay worker {}", env.prefix);
-    let pids: Vec<&str> = listing
-        .lines()
-        .filter(|l| l.contains(&name))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
+    let connections = worker_connections(&env.prefix);
     assert_eq!(
-        pids.len(),
+        connections.pids.len(),
         2,
-        "consumer and publisher connections:\n{listing}"
+        "consumer and publisher connections:\n{}",
+        connections.listing
     );
-    for pid in pids {
-        run(Command::new("rabbitmqctl").args(["close_connection", pid, "test: node restart"]));
+    for pid in &connections.pids {
+        assert!(close_connection(pid, "test: node restart"));
     }
+    until(&running, "reconnected", |m| {
+        m.broker_reconnects.get() >= 1 && m.broker_connected.get() == 1
+    })
+    .await;
     let m = running.metrics.clone();
-    eventually(Duration::from_secs(30), "reconnected", || {
-        let m = m.clone();
-        async move { m.broker_reconnects.get() >= 1 && m.broker_connected.get() == 1 }
-    })
-    .await;
-    eventually(Duration::from_secs(120), "every event delivered", || {
-        let env = &env;
-        async move { per_click(env).await.len() == N }
-    })
-    .await;
-    eventually(Duration::from_secs(30), "every event settled", || {
-        let env = &env;
-        async move { env.ready(&env.topology().events).await == 0 }
-    })
-    .await;
+    let every = Duration::from_secs(120);
+    until_clicks(&env.sandbox, N, false, every, "every event delivered").await;
+    let events = env.topology().events;
+    env.until_holds(&events, 0, Duration::from_secs(30), "every event settled")
+        .await;
     let counts = per_click(&env).await;
     let sent_twice: usize = counts.values().map(|c| c - 1).sum();
     let suppressed = m
@@ -336,5 +288,4 @@ async fn closed_broker_connections_mid_stream_are_survived_and_every_event_deliv
         sent_twice <= 32,
         "at most the deliveries in flight at the close: {sent_twice}"
     );
-    env.cleanup().await;
 }

@@ -4,40 +4,28 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, event, eventually};
-use postback_relay::config::Config;
+use common::broker::{close_connection, unacked, worker_connections};
+use common::{
+    Callback, Dest, Env, Event, Hoqu, Retry, Tracker, deliveries, event, eventually, until,
+};
 use postback_relay::deadletter::Reason;
 use postback_relay::dlq::DeadLetter;
-use postback_relay::relay::{self, Running};
+use postback_relay::relay::Running;
 use postback_relay::sandbox::Rule;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn start(env: &Env, extra: &str) -> Running {
-    env.start(&env.config_toml(extra)).await
-}
-
 async fn wait_acked(running: &Running, n: u64) {
-    let m = running.metrics.clone();
-    eventually(WAIT, &format!("{n} events acked"), || {
-        let m = m.clone();
-        async move { m.events_acked.get() >= n }
+    until(running, &format!("{n} events acked"), |m| {
+        m.events_acked.get() >= n
     })
     .await;
-}
-
-fn rule(query_contains: &str, status: u16, times: Option<u64>) -> Rule {
-    let r = Rule::answer(status).on_query(query_contains);
-    match times {
-        Some(n) => r.times(n),
-        None => r,
-    }
 }
 
 #[tokio::test]
 async fn an_order_becomes_exactly_one_get() {
     let env = Env::new().await;
-    let running = start(&env, "").await;
+    let running = env.start(&env.default_config()).await;
     env.publish(&event("ord-1", "order", "abc123xyz789", Some("89.99")))
         .await;
     wait_acked(&running, 1).await;
@@ -58,17 +46,16 @@ async fn an_order_becomes_exactly_one_get() {
             .get(),
         1
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_404_becomes_one_dead_letter_with_its_reason() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&rule("qci=gone", 404, None))
+        .add_rule(&Rule::answer(404).on_query("qci=gone"))
         .await
         .unwrap();
-    let running = start(&env, "").await;
+    let running = env.start(&env.default_config()).await;
     let body = event("ord-404", "order", "gone", Some("10.00"));
     env.publish(&body).await;
     wait_acked(&running, 1).await;
@@ -96,15 +83,16 @@ async fn a_404_becomes_one_dead_letter_with_its_reason() {
             .get(),
         1
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn malformed_events_are_dead_lettered_and_consuming_goes_on() {
     let env = Env::new().await;
-    let running = start(&env, "").await;
+    let running = env.start(&env.default_config()).await;
     let bad_amount = String::from_utf8(event("bad-amount", "order", "c1", Some("12,50"))).unwrap();
-    let no_click = r#"{"event_id":"no-click","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"powerspace"}}"#;
+    let no_click = Event::new("no-click", "lead")
+        .set("/attribution/network", "powerspace".into())
+        .body();
     let huge = format!(
         r#"{{"event_id":"huge","pad":"{}"}}"#,
         "x".repeat(10 * 1024 * 1024)
@@ -112,7 +100,7 @@ async fn malformed_events_are_dead_lettered_and_consuming_goes_on() {
     let bodies: Vec<&[u8]> = vec![
         b"this is not json",
         bad_amount.as_bytes(),
-        no_click.as_bytes(),
+        &no_click,
         huge.as_bytes(),
     ];
     for b in &bodies {
@@ -123,10 +111,12 @@ async fn malformed_events_are_dead_lettered_and_consuming_goes_on() {
     // Three malformed events and the valid one are acked; the oversized one is refused whole.
     wait_acked(&running, bodies.len() as u64).await;
     let dead_queue = env.topology().dead;
-    eventually(WAIT, "four messages in the dead-letter queue", || {
-        let (env, q) = (&env, dead_queue.clone());
-        async move { env.ready(&q).await == 4 }
-    })
+    env.until_holds(
+        &dead_queue,
+        4,
+        WAIT,
+        "four messages in the dead-letter queue",
+    )
     .await;
 
     let requests = env.sandbox.requests().await.unwrap();
@@ -184,47 +174,37 @@ async fn malformed_events_are_dead_lettered_and_consuming_goes_on() {
     let t = env.topology();
     assert_eq!(env.ready(&t.events).await, 0);
     assert_eq!(env.ready(&t.dead).await, 0);
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn retryable_failures_are_retried_then_dead_lettered() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&rule("qci=flaky", 503, Some(2)))
+        .add_rule(&Rule::answer(503).on_query("qci=flaky").times(2))
         .await
         .unwrap();
     env.sandbox
-        .add_rule(&rule("qci=down", 503, None))
+        .add_rule(&Rule::answer(503).on_query("qci=down"))
         .await
         .unwrap();
     env.sandbox
-        .add_rule(&rule("qci=busy", 429, Some(1)))
+        .add_rule(&Rule::answer(429).on_query("qci=busy").times(1))
         .await
         .unwrap();
-    let running = start(&env, "").await;
+    let running = env.start(&env.default_config()).await;
     env.publish(&event("flaky", "lead", "flaky", None)).await;
     env.publish(&event("down", "lead", "down", None)).await;
     env.publish(&event("busy", "lead", "busy", None)).await;
-    let m = running.metrics.clone();
-    eventually(
-        WAIT,
+    until(
+        &running,
         "two delivered, the partner that stays down dead-lettered",
-        || {
-            let m = m.clone();
-            async move {
-                m.deliveries
-                    .with_label_values(&["powerspace", "delivered"])
-                    .get()
-                    == 2
-                    && m.deliveries
-                        .with_label_values(&["powerspace", "dead_lettered"])
-                        .get()
-                        == 1
-            }
+        |m| {
+            deliveries(m, "powerspace", "delivered") == 2
+                && deliveries(m, "powerspace", "dead_lettered") == 1
         },
     )
     .await;
+    let m = running.metrics.clone();
 
     let requests = env.sandbox.requests().await.unwrap();
     let count = |q: &str| {
@@ -255,20 +235,22 @@ async fn retryable_failures_are_retried_then_dead_lettered() {
             .get(),
         8
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn timeouts_and_connection_errors_are_retryable() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&rule("qci=slow", 200, Some(1)).after_ms(1_000))
+        .add_rule(
+            &Rule::answer(200)
+                .on_query("qci=slow")
+                .times(1)
+                .after_ms(1_000),
+        )
         .await
         .unwrap();
-    let toml = env
-        .config_toml("")
-        .replace("timeout_ms = 2000", "timeout_ms = 200");
-    let running = env.start(&toml).await;
+    let config = env.config().destination(env.powerspace().timeout_ms(200));
+    let running = env.start(&config).await;
     env.publish(&event("slow", "lead", "slow", None)).await;
     wait_acked(&running, 1).await;
     assert_eq!(
@@ -287,7 +269,7 @@ async fn timeouts_and_connection_errors_are_retryable() {
             .get(),
         1
     );
-    env.cleanup().await;
+    drop(env);
 
     // Nothing listens on the port: every attempt is a connection error.
     let env = Env::new().await;
@@ -295,20 +277,13 @@ async fn timeouts_and_connection_errors_are_retryable() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let toml = env
-        .config_toml("")
-        .replace(env.sandbox.base_url(), &format!("http://{closed}"));
-    let running = env.start(&toml).await;
+    let config = env
+        .config()
+        .destination(env.powerspace().base_url(&format!("http://{closed}")));
+    let running = env.start(&config).await;
     env.publish(&event("refused", "lead", "c", None)).await;
-    let m = running.metrics.clone();
-    eventually(WAIT, "dead-lettered after the retry budget", || {
-        let m = m.clone();
-        async move {
-            m.deliveries
-                .with_label_values(&["powerspace", "dead_lettered"])
-                .get()
-                == 1
-        }
+    until(&running, "dead-lettered after the retry budget", |m| {
+        deliveries(m, "powerspace", "dead_lettered") == 1
     })
     .await;
     let dead = env.take_dead_letters().await;
@@ -320,19 +295,15 @@ async fn timeouts_and_connection_errors_are_retryable() {
         !err.contains(&closed.to_string()),
         "URLs stay out of errors: {err}"
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn unattributed_events_are_skipped_and_unroutable_ones_dead_lettered() {
     let env = Env::new().await;
-    let running = start(&env, "").await;
-    env.publish(br#"{"event_id":"organic","type":"order","occurred_at":"2026-11-22T10:00:00Z"}"#)
+    let running = env.start(&env.default_config()).await;
+    env.publish(&Event::new("organic", "order").body()).await;
+    env.publish(&Event::attributed("other-net", "lead", "elsewhere", "c").body())
         .await;
-    env.publish(
-        br#"{"event_id":"other-net","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"elsewhere","click_id":"c"}}"#,
-    )
-    .await;
     env.publish(&event("rebill", "rebill", "c", None)).await;
     wait_acked(&running, 3).await;
     assert!(env.sandbox.requests().await.unwrap().is_empty());
@@ -357,17 +328,16 @@ async fn unattributed_events_are_skipped_and_unroutable_ones_dead_lettered() {
         "{}",
         dead[0].detail
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn metrics_and_health_endpoints() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&rule("qci=gone", 404, None))
+        .add_rule(&Rule::answer(404).on_query("qci=gone"))
         .await
         .unwrap();
-    let running = start(&env, "").await;
+    let running = env.start(&env.default_config()).await;
     env.publish(&event("a", "lead", "ok-1", None)).await;
     env.publish(&event("b", "order", "ok-2", Some("5.00")))
         .await;
@@ -410,38 +380,25 @@ async fn metrics_and_health_endpoints() {
     let t = env.topology();
     assert_eq!(env.ready(&t.events).await, 0);
     let _ = env.take_dead_letters().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_closed_broker_connection_is_survived() {
     let env = Env::new().await;
-    let running = start(&env, "").await;
+    let running = env.start(&env.default_config()).await;
     env.publish(&event("before", "lead", "before", None)).await;
     wait_acked(&running, 1).await;
 
     // Force-close the relay's connection from the broker side, as an operator or a failover would.
     let name = format!("postback-relay worker {}", env.prefix);
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(["list_connections", "pid", "client_properties", "--silent"])
-        .output()
-        .expect("rabbitmqctl");
-    let listing = String::from_utf8_lossy(&out.stdout);
-    let pid = listing
-        .lines()
-        .find(|l| l.contains(&name))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("connection {name} not listed:\n{listing}"))
-        .to_owned();
-    let closed = std::process::Command::new("rabbitmqctl")
-        .args(["close_connection", &pid, "test closes it"])
-        .output()
-        .unwrap();
-    assert!(closed.status.success());
-    let m = running.metrics.clone();
-    eventually(WAIT, "a reconnect", || {
-        let m = m.clone();
-        async move { m.broker_reconnects.get() >= 1 && m.broker_connected.get() == 1 }
+    let connections = worker_connections(&env.prefix);
+    let pid = connections
+        .pids
+        .first()
+        .unwrap_or_else(|| panic!("connection {name} not listed:\n{}", connections.listing));
+    assert!(close_connection(pid, "test closes it"));
+    until(&running, "a reconnect", |m| {
+        m.broker_reconnects.get() >= 1 && m.broker_connected.get() == 1
     })
     .await;
 
@@ -456,83 +413,97 @@ async fn a_closed_broker_connection_is_survived() {
         .filter_map(|r| r.query)
         .collect();
     assert_eq!(queries, vec!["qci=before", "qci=after"]);
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn every_partner_kind_end_to_end() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&rule("click_id=gone", 404, None))
+        .add_rule(&Rule::answer(404).on_query("click_id=gone"))
         .await
         .unwrap();
     let base = env.sandbox.base_url().to_owned();
-    let toml = format!(
-        r##"{powerspace}
-        [[destinations]]
-        name = "hoqu-get"
-        kind = "hoqu"
-        base_url = "{base}/hoqu-get"
-        match = {{ networks = ["hoqu"] }}
-        retry = {{ initial_delay_ms = 100, max_delay_ms = 1600 }}
-        hoqu = {{ api_key = "${{TEST_HOQU_KEY}}", payout = "percentage", action = "lead", status_wait_secs = 0 }}
+    let retry = || Retry::new().delays(100, 1600);
+    let hoqu = |name: &str| {
+        Dest::hoqu(
+            name,
+            &format!("{base}/{name}"),
+            Hoqu::new("${TEST_HOQU_KEY}", "percentage")
+                .action("lead")
+                .status_wait_secs(0),
+        )
+        .retry(retry())
+    };
+    let config = env
+        .default_config()
+        .destination(hoqu("hoqu-get"))
+        .destination(
+            Dest::hoqu(
+                "hoqu-post",
+                &format!("{base}/hoqu-post"),
+                Hoqu::new("${TEST_HOQU_KEY}", "fixed")
+                    .method("post")
+                    .action("sale")
+                    .status_wait_secs(0),
+            )
+            .retry(retry()),
+        )
+        .destination(
+            Dest::callback(
+                "publisher",
+                Callback::new(&format!(
+                    "{base}/cb/!!!merchantId!!!?clk=!!!clickRef!!!&amt=!!!transactionAmount!!!"
+                ))
+                .merchant_id("3661")
+                .any_port(),
+            )
+            .retry(retry()),
+        )
+        .destination(
+            Dest::callback(
+                "publisher-post",
+                Callback::new(&format!("{base}/cb-post"))
+                    .method("post")
+                    .any_port(),
+            )
+            .retry(retry()),
+        )
+        .destination(
+            Dest::tracker(
+                "affiliate",
+                Tracker::new("#affid#-#clickId#")
+                    .url(&format!("{base}/pb?a=#affid#&c=#clickId#&k=#conversion#")),
+            )
+            .retry(retry()),
+        )
+        .var("TEST_HOQU_KEY", "s3cr3t key");
+    let running = env.start(&config).await;
 
-        [[destinations]]
-        name = "hoqu-post"
-        kind = "hoqu"
-        base_url = "{base}/hoqu-post"
-        match = {{ networks = ["hoqu"] }}
-        retry = {{ initial_delay_ms = 100, max_delay_ms = 1600 }}
-        hoqu = {{ api_key = "${{TEST_HOQU_KEY}}", method = "post", payout = "fixed", action = "sale", status_wait_secs = 0 }}
-
-        [[destinations]]
-        name = "publisher"
-        kind = "callback"
-        match = {{ networks = ["awin"] }}
-        retry = {{ initial_delay_ms = 100, max_delay_ms = 1600 }}
-        callback = {{ url = "{base}/cb/!!!merchantId!!!?clk=!!!clickRef!!!&amt=!!!transactionAmount!!!", merchant_id = "3661", allow_any_port = true }}
-
-        [[destinations]]
-        name = "publisher-post"
-        kind = "callback"
-        match = {{ networks = ["awin"] }}
-        retry = {{ initial_delay_ms = 100, max_delay_ms = 1600 }}
-        callback = {{ url = "{base}/cb-post", method = "post", allow_any_port = true }}
-
-        [[destinations]]
-        name = "affiliate"
-        kind = "tracker"
-        match = {{ networks = ["espace-plus"] }}
-        retry = {{ initial_delay_ms = 100, max_delay_ms = 1600 }}
-        tracker = {{ structure = "#affid#-#clickId#", url = "{base}/pb?a=#affid#&c=#clickId#&k=#conversion#" }}
-        "##,
-        powerspace = env.config_toml(""),
-    );
-    let config = Config::from_toml(&toml, &|n| {
-        (n == "TEST_HOQU_KEY").then(|| "s3cr3t key".to_owned())
-    })
-    .unwrap();
-    let running = relay::start(config, env.shutdown.clone()).await.unwrap();
-    let health = running.health.clone();
-    eventually(WAIT, "the relay consumes", || {
-        let h = health.clone();
-        async move { h.is_ready() }
-    })
-    .await;
-
+    let hoqu_status = |id: &str, click: &str, order: &str, amount: &str, status: &str| {
+        Event::attributed(id, "order_status", "hoqu", click)
+            .occurred_at("2026-11-22T11:00:00Z")
+            .order(order, amount)
+            .status(Some(status))
+    };
     let events = [
-        r#"{"event_id":"h1","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"hoqu","click_id":"c7e2206f"},"order":{"id":"12345","amount":"30"}}"#,
-        r#"{"event_id":"h2","type":"order_status","occurred_at":"2026-11-22T11:00:00Z","attribution":{"network":"hoqu","click_id":"c7e2206f"},"order":{"id":"12345","amount":"30","status":"PAID"}}"#,
-        r#"{"event_id":"h3","type":"order_status","occurred_at":"2026-11-22T11:00:00Z","attribution":{"network":"hoqu","click_id":"gone"},"order":{"id":"9","amount":"5","status":"paid"}}"#,
-        r#"{"event_id":"a1","type":"order","occurred_at":"2013-06-13T12:05:00Z","attribution":{"network":"awin","click_id":"k","publisher_id":"45628","params":{"clickRef":"a&b"}},"order":{"id":"105956531","amount":"26.09","currency":"GBP"}}"#,
-        r#"{"event_id":"t1","type":"rebill","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"espace-plus","click_id":"x","tracker":"trID_aff9-ck42_trID"}}"#,
-        r#"{"event_id":"t2","type":"signup","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"espace-plus","click_id":"x","tracker":"trID_nodash_trID"}}"#,
-    ];
+        Event::attributed("h1", "lead", "hoqu", "c7e2206f").order("12345", "30"),
+        hoqu_status("h2", "c7e2206f", "12345", "30", "PAID"),
+        hoqu_status("h3", "gone", "9", "5", "paid"),
+        Event::attributed("a1", "order", "awin", "k")
+            .occurred_at("2013-06-13T12:05:00Z")
+            .publisher("45628")
+            .param("clickRef", "a&b")
+            .order("105956531", "26.09")
+            .currency("GBP"),
+        Event::attributed("t1", "rebill", "espace-plus", "x").tracker("trID_aff9-ck42_trID"),
+        Event::attributed("t2", "signup", "espace-plus", "x").tracker("trID_nodash_trID"),
+    ]
+    .map(Event::body);
     // The conversion first, so its status update follows it (status order).
-    env.publish(events[0].as_bytes()).await;
+    env.publish(&events[0]).await;
     wait_acked(&running, 1).await;
     for e in &events[1..] {
-        env.publish(e.as_bytes()).await;
+        env.publish(e).await;
     }
     wait_acked(&running, events.len() as u64).await;
 
@@ -632,28 +603,6 @@ async fn every_partner_kind_end_to_end() {
             .url
             .contains("/REDACTED/s2s?")
     );
-    env.cleanup().await;
-}
-
-/// Unacknowledged messages of `queue`, as the broker counts them.
-fn unacked(queue: &str) -> u64 {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args([
-            "list_queues",
-            "name",
-            "messages_unacknowledged",
-            "--silent",
-            "--no-table-headers",
-        ])
-        .output()
-        .expect("rabbitmqctl");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            let mut f = l.split_whitespace();
-            (f.next() == Some(queue)).then(|| f.next()?.parse().ok())?
-        })
-        .unwrap_or_else(|| panic!("queue {queue} not listed"))
 }
 
 /// Waits until the broker counts `n` unacknowledged messages in `queue`.
@@ -677,10 +626,8 @@ async fn a_slow_delivery_does_not_hold_back_the_acks_of_the_others() {
         .add_rule(&Rule::answer(200).on_query("qci=slow").after_ms(6000))
         .await
         .unwrap();
-    let toml = env
-        .config_toml("")
-        .replace("timeout_ms = 2000", "timeout_ms = 15000");
-    let running = env.start(&toml).await;
+    let config = env.config().destination(env.powerspace().timeout_ms(15000));
+    let running = env.start(&config).await;
     // The slow one first: every later message sits above it on the channel.
     env.publish(&event("slow", "lead", "slow", None)).await;
     for i in 0..100 {
@@ -706,5 +653,4 @@ async fn a_slow_delivery_does_not_hold_back_the_acks_of_the_others() {
     until_unacked(&events, 0, "nothing unacknowledged").await;
     assert_eq!(env.ready(&events).await, 0);
     assert_eq!(env.sandbox.requests().await.unwrap().len(), 101);
-    env.cleanup().await;
 }

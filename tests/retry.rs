@@ -5,43 +5,33 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, event, until};
+use common::{Circuit, Dest, Env, Event, Retry, deliveries, event, until};
 
 use postback_relay::deadletter::Reason;
 use postback_relay::sandbox::Rule;
 
-fn rule(path_prefix: &str, status: u16, times: Option<u64>) -> Rule {
-    let r = Rule::answer(status).on_path(path_prefix);
-    match times {
-        Some(n) => r.times(n),
-        None => r,
-    }
+/// This test's relay with the one Powerspace destination retrying by `retry`.
+async fn start(env: &Env, retry: Retry) -> postback_relay::relay::Running {
+    env.start(&env.config().destination(env.powerspace().retry(retry)))
+        .await
 }
 
 #[tokio::test]
 async fn three_503s_then_200_is_one_delivery_after_three_durable_retries() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&rule("/ld", 503, Some(3)))
+        .add_rule(&Rule::answer(503).on_path("/ld").times(3))
         .await
         .unwrap();
     // No in-process tries and no jitter: each failure waits in a delay tier, 200, 400, 800 ms.
-    let retry = "immediate_attempts = 1, initial_delay_ms = 200, factor = 2.0, max_delay_ms = 1600, jitter = 0.0, max_attempts = 10";
-    let toml = env.broker_toml()
-        + &env.destination_toml(
-            "powerspace",
-            env.sandbox.base_url(),
-            retry,
-            "enabled = false",
-            "",
-        );
-    let running = env.start(&toml).await;
+    let retry = Retry::durable(200, 1600)
+        .factor(2.0)
+        .jitter(0.0)
+        .max_attempts(10);
+    let running = start(&env, retry).await;
     env.publish(&event("e1", "lead", "flaky", None)).await;
     until(&running, "delivered", |m| {
-        m.deliveries
-            .with_label_values(&["powerspace", "delivered"])
-            .get()
-            == 1
+        deliveries(m, "powerspace", "delivered") == 1
     })
     .await;
 
@@ -84,32 +74,19 @@ async fn three_503s_then_200_is_one_delivery_after_three_durable_retries() {
         .sum();
     assert_eq!(scheduled, 3);
     assert!(env.take_dead_letters().await.is_empty());
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&rule("/ld", 429, Some(1)).retry_after("1"))
+        .add_rule(&Rule::answer(429).on_path("/ld").times(1).retry_after("1"))
         .await
         .unwrap();
-    let retry = "immediate_attempts = 1, initial_delay_ms = 100, max_delay_ms = 1600, jitter = 0.0";
-    let toml = env.broker_toml()
-        + &env.destination_toml(
-            "powerspace",
-            env.sandbox.base_url(),
-            retry,
-            "enabled = false",
-            "",
-        );
-    let running = env.start(&toml).await;
+    let running = start(&env, Retry::durable(100, 1600).jitter(0.0)).await;
     env.publish(&event("e1", "lead", "busy", None)).await;
     until(&running, "delivered", |m| {
-        m.deliveries
-            .with_label_values(&["powerspace", "delivered"])
-            .get()
-            == 1
+        deliveries(m, "powerspace", "delivered") == 1
     })
     .await;
     let r = env.sandbox.requests().await.unwrap();
@@ -119,29 +96,23 @@ async fn retry_after_is_honoured() {
         gap >= Duration::from_secs(1),
         "Retry-After: 1 waited only {gap:?}"
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_partner_down_for_the_whole_test_ends_in_the_dead_letter_queue() {
     let env = Env::new().await;
-    env.sandbox.add_rule(&rule("/ld", 503, None)).await.unwrap();
-    let retry = "immediate_attempts = 2, immediate_delay_ms = 10, initial_delay_ms = 100, max_delay_ms = 200, max_attempts = 5";
-    let toml = env.broker_toml()
-        + &env.destination_toml(
-            "powerspace",
-            env.sandbox.base_url(),
-            retry,
-            "enabled = false",
-            "",
-        );
-    let running = env.start(&toml).await;
+    env.sandbox
+        .add_rule(&Rule::answer(503).on_path("/ld"))
+        .await
+        .unwrap();
+    let retry = Retry::new()
+        .immediate(2, 10)
+        .delays(100, 200)
+        .max_attempts(5);
+    let running = start(&env, retry).await;
     env.publish(&event("down-1", "lead", "down", None)).await;
     until(&running, "dead-lettered", |m| {
-        m.deliveries
-            .with_label_values(&["powerspace", "dead_lettered"])
-            .get()
-            == 1
+        deliveries(m, "powerspace", "dead_lettered") == 1
     })
     .await;
     let dead = env.take_dead_letters().await;
@@ -158,33 +129,30 @@ async fn a_partner_down_for_the_whole_test_ends_in_the_dead_letter_queue() {
         d.detail
     );
     assert_eq!(env.sandbox.requests().await.unwrap().len(), 5);
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn one_failing_destination_of_three_is_retried_alone() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&rule("/c/", 503, Some(4)))
+        .add_rule(&Rule::answer(503).on_path("/c/").times(4))
         .await
         .unwrap();
     let base = env.sandbox.base_url().to_owned();
-    let retry = "immediate_attempts = 1, initial_delay_ms = 100, max_delay_ms = 400";
-    let mut toml = env.broker_toml();
+    let mut config = env.config();
     for name in ["a", "b", "c"] {
-        toml += &env.destination_toml(
-            name,
-            &format!("{base}/{name}"),
-            retry,
-            "enabled = false",
-            "",
+        config = config.destination(
+            Dest::powerspace(name, &format!("{base}/{name}"))
+                .timeout_ms(2000)
+                .retry(Retry::durable(100, 400))
+                .circuit(Circuit::disabled()),
         );
     }
-    let running = env.start(&toml).await;
+    let running = env.start(&config).await;
     env.publish(&event("e1", "order", "three", Some("10.00")))
         .await;
     until(&running, "c delivered after its retries", |m| {
-        m.deliveries.with_label_values(&["c", "delivered"]).get() == 1
+        deliveries(m, "c", "delivered") == 1
     })
     .await;
     let requests = env.sandbox.requests().await.unwrap();
@@ -218,18 +186,25 @@ async fn one_failing_destination_of_three_is_retried_alone() {
         m.retries_scheduled.with_label_values(&["a", "100ms"]).get(),
         0
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_open_circuit_stops_requests_and_deliveries_resume_after_it_closes() {
     let env = Env::new().await;
-    env.sandbox.add_rule(&rule("/ld", 503, None)).await.unwrap();
-    let retry = "immediate_attempts = 2, immediate_delay_ms = 10, initial_delay_ms = 100, max_delay_ms = 400, max_attempts = 20";
-    let circuit = "failure_threshold = 2, open_ms = 1500";
-    let toml = env.broker_toml()
-        + &env.destination_toml("powerspace", env.sandbox.base_url(), retry, circuit, "");
-    let running = env.start(&toml).await;
+    env.sandbox
+        .add_rule(&Rule::answer(503).on_path("/ld"))
+        .await
+        .unwrap();
+    let retry = Retry::new()
+        .immediate(2, 10)
+        .delays(100, 400)
+        .max_attempts(20);
+    let config = env.config().destination(
+        env.powerspace()
+            .retry(retry)
+            .circuit(Circuit::opens_after(2, 1500)),
+    );
+    let running = env.start(&config).await;
     // Two failures in a row open the circuit.
     env.publish(&event("first", "lead", "c0", None)).await;
     until(&running, "the circuit opens", |m| {
@@ -264,10 +239,7 @@ async fn an_open_circuit_stops_requests_and_deliveries_resume_after_it_closes() 
     // The partner recovers; after the pause a probe succeeds and everything is delivered.
     env.sandbox.clear_rules().await.unwrap();
     until(&running, "all five delivered", |m| {
-        m.deliveries
-            .with_label_values(&["powerspace", "delivered"])
-            .get()
-            == 5
+        deliveries(m, "powerspace", "delivered") == 5
     })
     .await;
     assert_eq!(
@@ -293,25 +265,24 @@ async fn an_open_circuit_stops_requests_and_deliveries_resume_after_it_closes() 
     assert_eq!(sorted.len(), 5, "each event delivered once: {ok:?}");
     assert_eq!(ok.len(), 5);
     assert!(env.take_dead_letters().await.is_empty());
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_click_past_its_lifetime_is_dead_lettered_without_a_call() {
     let env = Env::new().await;
-    let running = env
-        .start(&env.config_toml("click_lifetime_days = 30"))
-        .await;
+    let config = env
+        .config()
+        .destination(env.powerspace().click_lifetime_days(30));
+    let running = env.start(&config).await;
     let clicked = (chrono::Utc::now() - chrono::Duration::days(31)).to_rfc3339();
-    let body = format!(
-        r#"{{"event_id":"old","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{{"network":"powerspace","click_id":"old","clicked_at":"{clicked}"}}}}"#
-    );
-    env.publish(body.as_bytes()).await;
+    let body = Event::powerspace("old", "lead", "old", None)
+        .clicked_at(&clicked)
+        .body();
+    env.publish(&body).await;
     until(&running, "acked", |m| m.events_acked.get() == 1).await;
     assert!(env.sandbox.requests().await.unwrap().is_empty());
     let dead = env.take_dead_letters().await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].reason, Reason::ClickExpired);
     assert!(dead[0].detail.contains("30 days"), "{}", dead[0].detail);
-    env.cleanup().await;
 }

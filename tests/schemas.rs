@@ -1,6 +1,9 @@
 //! The published JSON Schemas and the Rust types agree: what one accepts the other accepts, and
 //! every envelope the relay writes validates against the dead-letter schema.
 
+mod common;
+
+use common::Event;
 use postback_relay::deadletter::{Envelope, Reason, Source};
 use postback_relay::event;
 use serde_json::{Value, json};
@@ -15,26 +18,22 @@ fn validator(file: &str) -> jsonschema::Validator {
 }
 
 fn base() -> Value {
-    json!({
-        "event_id": "ord-10045-paid",
-        "type": "order",
-        "occurred_at": "2026-11-22T10:00:00Z",
-        "attribution": {
-            "network": "powerspace",
-            "click_id": "abc123xyz789",
-            "clicked_at": "2026-11-20T09:00:00Z",
-            "publisher_id": "45628",
-            "tracker": "trID_1234567_aff9-tx77-ck42_trID",
-            "params": { "clickRef": "LINKCMP2013-06" }
-        },
-        "order": {
-            "id": "10045", "amount": "89.99", "currency": "EUR", "status": "paid",
-            "shipping": "4.99", "tax": "14.99", "commission": "1.64",
-            "products": [], "commission_groups": []
-        },
-        "customer": { "id": "cust-77" },
-        "action": "sale"
-    })
+    Event::attributed("ord-10045-paid", "order", "powerspace", "abc123xyz789")
+        .clicked_at("2026-11-20T09:00:00Z")
+        .publisher("45628")
+        .tracker("trID_1234567_aff9-tx77-ck42_trID")
+        .param("clickRef", "LINKCMP2013-06")
+        .order("10045", "89.99")
+        .currency("EUR")
+        .status(Some("paid"))
+        .set("/order/shipping", json!("4.99"))
+        .set("/order/tax", json!("14.99"))
+        .set("/order/commission", json!("1.64"))
+        .set("/order/products", json!([]))
+        .set("/order/commission_groups", json!([]))
+        .customer("cust-77")
+        .action("sale")
+        .value()
 }
 
 /// Applies `edit` to the example event.

@@ -6,8 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, RelayProcess, eventually};
-use postback_relay::config::Config;
+use common::{Callback, Cli, Dest, Env, Event, Hoqu, RelayProcess, Retry};
 use postback_relay::sandbox::Rule;
 use tokio_util::sync::CancellationToken;
 
@@ -34,19 +33,13 @@ fn leaks(text: &str) -> Vec<String> {
     found
 }
 
+/// What a command on `config` writes, stdout then stderr; it must succeed.
 fn cli(config: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_postback-relay"))
-        .args(args)
-        .args(["--config", config])
+    let out = Cli::new(args)
+        .args(&["--config", config])
         .env("HOQU_KEY", HOQU_KEY)
         .env("CB_TOKEN", CB_TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .ok();
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
@@ -59,38 +52,27 @@ async fn partners_echoing_the_request_leak_no_secret() {
         .await
         .unwrap();
     let base = env.sandbox.base_url();
-    let toml = format!(
-        r#"{broker}
-        [[destinations]]
-        name = "hoqu-get"
-        kind = "hoqu"
-        base_url = "{base}"
-        match = {{ networks = ["hoqu"] }}
-        retry = {{ {retry} }}
-        hoqu = {{ api_key = "${{HOQU_KEY}}", payout = "fixed", action = "lead", status_wait_secs = 30 }}
-
-        [[destinations]]
-        name = "hoqu-post"
-        kind = "hoqu"
-        base_url = "{base}"
-        match = {{ networks = ["hoqu"] }}
-        retry = {{ {retry} }}
-        hoqu = {{ api_key = "${{HOQU_KEY}}", payout = "fixed", action = "lead", method = "post", status_wait_secs = 30 }}
-
-        [[destinations]]
-        name = "publisher"
-        kind = "callback"
-        match = {{ networks = ["awin"] }}
-        retry = {{ {retry} }}
-        callback = {{ url = "{base}/cb?tok=${{CB_TOKEN}}&id=!!!transactionId!!!", allow_any_port = true }}
-        "#,
-        broker = env.broker_toml(),
-        retry = common::DEFAULT_RETRY,
-    );
+    let hoqu = || {
+        Hoqu::new("${HOQU_KEY}", "fixed")
+            .action("lead")
+            .status_wait_secs(30)
+    };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("relay.toml");
-    std::fs::write(&config, &toml).unwrap();
-    let config = config.to_str().unwrap().to_owned();
+    let config = env
+        .config()
+        .destination(Dest::hoqu("hoqu-get", base, hoqu()).retry(Retry::fast()))
+        .destination(Dest::hoqu("hoqu-post", base, hoqu().method("post")).retry(Retry::fast()))
+        .destination(
+            Dest::callback(
+                "publisher",
+                Callback::new(&format!(
+                    "{base}/cb?tok=${{CB_TOKEN}}&id=!!!transactionId!!!"
+                ))
+                .any_port(),
+            )
+            .retry(Retry::fast()),
+        )
+        .write(&dir);
     let log = dir.path().join("relay.log");
     env.declare().await;
     let relay = RelayProcess::run_with(
@@ -99,21 +81,21 @@ async fn partners_echoing_the_request_leak_no_secret() {
         Some(&log),
     );
     let events = [
-        r#"{"event_id":"h1","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"hoqu","click_id":"c1"},"order":{"id":"o1"}}"#,
-        r#"{"event_id":"a1","type":"order","occurred_at":"2026-11-22T10:00:00Z","attribution":{"network":"awin","click_id":"c2"},"order":{"id":"o2","amount":"10.00","currency":"EUR"}}"#,
-    ];
+        Event::attributed("h1", "lead", "hoqu", "c1").order_id("o1"),
+        Event::attributed("a1", "order", "awin", "c2")
+            .order("o2", "10.00")
+            .currency("EUR"),
+    ]
+    .map(Event::body);
     let files = dir.path().join("events.jsonl");
-    std::fs::write(&files, events.join("\n")).unwrap();
+    std::fs::write(&files, events.join(&b'\n')).unwrap();
     let dead = env.topology().dead;
     env.until_consumed().await;
-    for e in events {
-        env.publish(e.as_bytes()).await;
+    for e in &events {
+        env.publish(e).await;
     }
-    eventually(Duration::from_secs(30), "three dead letters", || {
-        let (env, q) = (&env, dead.clone());
-        async move { env.ready(&q).await == 3 }
-    })
-    .await;
+    env.until_holds(&dead, 3, Duration::from_secs(30), "three dead letters")
+        .await;
     // The partner did echo the secrets: the test would see a leak.
     let echoed: String = env
         .sandbox
@@ -152,7 +134,6 @@ async fn partners_echoing_the_request_leak_no_secret() {
             "{what} leaks a secret:\n{text}"
         );
     }
-    env.cleanup().await;
 }
 
 const TOKEN: &str = "cbTokenSECRET0123456789abcdefXYZ";
@@ -168,38 +149,33 @@ async fn a_secret_cut_by_the_snippet_limit_is_still_scrubbed() {
         .await
         .unwrap();
     let base = env.sandbox.base_url();
-    let toml = format!(
-        r#"{broker}
-        [[destinations]]
-        name = "publisher"
-        kind = "callback"
-        match = {{ networks = ["awin"] }}
-        retry = {{ {retry} }}
-        callback = {{ url = "{base}/cb?id=!!!transactionId!!!&tok=${{CB_TOKEN}}", allow_any_port = true }}
-        "#,
-        broker = env.broker_toml(),
-        retry = common::DEFAULT_RETRY,
-    );
-    let config =
-        Config::from_toml(&toml, &|k| (k == "CB_TOKEN").then(|| TOKEN.to_owned())).unwrap();
+    let config = env
+        .config()
+        .destination(
+            Dest::callback(
+                "publisher",
+                Callback::new(&format!(
+                    "{base}/cb?id=!!!transactionId!!!&tok=${{CB_TOKEN}}"
+                ))
+                .any_port(),
+            )
+            .retry(Retry::fast()),
+        )
+        .var("CB_TOKEN", TOKEN);
     let stop = CancellationToken::new();
-    let running = postback_relay::relay::start(config, stop.clone())
-        .await
-        .unwrap();
+    let running = env.start_until(config.load(), stop.clone()).await;
     // The echo starts "Cannot GET /cb?id=<order id>&tok=<token>": an order id this long puts
     // the token's first 24 characters before the 1 KiB cut and the rest after it.
     let prefix = "Cannot GET /cb?id=".len() + "&tok=".len();
     let order_id = "o".repeat(postback_relay::deadletter::SNIPPET_MAX - 24 - prefix);
-    let event = format!(
-        r#"{{"event_id":"cut1","type":"order","occurred_at":"2026-11-22T10:00:00Z","attribution":{{"network":"awin","click_id":"c2"}},"order":{{"id":"{order_id}","amount":"10.00","currency":"EUR"}}}}"#
-    );
-    env.publish(event.as_bytes()).await;
+    let event = Event::attributed("cut1", "order", "awin", "c2")
+        .order(&order_id, "10.00")
+        .currency("EUR")
+        .body();
+    env.publish(&event).await;
     let dead = env.topology().dead;
-    eventually(Duration::from_secs(30), "the dead letter", || {
-        let (env, q) = (&env, dead.clone());
-        async move { env.ready(&q).await == 1 }
-    })
-    .await;
+    env.until_holds(&dead, 1, Duration::from_secs(30), "the dead letter")
+        .await;
     let envelopes = env.take_dead_letters().await;
     let snippet = envelopes[0].response_snippet.clone().unwrap_or_default();
     assert!(
@@ -213,7 +189,6 @@ async fn a_secret_cut_by_the_snippet_limit_is_still_scrubbed() {
     );
     stop.cancel();
     running.wait().await.unwrap();
-    env.cleanup().await;
 }
 
 /// Dead letters written by older versions of the relay (or by anything else) may hold the
@@ -225,30 +200,24 @@ async fn dead_letters_holding_secrets_are_printed_without_them() {
     let env = Env::new().await;
     env.declare().await;
     let base = env.sandbox.base_url();
-    let toml = format!(
-        r#"{broker}
-        [[destinations]]
-        name = "hoqu-get"
-        kind = "hoqu"
-        base_url = "{base}"
-        match = {{ networks = ["hoqu"] }}
-        retry = {{ {retry} }}
-        hoqu = {{ api_key = "${{HOQU_KEY}}", payout = "fixed", action = "lead", status_wait_secs = 30 }}
-
-        [[destinations]]
-        name = "publisher"
-        kind = "callback"
-        match = {{ networks = ["awin"] }}
-        retry = {{ {retry} }}
-        callback = {{ url = "{base}/cb?tok=${{CB_TOKEN}}&id=!!!transactionId!!!", allow_any_port = true }}
-        "#,
-        broker = env.broker_toml(),
-        retry = common::DEFAULT_RETRY,
-    );
+    let hoqu = Hoqu::new("${HOQU_KEY}", "fixed")
+        .action("lead")
+        .status_wait_secs(30);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("relay.toml");
-    std::fs::write(&config, &toml).unwrap();
-    let config = config.to_str().unwrap().to_owned();
+    let config = env
+        .config()
+        .destination(Dest::hoqu("hoqu-get", base, hoqu).retry(Retry::fast()))
+        .destination(
+            Dest::callback(
+                "publisher",
+                Callback::new(&format!(
+                    "{base}/cb?tok=${{CB_TOKEN}}&id=!!!transactionId!!!"
+                ))
+                .any_port(),
+            )
+            .retry(Retry::fast()),
+        )
+        .write(&dir);
 
     // An envelope as an older relay wrote it: secrets in what it wrote, raw and encoded.
     let key = postback_relay::partner::encode_component(HOQU_KEY);
@@ -292,12 +261,8 @@ async fn dead_letters_holding_secrets_are_printed_without_them() {
     let dead = env.topology().dead;
     let run = async |args: &[&str]| {
         let out = cli(&config, args);
-        let (env, q) = (&env, dead.clone());
-        eventually(Duration::from_secs(10), "the dead letters back", || {
-            let q = q.clone();
-            async move { env.ready(&q).await == 2 }
-        })
-        .await;
+        env.until_holds(&dead, 2, Duration::from_secs(10), "the dead letters back")
+            .await;
         out
     };
     let list_json = run(&["dlq", "list", "--format", "json"]).await;
@@ -339,5 +304,4 @@ async fn dead_letters_holding_secrets_are_printed_without_them() {
             "{what} leaks a secret:\n{text}"
         );
     }
-    env.cleanup().await;
 }

@@ -4,15 +4,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::broker::close_connections;
+use common::partner::{per_click, until_clicks};
 use common::proxy::Proxy;
-use common::{Env, RelayProcess, event, eventually};
+use common::{Env, RelayProcess, deliveries, event, eventually, until};
 use lapin::options::QueueDeleteOptions;
-use postback_relay::config::Config;
 use postback_relay::sandbox::Rule;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,7 @@ async fn delete_queue(env: &Env, queue: &str) {
 #[tokio::test]
 async fn a_consumer_cancelled_by_the_broker_is_noticed_and_consuming_resumes() {
     let env = Env::new().await;
-    let running = env.start(&env.config_toml("")).await;
+    let running = env.start(&env.default_config()).await;
     let t = env.topology();
     let health = running.health.clone();
     // Watch readiness from the side: it must drop while the relay has no consumer.
@@ -70,30 +70,11 @@ async fn a_consumer_cancelled_by_the_broker_is_noticed_and_consuming_resumes() {
         .await;
     }
     env.publish(&event("after", "lead", "after", None)).await;
-    let m = running.metrics.clone();
-    eventually(WAIT, "the event published afterwards delivered", || {
-        let m = m.clone();
-        async move {
-            m.deliveries
-                .with_label_values(&["powerspace", "delivered"])
-                .get()
-                == 1
-        }
+    until(&running, "the event published afterwards delivered", |m| {
+        deliveries(m, "powerspace", "delivered") == 1
     })
     .await;
     watcher.abort();
-    env.cleanup().await;
-}
-
-/// A config file for relay processes of this test, on `broker_url`.
-fn config_file(env: &Env, dir: &tempfile::TempDir, broker_url: &str, redis: bool) -> String {
-    let mut toml = env.config_toml("").replace(&common::amqp_url(), broker_url);
-    if redis {
-        toml = common::with_redis_store(env, &toml);
-    }
-    let path = dir.path().join("relay.toml");
-    std::fs::write(&path, toml).unwrap();
-    path.to_str().unwrap().to_owned()
 }
 
 /// The grace in the test configs (`worker.shutdown_grace_secs`), and what a stop may take on
@@ -119,7 +100,7 @@ async fn a_stop_finishes_within_the_grace_while_the_broker_never_answers() {
         })
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = RelayProcess::run(&config_file(&env, &dir, &url, false));
+    let mut relay = RelayProcess::run(&env.default_config().broker_url(&url).write(&dir));
     eventually(WAIT, "the relay is connecting", || {
         let a = accepted.clone();
         async move { a.load(Ordering::SeqCst) > 0 }
@@ -133,7 +114,6 @@ async fn a_stop_finishes_within_the_grace_while_the_broker_never_answers() {
         GRACE + STOP_MARGIN
     );
     holder.abort();
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -142,13 +122,8 @@ async fn a_stop_finishes_within_the_grace_when_the_broker_goes_silent() {
     env.declare().await;
     let proxy = Proxy::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut relay = RelayProcess::run(&config_file(&env, &dir, &proxy.url(), false));
-    let t = env.topology();
-    eventually(WAIT, "the relay consumes through the proxy", || {
-        let (env, q) = (&env, t.events.clone());
-        async move { env.consumers(&q).await == Some(1) }
-    })
-    .await;
+    let mut relay = RelayProcess::run(&env.default_config().broker_url(&proxy.url()).write(&dir));
+    env.until_consumed().await;
     env.publish(&event("before", "lead", "before", None)).await;
     eventually(WAIT, "the first event delivered", || {
         let s = env.sandbox.clone();
@@ -164,32 +139,6 @@ async fn a_stop_finishes_within_the_grace_when_the_broker_goes_silent() {
         "still running {:?} after SIGTERM with a silent broker",
         started.elapsed()
     );
-    env.cleanup().await;
-}
-
-/// Closes every broker connection of this test's relays in one call; returns how many.
-fn close_connections(prefix: &str) -> usize {
-    let code = format!(
-        r#"Match = <<"worker {prefix}">>,
-        length([begin rabbit_networking:close_connection(P, "test closes it"), P end
-          || P <- rabbit_networking:connections(),
-             case lists:keyfind(client_properties, 1, rabbit_networking:connection_info(P, [client_properties])) of
-               {{client_properties, Props}} ->
-                 case lists:keyfind(<<"connection_name">>, 1, Props) of
-                   {{_, _, Name}} -> binary:match(Name, Match) =/= nomatch;
-                   _ -> false
-                 end;
-               _ -> false
-             end])."#
-    );
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(["eval", &code])
-        .output()
-        .expect("rabbitmqctl");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
 }
 
 /// Two relays on a Redis store while events flow; before each SIGTERM the broker closes both
@@ -202,7 +151,7 @@ async fn closing_connections_before_each_stop_loses_nothing_and_every_stop_finis
     let env = Env::new().await;
     env.declare().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config_file(&env, &dir, &common::amqp_url(), true);
+    let config = env.default_config().redis().write(&dir);
     let mut relays = [RelayProcess::run(&config), RelayProcess::run(&config)];
     let publishing = async {
         for i in 0..N {
@@ -231,27 +180,10 @@ async fn closing_connections_before_each_stop_loses_nothing_and_every_stop_finis
         slow_stops
     };
     let ((), slow_stops) = tokio::join!(publishing, faults);
-    let sandbox = env.sandbox.clone();
-    eventually(Duration::from_secs(120), "every event accepted", || {
-        let s = sandbox.clone();
-        async move {
-            let accepted: std::collections::HashSet<String> = s
-                .requests()
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|r| r.status == 200)
-                .filter_map(|r| r.param("qci"))
-                .collect();
-            accepted.len() == N
-        }
-    })
-    .await;
+    let every = Duration::from_secs(120);
+    until_clicks(&env.sandbox, N, true, every, "every event accepted").await;
     drop(relays);
-    let mut accepted: HashMap<String, usize> = HashMap::new();
-    for r in env.sandbox.requests().await.unwrap() {
-        *accepted.entry(r.param("qci").unwrap()).or_default() += 1;
-    }
+    let accepted = per_click(&env.sandbox.requests().await.unwrap(), false);
     let doubled = accepted.values().filter(|c| **c > 1).count();
     use std::io::Write as _;
     let _ = writeln!(
@@ -264,7 +196,6 @@ async fn closing_connections_before_each_stop_loses_nothing_and_every_stop_finis
         "stops that did not finish within the grace: rounds {slow_stops:?}"
     );
     assert_eq!(doubled, 0, "events accepted twice");
-    env.cleanup().await;
 }
 
 /// A stop that comes while the relay sets up its next session (the broker gone) still lets
@@ -280,21 +211,12 @@ async fn a_stop_while_reconnecting_still_waits_for_the_lost_sessions_calls() {
         .add_rule(&Rule::answer(200).after_ms(4000))
         .await
         .unwrap();
-    let toml = env
-        .config_toml("")
-        .replace(&common::amqp_url(), &proxy.url())
-        .replace("timeout_ms = 2000", "timeout_ms = 10000");
+    let config = env
+        .config()
+        .destination(env.powerspace().timeout_ms(10000))
+        .broker_url(&proxy.url());
     let stop = CancellationToken::new();
-    let running =
-        postback_relay::relay::start(Config::from_toml(&toml, &|_| None).unwrap(), stop.clone())
-            .await
-            .unwrap();
-    let health = running.health.clone();
-    eventually(WAIT, "the relay consumes", || {
-        let h = health.clone();
-        async move { h.is_ready() }
-    })
-    .await;
+    let running = env.start_until(config.load(), stop.clone()).await;
     let in_flight = running.metrics.in_flight.with_label_values(&["powerspace"]);
     env.publish(&event("orphan", "lead", "orphan", None)).await;
     eventually(WAIT, "the partner call is in flight", || {
@@ -320,5 +242,4 @@ async fn a_stop_while_reconnecting_still_waits_for_the_lost_sessions_calls() {
         0,
         "stopped after {took:?} with the lost session's partner call still in flight"
     );
-    env.cleanup().await;
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, eventually};
+use common::{Circuit, Dest, Env, Event, Hoqu, Retry, deliveries, until};
 use postback_relay::classify::CallResult;
 use postback_relay::deadletter::Reason;
 use postback_relay::dispatch::Client;
@@ -71,49 +71,33 @@ async fn the_client_says_what_it_cannot_send_and_its_limit_is_renders() {
 #[tokio::test]
 async fn one_request_that_can_never_be_sent_never_stops_its_destination() {
     let env = Env::new().await;
-    let toml = format!(
-        r#"{broker}
-        [[destinations]]
-        name = "hoqu"
-        kind = "hoqu"
-        base_url = "{base}"
-        match = {{ networks = ["hoqu"] }}
-        retry = {{ immediate_attempts = 3, immediate_delay_ms = 10, initial_delay_ms = 100, max_delay_ms = 400 }}
-        circuit = {{ enabled = true, failure_threshold = 2, open_ms = 600000 }}
-        hoqu = {{ api_key = "k", payout = "fixed", action = "lead" }}
-        "#,
-        broker = env.broker_toml(),
-        base = env.sandbox.base_url()
+    let config = env.config().destination(
+        Dest::hoqu(
+            "hoqu",
+            env.sandbox.base_url(),
+            Hoqu::new("k", "fixed").action("lead"),
+        )
+        .retry(Retry::new().immediate(3, 10).delays(100, 400))
+        .circuit(Circuit::opens_after(2, 600000).enabled()),
     );
-    let running = env.start(&toml).await;
+    let running = env.start(&config).await;
     // The contract's own limit: 4,096 characters, each percent-encoded into 12 bytes.
     let huge = "🎉".repeat(4096);
     let event = |id: &str, click: &str, order: &str| {
-        format!(
-            r#"{{"event_id":"{id}","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{{"network":"hoqu","click_id":"{click}"}},"order":{{"id":"{order}"}}}}"#
-        )
-        .into_bytes()
+        Event::attributed(id, "lead", "hoqu", click)
+            .order_id(order)
+            .body()
     };
     for i in 0..3 {
         env.publish(&event(&format!("huge-{i}"), &huge, &huge))
             .await;
     }
     env.publish(&event("normal", "c1", "o1")).await;
-    let m = running.metrics.clone();
-    eventually(
-        Duration::from_secs(30),
-        "the normal event delivered",
-        || {
-            let m = m.clone();
-            async move { m.deliveries.with_label_values(&["hoqu", "delivered"]).get() == 1 }
-        },
-    )
-    .await;
-    eventually(Duration::from_secs(30), "every event acked", || {
-        let m = m.clone();
-        async move { m.events_acked.get() == 4 }
+    until(&running, "the normal event delivered", |m| {
+        deliveries(m, "hoqu", "delivered") == 1
     })
     .await;
+    until(&running, "every event acked", |m| m.events_acked.get() == 4).await;
     let dead = env.take_dead_letters().await;
     assert_eq!(dead.len(), 3);
     for d in &dead {
@@ -135,5 +119,4 @@ async fn one_request_that_can_never_be_sent_never_stops_its_destination() {
         0,
         "the circuit stayed closed"
     );
-    env.cleanup().await;
 }
