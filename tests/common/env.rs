@@ -186,9 +186,20 @@ impl Env {
         out
     }
 
-    /// Takes every message out of the dead-letter queue.
+    /// Takes every message out of the dead-letter queue. It holds the queue's reader lock as
+    /// the dead-letter commands do, so that no relay is measuring the oldest dead letter (and
+    /// holding the letters) meanwhile.
     pub async fn take_all_dead(&self) -> Vec<DeadLetter> {
-        self.drain(&self.topology().dead)
+        let dead = self.topology().dead;
+        let _lock = postback_relay::browse::Lock::acquire(
+            &self.conn,
+            &dead,
+            std::time::Duration::from_secs(60),
+            || {},
+        )
+        .await
+        .expect("the dead-letter queue's reader lock");
+        self.drain(&dead)
             .await
             .iter()
             .map(|m| DeadLetter::from_message(m, 1 << 20))
