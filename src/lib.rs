@@ -2,29 +2,30 @@
 //! partners, owning every outcome: delivered, retried, or dead-lettered with a reason.
 //!
 //! Components, in the order an event meets them:
-//! - [`event`]: the event contract and its parser (money as exact decimals);
 //! - [`config`]: the TOML configuration, validated in full at start-up;
-//! - [`broker`]: RabbitMQ topology and confirmed publishing;
-//! - [`relay`]: the consumer that routes, delivers and acknowledges;
-//! - [`partner`]: one renderer per partner format (pure functions);
-//! - [`dispatch`], [`classify`] and [`circuit`]: sending requests, deciding what an answer
-//!   means, and not calling a partner that keeps failing;
-//! - [`retry`] and [`delivery`]: the retry schedule, and the message a retry travels in;
-//! - [`deadletter`], [`dlq`] and [`browse`]: the envelope of what could not be delivered,
-//!   and reading and replaying the dead-letter queue without changing its order;
-//! - [`metrics`] and [`observe`]: Prometheus metrics, health and readiness;
-//! - [`store`]: what was delivered, what is being attempted, and the
-//!   latest status of each conversion;
-//! - [`sandbox`]: a stand-in partner for the demo, the tests and benchmarks;
-//! - [`publish`]: the reference producer.
+//! - [`broker`]: the topology the relay declares, and confirmed publishing;
+//! - [`relay`]: the worker, a pipeline from a message to its acknowledgement (its module doc
+//!   follows one message through its files);
+//! - [`event`]: the event contract, decoded once from the message (money as exact decimals);
+//! - [`partner`]: each destination kind's request, rendered by pure functions;
+//! - [`store`]: the delivery's claim, the record of what was accepted, and the latest status
+//!   of each conversion;
+//! - [`dispatch`] and [`classify`]: sending a request, and what the partner's answer means
+//!   (a circuit breaker per destination keeps a failing partner from being called);
+//! - [`retry`] and [`delivery`]: again or give up, and the message a retry travels in;
+//! - [`deadletter`] and [`reason`]: the envelope of what could not be delivered, and why;
+//! - [`redact`]: the configuration's secrets kept out of everything the relay writes;
+//! - [`metrics`]: what Prometheus reads (served with health and readiness).
 //!
-//! The `postback-relay` command (its subcommands, and the guided demo) is the binary's, in
-//! `src/cli/`.
+//! Around the relay: [`dlq`] and [`browse`] read and replay the dead-letter queue without
+//! changing its order; [`publish`] is the reference producer; [`sandbox`] stands in for every
+//! partner in the demo, the tests and the benchmarks. The `postback-relay` command (its
+//! subcommands, and the guided demo) is the binary's, in `src/cli/`.
 #![forbid(unsafe_code)]
 
 pub mod broker;
 pub mod browse;
-pub mod circuit;
+pub(crate) mod circuit;
 pub mod classify;
 pub mod config;
 pub mod deadletter;
@@ -33,7 +34,7 @@ pub mod dispatch;
 pub mod dlq;
 pub mod event;
 pub mod metrics;
-pub mod observe;
+pub(crate) mod observe;
 pub mod partner;
 pub mod publish;
 pub mod reason;

@@ -36,6 +36,74 @@ pub struct DestinationSeries {
     pub circuit_state: IntGauge,
 }
 
+/// Partner request durations: 5 ms to 30 s.
+const REQUEST_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// The relay's own delay before a request: 100 µs to 30 s.
+const DISPATCH_BUCKETS: [f64; 17] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+/// From an event to its delivery: seconds for a live stream, hours to days for retries and
+/// deferred events.
+const END_TO_END_BUCKETS: [f64; 14] = [
+    0.1,
+    0.5,
+    1.0,
+    5.0,
+    15.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    6.0 * 3600.0,
+    86400.0,
+    3.0 * 86400.0,
+    7.0 * 86400.0,
+    30.0 * 86400.0,
+];
+
+/// Creates metrics named `postback_relay_*` and registers each on one registry. The names and
+/// labels are fixed in this file, so a failure here is a bug, caught by the first test.
+struct Register(Registry);
+
+impl Register {
+    fn add<M: prometheus::core::Collector + Clone + 'static>(&self, m: M) -> M {
+        self.0
+            .register(Box::new(m.clone()))
+            .expect("a metric registered once");
+        m
+    }
+
+    fn name(n: &str) -> String {
+        format!("postback_relay_{n}")
+    }
+
+    fn counter(&self, n: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(Self::name(n), help).expect("a valid metric"))
+    }
+
+    fn counters(&self, n: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let opts = Opts::new(Self::name(n), help);
+        self.add(IntCounterVec::new(opts, labels).expect("a valid metric"))
+    }
+
+    fn gauge(&self, n: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(Self::name(n), help).expect("a valid metric"))
+    }
+
+    fn gauges(&self, n: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        let opts = Opts::new(Self::name(n), help);
+        self.add(IntGaugeVec::new(opts, labels).expect("a valid metric"))
+    }
+
+    fn histograms(&self, n: &str, help: &str, buckets: Vec<f64>, labels: &[&str]) -> HistogramVec {
+        let opts = HistogramOpts::new(Self::name(n), help).buckets(buckets);
+        self.add(HistogramVec::new(opts, labels).expect("a valid metric"))
+    }
+}
+
 /// Every metric the relay exports, registered on one registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -82,204 +150,97 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let registry = Registry::new();
-        let name = |n: &str| format!("postback_relay_{n}");
-        let counter_vec = |n: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name(n), help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
-        let counter = |n: &str, help: &str| {
-            let c = IntCounter::new(name(n), help).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
+        let r = Register(Registry::new());
+        let dest = &["destination"];
         let m = Metrics {
-            events_consumed: counter_vec(
+            events_consumed: r.counters(
                 "events_consumed_total",
                 "Events read from the events queue, by event type.",
                 &["type"],
             ),
-            events_acked: counter(
+            events_acked: r.counter(
                 "events_acked_total",
                 "Events acknowledged after their outcomes were recorded.",
             ),
-            events_skipped: counter(
+            events_skipped: r.counter(
                 "events_skipped_total",
                 "Events without attribution, acknowledged without any partner request.",
             ),
-            deliveries: counter_vec(
+            deliveries: r.counters(
                 "deliveries_total",
                 "Final delivery outcomes by destination.",
                 &["destination", "outcome"],
             ),
-            dead_letters: counter_vec(
+            dead_letters: r.counters(
                 "dead_letters_total",
                 "Dead letters published, by destination and reason.",
                 &["destination", "reason"],
             ),
-            partner_requests: counter_vec(
+            partner_requests: r.counters(
                 "partner_requests_total",
                 "Partner HTTP requests by destination and status class.",
                 &["destination", "status_class"],
             ),
-            request_duration: {
-                let h = HistogramVec::new(
-                    HistogramOpts::new(
-                        name("partner_request_duration_seconds"),
-                        "Partner HTTP request duration by destination.",
-                    )
-                    .buckets(vec![
-                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                    ]),
-                    &["destination"],
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(h.clone()))
-                    .expect("unique metric");
-                h
-            },
-            dispatch_delay: {
-                let h = HistogramVec::new(
-                    HistogramOpts::new(
-                        name("dispatch_delay_seconds"),
-                        "From taking a message off the queue to its first partner request going out, by destination.",
-                    )
-                    .buckets(vec![
-                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                        0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                    ]),
-                    &["destination"],
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(h.clone()))
-                    .expect("unique metric");
-                h
-            },
-            end_to_end: {
-                let h = HistogramVec::new(
-                    HistogramOpts::new(
-                        name("end_to_end_seconds"),
-                        "From the event's occurred_at to its delivery, by destination.",
-                    )
-                    // Seconds for a live stream, hours to days for retries and deferred events.
-                    .buckets(vec![
-                        0.1,
-                        0.5,
-                        1.0,
-                        5.0,
-                        15.0,
-                        60.0,
-                        300.0,
-                        900.0,
-                        3600.0,
-                        6.0 * 3600.0,
-                        86400.0,
-                        3.0 * 86400.0,
-                        7.0 * 86400.0,
-                        30.0 * 86400.0,
-                    ]),
-                    &["destination"],
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(h.clone()))
-                    .expect("unique metric");
-                h
-            },
-            oldest_dead_letter_age: {
-                let g = IntGauge::new(
-                    name("oldest_dead_letter_age_seconds"),
-                    "Age of the oldest message in the dead-letter queue, sampled; 0 when it is empty.",
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
-            in_flight: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        name("in_flight_deliveries"),
-                        "Deliveries in progress by destination.",
-                    ),
-                    &["destination"],
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
-            circuit_state: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        name("circuit_state"),
-                        "Circuit breaker state by destination: 0 closed, 1 half-open, 2 open.",
-                    ),
-                    &["destination"],
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
-            retries_scheduled: counter_vec(
+            request_duration: r.histograms(
+                "partner_request_duration_seconds",
+                "Partner HTTP request duration by destination.",
+                REQUEST_BUCKETS.to_vec(),
+                dest,
+            ),
+            dispatch_delay: r.histograms(
+                "dispatch_delay_seconds",
+                "From taking a message off the queue to its first partner request going out, by destination.",
+                DISPATCH_BUCKETS.to_vec(),
+                dest,
+            ),
+            end_to_end: r.histograms(
+                "end_to_end_seconds",
+                "From the event's occurred_at to its delivery, by destination.",
+                END_TO_END_BUCKETS.to_vec(),
+                dest,
+            ),
+            oldest_dead_letter_age: r.gauge(
+                "oldest_dead_letter_age_seconds",
+                "Age of the oldest message in the dead-letter queue, sampled; 0 when it is empty.",
+            ),
+            in_flight: r.gauges(
+                "in_flight_deliveries",
+                "Deliveries in progress by destination.",
+                dest,
+            ),
+            circuit_state: r.gauges(
+                "circuit_state",
+                "Circuit breaker state by destination: 0 closed, 1 half-open, 2 open.",
+                dest,
+            ),
+            retries_scheduled: r.counters(
                 "retries_scheduled_total",
                 "Durable retries scheduled, by destination and delay tier.",
                 &["destination", "tier"],
             ),
-            delivered_on_attempt: counter_vec(
+            delivered_on_attempt: r.counters(
                 "delivered_on_attempt_total",
                 "Successful deliveries by destination and the attempt that succeeded (1, 2, 3, 4-5, 6-10, 11-20, 21+).",
                 &["destination", "attempt"],
             ),
-            queue_messages: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        name("queue_messages"),
-                        "Messages ready in each relay queue, sampled.",
-                    ),
-                    &["queue"],
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
-            broker_connected: {
-                let g = IntGauge::new(
-                    name("broker_connected"),
-                    "1 while connected to the broker and consuming, else 0.",
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
-            broker_reconnects: counter(
+            queue_messages: r.gauges(
+                "queue_messages",
+                "Messages ready in each relay queue, sampled.",
+                &["queue"],
+            ),
+            broker_connected: r.gauge(
+                "broker_connected",
+                "1 while connected to the broker and consuming, else 0.",
+            ),
+            broker_reconnects: r.counter(
                 "broker_reconnects_total",
                 "Broker connections made after the first one.",
             ),
-            registry,
+            registry: r.0.clone(),
         };
-        let build = IntGaugeVec::new(
-            Opts::new(name("build_info"), "Build information; always 1."),
-            &["version"],
-        )
-        .expect("valid metric");
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        m.registry.register(Box::new(build)).expect("unique metric");
+        r.gauges("build_info", "Build information; always 1.", &["version"])
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         m
     }
 

@@ -45,6 +45,30 @@ pub(super) enum End {
     Unsendable(String),
 }
 
+impl Report {
+    /// Takes in a call's answer: counted, kept as the last, added to the history, reported to
+    /// the circuit. Returns what it means.
+    fn answered(
+        &mut self,
+        dest: &Destination,
+        answer: crate::dispatch::Answer,
+        at: chrono::DateTime<Utc>,
+    ) -> Verdict {
+        self.tries += 1;
+        let kind = dest.config.kind;
+        let verdict = answer.result.classify(&|s| kind.explain_status(s));
+        dest.report(!matches!(verdict, Verdict::Retry { .. }));
+        self.last = LastAnswer::of(&answer.result, dest.config.timeout_ms, answer.snippet);
+        self.history.push(AttemptRecord {
+            at,
+            result: answer.result.status_class().into(),
+            status: self.last.status,
+            error: self.last.error.clone(),
+        });
+        verdict
+    }
+}
+
 impl Relay {
     /// Asks the partner's circuit, calls the partner (with the in-process tries on the event's
     /// `first` pass), and decides: delivered, another try later, or a dead letter.
@@ -149,17 +173,7 @@ impl Relay {
                 report.end = End::Unsendable(why.clone());
                 return report;
             }
-            report.tries += 1;
-            let kind = dest.config.kind;
-            let verdict = answer.result.classify(&|s| kind.explain_status(s));
-            dest.report(!matches!(verdict, Verdict::Retry { .. }));
-            report.last = LastAnswer::of(&answer.result, dest.config.timeout_ms, answer.snippet);
-            report.history.push(AttemptRecord {
-                at,
-                result: answer.result.status_class().into(),
-                status: report.last.status,
-                error: report.last.error.clone(),
-            });
+            let verdict = report.answered(dest, answer, at);
             let closed = dest.circuit_closed();
             match next_try(&verdict, pauses.next(), policy.pause_cap(), closed) {
                 Some(pause) => tokio::time::sleep(pause).await,
