@@ -32,6 +32,7 @@ pub mod deadletter;
 pub mod delivery;
 pub mod dispatch;
 pub mod dlq;
+mod encode;
 pub mod event;
 pub mod metrics;
 pub(crate) mod observe;

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::partner::encode::encode_component;
+use crate::encode::encode_component;
 
 /// Shown in place of a secret.
 pub const REDACTED: &str = "REDACTED";

@@ -2,7 +2,6 @@
 //! expects. Rendering is pure (no I/O), so every format is pinned by unit tests.
 
 pub mod callback;
-pub(crate) mod encode;
 pub mod fields;
 pub mod hoqu;
 mod kind;
@@ -16,8 +15,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::encode::encode_component;
 use crate::event::ConversionEvent;
-pub use encode::encode_component;
 pub(crate) use kind::key_err;
 pub use kind::{Format, KeyError, Kind, Partner, Spec, compile};
 pub use sendable::Unsendable;

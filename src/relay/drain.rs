@@ -3,28 +3,15 @@
 //! lost: the work goes on to its end as an orphan (its partner calls are recorded in the store;
 //! its acks are gone with the channel), and the next session starts. Every step has an end.
 
-use std::time::Duration;
-
 use lapin::options::{BasicCancelOptions, BasicQosOptions};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Relay;
-use super::session::Session;
-
-/// How long to let the broker settle the last acknowledgements before closing the channel on
-/// shutdown: quorum queues have been seen to requeue messages whose acks arrived just before a
-/// close (rabbitmq-server#10327), which here would double a conversion.
-const ACK_SETTLE: Duration = Duration::from_millis(300);
-/// What cancelling the consumers may take at the start of a drain.
-const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
-/// After the grace, what letting the acks settle and closing may take in all.
-const CLOSE_BUDGET: Duration = Duration::from_secs(3);
-/// What a drain may take beyond the grace.
-pub(super) const BOUNDS: Duration = CANCEL_TIMEOUT.saturating_add(CLOSE_BUDGET);
+use super::session::{ACK_SETTLE, CANCEL_TIMEOUT, CLOSE_BUDGET, Session};
 
 impl Relay {
-    /// Ends a session on a stop, within the grace and [`BOUNDS`].
+    /// Ends a session on a stop, within the grace and [`super::session::DRAIN_BOUNDS`].
     pub(super) async fn drain(&self, mut session: Session) {
         let grace_end = Instant::now() + self.grace();
         let alive = session.alive();

@@ -29,6 +29,17 @@ const FIRST_DELAY: Duration = Duration::from_millis(500);
 /// A session that lasted this long was healthy: the next reconnect starts its backoff over.
 const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 
+/// How long to let the broker settle the last acknowledgements before closing the channel on
+/// shutdown: quorum queues have been seen to requeue messages whose acks arrived just before a
+/// close (rabbitmq-server#10327), which here would double a conversion.
+pub(super) const ACK_SETTLE: Duration = Duration::from_millis(300);
+/// What cancelling the consumers may take at the start of a drain.
+pub(super) const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
+/// After the grace, what letting the acks settle and closing may take in all.
+pub(super) const CLOSE_BUDGET: Duration = Duration::from_secs(3);
+/// What a drain may take beyond the grace.
+pub(super) const DRAIN_BOUNDS: Duration = CANCEL_TIMEOUT.saturating_add(CLOSE_BUDGET);
+
 /// Why a session ended without an error to report.
 pub(super) enum SessionEnd {
     Shutdown,
@@ -160,7 +171,7 @@ impl Relay {
     ) -> Option<Result<SessionEnd, SessionError>> {
         let overrun = async {
             shutdown.cancelled().await;
-            tokio::time::sleep(self.grace() + super::drain::BOUNDS + Duration::from_secs(1)).await;
+            tokio::time::sleep(self.grace() + DRAIN_BOUNDS + Duration::from_secs(1)).await;
         };
         tokio::select! {
             end = self.session(shutdown, sessions) => Some(end),
