@@ -163,10 +163,7 @@ pub fn compile(spec: &Spec<'_>) -> Result<Partner, KeyError> {
         }
     }
     let base_url = match (spec.base_url, kind.has_base_url()) {
-        (Some(b), true) => {
-            check_base_url(b).map_err(|m| key_err("base_url", m))?;
-            b
-        }
+        (Some(b), true) => base_as_sent(b).map_err(|m| key_err("base_url", m))?,
         (None, true) => return Err(key_err("base_url", format!("required for kind {kind}"))),
         (Some(_), false) => {
             return Err(key_err(
@@ -174,8 +171,9 @@ pub fn compile(spec: &Spec<'_>) -> Result<Partner, KeyError> {
                 format!("not used by kind {kind}: its URL is a template in [{kind}]"),
             ));
         }
-        (None, false) => "",
+        (None, false) => String::new(),
     };
+    let base_url = base_url.as_str();
     let mut routes: BTreeMap<EventType, String> = kind
         .default_routes()
         .iter()
@@ -215,8 +213,10 @@ pub fn compile(spec: &Spec<'_>) -> Result<Partner, KeyError> {
     })
 }
 
-/// An http(s) URL with a host and no query or fragment.
-fn check_base_url(v: &str) -> Result<(), String> {
+/// An http(s) URL with a host and no query or fragment, written once as the HTTP client
+/// sends it (scheme and host in lower case, no default port, no trailing slash), so that
+/// every URL joined to it is shown as it is sent.
+fn base_as_sent(v: &str) -> Result<String, String> {
     let url = url::Url::parse(v).map_err(|e| format!("not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err("must be an http:// or https:// URL".into());
@@ -224,5 +224,5 @@ fn check_base_url(v: &str) -> Result<(), String> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must not carry a query or fragment".into());
     }
-    Ok(())
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }

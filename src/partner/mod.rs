@@ -240,12 +240,14 @@ pub(crate) fn required<T>(kind: Kind, field: &'static str, v: Option<T>) -> Resu
     v.ok_or(RenderError::Missing { kind, field })
 }
 
-/// Joins a base URL (no trailing slash needed) and a path that starts with `/`. The base is
-/// written as the HTTP client sends it (scheme and host in lower case, no default port), so
-/// that the URL shown is the URL sent.
+/// Joins a base URL and a path that starts with `/`. The base was written as the HTTP client
+/// sends it when the destination was compiled, so the URL shown is the URL sent.
 pub(crate) fn join(base: &str, path_and_query: &str) -> String {
-    let base = url::Url::parse(base).map_or_else(|_| base.to_owned(), |u| u.as_str().to_owned());
-    format!("{}{}", base.trim_end_matches('/'), path_and_query)
+    let base = base.trim_end_matches('/');
+    let mut url = String::with_capacity(base.len() + path_and_query.len());
+    url.push_str(base);
+    url.push_str(path_and_query);
+    url
 }
 
 /// A HOQU destination's partner side at `https://trackerdomain.com`, from its `hoqu` table.

@@ -193,8 +193,13 @@ impl Relay {
         event_id: &str,
     ) -> Result<(), End> {
         let need = dest.config.timeout() + RECORD_MARGIN;
-        let held = futures_util::future::try_join_all(holds.iter().map(|h| h.ensure(need)));
-        held.await.map(|_| ()).map_err(|e| match e {
+        let held = match holds {
+            [one] => one.ensure(need).await,
+            many => futures_util::future::try_join_all(many.iter().map(|h| h.ensure(need)))
+                .await
+                .map(|_| ()),
+        };
+        held.map_err(|e| match e {
             HoldError::Lost => {
                 tracing::warn!(message = "claim lost before the call; not sent", destination = dest.name(), event_id);
                 End::ClaimLost

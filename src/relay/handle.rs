@@ -93,10 +93,14 @@ impl Relay {
             source: &source,
             at,
         };
+        // Each way is boxed: the task that carries a message stays small (it is moved as it
+        // is spawned), whichever way is the larger.
         let work = async {
             match queue {
-                Queue::Events => self.process_event(&msg, &taken, recorder).await,
-                Queue::Deliveries => self.process_delivery(&msg.data, &taken, recorder).await,
+                Queue::Events => Box::pin(self.process_event(&msg, &taken, recorder)).await,
+                Queue::Deliveries => {
+                    Box::pin(self.process_delivery(&msg.data, &taken, recorder)).await
+                }
             }
         };
         std::panic::AssertUnwindSafe(work).catch_unwind().await.unwrap_or_else(|_| {
