@@ -18,7 +18,8 @@
 //! - [`metrics`]: what Prometheus reads (served with health and readiness).
 //!
 //! Around the relay: [`dlq`] and [`browse`] read and replay the dead-letter queue without
-//! changing its order; [`publish`] is the reference producer; [`sandbox`] stands in for every
+//! changing its order; [`journal`] keeps what happened to each delivery, in batches off the
+//! hot path, for people to ask; [`publish`] is the reference producer; [`sandbox`] stands in for every
 //! partner in the demo, the tests and the benchmarks. The `postback-relay` command (its
 //! subcommands, and the guided demo) is the binary's, in `src/cli/`.
 #![forbid(unsafe_code)]
@@ -34,6 +35,7 @@ pub mod dispatch;
 pub mod dlq;
 mod encode;
 pub mod event;
+pub mod journal;
 pub mod metrics;
 pub(crate) mod observe;
 pub mod partner;

@@ -1,0 +1,270 @@
+//! The delivery journal: what happened to each delivery, kept for people. Every attempt and
+//! every outcome of a delivery (an event at one destination) is an [`Entry`]; the event itself
+//! is kept once. It answers "what did we send for order 10045, when, and what came back".
+//!
+//! The journal never decides delivery: the broker and the store do. It is written off the hot
+//! path: [`Journal::record`] hands an entry to a bounded buffer and returns at once; one
+//! writer task commits what has queued up in batches. When the buffer is full (the file is
+//! slow or unwritable) an entry is dropped and counted with its reason, never waited for.
+//! Entries older than the retention are pruned by the writer, in small steps between batches.
+//!
+//! The schema is versioned: the files in `src/journal/migrations/` are applied in order at
+//! start-up, each once.
+
+mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::{Filter, Reader};
+
+/// `[journal]` in the configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// The SQLite file.
+    pub path: PathBuf,
+    /// Entries older than this many days are pruned.
+    pub retention_days: u32,
+    /// Entries waiting for the writer, at most; beyond, new entries are dropped and counted.
+    pub buffer: usize,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            path: PathBuf::from("postback-relay-journal.db"),
+            retention_days: 30,
+            buffer: 10_000,
+        }
+    }
+}
+
+/// What happened, as the journal records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The partner accepted it.
+    Delivered,
+    /// Another try later, in this delay tier.
+    RetryScheduled(String),
+    /// Moved to the dead-letter queue, with this reason code.
+    DeadLettered(String),
+    /// Accepted before: not sent again.
+    Duplicate,
+    /// A status not higher than one already sent: not sent.
+    Superseded,
+}
+
+impl Outcome {
+    /// The outcome's code, as stored and as `--outcome` takes it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::RetryScheduled(_) => "retry_scheduled",
+            Outcome::DeadLettered(_) => "dead_lettered",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Superseded => "superseded",
+        }
+    }
+
+    fn detail(&self) -> Option<&str> {
+        match self {
+            Outcome::RetryScheduled(d) | Outcome::DeadLettered(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    fn from_parts(code: &str, detail: Option<String>) -> Option<Outcome> {
+        let detail = detail.unwrap_or_default();
+        Some(match code {
+            "delivered" => Outcome::Delivered,
+            "retry_scheduled" => Outcome::RetryScheduled(detail),
+            "dead_lettered" => Outcome::DeadLettered(detail),
+            "duplicate" => Outcome::Duplicate,
+            "superseded" => Outcome::Superseded,
+            _ => return None,
+        })
+    }
+
+    /// Every code, for help texts and for checking `--outcome`.
+    pub const CODES: [&'static str; 5] = [
+        "delivered",
+        "retry_scheduled",
+        "dead_lettered",
+        "duplicate",
+        "superseded",
+    ];
+}
+
+/// One thing that happened to a delivery. `request` and `response` are written as shown:
+/// the caller redacts them before they get here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub event_id: String,
+    pub order_id: Option<String>,
+    pub event_type: String,
+    pub destination: String,
+    /// Partner calls made for this delivery so far.
+    pub attempt: u32,
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub http_status: Option<u16>,
+    /// For a call that got no HTTP answer: `timeout`, `connect_error`...
+    pub error_class: Option<String>,
+    pub latency_ms: Option<f64>,
+    /// The request as sent, secrets redacted (JSON).
+    pub request: Option<String>,
+    /// The start of the partner's answer, secrets redacted.
+    pub response: Option<String>,
+    /// The event as published, kept once per event: given with the event's first entry.
+    #[serde(skip)]
+    pub event: Option<String>,
+}
+
+/// Why an entry was not written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// The buffer was full: the writer is behind (a slow or unwritable file).
+    BufferFull,
+    /// The writer has stopped.
+    Stopped,
+}
+
+impl Dropped {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dropped::BufferFull => "buffer_full",
+            Dropped::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("journal {path}: schema version {found}, where this relay knows version {known}")]
+    Schema {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("journal: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("journal: the blocking task failed: {0}")]
+    Task(String),
+}
+
+/// The journal's own series.
+#[derive(Clone)]
+pub(crate) struct Metrics {
+    written: IntCounter,
+    dropped: IntCounterVec,
+    /// Seconds between an entry's time and its commit, for the last batch.
+    lag_ms: IntGauge,
+    buffered: IntGauge,
+}
+
+impl Metrics {
+    fn register(registry: &Registry) -> prometheus::Result<Metrics> {
+        let m = Metrics {
+            written: IntCounter::new(
+                "postback_relay_journal_written_total",
+                "Journal entries committed to the journal.",
+            )?,
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    "postback_relay_journal_dropped_total",
+                    "Journal entries not written, by reason (buffer_full, stopped, write_failed).",
+                ),
+                &["reason"],
+            )?,
+            lag_ms: IntGauge::new(
+                "postback_relay_journal_lag_milliseconds",
+                "From the oldest entry of the last committed batch to its commit.",
+            )?,
+            buffered: IntGauge::new(
+                "postback_relay_journal_buffered",
+                "Journal entries waiting for the writer.",
+            )?,
+        };
+        registry.register(Box::new(m.written.clone()))?;
+        registry.register(Box::new(m.dropped.clone()))?;
+        registry.register(Box::new(m.lag_ms.clone()))?;
+        registry.register(Box::new(m.buffered.clone()))?;
+        for reason in ["buffer_full", "stopped", "write_failed"] {
+            m.dropped.with_label_values(&[reason]);
+        }
+        Ok(m)
+    }
+}
+
+/// The writing side of the journal, cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    queue: tokio::sync::mpsc::Sender<Entry>,
+    metrics: Metrics,
+}
+
+/// The journal's writer task: [`Writer::close`] waits until every entry queued before it is
+/// committed.
+pub struct Writer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    pub async fn close(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// How long a failed commit waits before it is tried again; the batch is kept meanwhile.
+const RETRY_WRITE: Duration = Duration::from_millis(500);
+/// A batch whose commit failed this many times in a row is dropped (counted `write_failed`).
+const MAX_WRITE_TRIES: u32 = 20;
+
+impl Journal {
+    /// Opens (or creates) the journal, brings its schema up to date, and starts its writer.
+    /// The writer stops once every clone of the returned [`Journal`] is dropped.
+    pub async fn open(
+        config: &JournalConfig,
+        registry: &Registry,
+    ) -> Result<(Journal, Writer), JournalError> {
+        let db = sqlite::Db::open(config.path.clone()).await?;
+        let metrics = Metrics::register(registry)
+            .map_err(|e| JournalError::Task(format!("journal metrics: {e}")))?;
+        let (queue, queued) = tokio::sync::mpsc::channel(config.buffer.max(1));
+        let retention = chrono::Duration::days(i64::from(config.retention_days.max(1)));
+        let task = tokio::spawn(sqlite::write_all(db, queued, metrics.clone(), retention));
+        Ok((Journal { queue, metrics }, Writer { task }))
+    }
+
+    /// Hands `entry` to the writer, without waiting. When the writer is behind by a whole
+    /// buffer the entry is dropped and counted: the journal never holds a delivery back.
+    pub fn record(&self, entry: Entry) -> Result<(), Dropped> {
+        let dropped = match self.queue.try_send(entry) {
+            Ok(()) => {
+                self.metrics.buffered.inc();
+                return Ok(());
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Dropped::BufferFull,
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Dropped::Stopped,
+        };
+        self.metrics
+            .dropped
+            .with_label_values(&[dropped.as_str()])
+            .inc();
+        Err(dropped)
+    }
+}

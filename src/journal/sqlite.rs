@@ -1,0 +1,353 @@
+//! The journal in a SQLite file: the schema's migrations, the writer's batches and pruning,
+//! and the reader the commands use. The file is in WAL mode with normal locking, so that
+//! `deliveries` (another process) reads while the relay writes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
+
+use super::{Entry, JournalError, Metrics, Outcome};
+
+/// The schema's versions, in order: version N is the Nth file. A file is never changed once
+/// released; a change is a new file.
+const MIGRATIONS: [&str; 1] = [include_str!("migrations/0001_deliveries.sql")];
+
+/// At most this many entries per transaction.
+const MAX_BATCH: usize = 512;
+/// Old entries are removed this many at a time, so that no step holds the file for long.
+const PRUNE_STEP: usize = 1_000;
+/// How often the writer looks for entries past the retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+pub(super) struct Db {
+    conn: Connection,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, JournalError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| JournalError::Task(e.to_string()))
+}
+
+impl Db {
+    pub(super) async fn open(path: PathBuf) -> Result<Db, JournalError> {
+        blocking(move || Db::open_now(&path)).await?
+    }
+
+    fn open_now(path: &Path) -> Result<Db, JournalError> {
+        let shown = path.display().to_string();
+        let open = |e| JournalError::Open {
+            path: shown.clone(),
+            source: e,
+        };
+        let mut conn = Connection::open(path).map_err(open)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open)?;
+        migrate(&mut conn, &shown)?;
+        Ok(Db { conn })
+    }
+
+    /// Commits `batch` in one transaction: each event once, every entry.
+    fn commit(&mut self, batch: &[Entry]) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut event = tx.prepare_cached(
+                "INSERT INTO events (event_id, order_id, event_type, body, first_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(event_id) DO NOTHING",
+            )?;
+            let mut entry = tx.prepare_cached(
+                "INSERT INTO entries (event_id, order_id, event_type, destination, attempt, at,
+                   outcome, detail, http_status, error_class, latency_ms, request, response)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?;
+            for e in batch {
+                if let Some(body) = &e.event {
+                    event.execute(rusqlite::params![
+                        e.event_id,
+                        e.order_id,
+                        e.event_type,
+                        body,
+                        ms(e.at)
+                    ])?;
+                }
+                entry.execute(rusqlite::params![
+                    e.event_id,
+                    e.order_id,
+                    e.event_type,
+                    e.destination,
+                    e.attempt,
+                    ms(e.at),
+                    e.outcome.code(),
+                    e.outcome.detail(),
+                    e.http_status,
+                    e.error_class,
+                    e.latency_ms,
+                    e.request,
+                    e.response,
+                ])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Removes up to [`PRUNE_STEP`] entries older than `before`, then the events no entry
+    /// refers to any more; returns how many entries went.
+    pub(super) fn prune_step(&mut self, before: DateTime<Utc>) -> rusqlite::Result<usize> {
+        let gone = self.conn.execute(
+            "DELETE FROM entries WHERE id IN
+               (SELECT id FROM entries WHERE at < ?1 ORDER BY at LIMIT ?2)",
+            rusqlite::params![ms(before), PRUNE_STEP],
+        )?;
+        self.conn.execute(
+            "DELETE FROM events WHERE event_id IN
+               (SELECT event_id FROM events e WHERE first_at < ?1
+                  AND NOT EXISTS (SELECT 1 FROM entries x WHERE x.event_id = e.event_id)
+                LIMIT ?2)",
+            rusqlite::params![ms(before), PRUNE_STEP],
+        )?;
+        Ok(gone)
+    }
+}
+
+/// Brings the schema to the newest version, one transaction per file.
+fn migrate(conn: &mut Connection, shown: &str) -> Result<(), JournalError> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > known {
+        return Err(JournalError::Schema {
+            path: shown.to_owned(),
+            found,
+            known,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The writer: commits what has queued up, batch by batch, until every sender is gone and the
+/// queue is empty; prunes between batches.
+pub(super) async fn write_all(
+    db: Db,
+    mut queued: tokio::sync::mpsc::Receiver<Entry>,
+    metrics: Metrics,
+    retention: chrono::Duration,
+) {
+    let mut db = Some(db);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            n = queued.recv_many(&mut batch, MAX_BATCH) => {
+                if n == 0 {
+                    return;
+                }
+                metrics.buffered.sub(n as i64);
+                db = commit_with_retries(db, std::mem::take(&mut batch), &metrics).await;
+            }
+            _ = prune.tick() => {
+                db = prune_old(db, Utc::now() - retention).await;
+            }
+        }
+        if db.is_none() {
+            // The connection was lost with a crashed blocking task: nothing more can be
+            // written. Whatever is queued is counted as dropped as it arrives.
+            tracing::error!(message = "the journal's writer stopped");
+            while let Some(_e) = queued.recv().await {
+                metrics.buffered.dec();
+                metrics.dropped.with_label_values(&["stopped"]).inc();
+            }
+            return;
+        }
+    }
+}
+
+/// Commits a batch, trying again while the file refuses it (a full disk, a lock held by
+/// another program); entries keep queuing behind it meanwhile, up to the buffer.
+async fn commit_with_retries(db: Option<Db>, batch: Vec<Entry>, metrics: &Metrics) -> Option<Db> {
+    let mut db = db?;
+    let mut batch = batch;
+    for tries in 1..=super::MAX_WRITE_TRIES {
+        let (back, kept, result) = blocking(move || {
+            let r = db.commit(&batch);
+            (db, batch, r)
+        })
+        .await
+        .ok()?;
+        (db, batch) = (back, kept);
+        match result {
+            Ok(()) => {
+                metrics.written.inc_by(batch.len() as u64);
+                if let Some(oldest) = batch.iter().map(|e| e.at).min() {
+                    let lag = (Utc::now() - oldest).num_milliseconds().max(0);
+                    metrics.lag_ms.set(lag);
+                }
+                return Some(db);
+            }
+            Err(e) => {
+                tracing::warn!(message = "journal write failed; trying again", tries, error = %e);
+                tokio::time::sleep(super::RETRY_WRITE).await;
+            }
+        }
+    }
+    metrics
+        .dropped
+        .with_label_values(&["write_failed"])
+        .inc_by(batch.len() as u64);
+    tracing::error!(
+        message = "journal entries dropped after repeated write failures",
+        entries = batch.len()
+    );
+    Some(db)
+}
+
+/// Removes what is past the retention, a step at a time, letting the writer's batches in
+/// between steps.
+async fn prune_old(db: Option<Db>, before: DateTime<Utc>) -> Option<Db> {
+    let mut db = db?;
+    loop {
+        let (back, gone) = blocking(move || {
+            let gone = db.prune_step(before);
+            (db, gone)
+        })
+        .await
+        .ok()?;
+        db = back;
+        match gone {
+            Ok(n) if n == PRUNE_STEP => tokio::task::yield_now().await,
+            Ok(_) => return Some(db),
+            Err(e) => {
+                tracing::warn!(message = "journal pruning failed", error = %e);
+                return Some(db);
+            }
+        }
+    }
+}
+
+/// What to read from the journal. Every field narrows; none set reads everything.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub event_id: Option<String>,
+    pub order_id: Option<String>,
+    pub destination: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub outcome: Option<String>,
+    /// At most this many entries (the oldest first).
+    pub limit: usize,
+}
+
+/// Reads the journal, from any process.
+pub struct Reader {
+    conn: Connection,
+}
+
+impl Reader {
+    /// Opens an existing journal read-only.
+    pub fn open(path: &Path) -> Result<Reader, JournalError> {
+        let shown = path.display().to_string();
+        let open = |e| JournalError::Open {
+            path: shown.clone(),
+            source: e,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(open)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+        let found: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(open)?;
+        if found != MIGRATIONS.len() as i64 {
+            return Err(JournalError::Schema {
+                path: shown,
+                found,
+                known: MIGRATIONS.len() as i64,
+            });
+        }
+        Ok(Reader { conn })
+    }
+
+    /// The entries `filter` selects, oldest first.
+    pub fn entries(&self, filter: &Filter) -> Result<Vec<Entry>, JournalError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT event_id, order_id, event_type, destination, attempt, at, outcome, detail,
+                    http_status, error_class, latency_ms, request, response
+             FROM entries
+             WHERE (?1 IS NULL OR event_id = ?1)
+               AND (?2 IS NULL OR order_id = ?2)
+               AND (?3 IS NULL OR destination = ?3)
+               AND (?4 IS NULL OR at >= ?4)
+               AND (?5 IS NULL OR at < ?5)
+               AND (?6 IS NULL OR outcome = ?6)
+             ORDER BY at, id LIMIT ?7",
+        )?;
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(
+            rusqlite::params![
+                filter.event_id,
+                filter.order_id,
+                filter.destination,
+                filter.since.map(ms),
+                filter.until.map(ms),
+                filter.outcome,
+                limit
+            ],
+            |r| {
+                let code: String = r.get(6)?;
+                let detail: Option<String> = r.get(7)?;
+                Ok(Entry {
+                    event_id: r.get(0)?,
+                    order_id: r.get(1)?,
+                    event_type: r.get(2)?,
+                    destination: r.get(3)?,
+                    attempt: r.get(4)?,
+                    at: from_ms(r.get(5)?),
+                    outcome: Outcome::from_parts(&code, detail)
+                        .unwrap_or(Outcome::DeadLettered(format!("unknown outcome {code:?}"))),
+                    http_status: r.get(8)?,
+                    error_class: r.get(9)?,
+                    latency_ms: r.get(10)?,
+                    request: r.get(11)?,
+                    response: r.get(12)?,
+                    event: None,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The event as published, if the journal still holds it.
+    pub fn event(&self, event_id: &str) -> Result<Option<String>, JournalError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT body FROM events WHERE event_id = ?1")?
+            .query_row([event_id], |r| r.get(0))
+            .optional()?)
+    }
+}
+
+#[cfg(test)]
+impl Db {
+    pub(super) fn commit_for_test(&mut self, batch: &[Entry]) {
+        self.commit(batch).expect("commit");
+    }
+}

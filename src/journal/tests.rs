@@ -1,0 +1,241 @@
+use super::*;
+
+fn entry(event_id: &str, destination: &str, at: &str, outcome: Outcome) -> Entry {
+    Entry {
+        event_id: event_id.into(),
+        order_id: Some(format!("order-{event_id}")),
+        event_type: "order".into(),
+        destination: destination.into(),
+        attempt: 1,
+        at: at.parse().unwrap(),
+        outcome,
+        http_status: Some(200),
+        error_class: None,
+        latency_ms: Some(3.5),
+        request: Some(r#"{"method":"GET","url":"https://p/x?k=REDACTED"}"#.into()),
+        response: Some("OK".into()),
+        event: Some(format!(r#"{{"event_id":"{event_id}"}}"#)),
+    }
+}
+
+fn config(dir: &tempfile::TempDir, buffer: usize) -> JournalConfig {
+    JournalConfig {
+        path: dir.path().join("journal.db"),
+        retention_days: 30,
+        buffer,
+    }
+}
+
+fn counter(registry: &Registry, name: &str, label: Option<&str>) -> u64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| label.is_none_or(|l| m.get_label().iter().any(|p| p.value() == l)))
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
+}
+
+#[tokio::test]
+async fn entries_are_read_back_by_event_order_destination_time_and_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new();
+    let (journal, writer) = Journal::open(&config(&dir, 100), &registry).await.unwrap();
+    let retry = Outcome::RetryScheduled("30s".into());
+    let mut second = entry(
+        "e1",
+        "powerspace",
+        "2026-11-20T10:00:05Z",
+        Outcome::Delivered,
+    );
+    second.attempt = 2;
+    second.event = Some(r#"{"event_id":"e1","changed":true}"#.into());
+    for e in [
+        entry("e1", "powerspace", "2026-11-20T10:00:00Z", retry.clone()),
+        second,
+        entry("e1", "hoqu", "2026-11-20T10:00:01Z", Outcome::Delivered),
+        entry(
+            "e2",
+            "hoqu",
+            "2026-11-20T12:00:00Z",
+            Outcome::DeadLettered("rejected".into()),
+        ),
+    ] {
+        journal.record(e).unwrap();
+    }
+    drop(journal);
+    writer.close().await;
+    assert_eq!(
+        counter(&registry, "postback_relay_journal_written_total", None),
+        4
+    );
+
+    let reader = Reader::open(&dir.path().join("journal.db")).unwrap();
+    let all = |f: Filter| {
+        reader
+            .entries(&Filter { limit: 100, ..f })
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.event_id, e.destination, e.outcome))
+            .collect::<Vec<_>>()
+    };
+    let e1 = all(Filter {
+        event_id: Some("e1".into()),
+        ..Filter::default()
+    });
+    assert_eq!(
+        e1,
+        vec![
+            ("e1".into(), "powerspace".into(), retry),
+            ("e1".into(), "hoqu".into(), Outcome::Delivered),
+            ("e1".into(), "powerspace".into(), Outcome::Delivered),
+        ],
+        "a timeline, oldest first"
+    );
+    let by_order = all(Filter {
+        order_id: Some("order-e2".into()),
+        ..Filter::default()
+    });
+    assert_eq!(by_order.len(), 1);
+    let hoqu_window = all(Filter {
+        destination: Some("hoqu".into()),
+        since: Some("2026-11-20T11:00:00Z".parse().unwrap()),
+        until: Some("2026-11-20T13:00:00Z".parse().unwrap()),
+        ..Filter::default()
+    });
+    assert_eq!(
+        hoqu_window,
+        vec![(
+            "e2".into(),
+            "hoqu".into(),
+            Outcome::DeadLettered("rejected".into())
+        )]
+    );
+    let delivered = all(Filter {
+        outcome: Some("delivered".into()),
+        ..Filter::default()
+    });
+    assert_eq!(delivered.len(), 2);
+    assert_eq!(
+        reader.event("e1").unwrap().as_deref(),
+        Some(r#"{"event_id":"e1"}"#),
+        "the event is kept once, as first seen"
+    );
+    let first = &reader
+        .entries(&Filter {
+            limit: 1,
+            ..Filter::default()
+        })
+        .unwrap()[0];
+    assert_eq!(first.http_status, Some(200));
+    assert_eq!(first.latency_ms, Some(3.5));
+    assert_eq!(first.response.as_deref(), Some("OK"));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_buffer_drops_and_counts_instead_of_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new();
+    let (journal, writer) = Journal::open(&config(&dir, 2), &registry).await.unwrap();
+    // On one thread the writer cannot run until this test awaits: the buffer fills.
+    let results: Vec<_> = (0..5)
+        .map(|i| {
+            journal.record(entry(
+                &format!("e{i}"),
+                "d",
+                "2026-11-20T10:00:00Z",
+                Outcome::Delivered,
+            ))
+        })
+        .collect();
+    assert_eq!(
+        results,
+        vec![
+            Ok(()),
+            Ok(()),
+            Err(Dropped::BufferFull),
+            Err(Dropped::BufferFull),
+            Err(Dropped::BufferFull)
+        ]
+    );
+    drop(journal);
+    writer.close().await;
+    let dropped = "postback_relay_journal_dropped_total";
+    assert_eq!(counter(&registry, dropped, Some("buffer_full")), 3);
+    assert_eq!(
+        counter(&registry, "postback_relay_journal_written_total", None),
+        2
+    );
+}
+
+#[tokio::test]
+async fn pruning_removes_old_entries_and_the_events_left_without_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let mut db = sqlite::Db::open(path.clone()).await.unwrap();
+    let old = entry("old", "d", "2026-01-01T00:00:00Z", Outcome::Delivered);
+    let new = entry("new", "d", "2026-11-20T00:00:00Z", Outcome::Delivered);
+    db.commit_for_test(&[old, new]);
+    let gone = db
+        .prune_step("2026-06-01T00:00:00Z".parse().unwrap())
+        .unwrap();
+    assert_eq!(gone, 1);
+    let reader = Reader::open(&path).unwrap();
+    let left = reader
+        .entries(&Filter {
+            limit: 10,
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event_id, "new");
+    assert_eq!(reader.event("old").unwrap(), None);
+    assert!(reader.event("new").unwrap().is_some());
+}
+
+#[tokio::test]
+async fn migrations_run_once_and_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    drop(sqlite::Db::open(path.clone()).await.unwrap());
+    drop(sqlite::Db::open(path.clone()).await.unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = sqlite::Db::open(path.clone()).await.err().unwrap();
+    assert!(
+        matches!(
+            err,
+            JournalError::Schema {
+                found: 99,
+                known: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        Reader::open(&path),
+        Err(JournalError::Schema { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_path_that_cannot_be_opened_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = JournalConfig {
+        path: dir.path().join("no-such-dir").join("journal.db"),
+        ..JournalConfig::default()
+    };
+    let err = Journal::open(&config, &Registry::new())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, JournalError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("no-such-dir"), "{err}");
+}
