@@ -16,6 +16,13 @@ fn cli(env: &Env, args: &[&str]) -> Output {
     Cli::new(args).on(env).ok()
 }
 
+/// The same, run off this test's runtime: a relay running in the test keeps every thread of
+/// it while the command runs (the command may wait on that relay, for the reader lock).
+async fn cli_beside_relay(env: &Env, args: &[&str]) -> Output {
+    let cli = Cli::new(args).on(env);
+    tokio::task::spawn_blocking(move || cli.ok()).await.unwrap()
+}
+
 /// Waits until `queue` holds `n` ready messages: messages a closed channel held come back
 /// to the queue a moment after the command has exited.
 async fn settles_at(env: &Env, queue: &str, n: u32) {
@@ -232,8 +239,9 @@ async fn replayed_dead_letters_are_delivered_by_the_relay() {
     .await;
     // The partner fixes its side; the operator replays.
     env.sandbox.clear_rules().await.unwrap();
-    cli(&env, &["replay", "--destination", "powerspace"]);
-    until(&running, "three delivered", |m| {
+    let replayed = cli_beside_relay(&env, &["replay", "--destination", "powerspace"]).await;
+    let said = String::from_utf8_lossy(&replayed.stdout).into_owned();
+    until(&running, &format!("three delivered after: {said}"), |m| {
         deliveries(m, "powerspace", "delivered") == 3
     })
     .await;
@@ -432,14 +440,18 @@ async fn sampling_the_oldest_dead_letter_moves_none() {
     );
     settles_at(&env, &env.topology().dead, 6).await;
     assert_eq!(
-        listed_ids(&json(&cli(&env, &["dlq", "list", "--format", "json"]))),
+        listed_ids(&json(
+            &cli_beside_relay(&env, &["dlq", "list", "--format", "json"]).await
+        )),
         ids,
         "still in their order, oldest first, after the relay sampled them"
     );
     sample_periods(3).await;
     settles_at(&env, &env.topology().dead, 6).await;
     assert_eq!(
-        listed_ids(&json(&cli(&env, &["dlq", "list", "--format", "json"]))),
+        listed_ids(&json(
+            &cli_beside_relay(&env, &["dlq", "list", "--format", "json"]).await
+        )),
         ids
     );
     let age = running.metrics.oldest_dead_letter_age.get();
@@ -471,7 +483,7 @@ async fn the_oldest_dead_letter_is_found_wherever_it_is() {
     })
     .await;
     settles_at(&env, &env.topology().dead, 3).await;
-    let listed = json(&cli(&env, &["dlq", "list", "--format", "json"]));
+    let listed = json(&cli_beside_relay(&env, &["dlq", "list", "--format", "json"]).await);
     let order: Vec<Option<&str>> = listed
         .as_array()
         .unwrap()
@@ -522,7 +534,7 @@ async fn one_odd_dead_letter_does_not_break_the_listing() {
     publish_dead(&env, deep_env.as_bytes(), None).await;
     settles_at(&env, &env.topology().dead, 5).await;
 
-    let out = cli(&env, &["dlq", "list", "--format", "json"]);
+    let out = cli_beside_relay(&env, &["dlq", "list", "--format", "json"]).await;
     let all = json(&out);
     let all = all.as_array().unwrap();
     assert_eq!(all.len(), 5, "every dead letter is listed");
