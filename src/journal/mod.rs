@@ -92,15 +92,6 @@ impl Outcome {
             _ => return None,
         })
     }
-
-    /// Every code, for help texts and for checking `--outcome`.
-    pub const CODES: [&'static str; 5] = [
-        "delivered",
-        "retry_scheduled",
-        "dead_lettered",
-        "duplicate",
-        "superseded",
-    ];
 }
 
 /// One thing that happened to a delivery. `request` and `response` are written as shown:
@@ -171,7 +162,7 @@ pub enum JournalError {
 pub(crate) struct Metrics {
     written: IntCounter,
     dropped: IntCounterVec,
-    /// Seconds between an entry's time and its commit, for the last batch.
+    /// Milliseconds from the oldest entry of the last committed batch to its commit.
     lag_ms: IntGauge,
     buffered: IntGauge,
 }

@@ -184,9 +184,12 @@ pub(super) async fn write_all(
 
 /// Commits a batch, trying again while the file refuses it (a full disk, a lock held by
 /// another program); entries keep queuing behind it meanwhile, up to the buffer.
-async fn commit_with_retries(db: Option<Db>, batch: Vec<Entry>, metrics: &Metrics) -> Option<Db> {
+async fn commit_with_retries(
+    db: Option<Db>,
+    mut batch: Vec<Entry>,
+    metrics: &Metrics,
+) -> Option<Db> {
     let mut db = db?;
-    let mut batch = batch;
     for tries in 1..=super::MAX_WRITE_TRIES {
         let (back, kept, result) = blocking(move || {
             let r = db.commit(&batch);
@@ -321,8 +324,13 @@ impl Reader {
                     destination: r.get(3)?,
                     attempt: r.get(4)?,
                     at: from_ms(r.get(5)?),
-                    outcome: Outcome::from_parts(&code, detail)
-                        .unwrap_or(Outcome::DeadLettered(format!("unknown outcome {code:?}"))),
+                    outcome: Outcome::from_parts(&code, detail).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            6,
+                            rusqlite::types::Type::Text,
+                            format!("unknown outcome {code:?}").into(),
+                        )
+                    })?,
                     http_status: r.get(8)?,
                     error_class: r.get(9)?,
                     latency_ms: r.get(10)?,
