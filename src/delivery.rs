@@ -149,6 +149,10 @@ pub struct Delivery {
     /// The dead letter this delivery was replayed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<uuid::Uuid>,
+    /// The journal's recovery this delivery is part of (`postback-relay recover`): sent
+    /// again on purpose, past the record of the earlier acceptance, once per recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<String>,
     /// The original event, as published.
     pub event: Box<serde_json::value::RawValue>,
 }
@@ -169,6 +173,7 @@ impl Delivery {
             first_attempt_at: now,
             history: Vec::new(),
             replay_of: None,
+            recovery: None,
             event,
         }
     }

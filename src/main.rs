@@ -109,6 +109,59 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// What the journal holds of deliveries: a timeline per delivery (an event at one
+    /// destination), every call, the partner's answer and the outcome.
+    Deliveries {
+        #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
+        config: PathBuf,
+        /// Every destination's deliveries of this event.
+        #[arg(long)]
+        event_id: Option<String>,
+        /// Every delivery of this order's events.
+        #[arg(long)]
+        order_id: Option<String>,
+        /// This destination's deliveries (with --since, for a time window).
+        #[arg(long)]
+        destination: Option<String>,
+        /// Entries at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// Entries before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// Only entries with these outcomes.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        outcome: Vec<JournalOutcome>,
+        /// Show at most this many entries.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = RenderFormat::Text)]
+        format: RenderFormat,
+    },
+    /// Send a destination's deliveries of a time window again from the journal, each with a
+    /// fresh budget, past the record of their acceptance; a second run sends nothing twice.
+    Recover {
+        #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        destination: String,
+        /// The window's start (RFC 3339).
+        #[arg(long)]
+        since: chrono::DateTime<chrono::FixedOffset>,
+        /// The window's end (RFC 3339) [default: now].
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// `delivered`: what the destination accepted in the window; `any`: every event the
+        /// journal received in the window that the destination takes (a backfill).
+        #[arg(long, value_enum, default_value_t = RecoverOutcome::Delivered)]
+        outcome: RecoverOutcome,
+        /// Show how many would be sent, and to where; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Who asks, as the journal keeps it [default: $USER].
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
     /// Start a sandbox and a relay, publish sample events, and show what became of them.
     Demo {
         #[arg(long, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL)]
@@ -117,6 +170,36 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         events: usize,
     },
+}
+
+/// What `recover --outcome` sends again.
+#[derive(Clone, Copy, ValueEnum)]
+enum RecoverOutcome {
+    Delivered,
+    Any,
+}
+
+/// An outcome as `deliveries --outcome` names it.
+#[derive(Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum JournalOutcome {
+    Delivered,
+    RetryScheduled,
+    DeadLettered,
+    Duplicate,
+    Superseded,
+}
+
+impl JournalOutcome {
+    fn code(self) -> &'static str {
+        match self {
+            JournalOutcome::Delivered => "delivered",
+            JournalOutcome::RetryScheduled => "retry_scheduled",
+            JournalOutcome::DeadLettered => "dead_lettered",
+            JournalOutcome::Duplicate => "duplicate",
+            JournalOutcome::Superseded => "superseded",
+        }
+    }
 }
 
 #[derive(Subcommand)]

@@ -149,6 +149,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The registry every series is on, for components that add their own.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn new() -> Metrics {
         let r = Register(Registry::new());
         let dest = &["destination"];

@@ -54,6 +54,9 @@ struct Cli {
     /// The relay's store: `embedded` (SQLite file) or a Redis URL.
     #[arg(long, default_value = "embedded")]
     store: String,
+    /// The relay's delivery journal: `embedded` (a SQLite file) or `off`.
+    #[arg(long, default_value = "embedded")]
+    journal: String,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
@@ -254,6 +257,14 @@ fn start_relay(cli: &Cli, prefix: &str, base: &str, dir: &std::path::Path) -> an
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    let journal = match cli.journal.as_str() {
+        "off" => "[journal]\nenabled = false".to_owned(),
+        "embedded" => format!(
+            "[journal]\npath = \"{}\"",
+            dir.join(format!("{prefix}.journal.db")).display()
+        ),
+        other => anyhow::bail!("--journal {other}: embedded or off"),
+    };
     std::fs::write(
         &config,
         format!(
@@ -280,12 +291,12 @@ fn start_relay(cli: &Cli, prefix: &str, base: &str, dir: &std::path::Path) -> an
             prefetch = cli.prefetch,
             store = if cli.store == "embedded" {
                 format!(
-                    "[store]\nkind = \"embedded\"\npath = \"{}\"",
+                    "[store]\nkind = \"embedded\"\npath = \"{}\"\n\n{journal}",
                     dir.join(format!("{prefix}.db")).display()
                 )
             } else {
                 format!(
-                    "[store]\nkind = \"redis\"\nurl = \"{}\"\nkey_prefix = \"{prefix}\"",
+                    "[store]\nkind = \"redis\"\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\n\n{journal}",
                     cli.store
                 )
             },

@@ -4,9 +4,11 @@
 //! printed.
 
 mod check_config;
+mod deliveries;
 mod demo;
 mod dlq;
 mod publish;
+mod recover;
 mod render;
 mod replay;
 mod run;
@@ -70,6 +72,66 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             dry_run,
         } => replay::replay(target, filter.filter(), limit, dry_run).await,
         Command::Demo { amqp_url, events } => demo::run(&amqp_url, events).await,
+        Command::Recover {
+            config,
+            destination,
+            since,
+            until,
+            outcome,
+            dry_run,
+            by,
+        } => {
+            let ask = recover::Ask {
+                destination,
+                since: since.with_timezone(&chrono::Utc),
+                until: until.map(|t| t.with_timezone(&chrono::Utc)),
+                outcome: match outcome {
+                    crate::RecoverOutcome::Delivered => postback_relay::journal::Which::Delivered,
+                    crate::RecoverOutcome::Any => postback_relay::journal::Which::Any,
+                },
+                dry_run,
+                by,
+            };
+            recover::recover(&config, ask).await
+        }
+        Command::Deliveries {
+            config,
+            event_id,
+            order_id,
+            destination,
+            since,
+            until,
+            outcome,
+            limit,
+            format,
+        } => {
+            let c = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            if !c.journal.enabled {
+                eprintln!(
+                    "error: {}: journal.enabled is false: no journal to read",
+                    config.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let known: Vec<&str> = c.destinations.iter().map(|d| d.name.as_str()).collect();
+            let utc = |t: Option<chrono::DateTime<chrono::FixedOffset>>| {
+                t.map(|t| t.with_timezone(&chrono::Utc))
+            };
+            let query = deliveries::Query {
+                event_id,
+                order_id,
+                destination,
+                since: utc(since),
+                until: utc(until),
+                outcomes: outcome.iter().map(|o| o.code().to_owned()).collect(),
+                limit,
+            };
+            deliveries::run(&c.journal.path, &query, &known, format)
+                .map_err(|e| anyhow::anyhow!("{}", c.secrets.scrub(&format!("{e:#}"))))
+        }
     }
 }
 

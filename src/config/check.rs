@@ -12,6 +12,7 @@ impl Config {
     pub(super) fn validate(&mut self) -> Result<(), ConfigError> {
         check_broker(&self.broker)?;
         check_worker(&self.worker)?;
+        check_journal(&self.journal)?;
         self.store
             .check_ttl()
             .map_err(|m| key_err("store.ttl_secs", m))?;
@@ -112,6 +113,16 @@ fn check_worker(w: &WorkerConfig) -> Result<(), ConfigError> {
         1,
         limits::QUEUE_SAMPLE_SECS,
     )
+}
+
+fn check_journal(j: &crate::journal::JournalConfig) -> Result<(), ConfigError> {
+    in_range(
+        "journal.retention_days",
+        j.retention_days,
+        1,
+        limits::JOURNAL_RETENTION_DAYS,
+    )?;
+    in_range("journal.buffer", j.buffer, 1, limits::JOURNAL_BUFFER)
 }
 
 /// One destination's own keys; compiles its partner side.

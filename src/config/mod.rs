@@ -39,6 +39,10 @@ pub mod limits {
     /// largest `broker.prefetch`, so that `concurrency = prefetch` is always allowed; tokio's
     /// semaphore would panic far above it.
     pub const CONCURRENCY: usize = u16::MAX as usize;
+    /// `journal.retention_days`: ten years.
+    pub const JOURNAL_RETENTION_DAYS: u32 = 3650;
+    /// `journal.buffer`: entries held in memory while the writer is behind.
+    pub const JOURNAL_BUFFER: usize = 1_000_000;
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -53,6 +57,9 @@ pub struct Config {
     /// Where deliveries, claims and statuses are recorded.
     #[serde(default)]
     pub store: crate::store::StoreConfig,
+    /// What happened to each delivery, kept for people (`deliveries`, `recover`).
+    #[serde(default)]
+    pub journal: crate::journal::JournalConfig,
     pub destinations: Vec<DestinationConfig>,
     /// Every secret the configuration holds, to keep out of what the relay writes.
     #[serde(skip)]

@@ -150,6 +150,9 @@ const EVERY_KEY: &str = r#"
     [store]
     kind = "embedded"
     ttl_secs = 259200
+    [journal]
+    retention_days = 30
+    buffer = 10000
     [[destinations]]
     name = "hoqu"
     kind = "hoqu"
@@ -240,6 +243,8 @@ fn extreme_values_are_refused_by_name_or_harmless() {
         "destinations.0.retry.max_age_secs",
         "destinations.0.circuit.failure_threshold",
         "destinations.0.circuit.open_ms",
+        "journal.retention_days",
+        "journal.buffer",
     ];
     let mut cases: Vec<(&str, String)> = Vec::new();
     for key in integers {
@@ -286,6 +291,8 @@ fn extreme_values_are_refused_by_name_or_harmless() {
         ("destinations.0.retry.max_age_secs", "9223372036854775807"),
         ("destinations.0.circuit.open_ms", "9223372036854775807"),
         ("store.ttl_secs", "9223372036854775807"),
+        ("journal.buffer", "9223372036854775807"),
+        ("journal.retention_days", "0"),
         ("broker.retry_tiers_ms", "[3600000, 9223372036854775807]"),
     ] {
         let e = Config::from_toml(&with_value(key, value), &|_| None)

@@ -277,7 +277,9 @@ impl ConversionEvent {
     }
 }
 
-fn check_id(path: &str, v: &str) -> Result<(), ParseError> {
+/// Whether `v` is an identifier as the contract has them (event and order ids): not only
+/// white space, at most 4096 characters, no control characters. `path` names it in the error.
+pub fn check_id(path: &str, v: &str) -> Result<(), ParseError> {
     if v.trim().is_empty() {
         return Err(ParseError::invalid(path, "must not be empty"));
     }

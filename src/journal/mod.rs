@@ -11,6 +11,7 @@
 //! The schema is versioned: the files in `src/journal/migrations/` are applied in order at
 //! start-up, each once.
 
+mod recovery;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -19,15 +20,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
 
+pub use recovery::{Action, Candidate, Recoveries, Which, Window, WindowError};
 pub use sqlite::{Filter, Reader};
 
 /// `[journal]` in the configuration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalConfig {
+    /// Whether the relay keeps a journal at all.
+    pub enabled: bool,
     /// The SQLite file.
     pub path: PathBuf,
     /// Entries older than this many days are pruned.
@@ -39,6 +43,7 @@ pub struct JournalConfig {
 impl Default for JournalConfig {
     fn default() -> Self {
         JournalConfig {
+            enabled: true,
             path: PathBuf::from("postback-relay-journal.db"),
             retention_days: 30,
             buffer: 10_000,
@@ -115,6 +120,9 @@ pub struct Entry {
     pub request: Option<String>,
     /// The start of the partner's answer, secrets redacted.
     pub response: Option<String>,
+    /// The recovery (`postback-relay recover`) this delivery was sent again by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<String>,
     /// The event as published, kept once per event: given with the event's first entry.
     #[serde(skip)]
     pub event: Option<String>,
@@ -162,8 +170,8 @@ pub enum JournalError {
 pub(crate) struct Metrics {
     written: IntCounter,
     dropped: IntCounterVec,
-    /// Milliseconds from the oldest entry of the last committed batch to its commit.
-    lag_ms: IntGauge,
+    /// Seconds from the oldest entry of the last committed batch to its commit.
+    lag: Gauge,
     buffered: IntGauge,
 }
 
@@ -181,8 +189,8 @@ impl Metrics {
                 ),
                 &["reason"],
             )?,
-            lag_ms: IntGauge::new(
-                "postback_relay_journal_lag_milliseconds",
+            lag: Gauge::new(
+                "postback_relay_journal_lag_seconds",
                 "From the oldest entry of the last committed batch to its commit.",
             )?,
             buffered: IntGauge::new(
@@ -192,7 +200,7 @@ impl Metrics {
         };
         registry.register(Box::new(m.written.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
-        registry.register(Box::new(m.lag_ms.clone()))?;
+        registry.register(Box::new(m.lag.clone()))?;
         registry.register(Box::new(m.buffered.clone()))?;
         for reason in ["buffer_full", "stopped", "write_failed"] {
             m.dropped.with_label_values(&[reason]);
@@ -208,14 +216,16 @@ pub struct Journal {
     metrics: Metrics,
 }
 
-/// The journal's writer task: [`Writer::close`] waits until every entry queued before it is
-/// committed.
+/// The journal's writer task: [`Writer::close`] refuses new entries and waits until every
+/// entry queued before it is committed.
 pub struct Writer {
     task: tokio::task::JoinHandle<()>,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl Writer {
     pub async fn close(self) {
+        self.stop.cancel();
         let _ = self.task.await;
     }
 }
@@ -237,8 +247,15 @@ impl Journal {
             .map_err(|e| JournalError::Task(format!("journal metrics: {e}")))?;
         let (queue, queued) = tokio::sync::mpsc::channel(config.buffer.max(1));
         let retention = chrono::Duration::days(i64::from(config.retention_days.max(1)));
-        let task = tokio::spawn(sqlite::write_all(db, queued, metrics.clone(), retention));
-        Ok((Journal { queue, metrics }, Writer { task }))
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(sqlite::write_all(
+            db,
+            queued,
+            metrics.clone(),
+            retention,
+            stop.clone(),
+        ));
+        Ok((Journal { queue, metrics }, Writer { task, stop }))
     }
 
     /// Hands `entry` to the writer, without waiting. When the writer is behind by a whole

@@ -12,7 +12,10 @@ use super::{Entry, JournalError, Metrics, Outcome};
 
 /// The schema's versions, in order: version N is the Nth file. A file is never changed once
 /// released; a change is a new file.
-const MIGRATIONS: [&str; 1] = [include_str!("migrations/0001_deliveries.sql")];
+const MIGRATIONS: [&str; 2] = [
+    include_str!("migrations/0001_deliveries.sql"),
+    include_str!("migrations/0002_recoveries.sql"),
+];
 
 /// At most this many entries per transaction.
 const MAX_BATCH: usize = 512;
@@ -25,11 +28,11 @@ pub(super) struct Db {
     conn: Connection,
 }
 
-fn ms(t: DateTime<Utc>) -> i64 {
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn from_ms(v: i64) -> DateTime<Utc> {
+pub(super) fn from_ms(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
 }
 
@@ -46,7 +49,11 @@ impl Db {
         blocking(move || Db::open_now(&path)).await?
     }
 
-    fn open_now(path: &Path) -> Result<Db, JournalError> {
+    pub(super) fn into_conn(self) -> Connection {
+        self.conn
+    }
+
+    pub(super) fn open_now(path: &Path) -> Result<Db, JournalError> {
         let shown = path.display().to_string();
         let open = |e| JournalError::Open {
             path: shown.clone(),
@@ -72,8 +79,9 @@ impl Db {
             )?;
             let mut entry = tx.prepare_cached(
                 "INSERT INTO entries (event_id, order_id, event_type, destination, attempt, at,
-                   outcome, detail, http_status, error_class, latency_ms, request, response)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                   outcome, detail, http_status, error_class, latency_ms, request, response,
+                   recovery)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             for e in batch {
                 if let Some(body) = &e.event {
@@ -99,6 +107,7 @@ impl Db {
                     e.latency_ms,
                     e.request,
                     e.response,
+                    e.recovery,
                 ])?;
             }
         }
@@ -144,14 +153,16 @@ fn migrate(conn: &mut Connection, shown: &str) -> Result<(), JournalError> {
     Ok(())
 }
 
-/// The writer: commits what has queued up, batch by batch, until every sender is gone and the
-/// queue is empty; prunes between batches.
+/// The writer: commits what has queued up, batch by batch, until every sender is gone (or
+/// `stop` refuses new entries) and the queue is empty; prunes between batches.
 pub(super) async fn write_all(
     db: Db,
     mut queued: tokio::sync::mpsc::Receiver<Entry>,
     metrics: Metrics,
     retention: chrono::Duration,
+    stop: tokio_util::sync::CancellationToken,
 ) {
+    let mut stopping = false;
     let mut db = Some(db);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
@@ -165,7 +176,11 @@ pub(super) async fn write_all(
                 metrics.buffered.sub(n as i64);
                 db = commit_with_retries(db, std::mem::take(&mut batch), &metrics).await;
             }
-            _ = prune.tick() => {
+            _ = stop.cancelled(), if !stopping => {
+                stopping = true;
+                queued.close();
+            }
+            _ = prune.tick(), if !stopping => {
                 db = prune_old(db, Utc::now() - retention).await;
             }
         }
@@ -203,7 +218,7 @@ async fn commit_with_retries(
                 metrics.written.inc_by(batch.len() as u64);
                 if let Some(oldest) = batch.iter().map(|e| e.at).min() {
                     let lag = (Utc::now() - oldest).num_milliseconds().max(0);
-                    metrics.lag_ms.set(lag);
+                    metrics.lag.set(lag as f64 / 1000.0);
                 }
                 return Some(db);
             }
@@ -255,7 +270,8 @@ pub struct Filter {
     pub destination: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    pub outcome: Option<String>,
+    /// Only these outcomes (their codes); empty: any.
+    pub outcomes: Vec<String>,
     /// At most this many entries (the oldest first).
     pub limit: usize,
 }
@@ -293,17 +309,20 @@ impl Reader {
     pub fn entries(&self, filter: &Filter) -> Result<Vec<Entry>, JournalError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT event_id, order_id, event_type, destination, attempt, at, outcome, detail,
-                    http_status, error_class, latency_ms, request, response
+                    http_status, error_class, latency_ms, request, response, recovery
              FROM entries
              WHERE (?1 IS NULL OR event_id = ?1)
                AND (?2 IS NULL OR order_id = ?2)
                AND (?3 IS NULL OR destination = ?3)
                AND (?4 IS NULL OR at >= ?4)
                AND (?5 IS NULL OR at < ?5)
-               AND (?6 IS NULL OR outcome = ?6)
+               AND (?6 IS NULL OR instr(?6, ',' || outcome || ',') > 0)
              ORDER BY at, id LIMIT ?7",
         )?;
         let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        // Codes hold no comma: `,a,b,` finds each whole.
+        let outcomes =
+            (!filter.outcomes.is_empty()).then(|| format!(",{},", filter.outcomes.join(",")));
         let rows = stmt.query_map(
             rusqlite::params![
                 filter.event_id,
@@ -311,7 +330,7 @@ impl Reader {
                 filter.destination,
                 filter.since.map(ms),
                 filter.until.map(ms),
-                filter.outcome,
+                outcomes,
                 limit
             ],
             |r| {
@@ -336,6 +355,7 @@ impl Reader {
                     latency_ms: r.get(10)?,
                     request: r.get(11)?,
                     response: r.get(12)?,
+                    recovery: r.get(13)?,
                     event: None,
                 })
             },

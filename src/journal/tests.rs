@@ -14,12 +14,14 @@ fn entry(event_id: &str, destination: &str, at: &str, outcome: Outcome) -> Entry
         latency_ms: Some(3.5),
         request: Some(r#"{"method":"GET","url":"https://p/x?k=REDACTED"}"#.into()),
         response: Some("OK".into()),
+        recovery: None,
         event: Some(format!(r#"{{"event_id":"{event_id}"}}"#)),
     }
 }
 
 fn config(dir: &tempfile::TempDir, buffer: usize) -> JournalConfig {
     JournalConfig {
+        enabled: true,
         path: dir.path().join("journal.db"),
         retention_days: 30,
         buffer,
@@ -113,7 +115,7 @@ async fn entries_are_read_back_by_event_order_destination_time_and_outcome() {
         )]
     );
     let delivered = all(Filter {
-        outcome: Some("delivered".into()),
+        outcomes: vec!["delivered".into()],
         ..Filter::default()
     });
     assert_eq!(delivered.len(), 2);
@@ -204,7 +206,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let err = sqlite::Db::open(path.clone()).await.err().unwrap();
@@ -213,7 +215,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
             err,
             JournalError::Schema {
                 found: 99,
-                known: 1,
+                known: 2,
                 ..
             }
         ),
@@ -223,6 +225,35 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
         Reader::open(&path),
         Err(JournalError::Schema { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_journal_of_an_older_version_is_brought_up_to_date_and_keeps_its_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("migrations/0001_deliveries.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO entries (event_id, event_type, destination, attempt, at, outcome)
+             VALUES ('old', 'order', 'hoqu', 1, 0, 'delivered')",
+            [],
+        )
+        .unwrap();
+    }
+    drop(sqlite::Db::open(path.clone()).await.unwrap());
+    let reader = Reader::open(&path).unwrap();
+    let kept = reader
+        .entries(&Filter {
+            event_id: Some("old".into()),
+            limit: 10,
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].recovery, None);
 }
 
 #[tokio::test]

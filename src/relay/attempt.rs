@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::Relay;
 use super::destination::Destination;
-use super::outcome::{Outcome, Taken, Wait, click_expired, wait};
+use super::outcome::{Attempted, Outcome, Taken, Wait, click_expired, wait};
 use crate::delivery::Delivery;
 use crate::event::ConversionEvent;
 use crate::partner::{RenderError, Request, StatusOf};
@@ -62,40 +62,52 @@ impl Relay {
         request: Result<Request, RenderError>,
         first: bool,
         taken: &Taken<'_>,
-    ) -> Outcome {
+    ) -> Attempted {
         let config = &dest.config;
         let now = Utc::now();
         let clicked_at = event.attribution.as_ref().and_then(|a| a.clicked_at);
         if let Some(detail) = click_expired(config, clicked_at, now) {
-            return Outcome::dead(Reason::ClickExpired, detail, &delivery, None, None, taken);
+            return Outcome::dead(Reason::ClickExpired, detail, &delivery, None, None, taken)
+                .into();
         }
         let request = match request {
             Ok(r) => r,
             Err(e) => {
                 let detail = e.to_string();
-                return Outcome::dead(Reason::RenderError, detail, &delivery, None, None, taken);
+                let dead = Outcome::dead(Reason::RenderError, detail, &delivery, None, None, taken);
+                return dead.into();
             }
         };
         let lease = config.retry.claim_lease(config.timeout());
+        // A recovery sends again what was sent: it neither asks nor moves the status order.
         let status = config
             .partner
             .status_of(event)
+            .filter(|_| delivery.recovery.is_none())
             .map(|s| (keys::conversion(&config.name, &s.order), s));
+        let shown = self.journal.is_some().then(|| self.shown_request(&request));
         let (claim, lock) = match self.hold(dest, event, &delivery, &status, lease, now).await {
             Ok(holds) => holds,
-            Err(Stop::Now(outcome)) => return outcome,
-            Err(Stop::Wait(why)) => return wait(delivery, why, config, now),
+            Err(Stop::Now(outcome)) => return outcome.into(),
+            Err(Stop::Wait(why)) => return wait(delivery, why, config, now).into(),
         };
         let holds: Vec<&Held> = std::iter::once(&claim).chain(&lock).collect();
-        let outcome = self
+        let mut attempted = self
             .call_partner(dest, event, delivery, first, &request, &holds, taken)
             .await;
         drop(holds);
-        if let Outcome::Delivered { .. } = outcome {
+        if let Outcome::Delivered { .. } = attempted.outcome {
             let rank = status.as_ref().map(|(key, s)| (key.as_str(), s.rank));
             self.record_accepted(claim, lock, rank, dest, event).await;
         }
-        outcome
+        attempted.request = shown;
+        attempted
+    }
+
+    /// A request as the journal keeps it: JSON, every secret redacted.
+    fn shown_request(&self, request: &Request) -> String {
+        let json = serde_json::to_string(&request.redacted()).unwrap_or_default();
+        self.config.secrets.scrub(&json).into_owned()
     }
 
     /// Takes what the attempt must hold before it calls: the delivery's claim (one attempt
@@ -110,7 +122,10 @@ impl Relay {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<(Held, Option<Held>), Stop> {
-        let key = keys::delivery(dest.name(), &event.event_id);
+        let key = match &delivery.recovery {
+            Some(recovery) => keys::recovered(dest.name(), &event.event_id, recovery),
+            None => keys::delivery(dest.name(), &event.event_id),
+        };
         let claim = match self.store.claim(&key, lease).await {
             Ok(Claim::Acquired(held)) => held,
             Ok(Claim::Delivered) => {

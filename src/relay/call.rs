@@ -11,7 +11,7 @@ use chrono::Utc;
 
 use super::Relay;
 use super::destination::Destination;
-use super::outcome::{NotNow, Outcome, Taken, Wait, after, wait};
+use super::outcome::{Attempted, Call, NotNow, Outcome, Taken, Wait, after, wait};
 use crate::circuit::Admit;
 use crate::classify::{CallResult, Verdict};
 use crate::deadletter::LastAnswer;
@@ -31,6 +31,8 @@ pub(super) struct Report {
     pub tries: u32,
     pub history: Vec<AttemptRecord>,
     pub last: LastAnswer,
+    /// Every call, for the journal.
+    pub calls: Vec<Call>,
 }
 
 pub(super) enum End {
@@ -52,13 +54,25 @@ impl Report {
         &mut self,
         dest: &Destination,
         answer: crate::dispatch::Answer,
-        at: chrono::DateTime<Utc>,
+        (at, latency_ms): (chrono::DateTime<Utc>, f64),
     ) -> Verdict {
         self.tries += 1;
         let kind = dest.config.kind;
         let verdict = answer.result.classify(&|s| kind.explain_status(s));
         dest.report(!matches!(verdict, Verdict::Retry { .. }));
+        let error_class = match &answer.result {
+            CallResult::Response { .. } => None,
+            other => Some(other.status_class()),
+        };
         self.last = LastAnswer::of(&answer.result, dest.config.timeout_ms, answer.snippet);
+        self.calls.push(Call {
+            at,
+            attempt: self.tries,
+            status: self.last.status,
+            error_class,
+            latency_ms,
+            snippet: self.last.snippet.clone(),
+        });
         self.history.push(AttemptRecord {
             at,
             result: answer.result.status_class().into(),
@@ -77,12 +91,38 @@ impl Relay {
         &self,
         dest: &Destination,
         event: &ConversionEvent,
+        delivery: Delivery,
+        first: bool,
+        request: &Request,
+        holds: &[&Held],
+        taken: &Taken<'_>,
+    ) -> Attempted {
+        let before = delivery.attempts;
+        let (outcome, mut calls) = self
+            .calls(dest, event, delivery, first, request, holds, taken)
+            .await;
+        for c in &mut calls {
+            c.attempt += before;
+        }
+        Attempted {
+            outcome,
+            request: None,
+            calls,
+        }
+    }
+
+    /// [`Relay::call_partner`]'s calls and decision, with the calls made.
+    #[allow(clippy::too_many_arguments)]
+    async fn calls(
+        &self,
+        dest: &Destination,
+        event: &ConversionEvent,
         mut delivery: Delivery,
         first: bool,
         request: &Request,
         holds: &[&Held],
         taken: &Taken<'_>,
-    ) -> Outcome {
+    ) -> (Outcome, Vec<Call>) {
         let config = &dest.config;
         let decide = |not_now, delivery, last: Option<&LastAnswer>| {
             after(
@@ -97,7 +137,12 @@ impl Relay {
         };
         let tries = match dest.admit() {
             // The partner keeps failing: the delivery waits in the retry tiers, no call made.
-            Admit::Wait(open_for) => return decide(NotNow::CircuitOpen(open_for), delivery, None),
+            Admit::Wait(open_for) => {
+                return (
+                    decide(NotNow::CircuitOpen(open_for), delivery, None),
+                    Vec::new(),
+                );
+            }
             Admit::Probe => 1,
             Admit::Call if first => config.retry.immediate_attempts,
             Admit::Call => 1,
@@ -107,25 +152,29 @@ impl Relay {
             .await;
         delivery.attempts += report.tries;
         delivery.record(report.history);
+        let calls = report.calls;
         let verdict = match report.end {
             End::Answered(v) => v,
-            End::ClaimLost => return wait(delivery, Wait::ClaimLost, config, Utc::now()),
+            End::ClaimLost => return (wait(delivery, Wait::ClaimLost, config, Utc::now()), calls),
             End::StoreUnavailable => {
-                return wait(delivery, Wait::StoreUnavailable, config, Utc::now());
+                let waits = wait(delivery, Wait::StoreUnavailable, config, Utc::now());
+                return (waits, calls);
             }
             End::Unsendable(why) => {
                 let detail = format!("the HTTP client cannot send this request: {why}");
                 let reason = crate::reason::Reason::RenderError;
-                return Outcome::dead(reason, detail, &delivery, Some(request), None, taken);
+                let dead = Outcome::dead(reason, detail, &delivery, Some(request), None, taken);
+                return (dead, calls);
             }
         };
-        match Option::<NotNow>::from(verdict) {
+        let outcome = match Option::<NotNow>::from(verdict) {
             None => Outcome::Delivered {
                 attempts: delivery.attempts,
                 occurred_at: event.occurred_at,
             },
             Some(not_now) => decide(not_now, delivery, Some(&report.last)),
-        }
+        };
+        (outcome, calls)
     }
 
     /// Calls the partner up to `tries` times in a row while the answer is retryable, pausing
@@ -155,6 +204,7 @@ impl Relay {
             tries: 0,
             history: Vec::new(),
             last: LastAnswer::default(),
+            calls: Vec::new(),
         };
         loop {
             let slot = dest.slot().await;
@@ -164,7 +214,7 @@ impl Relay {
             }
             let at = Utc::now();
             let first = (report.tries == 0).then_some(taken);
-            let answer = self
+            let (answer, latency_ms) = self
                 .send(dest, req, event_id, report.tries + 1, first)
                 .await;
             drop(slot);
@@ -173,7 +223,7 @@ impl Relay {
                 report.end = End::Unsendable(why.clone());
                 return report;
             }
-            let verdict = report.answered(dest, answer, at);
+            let verdict = report.answered(dest, answer, (at, latency_ms));
             let closed = dest.circuit_closed();
             match next_try(&verdict, pauses.next(), policy.pause_cap(), closed) {
                 Some(pause) => tokio::time::sleep(pause).await,
@@ -219,7 +269,7 @@ impl Relay {
         event_id: &str,
         attempt: u32,
         taken: Option<Instant>,
-    ) -> crate::dispatch::Answer {
+    ) -> (crate::dispatch::Answer, f64) {
         let series = &dest.series;
         let in_flight = InFlight::new(series.in_flight.clone());
         let start = Instant::now();
@@ -267,7 +317,7 @@ impl Relay {
                 )
             }
         }
-        answer
+        (answer, latency_ms)
     }
 }
 

@@ -10,7 +10,8 @@ use lapin::message::Delivery as Message;
 
 use super::Relay;
 use super::destination::Destination;
-use super::outcome::{Outcome, Taken};
+use super::journaled::About;
+use super::outcome::{Attempted, Outcome, Taken};
 use super::session::{Queue, Recorder};
 use super::settle::Fate;
 use crate::config::DestinationConfig;
@@ -149,8 +150,14 @@ impl Relay {
         let attempts = planned
             .into_iter()
             .map(|(dest, request)| self.attempt_alone(dest, request, &decoded, now, taken));
-        let outcomes = futures_util::future::join_all(attempts).await;
-        self.record_all(outcomes, recorder).await
+        let attempted = futures_util::future::join_all(attempts).await;
+        let raw = decoded.raw.get();
+        let about = About {
+            event,
+            raw,
+            recovery: None,
+        };
+        self.record_attempts(attempted, about, recorder).await
     }
 
     /// A message's body, its content encoding undone, read into an event; or why not.
@@ -200,7 +207,7 @@ impl Relay {
         decoded: &Decoded,
         now: chrono::DateTime<Utc>,
         taken: &Taken<'_>,
-    ) -> (Option<&'d Destination>, Outcome) {
+    ) -> (Option<&'d Destination>, Attempted) {
         let event = &decoded.event;
         let delivery = || {
             Delivery::new(
@@ -217,7 +224,7 @@ impl Relay {
             .unwrap_or_else(|_| {
                 tracing::error!(message = "processing a delivery panicked; it is dead-lettered", destination = dest.name(), event_id = %event.event_id);
                 let detail = "processing this delivery crashed the relay".to_owned();
-                Outcome::dead(Reason::Poison, detail, &delivery(), None, None, taken)
+                Outcome::dead(Reason::Poison, detail, &delivery(), None, None, taken).into()
             });
         (Some(dest), outcome)
     }
@@ -249,10 +256,19 @@ impl Relay {
             }
         };
         let request = dest.config.render(&event);
-        let outcome = self
+        let raw = self.journal.is_some().then(|| delivery.event.clone());
+        let recovery = delivery.recovery.clone();
+        let attempted = self
             .attempt(dest, &event, delivery, request, false, taken)
             .await;
-        self.record_all(vec![(Some(dest), outcome)], recorder).await
+        let raw = raw.as_deref().map_or("", |r| r.get());
+        let about = About {
+            event: &event,
+            raw,
+            recovery: recovery.as_deref(),
+        };
+        self.record_attempts(vec![(Some(dest), attempted)], about, recorder)
+            .await
     }
 
     /// Dead-letters a whole message that failed before any destination was attempted.

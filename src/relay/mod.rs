@@ -12,6 +12,7 @@
 //! - `call`: the partner calls, each one behind a concurrency slot, the rate limit and a
 //!   check that the claim is still held;
 //! - `record`: the outcome published (retry tier, dead letter) and counted;
+//! - `journaled`: once recorded, every call and outcome told to the journal;
 //! - [`settle`]: the acknowledgement, batched;
 //! - `sample`: queue depths and the oldest dead letter's age, on the side.
 
@@ -20,6 +21,7 @@ mod call;
 mod destination;
 mod drain;
 mod handle;
+mod journaled;
 mod outcome;
 mod record;
 mod sample;
@@ -48,6 +50,8 @@ pub enum RelayError {
     },
     #[error("cannot open the store ([store] in the config): {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("cannot open the journal ([journal] in the config): {0}")]
+    Journal(#[from] crate::journal::JournalError),
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
     #[error(
@@ -72,6 +76,8 @@ pub struct Relay {
     store: Store,
     metrics: Metrics,
     health: Arc<Health>,
+    /// What happened to each delivery, for people; `None` when `journal.enabled = false`.
+    journal: Option<crate::journal::Journal>,
     /// The work of sessions that lost their broker connection: it finishes its partner calls
     /// and records them in the store (its acks are gone with the channel), and a stop waits
     /// for it as for the current session's.
@@ -84,6 +90,7 @@ impl Relay {
         store: Store,
         metrics: Metrics,
         health: Arc<Health>,
+        journal: Option<crate::journal::Journal>,
     ) -> Result<Relay, RelayError> {
         metrics.init_destinations(config.destinations.iter().map(|d| d.name.as_str()));
         let topology = Topology::from_config(&config);
@@ -102,6 +109,7 @@ impl Relay {
             config,
             metrics,
             health,
+            journal,
             orphans: Mutex::default(),
         })
     }
@@ -143,7 +151,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .local_addr()
         .map_err(|source| RelayError::Listen { addr, source })?;
     let store = Store::open(&config.store).await?;
-    let relay = Arc::new(Relay::new(config, store, metrics.clone(), health.clone())?);
+    let (journal, writer) = match &config.journal {
+        j if j.enabled => {
+            let (journal, writer) = crate::journal::Journal::open(j, metrics.registry()).await?;
+            (Some(journal), Some(writer))
+        }
+        _ => (None, None),
+    };
+    let relay = Relay::new(config, store, metrics.clone(), health.clone(), journal)?;
+    let relay = Arc::new(relay);
     let http = tokio::spawn(crate::observe::serve(
         listener,
         metrics.clone(),
@@ -152,6 +168,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     ));
     let task = tokio::spawn(async move {
         let result = relay.run(shutdown).await;
+        if let Some(writer) = writer {
+            // What the stopped relay recorded reaches the journal before the stop ends.
+            writer.close().await;
+        }
         // A scraper holding a keep-alive connection must not hold up the stop.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http).await;
         result

@@ -65,6 +65,38 @@ impl Outcome {
     }
 }
 
+/// One partner call, as the journal keeps it.
+#[derive(Clone, Debug)]
+pub(super) struct Call {
+    pub at: DateTime<Utc>,
+    /// The delivery's partner calls up to and including this one.
+    pub attempt: u32,
+    pub status: Option<u16>,
+    /// For a call without an HTTP answer: `timeout`, `connect_error`.
+    pub error_class: Option<&'static str>,
+    pub latency_ms: f64,
+    /// The start of the partner's answer, as the relay keeps it (scrubbed before it is cut).
+    pub snippet: Option<String>,
+}
+
+/// An attempt's outcome with what the journal is told besides: the request as sent (secrets
+/// redacted, JSON) and every partner call, in order.
+pub(super) struct Attempted {
+    pub outcome: Outcome,
+    pub request: Option<String>,
+    pub calls: Vec<Call>,
+}
+
+impl From<Outcome> for Attempted {
+    fn from(outcome: Outcome) -> Attempted {
+        Attempted {
+            outcome,
+            request: None,
+            calls: Vec::new(),
+        }
+    }
+}
+
 /// Why a delivery waits without calling the partner; kept in its history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Wait {

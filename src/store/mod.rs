@@ -147,6 +147,12 @@ pub mod keys {
         format!("{destination}\u{1f}{event_id}")
     }
 
+    /// One delivery sent again by a recovery: accepted once per recovery, whatever the
+    /// delivery's own record says.
+    pub fn recovered(destination: &str, event_id: &str, recovery: &str) -> String {
+        format!("{destination}\u{1f}{event_id}\u{1f}recovery\u{1f}{recovery}")
+    }
+
     /// One conversion at a destination, whose statuses go out in order.
     pub fn conversion(destination: &str, order_id: &str) -> String {
         format!("{destination}\u{1f}order\u{1f}{order_id}")

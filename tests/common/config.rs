@@ -31,6 +31,8 @@ pub struct ConfigBuilder {
     http: Option<Http>,
     #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<Store>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal: Option<Journal>,
     destinations: Vec<Dest>,
     /// Environment variables the configuration's `${NAME}` references resolve to.
     #[serde(skip)]
@@ -60,6 +62,11 @@ struct Http {
 }
 
 #[derive(Clone, Debug, Serialize)]
+struct Journal {
+    path: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Store {
     Embedded { path: String },
@@ -73,7 +80,8 @@ impl ConfigBuilder {
     }
 
     /// A test's own exchange and queues under `prefix`, short retry tiers, a 5 s stop grace,
-    /// metrics on a free port, and the embedded store in the file `db`.
+    /// metrics on a free port, the embedded store in the file `db`, and the journal beside it
+    /// ([`ConfigBuilder::journal_path`]).
     pub fn for_test(prefix: &str, db: &std::path::Path) -> ConfigBuilder {
         ConfigBuilder {
             broker: Some(Broker {
@@ -93,6 +101,9 @@ impl ConfigBuilder {
             }),
             store: Some(Store::Embedded {
                 path: db.display().to_string(),
+            }),
+            journal: Some(Journal {
+                path: journal_path(db).display().to_string(),
             }),
             destinations: Vec::new(),
             vars: BTreeMap::new(),
@@ -178,6 +189,11 @@ impl ConfigBuilder {
         std::fs::write(&path, self.toml()).unwrap();
         path.to_str().unwrap().to_owned()
     }
+}
+
+/// The journal of a test whose store is the file `db`.
+pub fn journal_path(db: &std::path::Path) -> std::path::PathBuf {
+    db.with_extension("journal.db")
 }
 
 /// One `[[destinations]]` table. Only what a test sets is written: the rest takes the

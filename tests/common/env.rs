@@ -85,6 +85,16 @@ impl Env {
         db_path(&self.prefix)
     }
 
+    /// The journal's file (the configuration's `[journal] path`).
+    pub fn journal_path(&self) -> PathBuf {
+        super::config::journal_path(&self.db_path())
+    }
+
+    /// Reads this test's journal, once the relay has written it.
+    pub fn journal(&self) -> postback_relay::journal::Reader {
+        postback_relay::journal::Reader::open(&self.journal_path()).expect("the journal opens")
+    }
+
     /// Starts a relay on `config` in this process and waits until it consumes; it stops with
     /// [`Env::shutdown`].
     pub async fn start(&self, config: &ConfigBuilder) -> postback_relay::relay::Running {
@@ -243,10 +253,12 @@ impl Drop for Env {
     /// blocked here), and waited for at most [`CLEANUP_LIMIT`].
     fn drop(&mut self) {
         self.shutdown.cancel();
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.db_path().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
+        for file in [self.db_path(), self.journal_path()] {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut path = file.clone().into_os_string();
+                path.push(suffix);
+                let _ = std::fs::remove_file(path);
+            }
         }
         let topology = self.topology.clone();
         let prefix = self.prefix.clone();

@@ -202,12 +202,20 @@ async fn until_settled(metrics: &Metrics, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo's embedded store (`{prefix}.db` in the temp directory), removed when dropped.
+/// The demo's embedded store and journal (`{prefix}.db`, `{prefix}.journal.db` in the temp
+/// directory), removed when dropped.
 struct DemoStore(String);
 
 impl Drop for DemoStore {
     fn drop(&mut self) {
-        for suffix in [".db", ".db-wal", ".db-shm"] {
+        for suffix in [
+            ".db",
+            ".db-wal",
+            ".db-shm",
+            ".journal.db",
+            ".journal.db-wal",
+            ".journal.db-shm",
+        ] {
             let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}{suffix}", self.0)));
         }
     }

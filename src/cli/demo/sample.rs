@@ -14,6 +14,10 @@ pub fn config(amqp_url: &str, prefix: &str, sb: &str) -> anyhow::Result<Config> 
         .join(format!("{prefix}.db"))
         .display()
         .to_string();
+    let journal = std::env::temp_dir()
+        .join(format!("{prefix}.journal.db"))
+        .display()
+        .to_string();
     let text = format!(
         r##"
         [broker]
@@ -28,6 +32,9 @@ pub fn config(amqp_url: &str, prefix: &str, sb: &str) -> anyhow::Result<Config> 
         [store]
         kind = "embedded"
         path = {db:?}
+
+        [journal]
+        path = {journal:?}
 
         [[destinations]]
         name = "powerspace"

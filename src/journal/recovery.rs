@@ -1,0 +1,263 @@
+//! Recoveries: a destination's deliveries of a time window sent again from the journal
+//! (`postback-relay recover`), on purpose past the record of their acceptance. Each one has
+//! an id made from what it asks (destination, window, outcome), and the journal keeps which
+//! events it has sent, so that running the same recovery again sends nothing twice. The
+//! operators' actions (replays, recoveries) are kept here too, with their filter and count.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension as _};
+use serde::Serialize;
+
+use super::JournalError;
+use super::sqlite::{from_ms, ms};
+
+/// Which of the window's deliveries a recovery sends again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Which {
+    /// Those the destination accepted in the window.
+    Delivered,
+    /// Every event the journal received in the window that the destination takes, whatever
+    /// became of it there (also for a destination added since: a backfill).
+    Any,
+}
+
+impl Which {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Which::Delivered => "delivered",
+            Which::Any => "any",
+        }
+    }
+}
+
+/// What a recovery asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Window {
+    pub destination: String,
+    pub since: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+    pub outcome: Which,
+}
+
+/// Why a window cannot be recovered.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("--until ({until}) is before --since ({since})")]
+    Backwards {
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    },
+}
+
+impl Window {
+    pub fn new(
+        destination: String,
+        since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+        outcome: Which,
+    ) -> Result<Window, WindowError> {
+        if let Some(until) = until
+            && until < since
+        {
+            return Err(WindowError::Backwards { since, until });
+        }
+        Ok(Window {
+            destination,
+            since,
+            until,
+            outcome,
+        })
+    }
+
+    /// The recovery's id: the same for the same destination, window and outcome, so that a
+    /// second run is the same recovery.
+    pub fn id(&self) -> String {
+        let until = self.until.map(|t| ms(t).to_string()).unwrap_or_default();
+        let name = format!(
+            "{}\u{1f}{}\u{1f}{until}\u{1f}{}",
+            self.destination,
+            ms(self.since),
+            self.outcome.as_str()
+        );
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+    }
+}
+
+/// One event a recovery may send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub event_id: String,
+    pub first_at: DateTime<Utc>,
+}
+
+/// An operator's action, as the journal keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Action {
+    pub at: DateTime<Utc>,
+    pub who: String,
+    /// `replay` or `recover`.
+    pub action: String,
+    /// What it applied to, as JSON.
+    pub filter: String,
+    pub count: u64,
+}
+
+/// The journal, opened for recoveries and actions (read and write, beside a running relay).
+pub struct Recoveries {
+    conn: Connection,
+}
+
+impl Recoveries {
+    /// Opens an existing journal, its schema brought up to date.
+    pub fn open(path: &Path) -> Result<Recoveries, JournalError> {
+        Ok(Recoveries {
+            conn: super::sqlite::Db::open_now(path)?.into_conn(),
+        })
+    }
+
+    /// The window's events this recovery has not sent yet, oldest first.
+    pub fn candidates(&self, w: &Window) -> Result<Vec<Candidate>, JournalError> {
+        let sql = match w.outcome {
+            Which::Delivered => {
+                "SELECT ev.event_id, ev.first_at FROM events ev
+                 WHERE ev.event_id IN (
+                     SELECT event_id FROM entries
+                     WHERE destination = ?1 AND outcome = 'delivered' AND recovery IS NULL
+                       AND at >= ?2 AND (?3 IS NULL OR at < ?3))
+                   AND NOT EXISTS (SELECT 1 FROM recovered r
+                                   WHERE r.recovery_id = ?4 AND r.event_id = ev.event_id)
+                 ORDER BY ev.first_at, ev.event_id"
+            }
+            Which::Any => {
+                "SELECT ev.event_id, ev.first_at FROM events ev
+                 WHERE ?1 IS NOT NULL AND ev.first_at >= ?2 AND (?3 IS NULL OR ev.first_at < ?3)
+                   AND NOT EXISTS (SELECT 1 FROM recovered r
+                                   WHERE r.recovery_id = ?4 AND r.event_id = ev.event_id)
+                 ORDER BY ev.first_at, ev.event_id"
+            }
+        };
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map(
+            rusqlite::params![w.destination, ms(w.since), w.until.map(ms), w.id()],
+            |r| {
+                Ok(Candidate {
+                    event_id: r.get(0)?,
+                    first_at: from_ms(r.get(1)?),
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many events this recovery has sent so far.
+    pub fn sent(&self, recovery: &str) -> Result<u64, JournalError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM recovered WHERE recovery_id = ?1",
+            [recovery],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// The event as published.
+    pub fn event(&self, event_id: &str) -> Result<Option<String>, JournalError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT body FROM events WHERE event_id = ?1")?
+            .query_row([event_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Records that `who` asked for the recovery of `w` (once: a re-run keeps the first).
+    pub fn begin(&self, w: &Window, who: &str) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT INTO recoveries (id, destination, since, until, outcome, asked_by, asked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
+            rusqlite::params![
+                w.id(),
+                w.destination,
+                ms(w.since),
+                w.until.map(ms),
+                w.outcome.as_str(),
+                who,
+                ms(Utc::now())
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records that the recovery sent `event_id` (its delivery is confirmed by the broker).
+    pub fn mark(&self, recovery: &str, event_id: &str) -> Result<(), JournalError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO recovered (recovery_id, event_id, sent_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(rusqlite::params![recovery, event_id, ms(Utc::now())])?;
+        Ok(())
+    }
+
+    /// Writes an operator's action.
+    pub fn act(&self, a: &Action) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT INTO actions (at, who, action, filter, count) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![ms(a.at), a.who, a.action, a.filter, a.count as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The latest actions, newest first.
+    pub fn actions(&self, limit: usize) -> Result<Vec<Action>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, who, action, filter, count FROM actions ORDER BY at DESC, id DESC
+             LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(Action {
+                at: from_ms(r.get(0)?),
+                who: r.get(1)?,
+                action: r.get(2)?,
+                filter: r.get(3)?,
+                count: r.get::<_, i64>(4)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_window_is_ordered_and_its_id_is_what_it_asks() {
+        let w = |since, until, outcome| Window::new("hoqu".into(), t(since), until, outcome);
+        let a = w("2026-11-20T14:00:00Z", None, Which::Delivered).unwrap();
+        let b = w("2026-11-20T14:00:00Z", None, Which::Delivered).unwrap();
+        assert_eq!(a.id(), b.id());
+        let any = w("2026-11-20T14:00:00Z", None, Which::Any).unwrap();
+        assert_ne!(a.id(), any.id());
+        let bounded = w(
+            "2026-11-20T14:00:00Z",
+            Some(t("2026-11-20T16:00:00Z")),
+            Which::Delivered,
+        )
+        .unwrap();
+        assert_ne!(a.id(), bounded.id());
+        assert!(matches!(
+            w(
+                "2026-11-20T16:00:00Z",
+                Some(t("2026-11-20T14:00:00Z")),
+                Which::Any
+            ),
+            Err(WindowError::Backwards { .. })
+        ));
+    }
+}

@@ -1,0 +1,245 @@
+//! The delivery journal against the real RabbitMQ and the partner sandbox: every call and
+//! every outcome recorded, secrets redacted, and `postback-relay deliveries` reading it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::process::stderr;
+use common::{Cli, Dest, Env, Event, Hoqu, Retry, eventually, until};
+use postback_relay::journal::{Entry, Filter, Outcome};
+use postback_relay::sandbox::Rule;
+
+const WAIT: Duration = Duration::from_secs(30);
+const KEY: &str = "hq-s3cr3t-key";
+
+fn hoqu(env: &Env) -> Dest {
+    Dest::hoqu(
+        "hoqu",
+        &format!("{}/hoqu", env.sandbox.base_url()),
+        Hoqu::new("${TEST_HOQU_KEY}", "fixed")
+            .action("sale")
+            .status_wait_secs(0),
+    )
+    .retry(Retry::fast())
+}
+
+/// The journal's entries for `filter`, once there are at least `n`.
+async fn entries(env: &Env, filter: Filter, n: usize) -> Vec<Entry> {
+    let path = env.journal_path();
+    let filter = Filter {
+        limit: 1000,
+        ..filter
+    };
+    let mut found = Vec::new();
+    eventually(WAIT, &format!("{n} journal entries"), || {
+        let got = if path.exists() {
+            env.journal().entries(&filter).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let enough = got.len() >= n;
+        found = got;
+        async move { enough }
+    })
+    .await;
+    found
+}
+
+fn by_order(order: &str) -> Filter {
+    Filter {
+        order_id: Some(order.into()),
+        ..Filter::default()
+    }
+}
+
+#[tokio::test]
+async fn every_call_and_outcome_is_journaled_with_its_secrets_redacted() {
+    let env = Env::new().await;
+    env.sandbox
+        .add_rule(&Rule::answer(503).on_path("/hoqu").times(1))
+        .await
+        .unwrap();
+    let config = env
+        .config()
+        .destination(hoqu(&env))
+        .var("TEST_HOQU_KEY", KEY);
+    let running = env.start(&config).await;
+    let body = Event::attributed("j-1", "order", "hoqu", "clk-j1")
+        .order("10045", "89.90")
+        .body();
+    env.publish(&body).await;
+    until(&running, "the event acked", |m| m.events_acked.get() >= 1).await;
+
+    let found = entries(&env, by_order("10045"), 2).await;
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let (first, second) = (&found[0], &found[1]);
+    assert_eq!(first.attempt, 1);
+    assert_eq!(
+        first.outcome,
+        Outcome::RetryScheduled("in_process".into()),
+        "a 503 followed by another try in-process"
+    );
+    assert_eq!(first.http_status, Some(503));
+    assert_eq!(first.response.as_deref(), Some("sandbox answered 503"));
+    assert_eq!(second.attempt, 2);
+    assert_eq!(second.outcome, Outcome::Delivered);
+    assert_eq!(second.http_status, Some(200));
+    assert!(second.latency_ms.is_some_and(|l| l >= 0.0));
+    for e in &found {
+        assert_eq!(
+            (e.event_id.as_str(), e.destination.as_str()),
+            ("j-1", "hoqu")
+        );
+        assert_eq!(e.event_type, "order");
+        let request = e.request.as_deref().expect("the request as sent");
+        assert!(request.contains("REDACTED"), "{request}");
+        assert!(!request.contains(KEY), "a secret in the journal: {request}");
+    }
+    let kept = env.journal().event("j-1").unwrap().expect("the event kept");
+    assert_eq!(
+        kept.as_bytes(),
+        body,
+        "the event as published, to send again"
+    );
+
+    // The same event again: accepted before, a duplicate, no call.
+    env.publish(&body).await;
+    until(&running, "the second copy acked", |m| {
+        m.events_acked.get() >= 2
+    })
+    .await;
+    let found = entries(&env, by_order("10045"), 3).await;
+    assert_eq!(found[2].outcome, Outcome::Duplicate);
+    assert_eq!(found[2].http_status, None);
+    assert_eq!(env.sandbox.requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_dead_letter_and_a_retry_tier_are_journaled_and_deliveries_shows_the_timeline() {
+    let env = Env::new().await;
+    env.sandbox
+        .add_rule(&Rule::answer(404).on_query("clk-gone"))
+        .await
+        .unwrap();
+    env.sandbox
+        .add_rule(&Rule::answer(500).on_query("clk-late").times(3))
+        .await
+        .unwrap();
+    let config = env
+        .config()
+        .destination(hoqu(&env))
+        .var("TEST_HOQU_KEY", KEY);
+    let running = env.start(&config).await;
+    for (id, click, order) in [
+        ("j-gone", "clk-gone", "o-gone"),
+        ("j-late", "clk-late", "o-late"),
+    ] {
+        let e = Event::attributed(id, "order", "hoqu", click).order(order, "10");
+        env.publish(&e.body()).await;
+    }
+    until(&running, "both delivered or dead", |m| {
+        m.events_acked.get() >= 2
+    })
+    .await;
+
+    let gone = entries(&env, by_order("o-gone"), 1).await;
+    assert_eq!(gone.len(), 1, "{gone:#?}");
+    assert_eq!(
+        gone[0].outcome,
+        Outcome::DeadLettered("partner_rejected".into())
+    );
+    assert_eq!(gone[0].http_status, Some(404));
+    // Three 500s in-process, then a delay tier, then delivered from the deliveries queue.
+    let late = entries(&env, by_order("o-late"), 4).await;
+    let outcomes: Vec<_> = late
+        .iter()
+        .map(|e| (e.attempt, e.outcome.clone()))
+        .collect();
+    assert_eq!(
+        outcomes[0],
+        (1, Outcome::RetryScheduled("in_process".into()))
+    );
+    assert_eq!(
+        outcomes[1],
+        (2, Outcome::RetryScheduled("in_process".into()))
+    );
+    assert!(
+        matches!(&outcomes[2], (3, Outcome::RetryScheduled(tier)) if tier != "in_process"),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[3], (4, Outcome::Delivered));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = config.write(&dir);
+    let out = Cli::new(&["deliveries", "--config", &path, "--order-id", "o-late"])
+        .env("TEST_HOQU_KEY", KEY)
+        .ok();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("j-late -> hoqu  (order, order o-late): delivered"),
+        "{text}"
+    );
+    assert_eq!(text.matches("HTTP 500").count(), 3, "{text}");
+    assert!(!text.contains(KEY), "{text}");
+
+    let out = Cli::new(&[
+        "deliveries",
+        "--config",
+        &path,
+        "--destination",
+        "hoqu",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--outcome",
+        "dead_lettered",
+        "--format",
+        "json",
+    ])
+    .env("TEST_HOQU_KEY", KEY)
+    .ok();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let timelines = json.as_array().unwrap();
+    assert_eq!(timelines.len(), 1, "{json:#}");
+    assert_eq!(timelines[0]["event_id"], "j-gone");
+    assert_eq!(timelines[0]["outcome"], "dead_lettered (partner_rejected)");
+}
+
+#[tokio::test]
+async fn deliveries_refuses_bad_input_with_a_clear_message() {
+    let env = Env::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = env.default_config().write(&dir);
+    let refused = |args: &[&str], says: &str| {
+        let out = Cli::new(&["deliveries", "--config", &path])
+            .args(args)
+            .output();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    };
+    refused(
+        &[],
+        "give --event-id, --order-id, or --destination with --since",
+    );
+    refused(
+        &["--destination", "nope", "--since", "2026-11-20T14:00:00Z"],
+        "destination \"nope\" is not in the configuration",
+    );
+    refused(
+        &[
+            "--destination",
+            "powerspace",
+            "--since",
+            "2026-11-20T16:00:00Z",
+            "--until",
+            "2026-11-20T14:00:00Z",
+        ],
+        "is before --since",
+    );
+    refused(&["--event-id", " "], "--event-id");
+    // No relay has run: no journal yet, and none is created by asking.
+    let out = Cli::new(&["deliveries", "--config", &path, "--event-id", "e"]).output();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no journal at"), "{}", stderr(&out));
+    assert!(!env.journal_path().exists());
+}

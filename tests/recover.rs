@@ -1,0 +1,280 @@
+//! `postback-relay recover` against the real RabbitMQ, a relay and the partner sandbox: a
+//! window sent again once, a second run sending nothing, a run killed midway and run again
+//! sending each event once more in all, a destination added since served from the journal,
+//! and bad input refused.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::partner::per_click;
+use common::process::stderr;
+use common::{Cli, Dest, Env, RelayProcess, deliveries, event, eventually, until};
+use postback_relay::journal::{Filter, Recoveries, Which, Window};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Publishes `n` Powerspace orders `{prefix}-{i}` and waits until each is delivered and
+/// journaled.
+async fn deliver(env: &Env, running: &postback_relay::relay::Running, prefix: &str, n: usize) {
+    for i in 0..n {
+        let id = format!("{prefix}-{i}");
+        env.publish(&event(&id, "order", &format!("clk-{id}"), Some("10.00")))
+            .await;
+    }
+    until(running, &format!("{n} delivered"), |m| {
+        deliveries(m, "powerspace", "delivered") >= n as u64
+    })
+    .await;
+    journaled(env, n).await;
+}
+
+/// Waits until the journal holds `n` deliveries to powerspace (the writer is behind the acks).
+async fn journaled(env: &Env, n: usize) {
+    let filter = Filter {
+        destination: Some("powerspace".into()),
+        outcomes: vec!["delivered".into()],
+        limit: 1_000_000,
+        ..Filter::default()
+    };
+    eventually(WAIT, &format!("{n} delivered entries journaled"), || {
+        let got = env.journal().entries(&filter).map(|e| e.len()).unwrap_or(0);
+        async move { got >= n }
+    })
+    .await;
+}
+
+fn recover(path: &str, args: &[&str]) -> Cli {
+    Cli::new(&["recover", "--config", path, "--destination"]).args(args)
+}
+
+#[tokio::test]
+async fn a_window_is_sent_again_once_and_a_second_run_sends_nothing() {
+    let env = Env::new().await;
+    let config = env.default_config();
+    let running = env.start(&config).await;
+    let since = (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+    deliver(&env, &running, "w", 20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = config.write(&dir);
+    let args = ["powerspace", "--since", &since, "--by", "ops-test"];
+
+    let dry = recover(&path, &args).args(&["--dry-run"]).ok();
+    assert!(
+        stderr(&dry).contains("dry run: 20 event(s) would be sent again to powerspace"),
+        "{}",
+        stderr(&dry)
+    );
+    let t = env.topology();
+    assert_eq!(
+        env.ready(&t.deliveries).await,
+        0,
+        "a dry run publishes nothing"
+    );
+
+    let out = recover(&path, &args).ok();
+    assert!(
+        stderr(&out).contains("recovered 20 event(s) to powerspace"),
+        "{}",
+        stderr(&out)
+    );
+    until(&running, "20 more delivered", |m| {
+        deliveries(m, "powerspace", "delivered") >= 40
+    })
+    .await;
+    let requests = env.sandbox.requests().await.unwrap();
+    let per = per_click(&requests, true);
+    assert_eq!(per.len(), 20);
+    assert!(per.values().all(|&n| n == 2), "{per:?}");
+
+    // The journal marks each recovered delivery, and keeps who asked for which window.
+    journaled(&env, 40).await;
+    let since_t = since.parse().unwrap();
+    let w = Window::new("powerspace".into(), since_t, None, Which::Delivered).unwrap();
+    let entries = env
+        .journal()
+        .entries(&Filter {
+            destination: Some("powerspace".into()),
+            limit: 1000,
+            ..Filter::default()
+        })
+        .unwrap();
+    let recovered: Vec<_> = entries.iter().filter(|e| e.recovery.is_some()).collect();
+    assert_eq!(recovered.len(), 20);
+    assert!(
+        recovered
+            .iter()
+            .all(|e| e.recovery.as_deref() == Some(w.id().as_str()))
+    );
+    let actions = Recoveries::open(&env.journal_path())
+        .unwrap()
+        .actions(10)
+        .unwrap();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(
+        (actions[0].who.as_str(), actions[0].count),
+        ("ops-test", 20)
+    );
+    assert!(actions[0].filter.contains(&w.id()), "{}", actions[0].filter);
+
+    let again = recover(&path, &args).ok();
+    assert!(
+        stderr(&again).contains("nothing to recover") && stderr(&again).contains("20 already sent"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        env.ready(&t.deliveries).await,
+        0,
+        "the second run publishes nothing"
+    );
+    assert_eq!(env.sandbox.requests().await.unwrap().len(), 40);
+}
+
+#[tokio::test]
+async fn a_recovery_killed_midway_and_run_again_sends_each_event_once_more() {
+    const N: usize = 1500;
+    let env = Env::new().await;
+    let config = env.default_config();
+    let running = env.start(&config).await;
+    let since = (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+    deliver(&env, &running, "k", N).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = config.write(&dir);
+    let window = Window::new(
+        "powerspace".into(),
+        since.parse().unwrap(),
+        None,
+        Which::Delivered,
+    )
+    .unwrap();
+
+    let mut first = RelayProcess::spawn(
+        &[
+            "recover",
+            "--config",
+            &path,
+            "--destination",
+            "powerspace",
+            "--since",
+            &since,
+        ],
+        &[],
+        None,
+    );
+    let journal = env.journal_path();
+    let mut at_kill = 0;
+    eventually(WAIT, "the recovery under way", || {
+        at_kill = Recoveries::open(&journal)
+            .and_then(|r| r.sent(&window.id()))
+            .unwrap_or(0);
+        async move { at_kill >= 50 }
+    })
+    .await;
+    first.0.kill().unwrap();
+    let _ = first.0.wait();
+    let marked = Recoveries::open(&journal)
+        .unwrap()
+        .sent(&window.id())
+        .unwrap();
+    assert!(
+        (marked as usize) < N,
+        "the recovery finished ({marked} marked) before it could be killed"
+    );
+
+    let out = recover(&path, &["powerspace", "--since", &since]).ok();
+    assert!(
+        stderr(&out).contains("already sent by this recovery"),
+        "{}",
+        stderr(&out)
+    );
+    until(&running, "every event delivered twice", |m| {
+        deliveries(m, "powerspace", "delivered") >= 2 * N as u64
+    })
+    .await;
+    // Nothing is waiting, and no event went out a third time.
+    let t = env.topology();
+    eventually(WAIT, "the deliveries queue drained", || {
+        let env = &env;
+        let q = t.deliveries.clone();
+        async move { env.ready(&q).await == 0 }
+    })
+    .await;
+    let per = per_click(&env.sandbox.requests().await.unwrap(), true);
+    assert_eq!(per.len(), N);
+    let wrong: Vec<_> = per.iter().filter(|(_, n)| **n != 2).collect();
+    assert!(wrong.is_empty(), "sent other than twice: {wrong:?}");
+}
+
+#[tokio::test]
+async fn a_destination_added_since_is_served_from_the_journal() {
+    let env = Env::new().await;
+    let before = env.default_config();
+    let first_stop = CancellationToken::new();
+    let first = env.start_until(before.load(), first_stop.clone()).await;
+    let since = (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+    deliver(&env, &first, "b", 5).await;
+    first_stop.cancel();
+    first.wait().await.unwrap();
+
+    let late = Dest::powerspace("late", &format!("{}/late", env.sandbox.base_url()))
+        .retry(common::Retry::fast())
+        .circuit(common::Circuit::disabled());
+    let after = env.default_config().destination(late);
+    let running = env.start(&after).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = after.write(&dir);
+    let out = recover(&path, &["late", "--since", &since, "--outcome", "any"]).ok();
+    assert!(
+        stderr(&out).contains("recovered 5 event(s) to late"),
+        "{}",
+        stderr(&out)
+    );
+    until(&running, "the backfill delivered", |m| {
+        deliveries(m, "late", "delivered") >= 5
+    })
+    .await;
+    let late_calls = env
+        .sandbox
+        .requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/late/"))
+        .count();
+    assert_eq!(late_calls, 5);
+    // powerspace's own deliveries were not sent again.
+    assert_eq!(deliveries(&running.metrics, "powerspace", "delivered"), 0);
+}
+
+#[tokio::test]
+async fn recover_refuses_bad_input_and_changes_nothing() {
+    let env = Env::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = env.default_config().write(&dir);
+    let refused = |args: &[&str], says: &str| {
+        let out = recover(&path, args).output();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    };
+    refused(
+        &["nope", "--since", "2026-11-20T14:00:00Z"],
+        "destination \"nope\" is not in the configuration",
+    );
+    refused(
+        &[
+            "powerspace",
+            "--since",
+            "2026-11-20T16:00:00Z",
+            "--until",
+            "2026-11-20T14:00:00Z",
+        ],
+        "is before --since",
+    );
+    let out = recover(&path, &["powerspace", "--since", "yesterday"]).output();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--since"), "{}", stderr(&out));
+    assert!(!env.journal_path().exists(), "nothing created");
+}
