@@ -19,7 +19,8 @@
 //!
 //! Around the relay: [`dlq`] and [`browse`] read and replay the dead-letter queue without
 //! changing its order; [`journal`] keeps what happened to each delivery, in batches off the
-//! hot path, for people to ask; [`publish`] is the reference producer; [`sandbox`] stands in for every
+//! hot path, for people to ask, and [`recover`] sends a window of it again; [`console`] serves
+//! all of it to operators in a browser; [`publish`] is the reference producer; [`sandbox`] stands in for every
 //! partner in the demo, the tests and the benchmarks. The `postback-relay` command (its
 //! subcommands, and the guided demo) is the binary's, in `src/cli/`.
 #![forbid(unsafe_code)]
@@ -29,6 +30,7 @@ pub mod browse;
 pub(crate) mod circuit;
 pub mod classify;
 pub mod config;
+pub mod console;
 pub mod deadletter;
 pub mod delivery;
 pub mod dispatch;
@@ -41,6 +43,7 @@ pub(crate) mod observe;
 pub mod partner;
 pub mod publish;
 pub mod reason;
+pub mod recover;
 pub mod redact;
 pub mod relay;
 pub mod retry;

@@ -162,6 +162,11 @@ enum Command {
         #[arg(long, env = "USER", default_value = "unknown")]
         by: String,
     },
+    /// Serve the operators' web console (`[console]` in the config) until SIGTERM or SIGINT.
+    Console {
+        #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
+        config: PathBuf,
+    },
     /// Start a sandbox and a relay, publish sample events, and show what became of them.
     Demo {
         #[arg(long, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL)]
@@ -257,7 +262,7 @@ fn init_logging(format: LogFormat, command: &Command) {
     // so they log only problems (and not lapin's own report of a channel they closed on
     // purpose) unless RUST_LOG says more.
     let default = match command {
-        Command::Run { .. } | Command::Sandbox { .. } => "info",
+        Command::Run { .. } | Command::Sandbox { .. } | Command::Console { .. } => "info",
         Command::Demo { .. } => "error,lapin=off",
         _ => "warn,lapin=off",
     };

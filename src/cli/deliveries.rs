@@ -2,15 +2,14 @@
 //! delivery (an event at one destination): every call, what the partner answered, and the
 //! outcome.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::RenderFormat;
-use postback_relay::journal::{Entry, Filter, Reader};
+use postback_relay::journal::timeline::{Timeline, answer, shown as shown_outcome, timelines};
+use postback_relay::journal::{Filter, Reader};
 
 /// What to look up, as the command line gave it.
 pub struct Query {
@@ -74,63 +73,6 @@ impl Query {
             outcomes: self.outcomes.clone(),
             limit: self.limit,
         })
-    }
-}
-
-/// One delivery's timeline.
-#[derive(Serialize)]
-pub struct Timeline {
-    pub event_id: String,
-    pub destination: String,
-    pub order_id: Option<String>,
-    pub event_type: String,
-    /// The latest entry's outcome.
-    pub outcome: String,
-    pub entries: Vec<Entry>,
-}
-
-/// Entries grouped by delivery, each group oldest first, the groups by their first entry.
-pub fn timelines(entries: Vec<Entry>) -> Vec<Timeline> {
-    let mut order: Vec<(String, String)> = Vec::new();
-    let mut groups: BTreeMap<(String, String), Vec<Entry>> = BTreeMap::new();
-    for e in entries {
-        let key = (e.event_id.clone(), e.destination.clone());
-        if !groups.contains_key(&key) {
-            order.push(key.clone());
-        }
-        groups.entry(key).or_default().push(e);
-    }
-    order
-        .into_iter()
-        .filter_map(|key| {
-            let entries = groups.remove(&key)?;
-            let last = entries.last()?;
-            Some(Timeline {
-                event_id: key.0,
-                destination: key.1,
-                order_id: last.order_id.clone(),
-                event_type: last.event_type.clone(),
-                outcome: shown_outcome(last),
-                entries,
-            })
-        })
-        .collect()
-}
-
-fn shown_outcome(e: &Entry) -> String {
-    use postback_relay::journal::Outcome;
-    match &e.outcome {
-        Outcome::RetryScheduled(tier) => format!("retry_scheduled ({tier})"),
-        Outcome::DeadLettered(reason) => format!("dead_lettered ({reason})"),
-        other => other.code().to_owned(),
-    }
-}
-
-fn answer(e: &Entry) -> String {
-    match (e.http_status, &e.error_class) {
-        (Some(s), _) => format!("HTTP {s}"),
-        (None, Some(c)) => c.clone(),
-        (None, None) => "no call".to_owned(),
     }
 }
 

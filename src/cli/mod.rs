@@ -4,6 +4,7 @@
 //! printed.
 
 mod check_config;
+mod console;
 mod deliveries;
 mod demo;
 mod dlq;
@@ -72,6 +73,7 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             dry_run,
         } => replay::replay(target, filter.filter(), limit, dry_run).await,
         Command::Demo { amqp_url, events } => demo::run(&amqp_url, events).await,
+        Command::Console { config } => console::console(&config).await,
         Command::Recover {
             config,
             destination,
@@ -230,6 +232,7 @@ impl FilterArgs {
             since: self.since.map(|t| t.with_timezone(&chrono::Utc)),
             until: self.until.map(|t| t.with_timezone(&chrono::Utc)),
             event_id: self.event_id,
+            ids: Vec::new(),
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct Config {
     /// What happened to each delivery, kept for people (`deliveries`, `recover`).
     #[serde(default)]
     pub journal: crate::journal::JournalConfig,
+    /// The operators' web console.
+    #[serde(default)]
+    pub console: ConsoleConfig,
     pub destinations: Vec<DestinationConfig>,
     /// Every secret the configuration holds, to keep out of what the relay writes.
     #[serde(skip)]
@@ -135,6 +138,29 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:9464".parse().expect("valid address"),
+        }
+    }
+}
+
+/// `[console]`: the operators' web console (`postback-relay console`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Where the console listens; off loopback it needs a `token`.
+    pub listen: SocketAddr,
+    /// The access token every request must carry, from the environment (`${CONSOLE_TOKEN}`).
+    pub token: Option<String>,
+    /// The relay's `/metrics`, for circuit states and the oldest dead letter [default: from
+    /// `http.listen`].
+    pub relay_metrics_url: Option<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            listen: "127.0.0.1:8081".parse().expect("valid address"),
+            token: None,
+            relay_metrics_url: None,
         }
     }
 }

@@ -62,13 +62,20 @@ pub struct Filter {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub event_id: Option<String>,
+    /// Only these dead letters (their `dead_letter_id`); empty: any.
+    pub ids: Vec<String>,
 }
 
 impl Filter {
     pub fn matches(&self, s: &Summary) -> bool {
-        self.destination
-            .as_ref()
-            .is_none_or(|d| s.destination.as_ref() == Some(d))
+        (self.ids.is_empty()
+            || s.dead_letter_id
+                .as_ref()
+                .is_some_and(|id| self.ids.contains(id)))
+            && self
+                .destination
+                .as_ref()
+                .is_none_or(|d| s.destination.as_ref() == Some(d))
             && self.reason.is_none_or(|r| s.reason == r)
             && self
                 .event_id

@@ -15,6 +15,7 @@ mod recovery;
 mod sqlite;
 #[cfg(test)]
 mod tests;
+pub mod timeline;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -363,6 +363,18 @@ impl Reader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Per destination, how many entries of each outcome there are from `since` on.
+    pub fn counts(&self, since: DateTime<Utc>) -> Result<Vec<(String, String, u64)>, JournalError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT destination, outcome, count(*) FROM entries WHERE at >= ?1
+             GROUP BY destination, outcome",
+        )?;
+        let rows = stmt.query_map([ms(since)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The event as published, if the journal still holds it.
     pub fn event(&self, event_id: &str) -> Result<Option<String>, JournalError> {
         Ok(self

@@ -1,0 +1,218 @@
+//! Who may use the console: the access token (a bearer header, or a session cookie set by
+//! `/login?token=`), and a per-process form token with a same-origin check on every POST.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::Console;
+
+/// Sessions kept at most; the oldest goes first.
+const MAX_SESSIONS: usize = 1000;
+const COOKIE: &str = "postback_relay_console";
+
+pub(crate) struct Auth {
+    token: Option<String>,
+    sessions: Mutex<VecDeque<String>>,
+    /// Carried by every form; a POST without it is refused.
+    pub form_token: String,
+}
+
+impl Auth {
+    pub fn new(token: Option<String>) -> Auth {
+        Auth {
+            token,
+            sessions: Mutex::default(),
+            form_token: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+
+    fn session_ok(&self, id: &str) -> bool {
+        self.sessions
+            .lock()
+            .map(|s| s.iter().any(|k| same(k, id)))
+            .unwrap_or(false)
+    }
+
+    fn new_session(&self) -> String {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        if let Ok(mut s) = self.sessions.lock() {
+            if s.len() >= MAX_SESSIONS {
+                s.pop_front();
+            }
+            s.push_back(id.clone());
+        }
+        id
+    }
+
+    /// Whether the request carries the access token (or a session made with it).
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if bearer.is_some_and(|b| same(b, token)) {
+            return true;
+        }
+        cookie(headers, COOKIE).is_some_and(|id| self.session_ok(id))
+    }
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Whether a POST comes from the console's own pages. A browser says where a request comes
+/// from in `Sec-Fetch-Site`; without it, `Origin` must be this host.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    };
+    if let Some(site) = text("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match text(header::ORIGIN.as_str()) {
+        None => true,
+        Some(origin) => text(header::HOST.as_str()).is_some_and(|h| {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(h)
+        }),
+    }
+}
+
+/// Refuses requests without the access token; adds the headers every page has.
+pub async fn guard(State(c): State<Arc<Console>>, req: Request, next: Next) -> Response {
+    if !c.auth.allows(req.headers()) {
+        return refused(
+            StatusCode::UNAUTHORIZED,
+            "This console needs its access token: open /login?token=... or send Authorization: Bearer.",
+        );
+    }
+    if req.method() == Method::POST && !same_origin(req.headers()) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "Refused: an action from another site.",
+        );
+    }
+    let mut res = next.run(req).await;
+    secure(res.headers_mut());
+    res
+}
+
+fn secure(h: &mut HeaderMap) {
+    let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
+        h.insert(k, header::HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, "x-frame-options", "DENY");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "same-origin");
+    set(h, "cache-control", "no-store");
+}
+
+pub fn refused(status: StatusCode, why: &str) -> Response {
+    let page = super::view::error_page(status.as_u16(), why).into_string();
+    let mut res = (status, axum::response::Html(page)).into_response();
+    secure(res.headers_mut());
+    res
+}
+
+#[derive(serde::Deserialize)]
+pub struct Login {
+    token: Option<String>,
+}
+
+/// `/login?token=`: a session cookie for a browser that shows the token once.
+pub async fn login(State(c): State<Arc<Console>>, Query(q): Query<Login>) -> Response {
+    let Some(expected) = &c.auth.token else {
+        return Redirect::to("/").into_response();
+    };
+    match q.token {
+        Some(t) if same(&t, expected) => {
+            let id = c.auth.new_session();
+            let mut res = Redirect::to("/").into_response();
+            let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/");
+            if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+                res.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            secure(res.headers_mut());
+            res
+        }
+        _ => refused(StatusCode::UNAUTHORIZED, "That token does not match."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_token_or_a_session_made_with_it_is_required() {
+        let a = Auth::new(Some("0123456789abcdef".into()));
+        assert!(!a.allows(&headers(&[])));
+        assert!(!a.allows(&headers(&[("authorization", "Bearer wrong")])));
+        assert!(a.allows(&headers(&[("authorization", "Bearer 0123456789abcdef")])));
+        let id = a.new_session();
+        assert!(a.allows(&headers(&[("cookie", &format!("x=1; {COOKIE}={id}"))])));
+        assert!(!a.allows(&headers(&[("cookie", &format!("{COOKIE}=forged"))])));
+        assert!(Auth::new(None).allows(&headers(&[])));
+    }
+
+    #[test]
+    fn actions_come_from_the_console_itself() {
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:8081")])));
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:8081"),
+            ("origin", "http://127.0.0.1:8081")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "127.0.0.1:8081"),
+            ("origin", "http://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "127.0.0.1:8081"),
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:8081"),
+            ("origin", "null"),
+            ("sec-fetch-site", "same-origin")
+        ])));
+    }
+}

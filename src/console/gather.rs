@@ -1,0 +1,372 @@
+//! What the pages show, gathered from the journal (SQLite, read off the async threads), the
+//! broker (queue depths, the dead-letter queue read in order and never held whole) and the
+//! relay's `/metrics` (circuit states, the oldest dead letter).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::Console;
+use crate::dlq::{self, DeadLetter, Filter, Summary};
+use crate::journal::timeline::{Timeline, timelines};
+use crate::journal::{self, Reader};
+
+/// Final outcomes in a period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub delivered: u64,
+    pub dead: u64,
+}
+
+impl Counts {
+    /// Delivered among the final outcomes, in percent; `None` with none.
+    pub fn rate(self) -> Option<f64> {
+        let all = self.delivered + self.dead;
+        (all > 0).then(|| self.delivered as f64 * 100.0 / all as f64)
+    }
+}
+
+pub struct DestRow {
+    pub name: String,
+    pub kind: String,
+    pub hour: Counts,
+    pub day: Counts,
+    /// 0 closed, 1 half-open, 2 open; `None` when the relay's metrics are out of reach.
+    pub circuit: Option<f64>,
+}
+
+pub struct Overview {
+    pub rows: Vec<DestRow>,
+    /// Each queue and its depth (`None`: the broker did not say).
+    pub queues: Vec<(String, Option<u32>)>,
+    pub oldest_dead_age: Option<f64>,
+    /// Why a part is missing, in words.
+    pub notes: Vec<String>,
+}
+
+impl Overview {
+    /// The dead-letter queue's depth, when the broker said (it is the last queue).
+    pub fn dead_depth(&self) -> Option<u32> {
+        self.queues.last().and_then(|(_, n)| *n)
+    }
+}
+
+/// Runs a journal read on a blocking thread; `None` when there is no journal yet.
+async fn read<T: Send + 'static>(
+    c: &Console,
+    f: impl FnOnce(&Reader) -> Result<T, journal::JournalError> + Send + 'static,
+) -> Result<Option<T>, String> {
+    if !c.config.journal.enabled {
+        return Ok(None);
+    }
+    let path = c.config.journal.path.clone();
+    if !path.exists() {
+        return Ok(None);
+    }
+    tokio::task::spawn_blocking(move || Reader::open(&path).and_then(|r| f(&r)))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Per destination, the final outcomes of the journal's entries from `since` on.
+fn by_destination(rows: &[(String, String, u64)]) -> BTreeMap<String, Counts> {
+    let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+    for (dest, outcome, n) in rows {
+        let c = out.entry(dest.clone()).or_default();
+        match outcome.as_str() {
+            "delivered" => c.delivered += n,
+            "dead_lettered" => c.dead += n,
+            _ => {}
+        }
+    }
+    out
+}
+
+pub async fn overview(c: &Console) -> Overview {
+    let mut notes = Vec::new();
+    let now = Utc::now();
+    let counts = read(c, move |r| {
+        Ok((
+            r.counts(now - chrono::Duration::hours(1))?,
+            r.counts(now - chrono::Duration::days(1))?,
+        ))
+    })
+    .await;
+    let (hour, day) = match counts {
+        Ok(Some((h, d))) => (by_destination(&h), by_destination(&d)),
+        Ok(None) => {
+            notes.push("No journal yet: the success rates fill in once the relay has run.".into());
+            Default::default()
+        }
+        Err(e) => {
+            notes.push(format!("The journal cannot be read: {e}"));
+            Default::default()
+        }
+    };
+    let scraped = scrape(c).await;
+    if scraped.is_none() {
+        notes.push(match &c.metrics_url {
+            Some(u) => format!("The relay's metrics at {u} did not answer: circuit states are unknown."),
+            None => "The relay's metrics address is unknown (http.listen uses port 0; set console.relay_metrics_url): circuit states are unknown.".into(),
+        });
+    }
+    let rows = c
+        .config
+        .destinations
+        .iter()
+        .map(|d| DestRow {
+            name: d.name.clone(),
+            kind: format!("{:?}", d.kind).to_lowercase(),
+            hour: hour.get(&d.name).copied().unwrap_or_default(),
+            day: day.get(&d.name).copied().unwrap_or_default(),
+            circuit: scraped
+                .as_ref()
+                .and_then(|m| m.circuits.get(&d.name).copied()),
+        })
+        .collect();
+    let queues = match depths(c).await {
+        Ok(q) => q,
+        Err(e) => {
+            notes.push(format!("RabbitMQ did not answer: {e}"));
+            c.topology
+                .queues()
+                .into_iter()
+                .map(|q| (q.clone(), None))
+                .collect()
+        }
+    };
+    Overview {
+        rows,
+        queues,
+        oldest_dead_age: scraped.and_then(|m| m.oldest_dead_age),
+        notes,
+    }
+}
+
+async fn depths(c: &Console) -> Result<Vec<(String, Option<u32>)>, lapin::Error> {
+    let conn = crate::broker::connect(&c.config.broker.url, "console").await?;
+    let mut out = Vec::new();
+    for q in c.topology.queues() {
+        // A passive declare of a missing queue (the relay has not run yet) closes its
+        // channel: each queue is asked on a channel of its own.
+        let depth = match conn.create_channel().await {
+            Ok(ch) => dlq::depth(&ch, q).await.ok(),
+            Err(_) => None,
+        };
+        out.push((q.clone(), depth));
+    }
+    let _ = conn.close(200, "done".into()).await;
+    Ok(out)
+}
+
+/// What the console reads of the relay's metrics.
+#[derive(Debug, Default, PartialEq)]
+pub struct Scraped {
+    pub circuits: BTreeMap<String, f64>,
+    pub oldest_dead_age: Option<f64>,
+}
+
+async fn scrape(c: &Console) -> Option<Scraped> {
+    let url = c.metrics_url.as_ref()?;
+    let res = c.http.get(url).send().await.ok()?;
+    if !res.status().is_success() {
+        return None;
+    }
+    // A metrics page is small; a huge one is not the relay's.
+    let text = res.text().await.ok()?;
+    (text.len() < 8 * 1024 * 1024).then(|| parse_metrics(&text))
+}
+
+/// The circuit states and the oldest dead letter's age from a Prometheus text page.
+pub fn parse_metrics(text: &str) -> Scraped {
+    let mut out = Scraped::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        if series == "postback_relay_oldest_dead_letter_age_seconds" {
+            out.oldest_dead_age = Some(value);
+        } else if let Some(labels) = series
+            .strip_prefix("postback_relay_circuit_state{")
+            .and_then(|l| l.strip_suffix('}'))
+            && let Some(dest) = labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("destination=\""))
+                .and_then(|v| v.strip_suffix('"'))
+        {
+            out.circuits.insert(dest.to_owned(), value);
+        }
+    }
+    out
+}
+
+/// One group of dead letters.
+pub struct Group {
+    pub destination: String,
+    pub reason: String,
+    pub count: u64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+pub struct DeadPage {
+    /// Letters in the queue.
+    pub total: u64,
+    /// Letters the filter selects.
+    pub matched: u64,
+    pub groups: Vec<Group>,
+    /// This page's letters.
+    pub items: Vec<Summary>,
+    pub page: u64,
+    pub has_more: bool,
+}
+
+pub const PAGE: u64 = 50;
+
+/// One pass over the dead-letter queue, in order: the filter's groups, and page `page`.
+pub async fn dead_page(c: &Console, filter: &Filter, page: u64) -> Result<DeadPage, String> {
+    let conn = crate::broker::connect(&c.config.broker.url, "console")
+        .await
+        .map_err(|e| e.to_string())?;
+    let skip = page.saturating_sub(1) * PAGE;
+    let mut out = DeadPage {
+        total: 0,
+        matched: 0,
+        groups: Vec::new(),
+        items: Vec::new(),
+        page: page.max(1),
+        has_more: false,
+    };
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    let max = c.config.worker.max_event_bytes;
+    let read = dlq::each(&conn, &c.topology, max, |l| {
+        out.total += 1;
+        let s = l.summary();
+        if !filter.matches(&s) {
+            return Ok(());
+        }
+        out.matched += 1;
+        let destination = s.destination.clone().unwrap_or_else(|| "-".into());
+        let reason = s.reason.as_str().to_owned();
+        let g = groups
+            .entry((destination.clone(), reason.clone()))
+            .or_insert(Group {
+                destination,
+                reason,
+                count: 0,
+                oldest: None,
+            });
+        g.count += 1;
+        if let Some(at) = s.dead_lettered_at {
+            g.oldest = Some(g.oldest.map_or(at, |o| o.min(at)));
+        }
+        if out.matched > skip && out.matched <= skip + PAGE {
+            out.items.push(s);
+        } else if out.matched > skip + PAGE {
+            out.has_more = true;
+        }
+        Ok(())
+    })
+    .await;
+    let _ = conn.close(200, "done".into()).await;
+    read.map_err(|e| e.to_string())?;
+    out.groups = groups.into_values().collect();
+    Ok(out)
+}
+
+/// The dead letter `id`, read in one pass; `None` when it is not in the queue.
+pub async fn letter(c: &Console, id: &str) -> Result<Option<DeadLetter>, String> {
+    let conn = crate::broker::connect(&c.config.broker.url, "console")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut found = None;
+    let max = c.config.worker.max_event_bytes;
+    let read = dlq::each(&conn, &c.topology, max, |l| {
+        if found.is_none() && l.summary().dead_letter_id.as_deref() == Some(id) {
+            found = Some(l);
+        }
+        Ok(())
+    })
+    .await;
+    let _ = conn.close(200, "done".into()).await;
+    read.map_err(|e| e.to_string())?;
+    Ok(found)
+}
+
+/// The journal's timelines for an event id or an order id.
+pub async fn search(c: &Console, q: &str) -> Result<Option<Vec<Timeline>>, String> {
+    let q = q.to_owned();
+    read(c, move |r| {
+        let by = |f: journal::Filter| r.entries(&journal::Filter { limit: 10_000, ..f });
+        let mut entries = by(journal::Filter {
+            event_id: Some(q.clone()),
+            ..Default::default()
+        })?;
+        let mut by_order = by(journal::Filter {
+            order_id: Some(q),
+            ..Default::default()
+        })?;
+        by_order.retain(|e| !entries.iter().any(|x| x.event_id == e.event_id));
+        entries.append(&mut by_order);
+        entries.sort_by_key(|e| e.at);
+        Ok(timelines(entries))
+    })
+    .await
+}
+
+/// The journal's timelines of one event at one destination.
+pub async fn timeline_of(
+    c: &Console,
+    event_id: &str,
+    destination: Option<&str>,
+) -> Result<Option<Vec<Timeline>>, String> {
+    let (e, d) = (event_id.to_owned(), destination.map(str::to_owned));
+    read(c, move |r| {
+        Ok(timelines(r.entries(&journal::Filter {
+            event_id: Some(e),
+            destination: d,
+            limit: 1000,
+            ..Default::default()
+        })?))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn circuit_states_and_the_oldest_letter_are_read_from_a_scrape() {
+        let text = "# HELP x\npostback_relay_circuit_state{destination=\"hoqu\"} 2\n\
+                    postback_relay_circuit_state{destination=\"ps\"} 0\n\
+                    postback_relay_oldest_dead_letter_age_seconds 42.5\nother 1\nbroken line\n";
+        let m = parse_metrics(text);
+        assert_eq!(m.circuits.get("hoqu"), Some(&2.0));
+        assert_eq!(m.circuits.get("ps"), Some(&0.0));
+        assert_eq!(m.oldest_dead_age, Some(42.5));
+    }
+
+    #[test]
+    fn the_success_rate_counts_final_outcomes_only() {
+        let rows = vec![
+            ("ps".to_owned(), "delivered".to_owned(), 3),
+            ("ps".to_owned(), "dead_lettered".to_owned(), 1),
+            ("ps".to_owned(), "retry_scheduled".to_owned(), 7),
+        ];
+        let c = by_destination(&rows)["ps"];
+        assert_eq!(
+            c,
+            Counts {
+                delivered: 3,
+                dead: 1
+            }
+        );
+        assert_eq!(c.rate(), Some(75.0));
+        assert_eq!(Counts::default().rate(), None);
+    }
+}

@@ -1,0 +1,70 @@
+//! Replays and recoveries started from the console run as jobs: the page that started one
+//! shows its progress, reloading itself, until it ends with its result.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Jobs kept for their pages at most; the oldest go first.
+const KEPT: usize = 100;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: u64,
+    /// What it does, in words.
+    pub what: String,
+    pub state: State,
+    /// Items handled so far, of `total` (0: not known yet).
+    pub done: u64,
+    pub total: u64,
+    /// How it ended, in words.
+    pub result: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Jobs {
+    next: AtomicU64,
+    all: Mutex<BTreeMap<u64, Job>>,
+}
+
+impl Jobs {
+    pub fn start(&self, what: String, total: u64) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut all) = self.all.lock() {
+            while all.len() >= KEPT {
+                all.pop_first();
+            }
+            all.insert(
+                id,
+                Job {
+                    id,
+                    what,
+                    state: State::Running,
+                    done: 0,
+                    total,
+                    result: None,
+                },
+            );
+        }
+        id
+    }
+
+    pub fn update(&self, id: u64, f: impl FnOnce(&mut Job)) {
+        if let Ok(mut all) = self.all.lock()
+            && let Some(j) = all.get_mut(&id)
+        {
+            f(j);
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<Job> {
+        self.all.lock().ok()?.get(&id).cloned()
+    }
+}

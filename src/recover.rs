@@ -1,0 +1,155 @@
+//! Recovery by time: a destination's deliveries of a window sent again from the journal, each
+//! with a fresh budget, on purpose past the record of their acceptance (a partner that lost
+//! them), or every event of the window the destination takes (a destination added since).
+//! Each event is published to the deliveries queue, confirmed by the broker, and then marked
+//! as sent by this recovery in the journal: a second run of the same recovery sends only what
+//! the first did not, and a delivery published twice (killed between the confirm and the
+//! mark) is accepted once, since the relay claims a recovery's delivery under the
+//! recovery's own key. `postback-relay recover` and the console both run it.
+
+use chrono::Utc;
+use serde_json::value::RawValue;
+
+use crate::broker::{PublishError, Publisher, Topology};
+use crate::config::{Config, DestinationConfig};
+use crate::delivery::Delivery;
+use crate::journal::{Action, Candidate, JournalError, Recoveries, Window};
+
+/// What a recovery came to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Events of the window not yet sent by this recovery, that the destination takes.
+    pub to_send: u64,
+    /// Sent by an earlier run of the same recovery.
+    pub sent_before: u64,
+    pub sent: u64,
+    /// In the window, but their event is no longer in the journal (pruned) or unreadable.
+    pub gone: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error("destination {0:?} is not in the configuration")]
+    UnknownDestination(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot reach RabbitMQ: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("cannot publish a recovered delivery: {0}")]
+    Publish(#[from] PublishError),
+    #[error("cannot write a recovered delivery: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The events of `window` the recovery would send: not sent by it yet, still in the
+/// journal, and taken by the destination.
+fn chosen(
+    dest: &DestinationConfig,
+    journal: &Recoveries,
+    window: &Window,
+    report: &mut Report,
+) -> Result<Vec<(Candidate, Box<RawValue>)>, JournalError> {
+    let mut chosen = Vec::new();
+    for c in journal.candidates(window)? {
+        let Some(raw) = journal
+            .event(&c.event_id)?
+            .and_then(|body| RawValue::from_string(body).ok())
+        else {
+            report.gone += 1;
+            continue;
+        };
+        if crate::event::from_raw(&raw).is_ok_and(|e| dest.matches(&e)) {
+            chosen.push((c, raw));
+        }
+    }
+    report.to_send = chosen.len() as u64;
+    Ok(chosen)
+}
+
+/// Runs (or, with `dry_run`, counts) the recovery of `window`, asked by `by`. `progress` is
+/// told of each event sent.
+pub async fn recover(
+    config: &Config,
+    journal: Recoveries,
+    window: &Window,
+    by: &str,
+    dry_run: bool,
+    mut progress: impl FnMut(&Report),
+) -> Result<Report, RecoverError> {
+    let dest = config
+        .destinations
+        .iter()
+        .find(|d| d.name == window.destination)
+        .ok_or_else(|| RecoverError::UnknownDestination(window.destination.clone()))?;
+    let id = window.id();
+    let mut report = Report {
+        sent_before: journal.sent(&id)?,
+        ..Report::default()
+    };
+    let chosen = chosen(dest, &journal, window, &mut report)?;
+    if dry_run || chosen.is_empty() {
+        return Ok(report);
+    }
+    journal.begin(window, by)?;
+    journal.act(&Action {
+        at: Utc::now(),
+        who: by.to_owned(),
+        action: "recover".into(),
+        filter: serde_json::json!({ "recovery": id, "window": window }).to_string(),
+        count: report.to_send,
+    })?;
+    let topology = Topology::from_config(config);
+    let conn = crate::broker::connect(&config.broker.url, "recover").await?;
+    let publisher = Publisher::new(&conn).await?;
+    for (c, raw) in chosen {
+        let mut delivery = Delivery::new(c.event_id.clone(), dest.name.clone(), raw, Utc::now());
+        delivery.recovery = Some(id.clone());
+        let body = serde_json::to_vec(&delivery)?;
+        let message_id = format!("recovery:{id}:{}", c.event_id);
+        publisher
+            .publish_json("", &topology.deliveries, &body, Some(&message_id), None)
+            .await?;
+        journal.mark(&id, &c.event_id)?;
+        report.sent += 1;
+        progress(&report);
+    }
+    let _ = conn.close(200, "done".into()).await;
+    Ok(report)
+}
+
+/// What a recovery did, in words.
+pub fn said(r: &Report, w: &Window, dry_run: bool) -> String {
+    let until = w
+        .until
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| "now".into());
+    let window = format!(
+        "{} deliveries ({}) from {} to {until}",
+        w.destination,
+        w.outcome.as_str(),
+        w.since.to_rfc3339()
+    );
+    let before = match r.sent_before {
+        0 => String::new(),
+        n => format!("; {n} already sent by this recovery"),
+    };
+    let gone = match r.gone {
+        0 => String::new(),
+        n => format!("; {n} no longer in the journal"),
+    };
+    if dry_run {
+        return format!(
+            "dry run: {} event(s) would be sent again to {} ({window}){before}{gone}; nothing changed",
+            r.to_send, w.destination
+        );
+    }
+    if r.to_send == 0 {
+        return format!("nothing to recover for {window}{before}{gone}");
+    }
+    format!(
+        "recovered {} event(s) to {} ({window}), each a fresh delivery{before}{gone}; recovery {}",
+        r.sent,
+        w.destination,
+        w.id()
+    )
+}

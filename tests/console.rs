@@ -1,0 +1,387 @@
+//! The operators' console in a real browser (Debian's chromium, driven by chromedriver over
+//! WebDriver), against a real relay, RabbitMQ and the partner sandbox: the overview's
+//! numbers, a filter that narrows the dead letters, a letter opened, a replay previewed,
+//! confirmed and delivered (the journal shows it), and requests without the token refused.
+//!
+//! `CONSOLE_SCREENSHOTS=docs cargo test --test console` also writes the screenshots README
+//! shows.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Env, deliveries, event, eventually, until};
+use fantoccini::{Client, ClientBuilder, Locator};
+use postback_relay::journal::{Filter, Recoveries};
+use postback_relay::sandbox::Rule;
+
+const WAIT: Duration = Duration::from_secs(30);
+const TOKEN: &str = "console-test-token-7f3a9c";
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A headless chromium session; `None` (the test is skipped) when chromium is not installed
+/// outside CI. In CI it must be: `scripts/test` installs it.
+async fn browser() -> Option<(Driver, Client)> {
+    let installed = ["/usr/bin/chromedriver", "/usr/bin/chromium"]
+        .iter()
+        .all(|p| std::path::Path::new(p).exists());
+    if !installed {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium and chromium-driver are missing (scripts/test installs them)"
+        );
+        eprintln!("skipped: chromium and chromium-driver are not installed");
+        return None;
+    }
+    let port = free_port();
+    let child = Command::new("/usr/bin/chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let driver = Driver {
+        child,
+        port,
+        _profile: profile,
+    };
+    eventually(WAIT, "chromedriver listens", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    let args = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        &format!("--user-data-dir={}", driver._profile.path().display()),
+    ];
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
+    );
+    let client = ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a chromium session");
+    Some((driver, client))
+}
+
+/// The text of `css` on the current page, once it is there (a click's page may still load).
+async fn text(b: &Client, css: &str) -> String {
+    for _ in 0..(WAIT.as_millis() / 100) {
+        if let Ok(e) = b.find(Locator::Css(css)).await {
+            return e.text().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no {css} on {}:\n{}",
+        b.current_url().await.unwrap(),
+        b.source().await.unwrap()
+    );
+}
+
+async fn count(b: &Client, css: &str) -> usize {
+    b.find_all(Locator::Css(css)).await.unwrap().len()
+}
+
+/// Waits until the page at `url` (loaded again each time) has `css` with text containing
+/// `want`.
+async fn until_page(b: &Client, url: &str, css: &str, want: &str) {
+    for _ in 0..(WAIT.as_millis() / 200) {
+        b.goto(url).await.unwrap();
+        if let Ok(e) = b.find(Locator::Css(css)).await
+            && e.text().await.is_ok_and(|t| t.contains(want))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "{url}: no {css} with {want:?}:\n{}",
+        b.source().await.unwrap()
+    );
+}
+
+async fn screenshot(b: &Client, name: &str) {
+    if let Some(dir) = std::env::var_os("CONSOLE_SCREENSHOTS") {
+        let png = b.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_operator_reads_filters_opens_and_replays_in_a_real_browser() {
+    let Some((_driver, b)) = browser().await else {
+        return;
+    };
+    let env = Env::new().await;
+    env.sandbox
+        .add_rule(&Rule::answer(404).on_query("qci=gone"))
+        .await
+        .unwrap();
+    let builder = env.default_config();
+    let running = env.start(&builder).await;
+    for i in 1..=3 {
+        env.publish(&event(
+            &format!("fine-{i}"),
+            "order",
+            &format!("ok{i}"),
+            Some("20.00"),
+        ))
+        .await;
+    }
+    for i in 1..=2 {
+        env.publish(&event(
+            &format!("dead-{i}"),
+            "order",
+            &format!("gone{i}"),
+            Some("5.00"),
+        ))
+        .await;
+    }
+    until(&running, "5 events settled", |m| m.events_acked.get() >= 5).await;
+    let journal = env.journal_path();
+    eventually(WAIT, "5 outcomes journaled", || {
+        let n = postback_relay::journal::Reader::open(&journal)
+            .and_then(|r| {
+                r.entries(&Filter {
+                    limit: 100,
+                    ..Filter::default()
+                })
+            })
+            .map(|e| e.len())
+            .unwrap_or(0);
+        async move { n >= 5 }
+    })
+    .await;
+
+    let mut config = builder.load();
+    config.console.listen = "127.0.0.1:0".parse().unwrap();
+    config.console.token = Some(TOKEN.into());
+    config.console.relay_metrics_url = Some(format!("http://{}/metrics", running.http_addr));
+    let console = postback_relay::console::start(config, env.shutdown.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", console.addr);
+    refuses_without_the_token(&base, console.addr).await;
+
+    // The overview, with the journal's numbers and the relay's circuit state.
+    b.goto(&format!("{base}/login?token={TOKEN}"))
+        .await
+        .unwrap();
+    assert_eq!(b.current_url().await.unwrap().path(), "/");
+    assert_eq!(text(&b, "#dest-powerspace .delivered-hour").await, "3");
+    assert_eq!(text(&b, "#dest-powerspace .dead-hour").await, "2");
+    assert_eq!(text(&b, "#dest-powerspace .circuit").await, "closed");
+    assert!(text(&b, "#queues").await.contains(&env.topology().dead));
+    screenshot(&b, "console-overview.png").await;
+
+    // The dead letters, narrowed by a filter; one opened.
+    b.goto(&format!("{base}/dead")).await.unwrap();
+    assert_eq!(count(&b, "tr.letter").await, 2);
+    assert!(text(&b, "#groups").await.contains("partner_rejected"));
+    b.find(Locator::Css("input[name=event_id]"))
+        .await
+        .unwrap()
+        .send_keys("dead-1")
+        .await
+        .unwrap();
+    b.find(Locator::Id("apply"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(WAIT, "the filter applied", || async {
+        b.current_url()
+            .await
+            .unwrap()
+            .query()
+            .unwrap_or("")
+            .contains("event_id=dead-1")
+    })
+    .await;
+    assert_eq!(count(&b, "tr.letter").await, 1);
+    assert!(text(&b, "#counts").await.starts_with("1 of 2"));
+    b.find(Locator::Css("a.open"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(WAIT, "the letter opened", || async {
+        b.current_url().await.unwrap().path().starts_with("/dead/")
+    })
+    .await;
+    assert!(text(&b, "#reason").await.contains("partner_rejected"));
+    assert!(text(&b, "#todo").await.contains("What to do"));
+    assert!(text(&b, "#original").await.contains("\"dead-1\""));
+    assert!(text(&b, "#response").await.contains("404"));
+    screenshot(&b, "console-letter.png").await;
+
+    // The partner takes it now: replay it, previewed, then confirmed.
+    env.sandbox.clear_rules().await.unwrap();
+    b.find(Locator::Id("replay-this"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let preview = text(&b, "#preview").await;
+    assert!(
+        preview.starts_with("1 of 2 dead letters would be replayed"),
+        "{preview}"
+    );
+    assert!(
+        text(&b, "#preview-destinations")
+            .await
+            .contains("powerspace")
+    );
+    b.find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually(WAIT, "the replay's job page", || async {
+        b.current_url().await.unwrap().path().starts_with("/jobs/")
+    })
+    .await;
+    let job = b.current_url().await.unwrap().to_string();
+    until_page(&b, &job, "#state", "done").await;
+    assert!(
+        text(&b, "#result")
+            .await
+            .starts_with("Replayed 1 dead letter(s) of 2")
+    );
+    until(&running, "the replayed letter delivered", |m| {
+        deliveries(m, "powerspace", "delivered") >= 4
+    })
+    .await;
+    until_page(
+        &b,
+        &format!("{base}/search?q=dead-1"),
+        ".timeline .outcome",
+        "delivered",
+    )
+    .await;
+    let actions = Recoveries::open(&journal).unwrap().actions(10).unwrap();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(
+        (actions[0].action.as_str(), actions[0].count),
+        ("replay", 1)
+    );
+    b.goto(&format!("{base}/dead")).await.unwrap();
+    assert_eq!(count(&b, "tr.letter").await, 1, "the other letter stays");
+    b.close().await.unwrap();
+}
+
+/// Without the token, or with another, nothing is served; an action from another origin,
+/// or without the form's token, changes nothing.
+async fn refuses_without_the_token(base: &str, addr: SocketAddr) {
+    let http = reqwest::Client::new();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(http.get(format!("{base}/")).send().await.unwrap()),
+        401
+    );
+    let wrong = http
+        .get(format!("{base}/dead"))
+        .bearer_auth("not-the-token-at-all")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(wrong), 401);
+    let login = http
+        .get(format!("{base}/login?token=nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(login), 401);
+    let page = http
+        .get(format!("{base}/"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(
+        !page.text().await.unwrap().contains(TOKEN),
+        "the token is never rendered"
+    );
+    let no_csrf = http
+        .post(format!("{base}/replay"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("mode=filter&confirm=yes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(no_csrf), 403);
+    let cross = http
+        .post(format!("{base}/replay"))
+        .bearer_auth(TOKEN)
+        .header("origin", "http://evil.example")
+        .header("host", addr.to_string())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("mode=filter")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(cross), 403);
+}
+
+#[tokio::test]
+async fn the_console_refuses_to_start_off_loopback_without_a_token() {
+    let env = Env::new().await;
+    let mut config = env.default_config().load();
+    config.console.listen = "0.0.0.0:0".parse().unwrap();
+    let e = postback_relay::console::start(config.clone(), env.shutdown.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("not a loopback address"), "{e}");
+    config.console.token = Some("short".into());
+    let e = postback_relay::console::start(config, env.shutdown.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("at least 16"), "{e}");
+}
