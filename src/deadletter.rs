@@ -109,6 +109,10 @@ pub struct Envelope {
     #[serde(default)]
     pub history: Vec<crate::delivery::AttemptRecord>,
     pub source: Source,
+    /// The journal's recovery the delivery was sent again by: a replay keeps it, so that the
+    /// delivery is claimed under the recovery's key again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<String>,
 }
 
 impl Envelope {
@@ -134,6 +138,7 @@ impl Envelope {
         env.first_attempt_at = (delivery.attempts > 0).then_some(delivery.first_attempt_at);
         env.last_attempt_at = delivery.history.last().map(|h| h.at);
         env.history = delivery.history.clone();
+        env.recovery.clone_from(&delivery.recovery);
         env.request = request.map(Request::redacted);
         if let Some(r) = last {
             env.last_status = r.status;
@@ -216,6 +221,7 @@ impl Envelope {
             raw_body,
             history: Vec::new(),
             source,
+            recovery: None,
         }
     }
 }

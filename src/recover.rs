@@ -41,33 +41,31 @@ pub enum RecoverError {
     Json(#[from] serde_json::Error),
 }
 
-/// The events of `window` the recovery would send: not sent by it yet, still in the
-/// journal, and taken by the destination.
-fn chosen(
+/// The event `c` as the journal kept it, if the destination takes it; `None` when the
+/// destination does not; an error when it is gone from the journal.
+fn taken(
     dest: &DestinationConfig,
     journal: &Recoveries,
-    window: &Window,
-    report: &mut Report,
-) -> Result<Vec<(Candidate, Box<RawValue>)>, JournalError> {
-    let mut chosen = Vec::new();
-    for c in journal.candidates(window)? {
-        let Some(raw) = journal
-            .event(&c.event_id)?
-            .and_then(|body| RawValue::from_string(body).ok())
-        else {
-            report.gone += 1;
-            continue;
-        };
-        if crate::event::from_raw(&raw).is_ok_and(|e| dest.matches(&e)) {
-            chosen.push((c, raw));
-        }
-    }
-    report.to_send = chosen.len() as u64;
-    Ok(chosen)
+    c: &Candidate,
+) -> Result<Option<Box<RawValue>>, Gone> {
+    let raw = journal
+        .event(&c.event_id)
+        .ok()
+        .flatten()
+        .and_then(|body| RawValue::from_string(body).ok())
+        .ok_or(Gone)?;
+    Ok(crate::event::from_raw(&raw)
+        .is_ok_and(|e| dest.matches(&e))
+        .then_some(raw))
 }
 
+/// An event of the window no longer in the journal (pruned), or unreadable.
+struct Gone;
+
 /// Runs (or, with `dry_run`, counts) the recovery of `window`, asked by `by`. `progress` is
-/// told of each event sent.
+/// told of each event sent. An open-ended window ends where its first run began, on every
+/// run. The window's events are read one at a time: counted in a first pass, sent in a
+/// second.
 pub async fn recover(
     config: &Config,
     journal: Recoveries,
@@ -82,26 +80,40 @@ pub async fn recover(
         .find(|d| d.name == window.destination)
         .ok_or_else(|| RecoverError::UnknownDestination(window.destination.clone()))?;
     let id = window.id();
+    let mut pinned = window.clone();
+    if pinned.until.is_none() {
+        pinned.until = Some(journal.pinned_until(window)?.unwrap_or_else(Utc::now));
+    }
     let mut report = Report {
         sent_before: journal.sent(&id)?,
         ..Report::default()
     };
-    let chosen = chosen(dest, &journal, window, &mut report)?;
-    if dry_run || chosen.is_empty() {
+    let candidates = journal.candidates(&pinned, &id)?;
+    for c in &candidates {
+        match taken(dest, &journal, c) {
+            Ok(Some(_)) => report.to_send += 1,
+            Ok(None) => {}
+            Err(Gone) => report.gone += 1,
+        }
+    }
+    if dry_run || report.to_send == 0 {
         return Ok(report);
     }
-    journal.begin(window, by)?;
+    journal.begin(&id, &pinned, by)?;
     journal.act(&Action {
         at: Utc::now(),
         who: by.to_owned(),
         action: "recover".into(),
-        filter: serde_json::json!({ "recovery": id, "window": window }).to_string(),
+        filter: serde_json::json!({ "recovery": id, "window": pinned }).to_string(),
         count: report.to_send,
     })?;
     let topology = Topology::from_config(config);
     let conn = crate::broker::connect(&config.broker.url, "recover").await?;
     let publisher = Publisher::new(&conn).await?;
-    for (c, raw) in chosen {
+    for c in candidates {
+        let Ok(Some(raw)) = taken(dest, &journal, &c) else {
+            continue;
+        };
         let mut delivery = Delivery::new(c.event_id.clone(), dest.name.clone(), raw, Utc::now());
         delivery.recovery = Some(id.clone());
         let body = serde_json::to_vec(&delivery)?;

@@ -379,9 +379,27 @@ async fn the_console_refuses_to_start_off_loopback_without_a_token() {
         .expect("refused");
     assert!(e.to_string().contains("not a loopback address"), "{e}");
     config.console.token = Some("short".into());
-    let e = postback_relay::console::start(config, env.shutdown.clone())
+    let e = postback_relay::console::start(config.clone(), env.shutdown.clone())
         .await
         .err()
         .expect("refused");
     assert!(e.to_string().contains("at least 16"), "{e}");
+
+    // On loopback without a token it answers only to a loopback name: a page elsewhere whose
+    // name is made to resolve to 127.0.0.1 (DNS rebinding) is refused.
+    config.console.token = None;
+    config.console.listen = "127.0.0.1:0".parse().unwrap();
+    let console = postback_relay::console::start(config, env.shutdown.clone())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/search", console.addr);
+    assert_eq!(http.get(&url).send().await.unwrap().status().as_u16(), 200);
+    let rebound = http
+        .get(&url)
+        .header("host", format!("evil.example:{}", console.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status().as_u16(), 403);
 }

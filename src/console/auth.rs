@@ -104,8 +104,31 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Whether the request names a loopback host. Without a token the console listens on
+/// loopback only; a page elsewhere whose name is made to resolve to 127.0.0.1 (DNS
+/// rebinding) still sends its own name, and is refused.
+pub fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(h, _)| h),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Refuses requests without the access token; adds the headers every page has.
 pub async fn guard(State(c): State<Arc<Console>>, req: Request, next: Next) -> Response {
+    if c.auth.token.is_none() && !loopback_host(req.headers()) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "Refused: this console answers to a loopback address only.",
+        );
+    }
     if !c.auth.allows(req.headers()) {
         return refused(
             StatusCode::UNAUTHORIZED,
@@ -151,8 +174,18 @@ pub struct Login {
 }
 
 /// `/login?token=`: a session cookie for a browser that shows the token once.
-pub async fn login(State(c): State<Arc<Console>>, Query(q): Query<Login>) -> Response {
+pub async fn login(
+    State(c): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(q): Query<Login>,
+) -> Response {
     let Some(expected) = &c.auth.token else {
+        if !loopback_host(&headers) {
+            return refused(
+                StatusCode::FORBIDDEN,
+                "Refused: this console answers to a loopback address only.",
+            );
+        }
         return Redirect::to("/").into_response();
     };
     match q.token {
@@ -192,6 +225,26 @@ mod tests {
         assert!(a.allows(&headers(&[("cookie", &format!("x=1; {COOKIE}={id}"))])));
         assert!(!a.allows(&headers(&[("cookie", &format!("{COOKIE}=forged"))])));
         assert!(Auth::new(None).allows(&headers(&[])));
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_names_are_answered() {
+        for ok in [
+            "127.0.0.1:8081",
+            "localhost:8081",
+            "[::1]:8081",
+            "LOCALHOST",
+        ] {
+            assert!(loopback_host(&headers(&[("host", ok)])), "{ok}");
+        }
+        for no in [
+            "evil.example:8081",
+            "10.0.0.1:8081",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!loopback_host(&headers(&[("host", no)])), "{no}");
+        }
+        assert!(!loopback_host(&headers(&[])));
     }
 
     #[test]

@@ -232,7 +232,7 @@ pub async fn dead_page(c: &Console, filter: &Filter, page: u64) -> Result<DeadPa
     let conn = crate::broker::connect(&c.config.broker.url, "console")
         .await
         .map_err(|e| e.to_string())?;
-    let skip = page.saturating_sub(1) * PAGE;
+    let skip = page.saturating_sub(1).saturating_mul(PAGE);
     let mut out = DeadPage {
         total: 0,
         matched: 0,

@@ -120,7 +120,13 @@ pub async fn dead_letters(State(c): State<Arc<Console>>, Query(f): Query<FilterF
         Err(why) => return bad(&c, &why),
     };
     match gather::dead_page(&c, &filter, f.page.unwrap_or(1)).await {
-        Ok(p) => c.page(view::dead(&p, &f, &c.destinations(), &c.auth.form_token)),
+        Ok(mut p) => {
+            // Scrubbed before rendering too: an escaped secret would not match afterwards.
+            for s in &mut p.items {
+                c.config.secrets.scrub_in_place(&mut s.detail);
+            }
+            c.page(view::dead(&p, &f, &c.destinations(), &c.auth.form_token))
+        }
         Err(e) => failed(&c, &e),
     }
 }
@@ -151,7 +157,8 @@ pub async fn letter(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Re
     let event = match &l {
         DeadLetter::Envelope(e) => e.event.as_ref().map(|ev| pretty(ev.get())),
         DeadLetter::Raw(r) => std::str::from_utf8(&r.body).ok().map(pretty),
-    };
+    }
+    .map(|e| c.config.secrets.scrub(&e).into_owned());
     let journal = match &event_id {
         Some(e) => gather::timeline_of(&c, e, destination.as_deref())
             .await
@@ -206,7 +213,11 @@ pub async fn replay(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Re
         .filter(|(k, _)| k == "ids")
         .map(|(_, v)| v.clone())
         .collect();
-    let chosen = field(&fs, "mode") == "chosen";
+    let chosen = match field(&fs, "mode") {
+        "chosen" => true,
+        "filter" => false,
+        other => return bad(&c, &format!("mode {other:?}: chosen or filter")),
+    };
     if chosen && ids.is_empty() {
         return bad(&c, "Choose at least one letter to replay.");
     }

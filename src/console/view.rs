@@ -275,7 +275,7 @@ pub fn dead(p: &DeadPage, f: &FilterForm, destinations: &[String], form_token: &
             p {
                 @if p.page > 1 { a href={ "/dead?" (f.query(p.page - 1)) } { "← previous" } " " }
                 "page " (p.page)
-                @if p.has_more { " " a #next href={ "/dead?" (f.query(p.page + 1)) } { "next →" } }
+                @if p.has_more { " " a #next href={ "/dead?" (f.query(p.page.saturating_add(1))) } { "next →" } }
             }
         },
     )

@@ -101,6 +101,7 @@ fn replay_message<'a>(
             (Some(dest), Some(event), Some(id)) => {
                 let mut d = Delivery::new(id.clone(), dest.clone(), event.clone(), now);
                 d.replay_of = Some(e.dead_letter_id);
+                d.recovery.clone_from(&e.recovery);
                 (
                     topology.deliveries.as_str(),
                     serde_json::to_vec(&d)?,

@@ -118,8 +118,23 @@ impl Recoveries {
         })
     }
 
-    /// The window's events this recovery has not sent yet, oldest first.
-    pub fn candidates(&self, w: &Window) -> Result<Vec<Candidate>, JournalError> {
+    /// When an open-ended recovery (no `until`) was first asked for: its window ends there on
+    /// every run, so that a re-run sends nothing that arrived since. `None`: not asked yet.
+    pub fn pinned_until(&self, w: &Window) -> Result<Option<DateTime<Utc>>, JournalError> {
+        let at: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT coalesce(until, asked_at) FROM recoveries WHERE id = ?1",
+                [w.id()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(at.map(from_ms))
+    }
+
+    /// The events of `w` that the recovery `id` has not sent yet, oldest first (ids only; the
+    /// bodies are read one at a time).
+    pub fn candidates(&self, w: &Window, id: &str) -> Result<Vec<Candidate>, JournalError> {
         let sql = match w.outcome {
             Which::Delivered => {
                 "SELECT ev.event_id, ev.first_at FROM events ev
@@ -141,7 +156,7 @@ impl Recoveries {
         };
         let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map(
-            rusqlite::params![w.destination, ms(w.since), w.until.map(ms), w.id()],
+            rusqlite::params![w.destination, ms(w.since), w.until.map(ms), id],
             |r| {
                 Ok(Candidate {
                     event_id: r.get(0)?,
@@ -171,13 +186,14 @@ impl Recoveries {
             .optional()?)
     }
 
-    /// Records that `who` asked for the recovery of `w` (once: a re-run keeps the first).
-    pub fn begin(&self, w: &Window, who: &str) -> Result<(), JournalError> {
+    /// Records that `who` asked for the recovery `id` of `w` (once: a re-run keeps the
+    /// first); `w.until` is where its window ends on every run.
+    pub fn begin(&self, id: &str, w: &Window, who: &str) -> Result<(), JournalError> {
         self.conn.execute(
             "INSERT INTO recoveries (id, destination, since, until, outcome, asked_by, asked_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING",
             rusqlite::params![
-                w.id(),
+                id,
                 w.destination,
                 ms(w.since),
                 w.until.map(ms),

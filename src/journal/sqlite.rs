@@ -133,24 +133,34 @@ impl Db {
     }
 }
 
-/// Brings the schema to the newest version, one transaction per file.
+/// Brings the schema to the newest version, one transaction per file. Each upgrade takes
+/// the write lock first and reads the version inside it, so that two processes upgrading the same
+/// file at once (the relay and the console) apply each file once.
 fn migrate(conn: &mut Connection, shown: &str) -> Result<(), JournalError> {
     let known = MIGRATIONS.len() as i64;
+    // Up to date (the common case): no write lock taken, so that a reader opening the file
+    // never waits behind the relay's writer, nor holds it up.
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if found > known {
-        return Err(JournalError::Schema {
-            path: shown.to_owned(),
-            found,
-            known,
-        });
+    if found == known {
+        return Ok(());
     }
-    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction()?;
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > known {
+            return Err(JournalError::Schema {
+                path: shown.to_owned(),
+                found,
+                known,
+            });
+        }
+        let Some(sql) = MIGRATIONS.get(found as usize) else {
+            return Ok(());
+        };
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
     }
-    Ok(())
 }
 
 /// The writer: commits what has queued up, batch by batch, until every sender is gone (or

@@ -27,6 +27,8 @@ pub(super) struct About<'a> {
 
 impl Relay {
     /// Records every attempt's outcome (see [`Relay::record_all`]), then tells the journal.
+    /// An outcome the store already holds (delivered, duplicate, superseded) is told whatever
+    /// becomes of the message; a retry or a dead letter only once the broker confirmed it.
     pub(super) async fn record_attempts(
         &self,
         attempted: Vec<(Option<&Destination>, Attempted)>,
@@ -39,20 +41,27 @@ impl Relay {
         };
         let outcomes = attempted.into_iter().map(|(d, a)| (d, a.outcome)).collect();
         let fate = self.record_all(outcomes, recorder).await;
-        if let (Fate::Ack, Some(journal)) = (&fate, &self.journal) {
-            for entry in entries {
-                // A full buffer drops the entry and counts it; the delivery is not held.
-                let _ = journal.record(entry);
+        if let Some(journal) = &self.journal {
+            let settled = matches!(fate, Fate::Ack);
+            for (durable, these) in entries {
+                if durable || settled {
+                    // A full buffer drops an entry and counts it; the delivery is not held.
+                    these.into_iter().for_each(|e| {
+                        let _ = journal.record(e);
+                    });
+                }
             }
         }
         fate
     }
 
+    /// Each attempt's entries, with whether its outcome is durable before the message is
+    /// settled. The event's body goes with each destination's last entry.
     fn entries(
         &self,
         attempted: &[(Option<&Destination>, Attempted)],
         about: &About<'_>,
-    ) -> Vec<Entry> {
+    ) -> Vec<(bool, Vec<Entry>)> {
         let tier = |delay: Duration| crate::retry::tier_label(self.topology.tier(delay).0);
         let mut all = Vec::new();
         for (dest, a) in attempted {
@@ -63,13 +72,21 @@ impl Relay {
                     self.config.secrets.scrub_in_place(r);
                 }
             }
-            all.append(&mut these);
-        }
-        if let Some(first) = all.first_mut() {
-            first.event = Some(about.raw.to_owned());
+            if let Some(last) = these.last_mut() {
+                last.event = Some(about.raw.to_owned());
+            }
+            all.push((stored_before_settling(&a.outcome), these));
         }
         all
     }
+}
+
+/// Whether an outcome is durable before its message is settled: the store recorded it.
+pub(super) fn stored_before_settling(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Delivered { .. } | Outcome::Duplicate { .. } | Outcome::Superseded { .. }
+    )
 }
 
 /// The outcome as the journal writes it, and the delivery's partner calls so far when the
@@ -149,4 +166,96 @@ pub(super) fn entries(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::outcome::Call;
+
+    fn event() -> ConversionEvent {
+        let raw = serde_json::value::RawValue::from_string(
+            r#"{"event_id":"e1","type":"order","occurred_at":"2026-11-20T10:00:00Z",
+                "order":{"id":"o1","amount":"10.00","currency":"EUR"}}"#
+                .into(),
+        )
+        .unwrap();
+        crate::event::from_raw(&raw).unwrap()
+    }
+
+    fn call(attempt: u32, status: u16) -> Call {
+        Call {
+            at: Utc::now(),
+            attempt,
+            status: Some(status),
+            error_class: None,
+            latency_ms: 3.0,
+            snippet: Some(format!("answered {status}")),
+        }
+    }
+
+    #[test]
+    fn each_call_is_an_entry_and_the_last_carries_the_outcome() {
+        let e = event();
+        let about = About {
+            event: &e,
+            raw: "{}",
+            recovery: Some("r1"),
+        };
+        let attempted = Attempted {
+            outcome: Outcome::Delivered {
+                attempts: 2,
+                occurred_at: e.occurred_at,
+            },
+            request: Some("GET /x".into()),
+            calls: vec![call(1, 503), call(2, 200)],
+        };
+        let tier = |_: Duration| "30s".to_owned();
+        let got = entries("hoqu", &attempted, &about, &tier);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0].outcome,
+            journal::Outcome::RetryScheduled(IN_PROCESS.into())
+        );
+        assert_eq!((got[0].attempt, got[0].http_status), (1, Some(503)));
+        assert_eq!(got[1].outcome, journal::Outcome::Delivered);
+        assert_eq!(got[1].order_id.as_deref(), Some("o1"));
+        assert!(got.iter().all(|x| x.recovery.as_deref() == Some("r1")));
+        assert!(got.iter().all(|x| x.request.as_deref() == Some("GET /x")));
+
+        let no_call: Attempted = Outcome::Duplicate {
+            event_id: "e1".into(),
+        }
+        .into();
+        let got = entries("hoqu", &no_call, &about, &tier);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].outcome.clone(), got[0].http_status),
+            (journal::Outcome::Duplicate, None)
+        );
+    }
+
+    #[test]
+    fn only_what_the_store_holds_is_told_before_the_message_is_settled() {
+        let e = event();
+        assert!(stored_before_settling(&Outcome::Delivered {
+            attempts: 1,
+            occurred_at: e.occurred_at
+        }));
+        assert!(stored_before_settling(&Outcome::Superseded {
+            event_id: "e1".into(),
+            status: "approved"
+        }));
+        let raw = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+        let retry = Outcome::Retry {
+            delivery: crate::delivery::Delivery::new("e1".into(), "d".into(), raw, Utc::now()),
+            delay: Duration::from_secs(30),
+        };
+        assert!(!stored_before_settling(&retry));
+        let (o, n) = journal_outcome(&retry, &|d| format!("{}s", d.as_secs()));
+        assert_eq!(
+            (o, n),
+            (journal::Outcome::RetryScheduled("30s".into()), Some(0))
+        );
+    }
 }
