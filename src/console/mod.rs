@@ -10,6 +10,7 @@
 //! origin only; every page is scrubbed of the configuration's secrets; every action is
 //! written to the journal with its time, filter and count.
 
+mod actions;
 mod auth;
 mod gather;
 mod handlers;
@@ -121,11 +122,11 @@ fn router(console: Arc<Console>) -> Router {
         .route("/", get(handlers::overview))
         .route("/dead", get(handlers::dead_letters))
         .route("/dead/{id}", get(handlers::letter))
-        .route("/replay", post(handlers::replay))
+        .route("/replay", post(actions::replay))
         .route("/search", get(handlers::search))
         .route(
             "/recover",
-            get(handlers::recover_form).post(handlers::recover),
+            get(handlers::recover_form).post(actions::recover),
         )
         .route("/jobs/{id}", get(handlers::job))
         .route("/console.css", get(handlers::css))
