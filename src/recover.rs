@@ -43,13 +43,14 @@ pub enum RecoverError {
 
 /// The event `c` as the journal kept it, if the destination takes it; `None` when the
 /// destination does not; an error when it is gone from the journal.
-fn taken(
+async fn taken(
     dest: &DestinationConfig,
     journal: &Recoveries,
     c: &Candidate,
 ) -> Result<Option<Box<RawValue>>, Gone> {
     let raw = journal
         .event(&c.event_id)
+        .await
         .ok()
         .flatten()
         .and_then(|body| RawValue::from_string(body).ok())
@@ -82,15 +83,15 @@ pub async fn recover(
     let id = window.id();
     let mut pinned = window.clone();
     if pinned.until.is_none() {
-        pinned.until = Some(journal.pinned_until(window)?.unwrap_or_else(Utc::now));
+        pinned.until = Some(journal.pinned_until(window).await?.unwrap_or_else(Utc::now));
     }
     let mut report = Report {
-        sent_before: journal.sent(&id)?,
+        sent_before: journal.sent(&id).await?,
         ..Report::default()
     };
-    let candidates = journal.candidates(&pinned, &id)?;
+    let candidates = journal.candidates(&pinned, &id).await?;
     for c in &candidates {
-        match taken(dest, &journal, c) {
+        match taken(dest, &journal, c).await {
             Ok(Some(_)) => report.to_send += 1,
             Ok(None) => {}
             Err(Gone) => report.gone += 1,
@@ -99,19 +100,21 @@ pub async fn recover(
     if dry_run || report.to_send == 0 {
         return Ok(report);
     }
-    journal.begin(&id, &pinned, by)?;
-    journal.act(&Action {
-        at: Utc::now(),
-        who: by.to_owned(),
-        action: "recover".into(),
-        filter: serde_json::json!({ "recovery": id, "window": pinned }).to_string(),
-        count: report.to_send,
-    })?;
+    journal.begin(&id, &pinned, by).await?;
+    journal
+        .act(&Action {
+            at: Utc::now(),
+            who: by.to_owned(),
+            action: "recover".into(),
+            filter: serde_json::json!({ "recovery": id, "window": pinned }).to_string(),
+            count: report.to_send,
+        })
+        .await?;
     let topology = Topology::from_config(config);
     let conn = crate::broker::connect(&config.broker.url, "recover").await?;
     let publisher = Publisher::new(&conn).await?;
     for c in candidates {
-        let Ok(Some(raw)) = taken(dest, &journal, &c) else {
+        let Ok(Some(raw)) = taken(dest, &journal, &c).await else {
             continue;
         };
         let mut delivery = Delivery::new(c.event_id.clone(), dest.name.clone(), raw, Utc::now());
@@ -121,7 +124,7 @@ pub async fn recover(
         publisher
             .publish_json("", &topology.deliveries, &body, Some(&message_id), None)
             .await?;
-        journal.mark(&id, &c.event_id)?;
+        journal.mark(&id, &c.event_id).await?;
         report.sent += 1;
         progress(&report);
     }

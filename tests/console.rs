@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::{Env, deliveries, event, eventually, until};
 use fantoccini::{Client, ClientBuilder, Locator};
-use postback_relay::journal::{Filter, Recoveries};
+use postback_relay::journal::Filter;
 use postback_relay::sandbox::Rule;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -177,18 +177,12 @@ async fn an_operator_reads_filters_opens_and_replays_in_a_real_browser() {
         .await;
     }
     until(&running, "5 events settled", |m| m.events_acked.get() >= 5).await;
-    let journal = env.journal_path();
-    eventually(WAIT, "5 outcomes journaled", || {
-        let n = postback_relay::journal::Reader::open(&journal)
-            .and_then(|r| {
-                r.entries(&Filter {
-                    limit: 100,
-                    ..Filter::default()
-                })
-            })
-            .map(|e| e.len())
-            .unwrap_or(0);
-        async move { n >= 5 }
+    let all = Filter {
+        limit: 100,
+        ..Filter::default()
+    };
+    eventually(WAIT, "5 outcomes journaled", || async {
+        env.journal_entries(&all).await.len() >= 5
     })
     .await;
 
@@ -302,7 +296,7 @@ async fn an_operator_reads_filters_opens_and_replays_in_a_real_browser() {
         "delivered",
     )
     .await;
-    let actions = Recoveries::open(&journal).unwrap().actions(10).unwrap();
+    let actions = env.recoveries().await.actions(10).await.unwrap();
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert_eq!(
         (actions[0].action.as_str(), actions[0].count),

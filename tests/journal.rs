@@ -26,24 +26,15 @@ fn hoqu(env: &Env) -> Dest {
 
 /// The journal's entries for `filter`, once there are at least `n`.
 async fn entries(env: &Env, filter: Filter, n: usize) -> Vec<Entry> {
-    let path = env.journal_path();
     let filter = Filter {
         limit: 1000,
         ..filter
     };
-    let mut found = Vec::new();
-    eventually(WAIT, &format!("{n} journal entries"), || {
-        let got = if path.exists() {
-            env.journal().entries(&filter).unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        let enough = got.len() >= n;
-        found = got;
-        async move { enough }
+    eventually(WAIT, &format!("{n} journal entries"), || async {
+        env.journal_entries(&filter).await.len() >= n
     })
     .await;
-    found
+    env.journal_entries(&filter).await
 }
 
 fn by_order(order: &str) -> Filter {
@@ -55,7 +46,15 @@ fn by_order(order: &str) -> Filter {
 
 #[tokio::test]
 async fn every_call_and_outcome_is_journaled_with_its_secrets_redacted() {
-    let env = Env::new().await;
+    every_call_and_outcome(Env::new().await).await;
+}
+
+#[tokio::test]
+async fn every_call_and_outcome_is_journaled_in_postgresql() {
+    every_call_and_outcome(Env::with_postgres_journal().await).await;
+}
+
+async fn every_call_and_outcome(env: Env) {
     env.sandbox
         .add_rule(&Rule::answer(503).on_path("/hoqu").times(1))
         .await
@@ -96,7 +95,10 @@ async fn every_call_and_outcome_is_journaled_with_its_secrets_redacted() {
         assert!(request.contains("REDACTED"), "{request}");
         assert!(!request.contains(KEY), "a secret in the journal: {request}");
     }
-    let kept = env.journal().event("j-1").unwrap().expect("the event kept");
+    let reader = postback_relay::journal::Reader::open(&env.journal_config())
+        .await
+        .unwrap();
+    let kept = reader.event("j-1").await.unwrap().expect("the event kept");
     assert_eq!(
         kept.as_bytes(),
         body,
@@ -242,4 +244,37 @@ async fn deliveries_refuses_bad_input_with_a_clear_message() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no journal at"), "{}", stderr(&out));
     assert!(!env.journal_path().exists());
+}
+
+#[tokio::test]
+async fn an_unreachable_postgresql_journal_holds_up_no_delivery() {
+    let env = Env::new().await;
+    // Nothing listens there: every commit fails, is tried again, and in the end is counted.
+    let config = env
+        .default_config()
+        .journal_postgres("postgres://postgres:postgres@127.0.0.1:1/none");
+    let running = env.start(&config).await;
+    for i in 0..5 {
+        env.publish(&common::event(
+            &format!("u-{i}"),
+            "order",
+            &format!("c{i}"),
+            Some("1.00"),
+        ))
+        .await;
+    }
+    until(&running, "5 events delivered and acked", |m| {
+        m.events_acked.get() >= 5 && common::deliveries(m, "powerspace", "delivered") >= 5
+    })
+    .await;
+    let scrape = reqwest::get(format!("http://{}/metrics", running.http_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scrape.contains("postback_relay_journal_written_total 0"),
+        "nothing could be written"
+    );
 }

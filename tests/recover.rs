@@ -39,10 +39,11 @@ async fn journaled(env: &Env, n: usize) {
         limit: 1_000_000,
         ..Filter::default()
     };
-    eventually(WAIT, &format!("{n} delivered entries journaled"), || {
-        let got = env.journal().entries(&filter).map(|e| e.len()).unwrap_or(0);
-        async move { got >= n }
-    })
+    eventually(
+        WAIT,
+        &format!("{n} delivered entries journaled"),
+        || async { env.journal_entries(&filter).await.len() >= n },
+    )
     .await;
 }
 
@@ -52,7 +53,15 @@ fn recover(path: &str, args: &[&str]) -> Cli {
 
 #[tokio::test]
 async fn a_window_is_sent_again_once_and_a_second_run_sends_nothing() {
-    let env = Env::new().await;
+    once_and_not_twice(Env::new().await).await;
+}
+
+#[tokio::test]
+async fn a_window_is_sent_again_once_from_a_postgresql_journal() {
+    once_and_not_twice(Env::with_postgres_journal().await).await;
+}
+
+async fn once_and_not_twice(env: Env) {
     let config = env.default_config();
     let running = env.start(&config).await;
     let since = (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
@@ -94,13 +103,12 @@ async fn a_window_is_sent_again_once_and_a_second_run_sends_nothing() {
     let since_t = since.parse().unwrap();
     let w = Window::new("powerspace".into(), since_t, None, Which::Delivered).unwrap();
     let entries = env
-        .journal()
-        .entries(&Filter {
+        .journal_entries(&Filter {
             destination: Some("powerspace".into()),
             limit: 1000,
             ..Filter::default()
         })
-        .unwrap();
+        .await;
     let recovered: Vec<_> = entries.iter().filter(|e| e.recovery.is_some()).collect();
     assert_eq!(recovered.len(), 20);
     assert!(
@@ -108,10 +116,7 @@ async fn a_window_is_sent_again_once_and_a_second_run_sends_nothing() {
             .iter()
             .all(|e| e.recovery.as_deref() == Some(w.id().as_str()))
     );
-    let actions = Recoveries::open(&env.journal_path())
-        .unwrap()
-        .actions(10)
-        .unwrap();
+    let actions = env.recoveries().await.actions(10).await.unwrap();
     assert_eq!(actions.len(), 1, "{actions:?}");
     assert_eq!(
         (actions[0].who.as_str(), actions[0].count),
@@ -137,8 +142,16 @@ async fn a_window_is_sent_again_once_and_a_second_run_sends_nothing() {
 // while the test polls the journal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recovery_killed_midway_and_run_again_sends_each_event_once_more() {
+    killed_midway(Env::new().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_from_postgresql_killed_midway_sends_each_event_once_more() {
+    killed_midway(Env::with_postgres_journal().await).await;
+}
+
+async fn killed_midway(env: Env) {
     const N: usize = 1500;
-    let env = Env::new().await;
     let config = env.default_config();
     let running = env.start(&config).await;
     let since = (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
@@ -166,21 +179,20 @@ async fn a_recovery_killed_midway_and_run_again_sends_each_event_once_more() {
         &[],
         None,
     );
-    let journal = env.journal_path();
-    let mut at_kill = 0;
-    eventually(WAIT, "the recovery under way", || {
-        at_kill = Recoveries::open(&journal)
-            .and_then(|r| r.sent(&window.id()))
-            .unwrap_or(0);
-        async move { at_kill >= 50 }
+    let journal = env.journal_config();
+    let sent = || async {
+        match Recoveries::open(&journal).await {
+            Ok(r) => r.sent(&window.id()).await.unwrap_or(0),
+            Err(_) => 0,
+        }
+    };
+    eventually(WAIT, "the recovery under way", || async {
+        sent().await >= 50
     })
     .await;
     first.0.kill().unwrap();
     let _ = first.0.wait();
-    let marked = Recoveries::open(&journal)
-        .unwrap()
-        .sent(&window.id())
-        .unwrap();
+    let marked = sent().await;
     assert!(
         (marked as usize) < N,
         "the recovery finished ({marked} marked) before it could be killed"
@@ -211,13 +223,12 @@ async fn a_recovery_killed_midway_and_run_again_sends_each_event_once_more() {
         for (click, _) in &wrong {
             let id = click.trim_start_matches("clk-");
             let entries = env
-                .journal()
-                .entries(&Filter {
+                .journal_entries(&Filter {
                     event_id: Some(id.to_owned()),
                     limit: 100,
                     ..Filter::default()
                 })
-                .unwrap();
+                .await;
             eprintln!("{id}: {entries:#?}");
         }
     }

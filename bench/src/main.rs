@@ -54,7 +54,7 @@ struct Cli {
     /// The relay's store: `embedded` (SQLite file) or a Redis URL.
     #[arg(long, default_value = "embedded")]
     store: String,
-    /// The relay's delivery journal: `embedded` (a SQLite file) or `off`.
+    /// The relay's delivery journal: `embedded` (a SQLite file), `off`, or a PostgreSQL URL.
     #[arg(long, default_value = "embedded")]
     journal: String,
     /// Where to write the results as JSON.
@@ -263,7 +263,10 @@ fn start_relay(cli: &Cli, prefix: &str, base: &str, dir: &std::path::Path) -> an
             "[journal]\npath = \"{}\"",
             dir.join(format!("{prefix}.journal.db")).display()
         ),
-        other => anyhow::bail!("--journal {other}: embedded or off"),
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            format!("[journal]\nkind = \"postgres\"\nurl = \"{url}\"")
+        }
+        other => anyhow::bail!("--journal {other}: embedded, off, or a postgres:// URL"),
     };
     std::fs::write(
         &config,

@@ -2,14 +2,13 @@
 //! delivery (an event at one destination): every call, what the partner answered, and the
 //! outcome.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
 use super::RenderFormat;
 use postback_relay::journal::timeline::{Timeline, answer, shown as shown_outcome, timelines};
-use postback_relay::journal::{Filter, Reader};
+use postback_relay::journal::{Filter, JournalConfig, Reader};
 
 /// What to look up, as the command line gave it.
 pub struct Query {
@@ -76,9 +75,9 @@ impl Query {
     }
 }
 
-/// Prints the timelines `query` selects from the journal at `path`.
-pub fn run(
-    path: &Path,
+/// Prints the timelines `query` selects from the journal.
+pub async fn run(
+    journal: &JournalConfig,
     query: &Query,
     known: &[&str],
     format: RenderFormat,
@@ -90,8 +89,8 @@ pub fn run(
             return Ok(ExitCode::from(2));
         }
     };
-    let reader = open(path)?;
-    let found = timelines(reader.entries(&filter)?);
+    let reader = Reader::open(journal).await?;
+    let found = timelines(reader.entries(&filter).await?);
     match format {
         RenderFormat::Json => println!("{}", serde_json::to_string_pretty(&found)?),
         RenderFormat::Text => print_text(&found),
@@ -130,16 +129,6 @@ fn print_text(found: &[Timeline]) {
             }
         }
     }
-}
-
-/// The journal at `path`, read-only; a clear error when there is none.
-pub fn open(path: &Path) -> anyhow::Result<Reader> {
-    anyhow::ensure!(
-        path.exists(),
-        "no journal at {} (journal.path): has a relay with this configuration run?",
-        path.display()
-    );
-    Ok(Reader::open(path)?)
 }
 
 #[cfg(test)]

@@ -131,7 +131,8 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 outcomes: outcome.iter().map(|o| o.code().to_owned()).collect(),
                 limit,
             };
-            deliveries::run(&c.journal.path, &query, &known, format)
+            deliveries::run(&c.journal, &query, &known, format)
+                .await
                 .map_err(|e| anyhow::anyhow!("{}", c.secrets.scrub(&format!("{e:#}"))))
         }
     }

@@ -51,13 +51,9 @@ pub async fn recover(config_path: &Path, ask: Ask) -> anyhow::Result<ExitCode> {
         Ok(w) => w,
         Err(e) => return refuse(e.to_string()),
     };
-    let path = &config.journal.path;
-    anyhow::ensure!(
-        path.exists(),
-        "no journal at {} (journal.path): has a relay with this configuration run?",
-        path.display()
-    );
-    let journal = Recoveries::open(path)?;
+    let journal = Recoveries::open(&config.journal)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", config.secrets.scrub(&e.to_string())))?;
     let bar = super::progress_bar(0, "recovered");
     let report =
         postback_relay::recover::recover(&config, journal, &window, &ask.by, ask.dry_run, |r| {

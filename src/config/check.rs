@@ -122,7 +122,8 @@ fn check_journal(j: &crate::journal::JournalConfig) -> Result<(), ConfigError> {
         1,
         limits::JOURNAL_RETENTION_DAYS,
     )?;
-    in_range("journal.buffer", j.buffer, 1, limits::JOURNAL_BUFFER)
+    in_range("journal.buffer", j.buffer, 1, limits::JOURNAL_BUFFER)?;
+    j.check().map_err(|(key, message)| key_err(key, message))
 }
 
 /// One destination's own keys; compiles its partner side.

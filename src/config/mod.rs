@@ -246,6 +246,9 @@ impl Config {
         if let crate::store::StoreConfig::Redis { url, .. } = &self.store {
             urls.push(url);
         }
+        if let Some(url) = &self.journal.url {
+            urls.push(url);
+        }
         for u in urls {
             if let Some(password) = url::Url::parse(u)
                 .ok()

@@ -135,7 +135,7 @@ async fn run_replay(c: Arc<Console>, id: u64, filter: Filter, described: serde_j
     .await;
     match result {
         Ok(r) => {
-            act(&c, "replay", described, r.replayed);
+            act(&c, "replay", described, r.replayed).await;
             let said = format!(
                 "Replayed {} dead letter(s) of {} examined; the other {} stay in {}.",
                 r.replayed,
@@ -159,7 +159,7 @@ async fn run_replay(c: Arc<Console>, id: u64, filter: Filter, described: serde_j
 }
 
 /// Writes an action to the journal; a journal that cannot take it is logged.
-fn act(c: &Console, action: &str, filter: serde_json::Value, count: u64) {
+async fn act(c: &Console, action: &str, filter: serde_json::Value, count: u64) {
     if !c.config.journal.enabled {
         return;
     }
@@ -170,7 +170,11 @@ fn act(c: &Console, action: &str, filter: serde_json::Value, count: u64) {
         filter: filter.to_string(),
         count,
     };
-    if let Err(e) = Recoveries::open(&c.config.journal.path).and_then(|j| j.act(&a)) {
+    let written = match Recoveries::open(&c.config.journal).await {
+        Ok(j) => j.act(&a).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
         tracing::error!(message = "cannot write the action to the journal", action, error = %c.scrubbed(&e));
     }
 }
@@ -209,16 +213,18 @@ pub async fn recover(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> R
         Ok(w) => w,
         Err(why) => return bad(&c, &why),
     };
-    let path = c.config.journal.path.clone();
-    if !c.config.journal.enabled || !path.exists() {
-        return bad(&c, "There is no journal to recover from yet.");
+    if !c.config.journal.enabled {
+        return bad(
+            &c,
+            "There is no journal to recover from: journal.enabled is false.",
+        );
     }
-    let open = || Recoveries::open(&path);
+    let journal = match Recoveries::open(&c.config.journal).await {
+        Ok(j) => j,
+        Err(e @ crate::journal::JournalError::Missing(_)) => return bad(&c, &e.to_string()),
+        Err(e) => return failed(&c, &e),
+    };
     if f.confirm != "yes" {
-        let journal = match open() {
-            Ok(j) => j,
-            Err(e) => return failed(&c, &e),
-        };
         return match crate::recover::recover(&c.config, journal, &window, "console", true, |_| {})
             .await
         {
@@ -244,20 +250,16 @@ pub async fn recover(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> R
     let console = c.clone();
     tokio::spawn(async move {
         let c = console;
-        let result = match Recoveries::open(&c.config.journal.path) {
-            Ok(journal) => {
-                let progress = |r: &crate::recover::Report| {
-                    c.jobs.update(id, |j| {
-                        j.done = r.sent;
-                        j.total = r.to_send;
-                    })
-                };
-                crate::recover::recover(&c.config, journal, &window, "console", false, progress)
-                    .await
-                    .map_err(|e| c.scrubbed(&e))
-            }
-            Err(e) => Err(c.scrubbed(&e)),
+        let progress = |r: &crate::recover::Report| {
+            c.jobs.update(id, |j| {
+                j.done = r.sent;
+                j.total = r.to_send;
+            })
         };
+        let result =
+            crate::recover::recover(&c.config, journal, &window, "console", false, progress)
+                .await
+                .map_err(|e| c.scrubbed(&e));
         c.jobs.update(id, |j| match result {
             Ok(r) => {
                 j.done = r.sent;

@@ -51,23 +51,16 @@ impl Overview {
     }
 }
 
-/// Runs a journal read on a blocking thread; `None` when there is no journal yet.
-async fn read<T: Send + 'static>(
-    c: &Console,
-    f: impl FnOnce(&Reader) -> Result<T, journal::JournalError> + Send + 'static,
-) -> Result<Option<T>, String> {
+/// The journal to read; `None` when there is none yet (or it is turned off).
+async fn reader(c: &Console) -> Result<Option<Reader>, String> {
     if !c.config.journal.enabled {
         return Ok(None);
     }
-    let path = c.config.journal.path.clone();
-    if !path.exists() {
-        return Ok(None);
+    match Reader::open(&c.config.journal).await {
+        Ok(r) => Ok(Some(r)),
+        Err(journal::JournalError::Missing(_)) => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
-    tokio::task::spawn_blocking(move || Reader::open(&path).and_then(|r| f(&r)))
-        .await
-        .map_err(|e| e.to_string())?
-        .map(Some)
-        .map_err(|e| e.to_string())
 }
 
 /// Per destination, the final outcomes of the journal's entries from `since` on.
@@ -87,13 +80,18 @@ fn by_destination(rows: &[(String, String, u64)]) -> BTreeMap<String, Counts> {
 pub async fn overview(c: &Console) -> Overview {
     let mut notes = Vec::new();
     let now = Utc::now();
-    let counts = read(c, move |r| {
-        Ok((
-            r.counts(now - chrono::Duration::hours(1))?,
-            r.counts(now - chrono::Duration::days(1))?,
-        ))
-    })
-    .await;
+    let counts = match reader(c).await {
+        Ok(Some(r)) => async {
+            Ok(Some((
+                r.counts(now - chrono::Duration::hours(1)).await?,
+                r.counts(now - chrono::Duration::days(1)).await?,
+            )))
+        }
+        .await
+        .map_err(|e: journal::JournalError| e.to_string()),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
     let (hour, day) = match counts {
         Ok(Some((h, d))) => (by_destination(&h), by_destination(&d)),
         Ok(None) => {
@@ -299,23 +297,31 @@ pub async fn letter(c: &Console, id: &str) -> Result<Option<DeadLetter>, String>
 
 /// The journal's timelines for an event id or an order id.
 pub async fn search(c: &Console, q: &str) -> Result<Option<Vec<Timeline>>, String> {
-    let q = q.to_owned();
-    read(c, move |r| {
-        let by = |f: journal::Filter| r.entries(&journal::Filter { limit: 10_000, ..f });
+    let Some(r) = reader(c).await? else {
+        return Ok(None);
+    };
+    let by = |f: journal::Filter| {
+        let r = r.clone();
+        async move { r.entries(&journal::Filter { limit: 10_000, ..f }).await }
+    };
+    let found = async {
         let mut entries = by(journal::Filter {
-            event_id: Some(q.clone()),
+            event_id: Some(q.to_owned()),
             ..Default::default()
-        })?;
+        })
+        .await?;
         let mut by_order = by(journal::Filter {
-            order_id: Some(q),
+            order_id: Some(q.to_owned()),
             ..Default::default()
-        })?;
+        })
+        .await?;
         by_order.retain(|e| !entries.iter().any(|x| x.event_id == e.event_id));
         entries.append(&mut by_order);
         entries.sort_by_key(|e| e.at);
-        Ok(timelines(entries))
-    })
-    .await
+        Ok::<_, journal::JournalError>(timelines(entries))
+    }
+    .await;
+    found.map(Some).map_err(|e| e.to_string())
 }
 
 /// The journal's timelines of one event at one destination.
@@ -324,16 +330,19 @@ pub async fn timeline_of(
     event_id: &str,
     destination: Option<&str>,
 ) -> Result<Option<Vec<Timeline>>, String> {
-    let (e, d) = (event_id.to_owned(), destination.map(str::to_owned));
-    read(c, move |r| {
-        Ok(timelines(r.entries(&journal::Filter {
-            event_id: Some(e),
-            destination: d,
-            limit: 1000,
-            ..Default::default()
-        })?))
-    })
-    .await
+    let Some(r) = reader(c).await? else {
+        return Ok(None);
+    };
+    let filter = journal::Filter {
+        event_id: Some(event_id.to_owned()),
+        destination: destination.map(str::to_owned),
+        limit: 1000,
+        ..Default::default()
+    };
+    match r.entries(&filter).await {
+        Ok(e) => Ok(Some(timelines(e))),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -11,11 +11,14 @@
 //! The schema is versioned: the files in `src/journal/migrations/` are applied in order at
 //! start-up, each once.
 
+mod access;
+mod postgres;
 mod recovery;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 pub mod timeline;
+mod writer;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,8 +27,9 @@ use chrono::{DateTime, Utc};
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
 
-pub use recovery::{Action, Candidate, Recoveries, Which, Window, WindowError};
-pub use sqlite::{Filter, Reader};
+pub use access::{Reader, Recoveries};
+pub use recovery::{Action, Candidate, Which, Window, WindowError};
+pub use sqlite::Filter;
 
 /// `[journal]` in the configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -33,8 +37,12 @@ pub use sqlite::{Filter, Reader};
 pub struct JournalConfig {
     /// Whether the relay keeps a journal at all.
     pub enabled: bool,
-    /// The SQLite file.
+    /// `embedded` (a SQLite file, one relay) or `postgres` (one journal for several).
+    pub kind: JournalKind,
+    /// The SQLite file (`embedded`).
     pub path: PathBuf,
+    /// The PostgreSQL connection URL (`postgres`), e.g. `postgres://relay:${PGPASSWORD}@db/journal`.
+    pub url: Option<String>,
     /// Entries older than this many days are pruned.
     pub retention_days: u32,
     /// Entries waiting for the writer, at most; beyond, new entries are dropped and counted.
@@ -45,9 +53,39 @@ impl Default for JournalConfig {
     fn default() -> Self {
         JournalConfig {
             enabled: true,
+            kind: JournalKind::Embedded,
+            url: None,
             path: PathBuf::from("postback-relay-journal.db"),
             retention_days: 30,
             buffer: 10_000,
+        }
+    }
+}
+
+/// Where the journal is kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalKind {
+    #[default]
+    Embedded,
+    Postgres,
+}
+
+impl JournalConfig {
+    /// What the types cannot check: a URL for `postgres`, and only there.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        match (self.kind, &self.url) {
+            (JournalKind::Postgres, None) => {
+                Err(("journal.url", "kind = \"postgres\" needs a url".into()))
+            }
+            (JournalKind::Postgres, Some(u)) => u
+                .parse::<tokio_postgres::Config>()
+                .map(|_| ())
+                .map_err(|e| ("journal.url", format!("not a PostgreSQL URL: {e}"))),
+            (JournalKind::Embedded, Some(_)) => {
+                Err(("journal.url", "url is for kind = \"postgres\"".into()))
+            }
+            (JournalKind::Embedded, None) => Ok(()),
         }
     }
 }
@@ -80,14 +118,14 @@ impl Outcome {
         }
     }
 
-    fn detail(&self) -> Option<&str> {
+    pub(crate) fn detail(&self) -> Option<&str> {
         match self {
             Outcome::RetryScheduled(d) | Outcome::DeadLettered(d) => Some(d),
             _ => None,
         }
     }
 
-    fn from_parts(code: &str, detail: Option<String>) -> Option<Outcome> {
+    pub(crate) fn from_parts(code: &str, detail: Option<String>) -> Option<Outcome> {
         let detail = detail.unwrap_or_default();
         Some(match code {
             "delivered" => Outcome::Delivered,
@@ -162,6 +200,10 @@ pub enum JournalError {
     },
     #[error("journal: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("journal (PostgreSQL): {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("no journal at {0} (journal.path): has a relay with this configuration run?")]
+    Missing(String),
     #[error("journal: the blocking task failed: {0}")]
     Task(String),
 }
@@ -243,19 +285,23 @@ impl Journal {
         config: &JournalConfig,
         registry: &Registry,
     ) -> Result<(Journal, Writer), JournalError> {
-        let db = sqlite::Db::open(config.path.clone()).await?;
         let metrics = Metrics::register(registry)
             .map_err(|e| JournalError::Task(format!("journal metrics: {e}")))?;
         let (queue, queued) = tokio::sync::mpsc::channel(config.buffer.max(1));
         let retention = chrono::Duration::days(i64::from(config.retention_days.max(1)));
         let stop = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(sqlite::write_all(
-            db,
-            queued,
-            metrics.clone(),
-            retention,
-            stop.clone(),
-        ));
+        let task = match config.kind {
+            JournalKind::Embedded => {
+                let sink = sqlite::FileSink::new(sqlite::Db::open(config.path.clone()).await?);
+                let w = writer::write_all(sink, queued, metrics.clone(), retention, stop.clone());
+                tokio::spawn(w)
+            }
+            JournalKind::Postgres => {
+                let sink = postgres::PgSink::new(config.url.as_deref().unwrap_or_default());
+                let w = writer::write_all(sink, queued, metrics.clone(), retention, stop.clone());
+                tokio::spawn(w)
+            }
+        };
         Ok((Journal { queue, metrics }, Writer { task, stop }))
     }
 

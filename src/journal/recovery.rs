@@ -106,14 +106,14 @@ pub struct Action {
 }
 
 /// The journal, opened for recoveries and actions (read and write, beside a running relay).
-pub struct Recoveries {
+pub struct FileRecoveries {
     conn: Connection,
 }
 
-impl Recoveries {
+impl FileRecoveries {
     /// Opens an existing journal, its schema brought up to date.
-    pub fn open(path: &Path) -> Result<Recoveries, JournalError> {
-        Ok(Recoveries {
+    pub fn open(path: &Path) -> Result<FileRecoveries, JournalError> {
+        Ok(FileRecoveries {
             conn: super::sqlite::Db::open_now(path)?.into_conn(),
         })
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 
-use super::{Entry, JournalError, Metrics, Outcome};
+use super::{Entry, JournalError, Outcome};
 
 /// The schema's versions, in order: version N is the Nth file. A file is never changed once
 /// released; a change is a new file.
@@ -17,12 +17,7 @@ const MIGRATIONS: [&str; 2] = [
     include_str!("migrations/0002_recoveries.sql"),
 ];
 
-/// At most this many entries per transaction.
-const MAX_BATCH: usize = 512;
-/// Old entries are removed this many at a time, so that no step holds the file for long.
-const PRUNE_STEP: usize = 1_000;
-/// How often the writer looks for entries past the retention.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+use super::writer::PRUNE_STEP;
 
 pub(super) struct Db {
     conn: Connection,
@@ -163,112 +158,42 @@ fn migrate(conn: &mut Connection, shown: &str) -> Result<(), JournalError> {
     }
 }
 
-/// The writer: commits what has queued up, batch by batch, until every sender is gone (or
-/// `stop` refuses new entries) and the queue is empty; prunes between batches.
-pub(super) async fn write_all(
-    db: Db,
-    mut queued: tokio::sync::mpsc::Receiver<Entry>,
-    metrics: Metrics,
-    retention: chrono::Duration,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let mut stopping = false;
-    let mut db = Some(db);
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut prune = tokio::time::interval(PRUNE_EVERY);
-    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            n = queued.recv_many(&mut batch, MAX_BATCH) => {
-                if n == 0 {
-                    return;
-                }
-                metrics.buffered.sub(n as i64);
-                db = commit_with_retries(db, std::mem::take(&mut batch), &metrics).await;
-            }
-            _ = stop.cancelled(), if !stopping => {
-                stopping = true;
-                queued.close();
-            }
-            _ = prune.tick(), if !stopping => {
-                db = prune_old(db, Utc::now() - retention).await;
-            }
-        }
-        if db.is_none() {
-            // The connection was lost with a crashed blocking task: nothing more can be
-            // written. Whatever is queued is counted as dropped as it arrives.
-            tracing::error!(message = "the journal's writer stopped");
-            while let Some(_e) = queued.recv().await {
-                metrics.buffered.dec();
-                metrics.dropped.with_label_values(&["stopped"]).inc();
-            }
-            return;
-        }
+/// The file as the writer's sink: each commit and pruning step on a blocking thread.
+pub(super) struct FileSink(Option<Db>);
+
+impl FileSink {
+    pub(super) fn new(db: Db) -> FileSink {
+        FileSink(Some(db))
+    }
+
+    async fn with<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Db) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let mut db = self.0.take().ok_or_else(|| {
+            JournalError::Task("the journal's connection was lost with a crashed task".into())
+        })?;
+        let (db, result) = blocking(move || {
+            let r = f(&mut db);
+            (db, r)
+        })
+        .await?;
+        self.0 = Some(db);
+        Ok(result?)
     }
 }
 
-/// Commits a batch, trying again while the file refuses it (a full disk, a lock held by
-/// another program); entries keep queuing behind it meanwhile, up to the buffer.
-async fn commit_with_retries(
-    db: Option<Db>,
-    mut batch: Vec<Entry>,
-    metrics: &Metrics,
-) -> Option<Db> {
-    let mut db = db?;
-    for tries in 1..=super::MAX_WRITE_TRIES {
-        let (back, kept, result) = blocking(move || {
-            let r = db.commit(&batch);
-            (db, batch, r)
-        })
-        .await
-        .ok()?;
-        (db, batch) = (back, kept);
-        match result {
-            Ok(()) => {
-                metrics.written.inc_by(batch.len() as u64);
-                if let Some(oldest) = batch.iter().map(|e| e.at).min() {
-                    let lag = (Utc::now() - oldest).num_milliseconds().max(0);
-                    metrics.lag.set(lag as f64 / 1000.0);
-                }
-                return Some(db);
-            }
-            Err(e) => {
-                tracing::warn!(message = "journal write failed; trying again", tries, error = %e);
-                tokio::time::sleep(super::RETRY_WRITE).await;
-            }
-        }
+impl super::writer::Sink for FileSink {
+    async fn commit(&mut self, batch: Vec<Entry>) -> (Vec<Entry>, Result<(), JournalError>) {
+        let shared = std::sync::Arc::new(batch);
+        let for_task = shared.clone();
+        let result = self.with(move |db| db.commit(&for_task)).await;
+        let batch = std::sync::Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
+        (batch, result)
     }
-    metrics
-        .dropped
-        .with_label_values(&["write_failed"])
-        .inc_by(batch.len() as u64);
-    tracing::error!(
-        message = "journal entries dropped after repeated write failures",
-        entries = batch.len()
-    );
-    Some(db)
-}
 
-/// Removes what is past the retention, a step at a time, letting the writer's batches in
-/// between steps.
-async fn prune_old(db: Option<Db>, before: DateTime<Utc>) -> Option<Db> {
-    let mut db = db?;
-    loop {
-        let (back, gone) = blocking(move || {
-            let gone = db.prune_step(before);
-            (db, gone)
-        })
-        .await
-        .ok()?;
-        db = back;
-        match gone {
-            Ok(n) if n == PRUNE_STEP => tokio::task::yield_now().await,
-            Ok(_) => return Some(db),
-            Err(e) => {
-                tracing::warn!(message = "journal pruning failed", error = %e);
-                return Some(db);
-            }
-        }
+    async fn prune_step(&mut self, before: DateTime<Utc>) -> Result<usize, JournalError> {
+        self.with(move |db| db.prune_step(before)).await
     }
 }
 
@@ -287,13 +212,13 @@ pub struct Filter {
 }
 
 /// Reads the journal, from any process.
-pub struct Reader {
+pub struct FileReader {
     conn: Connection,
 }
 
-impl Reader {
+impl FileReader {
     /// Opens an existing journal read-only.
-    pub fn open(path: &Path) -> Result<Reader, JournalError> {
+    pub fn open(path: &Path) -> Result<FileReader, JournalError> {
         let shown = path.display().to_string();
         let open = |e| JournalError::Open {
             path: shown.clone(),
@@ -312,7 +237,7 @@ impl Reader {
                 known: MIGRATIONS.len() as i64,
             });
         }
-        Ok(Reader { conn })
+        Ok(FileReader { conn })
     }
 
     /// The entries `filter` selects, oldest first.

@@ -21,10 +21,10 @@ fn entry(event_id: &str, destination: &str, at: &str, outcome: Outcome) -> Entry
 
 fn config(dir: &tempfile::TempDir, buffer: usize) -> JournalConfig {
     JournalConfig {
-        enabled: true,
         path: dir.path().join("journal.db"),
         retention_days: 30,
         buffer,
+        ..JournalConfig::default()
     }
 }
 
@@ -73,7 +73,7 @@ async fn entries_are_read_back_by_event_order_destination_time_and_outcome() {
         4
     );
 
-    let reader = Reader::open(&dir.path().join("journal.db")).unwrap();
+    let reader = sqlite::FileReader::open(&dir.path().join("journal.db")).unwrap();
     let all = |f: Filter| {
         reader
             .entries(&Filter { limit: 100, ..f })
@@ -183,7 +183,7 @@ async fn pruning_removes_old_entries_and_the_events_left_without_any() {
         .prune_step("2026-06-01T00:00:00Z".parse().unwrap())
         .unwrap();
     assert_eq!(gone, 1);
-    let reader = Reader::open(&path).unwrap();
+    let reader = sqlite::FileReader::open(&path).unwrap();
     let left = reader
         .entries(&Filter {
             limit: 10,
@@ -222,7 +222,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
         "{err}"
     );
     assert!(matches!(
-        Reader::open(&path),
+        sqlite::FileReader::open(&path),
         Err(JournalError::Schema { .. })
     ));
 }
@@ -244,7 +244,7 @@ async fn a_journal_of_an_older_version_is_brought_up_to_date_and_keeps_its_entri
         .unwrap();
     }
     drop(sqlite::Db::open(path.clone()).await.unwrap());
-    let reader = Reader::open(&path).unwrap();
+    let reader = sqlite::FileReader::open(&path).unwrap();
     let kept = reader
         .entries(&Filter {
             event_id: Some("old".into()),

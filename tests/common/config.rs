@@ -63,7 +63,12 @@ struct Http {
 
 #[derive(Clone, Debug, Serialize)]
 struct Journal {
-    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -103,7 +108,9 @@ impl ConfigBuilder {
                 path: db.display().to_string(),
             }),
             journal: Some(Journal {
-                path: journal_path(db).display().to_string(),
+                kind: None,
+                path: Some(journal_path(db).display().to_string()),
+                url: None,
             }),
             destinations: Vec::new(),
             vars: BTreeMap::new(),
@@ -127,6 +134,16 @@ impl ConfigBuilder {
         self.store = Some(Store::Redis {
             url: redis_url(),
             key_prefix,
+        });
+        self
+    }
+
+    /// The journal in the PostgreSQL database at `url`.
+    pub fn journal_postgres(mut self, url: &str) -> ConfigBuilder {
+        self.journal = Some(Journal {
+            kind: Some("postgres".into()),
+            path: None,
+            url: Some(url.to_owned()),
         });
         self
     }

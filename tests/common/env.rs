@@ -34,6 +34,8 @@ pub struct Env {
     pub shutdown: CancellationToken,
     /// The names every relay of this test uses (the test configurations share the tiers).
     topology: Topology,
+    /// The journal's own PostgreSQL database, for a test on that journal.
+    postgres: Option<super::postgres::PgDb>,
 }
 
 impl Env {
@@ -58,12 +60,25 @@ impl Env {
             channel,
             publisher,
             shutdown,
+            postgres: None,
         }
     }
 
-    /// This test's broker, worker, HTTP and (embedded) store sections, without destinations.
+    /// An `Env` whose journal is a PostgreSQL database of its own.
+    pub async fn with_postgres_journal() -> Env {
+        let mut env = Env::new().await;
+        env.postgres = Some(super::postgres::PgDb::new(&env.prefix).await);
+        env
+    }
+
+    /// This test's broker, worker, HTTP, (embedded) store and journal sections, without
+    /// destinations.
     pub fn config(&self) -> ConfigBuilder {
-        ConfigBuilder::for_test(&self.prefix, &self.db_path())
+        let c = ConfigBuilder::for_test(&self.prefix, &self.db_path());
+        match &self.postgres {
+            Some(pg) => c.journal_postgres(&pg.url()),
+            None => c,
+        }
     }
 
     /// The Powerspace destination most tests use: at the sandbox, a 2 s timeout, fast
@@ -90,9 +105,37 @@ impl Env {
         super::config::journal_path(&self.db_path())
     }
 
-    /// Reads this test's journal, once the relay has written it.
-    pub fn journal(&self) -> postback_relay::journal::Reader {
-        postback_relay::journal::Reader::open(&self.journal_path()).expect("the journal opens")
+    /// This test's journal, as [`Env::config`] configures it.
+    pub fn journal_config(&self) -> postback_relay::journal::JournalConfig {
+        match &self.postgres {
+            Some(pg) => postback_relay::journal::JournalConfig {
+                kind: postback_relay::journal::JournalKind::Postgres,
+                url: Some(pg.url()),
+                ..Default::default()
+            },
+            None => postback_relay::journal::JournalConfig {
+                path: self.journal_path(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The journal's entries `filter` selects; none while there is no journal yet.
+    pub async fn journal_entries(
+        &self,
+        filter: &postback_relay::journal::Filter,
+    ) -> Vec<postback_relay::journal::Entry> {
+        match postback_relay::journal::Reader::open(&self.journal_config()).await {
+            Ok(r) => r.entries(filter).await.unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The journal's recoveries and actions; the journal must exist.
+    pub async fn recoveries(&self) -> postback_relay::journal::Recoveries {
+        postback_relay::journal::Recoveries::open(&self.journal_config())
+            .await
+            .expect("the journal opens")
     }
 
     /// Starts a relay on `config` in this process and waits until it consumes; it stops with

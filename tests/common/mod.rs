@@ -8,6 +8,7 @@ pub mod config;
 pub mod env;
 pub mod events;
 pub mod partner;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod wait;
