@@ -29,8 +29,8 @@ pub struct Report {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
-    #[error("destination {0:?} is not in the configuration")]
-    UnknownDestination(String),
+    #[error(transparent)]
+    UnknownDestination(#[from] crate::config::UnknownDestination),
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("cannot reach RabbitMQ: {0}")]
@@ -75,11 +75,7 @@ pub async fn recover(
     dry_run: bool,
     mut progress: impl FnMut(&Report),
 ) -> Result<Report, RecoverError> {
-    let dest = config
-        .destinations
-        .iter()
-        .find(|d| d.name == window.destination)
-        .ok_or_else(|| RecoverError::UnknownDestination(window.destination.clone()))?;
+    let dest = config.destination(&window.destination)?;
     let id = window.id();
     let mut pinned = window.clone();
     if pinned.until.is_none() {

@@ -181,10 +181,7 @@ async fn an_operator_reads_filters_opens_and_replays_in_a_real_browser() {
         limit: 100,
         ..Filter::default()
     };
-    eventually(WAIT, "5 outcomes journaled", || async {
-        env.journal_entries(&all).await.len() >= 5
-    })
-    .await;
+    env.until_journaled(&all, 5).await;
 
     let mut config = builder.load();
     config.console.listen = "127.0.0.1:0".parse().unwrap();

@@ -3,14 +3,11 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::process::stderr;
-use common::{Cli, Dest, Env, Event, Hoqu, Retry, eventually, until};
+use common::{Cli, Dest, Env, Event, Hoqu, Retry, until};
 use postback_relay::journal::{Entry, Filter, Outcome};
 use postback_relay::sandbox::Rule;
 
-const WAIT: Duration = Duration::from_secs(30);
 const KEY: &str = "hq-s3cr3t-key";
 
 fn hoqu(env: &Env) -> Dest {
@@ -30,11 +27,7 @@ async fn entries(env: &Env, filter: Filter, n: usize) -> Vec<Entry> {
         limit: 1000,
         ..filter
     };
-    eventually(WAIT, &format!("{n} journal entries"), || async {
-        env.journal_entries(&filter).await.len() >= n
-    })
-    .await;
-    env.journal_entries(&filter).await
+    env.until_journaled(&filter, n).await
 }
 
 fn by_order(order: &str) -> Filter {

@@ -39,12 +39,7 @@ async fn journaled(env: &Env, n: usize) {
         limit: 1_000_000,
         ..Filter::default()
     };
-    eventually(
-        WAIT,
-        &format!("{n} delivered entries journaled"),
-        || async { env.journal_entries(&filter).await.len() >= n },
-    )
-    .await;
+    env.until_journaled(&filter, n).await;
 }
 
 fn recover(path: &str, args: &[&str]) -> Cli {

@@ -4,93 +4,57 @@
 
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
-
 use super::RenderFormat;
+use postback_relay::config::UnknownDestination;
 use postback_relay::journal::timeline::{Timeline, answer, shown as shown_outcome, timelines};
-use postback_relay::journal::{Filter, JournalConfig, Reader};
-
-/// What to look up, as the command line gave it.
-pub struct Query {
-    pub event_id: Option<String>,
-    pub order_id: Option<String>,
-    pub destination: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-    pub outcomes: Vec<String>,
-    pub limit: usize,
-}
+use postback_relay::journal::{Filter, JournalConfig, Reader, WindowError, in_order};
 
 /// Why a query cannot be run; nothing is read.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
     #[error("give --event-id, --order-id, or --destination with --since")]
     Unbounded,
-    #[error("--until ({until}) is before --since ({since})")]
-    Backwards {
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    },
+    #[error(transparent)]
+    Backwards(#[from] WindowError),
     #[error("{0}")]
     BadId(String),
-    #[error("destination {0:?} is not in the configuration (its destinations: {1})")]
-    UnknownDestination(String, String),
+    #[error(transparent)]
+    UnknownDestination(#[from] UnknownDestination),
 }
 
-impl Query {
-    /// The journal's filter, or why this query is refused. `known`: the config's destinations.
-    pub fn filter(&self, known: &[&str]) -> Result<Filter, QueryError> {
-        if let (Some(since), Some(until)) = (self.since, self.until)
-            && until < since
-        {
-            return Err(QueryError::Backwards { since, until });
+/// Whether `f` is a query the command runs: bounded, in order, with well-formed ids and a
+/// destination of the configuration (`known`).
+pub fn check(f: &Filter, known: &[&str]) -> Result<(), QueryError> {
+    in_order(f.since, f.until)?;
+    for (flag, id) in [("--event-id", &f.event_id), ("--order-id", &f.order_id)] {
+        if let Some(id) = id {
+            postback_relay::event::check_id(flag, id)
+                .map_err(|e| QueryError::BadId(e.to_string()))?;
         }
-        for (flag, id) in [
-            ("--event-id", &self.event_id),
-            ("--order-id", &self.order_id),
-        ] {
-            if let Some(id) = id {
-                postback_relay::event::check_id(flag, id)
-                    .map_err(|e| QueryError::BadId(e.to_string()))?;
-            }
-        }
-        if let Some(d) = &self.destination
-            && !known.contains(&d.as_str())
-        {
-            return Err(QueryError::UnknownDestination(d.clone(), known.join(", ")));
-        }
-        let by_time = self.destination.is_some() && self.since.is_some();
-        if self.event_id.is_none() && self.order_id.is_none() && !by_time {
-            return Err(QueryError::Unbounded);
-        }
-        Ok(Filter {
-            event_id: self.event_id.clone(),
-            order_id: self.order_id.clone(),
-            destination: self.destination.clone(),
-            since: self.since,
-            until: self.until,
-            outcomes: self.outcomes.clone(),
-            limit: self.limit,
-        })
     }
+    if let Some(d) = &f.destination {
+        UnknownDestination::check(d, known.iter().copied())?;
+    }
+    let by_time = f.destination.is_some() && f.since.is_some();
+    if f.event_id.is_none() && f.order_id.is_none() && !by_time {
+        return Err(QueryError::Unbounded);
+    }
+    Ok(())
 }
 
-/// Prints the timelines `query` selects from the journal.
+/// Prints the timelines `filter` selects from the journal.
 pub async fn run(
     journal: &JournalConfig,
-    query: &Query,
+    filter: &Filter,
     known: &[&str],
     format: RenderFormat,
 ) -> anyhow::Result<ExitCode> {
-    let filter = match query.filter(known) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    if let Err(e) = check(filter, known) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
     let reader = Reader::open(journal).await?;
-    let found = timelines(reader.entries(&filter).await?);
+    let found = timelines(reader.entries(filter).await?);
     match format {
         RenderFormat::Json => println!("{}", serde_json::to_string_pretty(&found)?),
         RenderFormat::Text => print_text(&found),
@@ -134,57 +98,53 @@ fn print_text(found: &[Timeline]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
 
-    fn query() -> Query {
-        Query {
-            event_id: None,
-            order_id: None,
-            destination: None,
-            since: None,
-            until: None,
-            outcomes: Vec::new(),
+    fn query() -> Filter {
+        Filter {
             limit: 10,
+            ..Filter::default()
         }
     }
 
     #[test]
     fn a_query_is_bounded_ordered_and_names_known_things() {
         let known = ["hoqu", "powerspace"];
-        assert_eq!(query().filter(&known).unwrap_err(), QueryError::Unbounded);
+        assert_eq!(check(&query(), &known).unwrap_err(), QueryError::Unbounded);
         let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        let by_time = Query {
+        let by_time = Filter {
             destination: Some("hoqu".into()),
             since: Some(t("2026-11-20T14:00:00Z")),
             ..query()
         };
-        assert!(by_time.filter(&known).is_ok());
-        let backwards = Query {
+        assert!(check(&by_time, &known).is_ok());
+        let backwards = Filter {
             until: Some(t("2026-11-20T13:00:00Z")),
             ..by_time
         };
         assert!(matches!(
-            backwards.filter(&known),
+            check(&backwards, &known),
             Err(QueryError::Backwards { .. })
         ));
-        let unknown = Query {
+        let unknown = Filter {
             destination: Some("nope".into()),
             since: Some(t("2026-11-20T14:00:00Z")),
             ..query()
         };
-        let e = unknown.filter(&known).unwrap_err().to_string();
+        let e = check(&unknown, &known).unwrap_err().to_string();
         assert!(
             e.contains("\"nope\"") && e.contains("hoqu, powerspace"),
             "{e}"
         );
-        let bad = Query {
+        let bad = Filter {
             event_id: Some("a\u{7}b".into()),
             ..query()
         };
-        assert!(matches!(bad.filter(&known), Err(QueryError::BadId(_))));
-        let blank = Query {
+        assert!(matches!(check(&bad, &known), Err(QueryError::BadId(_))));
+        let blank = Filter {
             order_id: Some("  ".into()),
             ..query()
         };
-        assert!(matches!(blank.filter(&known), Err(QueryError::BadId(_))));
+        assert!(matches!(check(&blank, &known), Err(QueryError::BadId(_))));
     }
 }

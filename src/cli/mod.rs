@@ -122,7 +122,7 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let utc = |t: Option<chrono::DateTime<chrono::FixedOffset>>| {
                 t.map(|t| t.with_timezone(&chrono::Utc))
             };
-            let query = deliveries::Query {
+            let query = postback_relay::journal::Filter {
                 event_id,
                 order_id,
                 destination,

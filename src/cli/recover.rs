@@ -28,21 +28,8 @@ pub async fn recover(config_path: &Path, ask: Ask) -> anyhow::Result<ExitCode> {
         eprintln!("error: {why}");
         Ok(ExitCode::from(2))
     };
-    if !config
-        .destinations
-        .iter()
-        .any(|d| d.name == ask.destination)
-    {
-        let known: Vec<&str> = config
-            .destinations
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect();
-        return refuse(format!(
-            "destination {:?} is not in the configuration (its destinations: {})",
-            ask.destination,
-            known.join(", ")
-        ));
+    if let Err(e) = config.destination(&ask.destination) {
+        return refuse(e.to_string());
     }
     if !config.journal.enabled {
         return refuse("journal.enabled is false: no journal to recover from".into());

@@ -165,6 +165,32 @@ impl Default for ConsoleConfig {
     }
 }
 
+/// A destination name the configuration does not have: the commands and the console say so
+/// in the same words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("destination {name:?} is not in the configuration (its destinations: {known})")]
+pub struct UnknownDestination {
+    pub name: String,
+    pub known: String,
+}
+
+impl UnknownDestination {
+    /// `name` among `known`, or the error that lists them.
+    pub fn check<'a>(
+        name: &str,
+        known: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), UnknownDestination> {
+        let known: Vec<&str> = known.into_iter().collect();
+        if known.contains(&name) {
+            return Ok(());
+        }
+        Err(UnknownDestination {
+            name: name.to_owned(),
+            known: known.join(", "),
+        })
+    }
+}
+
 /// A configuration problem: the key and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -259,6 +285,17 @@ impl Config {
             }
         }
         all
+    }
+
+    /// The destination called `name`.
+    pub fn destination(&self, name: &str) -> Result<&DestinationConfig, UnknownDestination> {
+        let names = || self.destinations.iter().map(|d| d.name.as_str());
+        UnknownDestination::check(name, names())?;
+        Ok(self
+            .destinations
+            .iter()
+            .find(|d| d.name == name)
+            .expect("checked"))
     }
 
     /// The worker defaults, for tools that run without a config file.

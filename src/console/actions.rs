@@ -181,13 +181,8 @@ async fn act(c: &Console, action: &str, filter: serde_json::Value, count: u64) {
 
 /// The window a recovery form asks for, or why it cannot be.
 pub fn window_of(f: &RecoverForm, known: &[String]) -> Result<Window, String> {
-    if !known.contains(&f.destination) {
-        return Err(format!(
-            "destination {:?} is not in the configuration (its destinations: {})",
-            f.destination,
-            known.join(", ")
-        ));
-    }
+    crate::config::UnknownDestination::check(&f.destination, known.iter().map(String::as_str))
+        .map_err(|e| e.to_string())?;
     let since = parse_time("since", &f.since)?.ok_or("since: give the window's start")?;
     let until = parse_time("until", &f.until)?;
     let outcome = match f.outcome.as_str() {

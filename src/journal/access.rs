@@ -2,6 +2,7 @@
 //! SQLite file (its calls run on blocking threads, one connection behind a lock) or the
 //! PostgreSQL database.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -50,9 +51,57 @@ fn existing(config: &JournalConfig) -> Result<(), JournalError> {
     }
 }
 
-async fn postgres(config: &JournalConfig) -> Result<Arc<Pg>, JournalError> {
-    let url = config.url.as_deref().unwrap_or_default();
-    Ok(Arc::new(Pg::connect(url).await?))
+impl<F: Send + 'static> Backend<F> {
+    /// The configured journal: the file (which must exist) opened by `open_file` on a
+    /// blocking thread, or a connection to the database.
+    async fn open(
+        config: &JournalConfig,
+        open_file: fn(&Path) -> Result<F, JournalError>,
+    ) -> Result<Backend<F>, JournalError> {
+        Ok(match config.kind {
+            JournalKind::Embedded => {
+                existing(config)?;
+                let path = config.path.clone();
+                let f = tokio::task::spawn_blocking(move || open_file(&path))
+                    .await
+                    .map_err(|e| JournalError::Task(e.to_string()))??;
+                Backend::File(Arc::new(Mutex::new(f)))
+            }
+            JournalKind::Postgres => {
+                let url = config.url.as_deref().unwrap_or_default();
+                Backend::Postgres(Arc::new(Pg::connect(url).await?))
+            }
+        })
+    }
+}
+
+/// A file connection that reads events (both the reader's and the recoveries').
+trait Events {
+    fn event(&self, event_id: &str) -> Result<Option<String>, JournalError>;
+}
+
+impl Events for FileReader {
+    fn event(&self, event_id: &str) -> Result<Option<String>, JournalError> {
+        FileReader::event(self, event_id)
+    }
+}
+
+impl Events for FileRecoveries {
+    fn event(&self, event_id: &str) -> Result<Option<String>, JournalError> {
+        FileRecoveries::event(self, event_id)
+    }
+}
+
+impl<F: Events + Send + 'static> Backend<F> {
+    async fn event(&self, event_id: &str) -> Result<Option<String>, JournalError> {
+        match self {
+            Backend::File(f) => {
+                let id = event_id.to_owned();
+                on_file(f, move |r| r.event(&id)).await
+            }
+            Backend::Postgres(p) => p.event(event_id).await,
+        }
+    }
 }
 
 /// Reads the journal: entries, events, counts.
@@ -63,17 +112,7 @@ impl Reader {
     /// Opens the configured journal for reading. The file must exist
     /// ([`JournalError::Missing`] otherwise).
     pub async fn open(config: &JournalConfig) -> Result<Reader, JournalError> {
-        Ok(Reader(match config.kind {
-            JournalKind::Embedded => {
-                existing(config)?;
-                let path = config.path.clone();
-                let r = tokio::task::spawn_blocking(move || FileReader::open(&path))
-                    .await
-                    .map_err(|e| JournalError::Task(e.to_string()))??;
-                Backend::File(Arc::new(Mutex::new(r)))
-            }
-            JournalKind::Postgres => Backend::Postgres(postgres(config).await?),
-        }))
+        Ok(Reader(Backend::open(config, FileReader::open).await?))
     }
 
     /// The entries `filter` selects, oldest first.
@@ -89,13 +128,7 @@ impl Reader {
 
     /// The event as published, if the journal still holds it.
     pub async fn event(&self, event_id: &str) -> Result<Option<String>, JournalError> {
-        match &self.0 {
-            Backend::File(f) => {
-                let id = event_id.to_owned();
-                on_file(f, move |r| r.event(&id)).await
-            }
-            Backend::Postgres(p) => p.event(event_id).await,
-        }
+        self.0.event(event_id).await
     }
 
     /// Per destination, how many entries of each outcome there are from `since` on.
@@ -117,17 +150,9 @@ pub struct Recoveries(Backend<FileRecoveries>);
 impl Recoveries {
     /// Opens the configured journal, its schema brought up to date. The file must exist.
     pub async fn open(config: &JournalConfig) -> Result<Recoveries, JournalError> {
-        Ok(Recoveries(match config.kind {
-            JournalKind::Embedded => {
-                existing(config)?;
-                let path = config.path.clone();
-                let r = tokio::task::spawn_blocking(move || FileRecoveries::open(&path))
-                    .await
-                    .map_err(|e| JournalError::Task(e.to_string()))??;
-                Backend::File(Arc::new(Mutex::new(r)))
-            }
-            JournalKind::Postgres => Backend::Postgres(postgres(config).await?),
-        }))
+        Ok(Recoveries(
+            Backend::open(config, FileRecoveries::open).await?,
+        ))
     }
 
     /// Where an open-ended recovery's window ends (when it was first asked for).
@@ -165,13 +190,7 @@ impl Recoveries {
 
     /// The event as published.
     pub async fn event(&self, event_id: &str) -> Result<Option<String>, JournalError> {
-        match &self.0 {
-            Backend::File(f) => {
-                let id = event_id.to_owned();
-                on_file(f, move |r| r.event(&id)).await
-            }
-            Backend::Postgres(p) => p.event(event_id).await,
-        }
+        self.0.event(event_id).await
     }
 
     /// Records that `who` asked for the recovery `id` of `w` (once).

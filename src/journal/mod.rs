@@ -28,7 +28,7 @@ use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
 
 pub use access::{Reader, Recoveries};
-pub use recovery::{Action, Candidate, Which, Window, WindowError};
+pub use recovery::{Action, Candidate, Which, Window, WindowError, in_order};
 pub use sqlite::Filter;
 
 /// `[journal]` in the configuration.

@@ -52,6 +52,17 @@ pub enum WindowError {
     },
 }
 
+/// Whether a window's end, when it has both ends, is not before its start.
+pub fn in_order(
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<(), WindowError> {
+    match (since, until) {
+        (Some(since), Some(until)) if until < since => Err(WindowError::Backwards { since, until }),
+        _ => Ok(()),
+    }
+}
+
 impl Window {
     pub fn new(
         destination: String,
@@ -59,11 +70,7 @@ impl Window {
         until: Option<DateTime<Utc>>,
         outcome: Which,
     ) -> Result<Window, WindowError> {
-        if let Some(until) = until
-            && until < since
-        {
-            return Err(WindowError::Backwards { since, until });
-        }
+        in_order(Some(since), until)?;
         Ok(Window {
             destination,
             since,
@@ -179,11 +186,7 @@ impl FileRecoveries {
 
     /// The event as published.
     pub fn event(&self, event_id: &str) -> Result<Option<String>, JournalError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT body FROM events WHERE event_id = ?1")?
-            .query_row([event_id], |r| r.get(0))
-            .optional()?)
+        super::sqlite::event_body(&self.conn, event_id)
     }
 
     /// Records that `who` asked for the recovery `id` of `w` (once: a re-run keeps the

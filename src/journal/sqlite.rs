@@ -185,6 +185,8 @@ impl FileSink {
 
 impl super::writer::Sink for FileSink {
     async fn commit(&mut self, batch: Vec<Entry>) -> (Vec<Entry>, Result<(), JournalError>) {
+        // Shared with the blocking task, so that the batch comes back for another try even
+        // if that task crashes.
         let shared = std::sync::Arc::new(batch);
         let for_task = shared.clone();
         let result = self.with(move |db| db.commit(&for_task)).await;
@@ -312,12 +314,19 @@ impl FileReader {
 
     /// The event as published, if the journal still holds it.
     pub fn event(&self, event_id: &str) -> Result<Option<String>, JournalError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT body FROM events WHERE event_id = ?1")?
-            .query_row([event_id], |r| r.get(0))
-            .optional()?)
+        event_body(&self.conn, event_id)
     }
+}
+
+/// The event as published, if the file still holds it.
+pub(super) fn event_body(
+    conn: &Connection,
+    event_id: &str,
+) -> Result<Option<String>, JournalError> {
+    Ok(conn
+        .prepare_cached("SELECT body FROM events WHERE event_id = ?1")?
+        .query_row([event_id], |r| r.get(0))
+        .optional()?)
 }
 
 #[cfg(test)]

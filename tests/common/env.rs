@@ -131,6 +131,22 @@ impl Env {
         }
     }
 
+    /// The journal's entries `filter` selects, once there are at least `n` (the journal's
+    /// writer is behind the acknowledgements).
+    pub async fn until_journaled(
+        &self,
+        filter: &postback_relay::journal::Filter,
+        n: usize,
+    ) -> Vec<postback_relay::journal::Entry> {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{n} journal entries"),
+            || async { self.journal_entries(filter).await.len() >= n },
+        )
+        .await;
+        self.journal_entries(filter).await
+    }
+
     /// The journal's recoveries and actions; the journal must exist.
     pub async fn recoveries(&self) -> postback_relay::journal::Recoveries {
         postback_relay::journal::Recoveries::open(&self.journal_config())
@@ -291,9 +307,10 @@ async fn passive_declare(ch: &Channel, queue: &str) -> Result<lapin::Queue, lapi
 
 impl Drop for Env {
     /// Runs on a panic too. Stops this test's relays and sandbox first, so none declares the
-    /// queues again; then removes only what carries this test's prefix. The broker and Redis
-    /// are reached from a thread of its own with its own runtime (the test's may be the one
-    /// blocked here), and waited for at most [`CLEANUP_LIMIT`].
+    /// queues again; then removes only what carries this test's prefix. The broker, Redis and
+    /// PostgreSQL (for a journal there) are reached from a thread of its own with its own
+    /// runtime (the test's may be the one blocked here), and waited for at most
+    /// [`CLEANUP_LIMIT`].
     fn drop(&mut self) {
         self.shutdown.cancel();
         for file in [self.db_path(), self.journal_path()] {
@@ -305,6 +322,7 @@ impl Drop for Env {
         }
         let topology = self.topology.clone();
         let prefix = self.prefix.clone();
+        let database = self.postgres.as_ref().map(|pg| pg.name.clone());
         let (done, finished) = std::sync::mpsc::channel();
         let cleanup = std::thread::Builder::new()
             .name(format!("cleanup {prefix}"))
@@ -321,6 +339,9 @@ impl Drop for Env {
                     }
                     if let Err(e) = super::broker::remove_keys(&redis_url(), &prefix).await {
                         eprintln!("{prefix}: keys left in Redis: {e}");
+                    }
+                    if let Some(name) = database {
+                        super::postgres::drop_database(&name).await;
                     }
                 });
                 let _ = done.send(());

@@ -1,7 +1,5 @@
 //! A test's own PostgreSQL database for the journal, created on the real server and dropped
-//! when the test ends, passed or failed.
-
-use std::time::Duration;
+//! with the test's `Env`, passed or failed.
 
 /// The server's maintenance database, from which a test's databases are made.
 pub fn postgres_url() -> String {
@@ -19,7 +17,7 @@ async fn admin() -> tokio_postgres::Client {
 
 /// A database of the test's own.
 pub struct PgDb {
-    name: String,
+    pub name: String,
 }
 
 impl PgDb {
@@ -41,24 +39,9 @@ impl PgDb {
     }
 }
 
-impl Drop for PgDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let done = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                let _ = tokio::time::timeout(Duration::from_secs(10), async {
-                    admin().await.batch_execute(&sql).await
-                })
-                .await;
-            });
-        });
-        let _ = done.join();
-    }
+/// Drops the database `name` made by [`PgDb::new`], whoever is still connected to it (a
+/// relay's writer); [`super::Env`]'s clean-up calls it.
+pub async fn drop_database(name: &str) {
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    let _ = admin().await.batch_execute(&sql).await;
 }

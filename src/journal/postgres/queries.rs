@@ -1,0 +1,231 @@
+//! The journal's readers and recoveries, in PostgreSQL: the same questions as the file's.
+
+use chrono::{DateTime, Utc};
+
+use super::Pg;
+use crate::journal::recovery::{Action, Candidate, Which, Window};
+use crate::journal::sqlite::{from_ms, ms};
+use crate::journal::{Entry, Filter, JournalError, Outcome};
+
+impl Pg {
+    pub(in crate::journal) async fn entries(&self, f: &Filter) -> Result<Vec<Entry>, JournalError> {
+        let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
+        let outcomes: Option<Vec<String>> = (!f.outcomes.is_empty()).then(|| f.outcomes.clone());
+        let rows = self
+            .client
+            .query(
+                "SELECT event_id, order_id, event_type, destination, attempt, at, outcome, detail,
+                        http_status, error_class, latency_ms, request, response, recovery
+                 FROM entries
+                 WHERE ($1::text IS NULL OR event_id = $1)
+                   AND ($2::text IS NULL OR order_id = $2)
+                   AND ($3::text IS NULL OR destination = $3)
+                   AND ($4::bigint IS NULL OR at >= $4)
+                   AND ($5::bigint IS NULL OR at < $5)
+                   AND ($6::text[] IS NULL OR outcome = ANY($6))
+                 ORDER BY at, id LIMIT $7",
+                &[
+                    &f.event_id,
+                    &f.order_id,
+                    &f.destination,
+                    &f.since.map(ms),
+                    &f.until.map(ms),
+                    &outcomes,
+                    &limit,
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let code: String = r.get(6);
+                let detail: Option<String> = r.get(7);
+                let outcome = Outcome::from_parts(&code, detail)
+                    .ok_or_else(|| JournalError::Task(format!("unknown outcome {code:?}")))?;
+                Ok(Entry {
+                    event_id: r.get(0),
+                    order_id: r.get(1),
+                    event_type: r.get(2),
+                    destination: r.get(3),
+                    attempt: u32::try_from(r.get::<_, i32>(4)).unwrap_or(0),
+                    at: from_ms(r.get(5)),
+                    outcome,
+                    http_status: r
+                        .get::<_, Option<i32>>(8)
+                        .and_then(|s| u16::try_from(s).ok()),
+                    error_class: r.get(9),
+                    latency_ms: r.get(10),
+                    request: r.get(11),
+                    response: r.get(12),
+                    recovery: r.get(13),
+                    event: None,
+                })
+            })
+            .collect()
+    }
+
+    pub(in crate::journal) async fn event(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<String>, JournalError> {
+        Ok(self
+            .client
+            .query_opt("SELECT body FROM events WHERE event_id = $1", &[&event_id])
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    pub(in crate::journal) async fn counts(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, u64)>, JournalError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT destination, outcome, count(*) FROM entries WHERE at >= $1
+                 GROUP BY destination, outcome",
+                &[&ms(since)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64))
+            .collect())
+    }
+
+    pub(in crate::journal) async fn pinned_until(
+        &self,
+        w: &Window,
+    ) -> Result<Option<DateTime<Utc>>, JournalError> {
+        Ok(self
+            .client
+            .query_opt(
+                "SELECT coalesce(until, asked_at) FROM recoveries WHERE id = $1",
+                &[&w.id()],
+            )
+            .await?
+            .map(|r| from_ms(r.get(0))))
+    }
+
+    pub(in crate::journal) async fn candidates(
+        &self,
+        w: &Window,
+        id: &str,
+    ) -> Result<Vec<Candidate>, JournalError> {
+        let sql = match w.outcome {
+            Which::Delivered => {
+                "SELECT ev.event_id, ev.first_at FROM events ev
+                 WHERE ev.event_id IN (
+                     SELECT event_id FROM entries
+                     WHERE destination = $1 AND outcome = 'delivered' AND recovery IS NULL
+                       AND at >= $2 AND ($3::bigint IS NULL OR at < $3))
+                   AND NOT EXISTS (SELECT 1 FROM recovered r
+                                   WHERE r.recovery_id = $4 AND r.event_id = ev.event_id)
+                 ORDER BY ev.first_at, ev.event_id"
+            }
+            Which::Any => {
+                "SELECT ev.event_id, ev.first_at FROM events ev
+                 WHERE $1::text IS NOT NULL AND ev.first_at >= $2
+                   AND ($3::bigint IS NULL OR ev.first_at < $3)
+                   AND NOT EXISTS (SELECT 1 FROM recovered r
+                                   WHERE r.recovery_id = $4 AND r.event_id = ev.event_id)
+                 ORDER BY ev.first_at, ev.event_id"
+            }
+        };
+        let rows = self
+            .client
+            .query(sql, &[&w.destination, &ms(w.since), &w.until.map(ms), &id])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Candidate {
+                event_id: r.get(0),
+                first_at: from_ms(r.get(1)),
+            })
+            .collect())
+    }
+
+    pub(in crate::journal) async fn sent(&self, recovery: &str) -> Result<u64, JournalError> {
+        let n: i64 = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM recovered WHERE recovery_id = $1",
+                &[&recovery],
+            )
+            .await?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    pub(in crate::journal) async fn begin(
+        &self,
+        id: &str,
+        w: &Window,
+        who: &str,
+    ) -> Result<(), JournalError> {
+        self.client
+            .execute(
+                "INSERT INTO recoveries (id, destination, since, until, outcome, asked_by, asked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                &[
+                    &id,
+                    &w.destination,
+                    &ms(w.since),
+                    &w.until.map(ms),
+                    &w.outcome.as_str(),
+                    &who,
+                    &ms(Utc::now()),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(in crate::journal) async fn mark(
+        &self,
+        recovery: &str,
+        event_id: &str,
+    ) -> Result<(), JournalError> {
+        self.client
+            .execute(
+                "INSERT INTO recovered (recovery_id, event_id, sent_at) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&recovery, &event_id, &ms(Utc::now())],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(in crate::journal) async fn act(&self, a: &Action) -> Result<(), JournalError> {
+        self.client
+            .execute(
+                "INSERT INTO actions (at, who, action, filter, count) VALUES ($1, $2, $3, $4, $5)",
+                &[&ms(a.at), &a.who, &a.action, &a.filter, &(a.count as i64)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub(in crate::journal) async fn actions(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<Action>, JournalError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT at, who, action, filter, count FROM actions ORDER BY at DESC, id DESC
+                 LIMIT $1",
+                &[&(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Action {
+                at: from_ms(r.get(0)),
+                who: r.get(1),
+                action: r.get(2),
+                filter: r.get(3),
+                count: r.get::<_, i64>(4) as u64,
+            })
+            .collect())
+    }
+}
