@@ -71,7 +71,7 @@ fn rules_pass_promtool_check_and_unit_tests() {
             runbook.contains(&format!("## {a}")),
             "{a}: no runbook section"
         );
-        assert!(rules.contains(&format!("docs/runbook.md#{}", a.to_lowercase())));
+        assert!(rules.contains(&format!("/docs/runbook.md#{}\"", a.to_lowercase())));
     }
 }
 
@@ -147,6 +147,29 @@ async fn a_real_scrape_passes_promtool_and_has_every_metric_rules_and_dashboard_
             missing.is_empty(),
             "{file} uses metrics the relay does not export: {missing:?}"
         );
+    }
+    // The dashboard's destination variable narrows every panel whose metric has the label.
+    let labelled: BTreeSet<String> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("destination=\""))
+        .flat_map(metric_names)
+        .collect();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("deploy/grafana/dashboards/postback-relay.json").unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let filters = expr.contains(r#"destination=~"$destination""#);
+            let needs =
+                !metric_names(expr).is_disjoint(&labelled) || expr.contains("postback_relay:");
+            assert_eq!(
+                filters, needs,
+                "{}: {expr} and the destination variable",
+                panel["title"]
+            );
+        }
     }
     for line in [
         r#"postback_relay_deliveries_total{destination="powerspace",outcome="delivered"} 1"#,
