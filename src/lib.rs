@@ -11,7 +11,8 @@
 //! - [`store`]: the delivery's claim, the record of what was accepted, and the latest status
 //!   of each conversion;
 //! - [`dispatch`] and [`classify`]: sending a request, and what the partner's answer means
-//!   (a circuit breaker per destination keeps a failing partner from being called);
+//!   (a circuit breaker per destination keeps a failing partner from being called; with the
+//!   Redis store, [`fleet`] makes the rate limit and the circuit the whole fleet's);
 //! - [`retry`] and [`delivery`]: again or give up, and the message a retry travels in;
 //! - [`deadletter`] and [`reason`]: the envelope of what could not be delivered, and why;
 //! - [`redact`]: the configuration's secrets kept out of everything the relay writes;
@@ -37,6 +38,7 @@ pub mod dispatch;
 pub mod dlq;
 mod encode;
 pub mod event;
+pub mod fleet;
 pub mod journal;
 pub mod metrics;
 pub(crate) mod observe;

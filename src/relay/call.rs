@@ -48,8 +48,8 @@ pub(super) enum End {
 }
 
 impl Report {
-    /// Takes in a call's answer: counted, kept as the last, added to the history, reported to
-    /// the circuit. Returns what it means.
+    /// Takes in a call's answer: counted, kept as the last, added to the history. Returns what
+    /// it means.
     fn answered(
         &mut self,
         dest: &Destination,
@@ -59,7 +59,6 @@ impl Report {
         self.tries += 1;
         let kind = dest.config.kind;
         let verdict = answer.result.classify(&|s| kind.explain_status(s));
-        dest.report(!matches!(verdict, Verdict::Retry { .. }));
         let error_class = match &answer.result {
             CallResult::Response { .. } => None,
             other => Some(other.status_class()),
@@ -135,7 +134,7 @@ impl Relay {
                 (Utc::now(), rand::random()),
             )
         };
-        let tries = match dest.admit() {
+        let tries = match dest.admit().await {
             // The partner keeps failing: the delivery waits in the retry tiers, no call made.
             Admit::Wait(open_for) => {
                 return (
@@ -224,6 +223,7 @@ impl Relay {
                 return report;
             }
             let verdict = report.answered(dest, answer, (at, latency_ms));
+            dest.report(!matches!(verdict, Verdict::Retry { .. })).await;
             let closed = dest.circuit_closed();
             match next_try(&verdict, pauses.next(), policy.pause_cap(), closed) {
                 Some(pause) => tokio::time::sleep(pause).await,

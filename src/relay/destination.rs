@@ -1,36 +1,37 @@
 //! One destination at run time: its configuration, the protection its partner gets (a
-//! concurrency limit, an optional rate limit, a circuit breaker) and its metric series, built
-//! once at start-up and found by name.
+//! concurrency limit, an optional rate limit, a circuit breaker: its own, or with the Redis store
+//! the fleet's, see [`crate::fleet`]) and its metric series, built once at start-up and found
+//! by name.
 
 use std::num::NonZeroU32;
-use std::time::Instant;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::circuit::{Admit, Circuit};
+use crate::circuit::Admit;
 use crate::config::{Config, DestinationConfig};
+use crate::fleet::{Breaker, Fleet, Rate};
 use crate::metrics::{DestinationSeries, Metrics};
-
-type Limiter = governor::DefaultDirectRateLimiter;
 
 pub(crate) struct Destination {
     pub config: DestinationConfig,
     concurrency: Semaphore,
-    rate: Option<Limiter>,
-    circuit: Circuit,
+    rate: Option<Rate>,
+    circuit: Breaker,
     pub series: DestinationSeries,
 }
 
 impl Destination {
-    fn new(config: &DestinationConfig, metrics: &Metrics) -> Destination {
+    /// With `fleet` (the Redis store), the rate limit and the circuit are the fleet's.
+    fn new(config: &DestinationConfig, metrics: &Metrics, fleet: Option<&Fleet>) -> Destination {
+        let name = &config.name;
         let rate = config
             .rate_limit_per_sec
             .and_then(NonZeroU32::new)
-            .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n)));
+            .map(|n| Rate::new(n, name, fleet));
         Destination {
             concurrency: Semaphore::new(config.concurrency),
             rate,
-            circuit: Circuit::new(config.circuit.clone()),
+            circuit: Breaker::new(&config.circuit, name, fleet),
             series: metrics.series(&config.name),
             config: config.clone(),
         }
@@ -55,15 +56,15 @@ impl Destination {
     }
 
     /// Whether the circuit lets a call through now.
-    pub fn admit(&self) -> Admit {
-        let admit = self.circuit.admit(Instant::now());
+    pub async fn admit(&self) -> Admit {
+        let admit = self.circuit.admit().await;
         self.show_circuit();
         admit
     }
 
     /// Reports a call to the circuit: `healthy` unless the partner failed in a retryable way.
-    pub fn report(&self, healthy: bool) {
-        self.circuit.record(healthy, Instant::now());
+    pub async fn report(&self, healthy: bool) {
+        self.circuit.record(healthy).await;
         self.show_circuit();
     }
 
@@ -80,12 +81,12 @@ impl Destination {
 pub(crate) struct Destinations(Vec<Destination>);
 
 impl Destinations {
-    pub fn new(config: &Config, metrics: &Metrics) -> Destinations {
+    pub fn new(config: &Config, metrics: &Metrics, fleet: Option<&Fleet>) -> Destinations {
         Destinations(
             config
                 .destinations
                 .iter()
-                .map(|d| Destination::new(d, metrics))
+                .map(|d| Destination::new(d, metrics, fleet))
                 .collect(),
         )
     }

@@ -102,7 +102,7 @@ impl Relay {
             }
         }
         Ok(Relay {
-            destinations: Destinations::new(&config, &metrics),
+            destinations: Destinations::new(&config, &metrics, store.fleet().as_ref()),
             topology,
             client: crate::dispatch::Client::new()?,
             store,

@@ -202,6 +202,15 @@ pub enum Store {
 }
 
 impl Store {
+    /// The state a fleet of replicas shares besides the store's own: with Redis, the
+    /// partners' rate limits and circuits, and which destinations are paused.
+    pub fn fleet(&self) -> Option<crate::fleet::Fleet> {
+        match self {
+            Store::Embedded(_) => None,
+            Store::Redis(s) => Some(s.fleet()),
+        }
+    }
+
     pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
         match config {
             StoreConfig::Embedded { path, ttl_secs } => {

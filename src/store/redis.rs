@@ -144,6 +144,10 @@ impl RedisStore {
         })
     }
 
+    pub(super) fn fleet(&self) -> crate::fleet::Fleet {
+        crate::fleet::Fleet::new(self.conn.clone(), &self.prefix)
+    }
+
     fn k(&self, kind: &str, key: &str) -> String {
         format!("{}:{kind}:{key}", self.prefix)
     }

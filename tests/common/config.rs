@@ -117,6 +117,14 @@ impl ConfigBuilder {
         }
     }
 
+    /// The operations listener (`/metrics`) on `addr`.
+    pub fn listen(mut self, addr: &str) -> ConfigBuilder {
+        self.http = Some(Http {
+            listen: addr.to_owned(),
+        });
+        self
+    }
+
     pub fn destination(mut self, d: Dest) -> ConfigBuilder {
         self.destinations.push(d);
         self

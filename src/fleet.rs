@@ -1,0 +1,380 @@
+//! Partner protection shared by every replica through the Redis store, so that a fleet treats
+//! a partner as one relay would:
+//!
+//! - the rate limit (`rate_limit_per_sec`) is the fleet's: each call reserves the next free
+//!   slot of a GCRA schedule kept in Redis (`{prefix}:rate:{destination}`, the theoretical
+//!   arrival time in microseconds of Redis' own clock), in one round trip, first come first
+//!   served whichever replica asks; the caller waits until its slot;
+//! - the circuit breaker is the fleet's: its state is a hash in Redis
+//!   (`{prefix}:circuit:{destination}`: state, failures in a row, until when). Failures counted
+//!   by every replica open it for all; once the pause is over, exactly one replica takes the
+//!   probe; its answer closes the circuit or opens it again. Each replica keeps a snapshot it
+//!   reads again at most [`REFRESH`] after the last, so that a closed circuit costs no round
+//!   trip per call: an opening reaches the other replicas within that time.
+//!
+//! When Redis cannot be reached, each replica falls back on its own limiter and circuit (and
+//! the claims, which need Redis too, keep anything from being sent meanwhile).
+
+use std::num::NonZeroU32;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::circuit::{Admit, Circuit, State};
+use crate::config::CircuitConfig;
+
+/// How long a replica trusts its snapshot of a closed circuit.
+pub const REFRESH: Duration = Duration::from_millis(200);
+
+type Limiter = governor::DefaultDirectRateLimiter;
+
+/// Where the fleet's shared state lives: the store's Redis connection and key prefix.
+#[derive(Clone)]
+pub struct Fleet {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+impl Fleet {
+    pub(crate) fn new(conn: redis::aio::ConnectionManager, prefix: &str) -> Fleet {
+        Fleet {
+            conn,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn key(&self, kind: &str, destination: &str) -> String {
+        format!("{}:{kind}:{destination}", self.prefix)
+    }
+
+    pub(crate) fn conn(&self) -> redis::aio::ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+/// A destination's rate limit: this process's own, or the fleet's.
+pub enum Rate {
+    Local(Limiter),
+    Fleet {
+        fleet: Fleet,
+        key: String,
+        /// One call per this many microseconds.
+        interval_us: u64,
+        /// Used while Redis cannot be reached.
+        fallback: Limiter,
+    },
+}
+
+/// Reserves the next slot of the schedule and says how far away it is, in microseconds of
+/// Redis' clock. No burst: slots are `interval` apart, so any one second holds at most
+/// `rate + 1` of them.
+static RESERVE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local t = redis.call('TIME')
+         local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+         local interval = tonumber(ARGV[1])
+         local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+         if tat < now then tat = now end
+         local ttl = math.floor((tat + interval - now) / 1000) + 1000
+         redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX', ttl)
+         return math.floor(tat - now)",
+    )
+});
+
+impl Rate {
+    pub fn new(per_sec: NonZeroU32, destination: &str, fleet: Option<&Fleet>) -> Rate {
+        let local = || governor::RateLimiter::direct(governor::Quota::per_second(per_sec));
+        match fleet {
+            None => Rate::Local(local()),
+            Some(fleet) => Rate::Fleet {
+                key: fleet.key("rate", destination),
+                fleet: fleet.clone(),
+                interval_us: (1_000_000 / u64::from(per_sec.get())).max(1),
+                fallback: local(),
+            },
+        }
+    }
+
+    /// Waits for this call's turn.
+    pub async fn until_ready(&self) {
+        match self {
+            Rate::Local(limiter) => limiter.until_ready().await,
+            Rate::Fleet {
+                fleet,
+                key,
+                interval_us,
+                fallback,
+            } => {
+                let reserved: Result<i64, _> = RESERVE
+                    .key(key)
+                    .arg(*interval_us)
+                    .invoke_async(&mut fleet.conn())
+                    .await;
+                match reserved {
+                    Ok(wait_us) if wait_us > 0 => {
+                        tokio::time::sleep(Duration::from_micros(wait_us.unsigned_abs())).await
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(message = "the fleet's rate limit is unreachable; this replica's own applies", error = %e);
+                        fallback.until_ready().await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A destination's circuit breaker: this process's own, or the fleet's.
+pub enum Breaker {
+    Local(Circuit),
+    Fleet(FleetCircuit),
+}
+
+impl Breaker {
+    pub fn new(config: &CircuitConfig, destination: &str, fleet: Option<&Fleet>) -> Breaker {
+        match fleet {
+            Some(fleet) if config.enabled => Breaker::Fleet(FleetCircuit {
+                fleet: fleet.clone(),
+                key: fleet.key("circuit", destination),
+                config: config.clone(),
+                snapshot: Mutex::new(Snapshot::stale()),
+                fallback: Circuit::new(config.clone()),
+            }),
+            _ => Breaker::Local(Circuit::new(config.clone())),
+        }
+    }
+
+    pub async fn admit(&self) -> Admit {
+        match self {
+            Breaker::Local(c) => c.admit(Instant::now()),
+            Breaker::Fleet(c) => c.admit().await,
+        }
+    }
+
+    pub async fn record(&self, healthy: bool) {
+        match self {
+            Breaker::Local(c) => c.record(healthy, Instant::now()),
+            Breaker::Fleet(c) => c.record(healthy).await,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        match self {
+            Breaker::Local(c) => c.state(),
+            Breaker::Fleet(c) => c.state(),
+        }
+    }
+}
+
+/// What a replica last read of the fleet's circuit.
+#[derive(Clone, Copy, Debug)]
+struct Snapshot {
+    state: State,
+    failures: u32,
+    /// Open: until when no call goes; half-open: until when the probe out counts.
+    until: Instant,
+    read: Instant,
+}
+
+impl Snapshot {
+    fn stale() -> Snapshot {
+        let long_ago = Instant::now()
+            .checked_sub(REFRESH * 2)
+            .unwrap_or_else(Instant::now);
+        Snapshot {
+            state: State::Closed,
+            failures: 0,
+            until: long_ago,
+            read: long_ago,
+        }
+    }
+
+    /// The decision the snapshot makes alone, without asking Redis; `None` to ask.
+    fn decides(&self, now: Instant) -> Option<Admit> {
+        match self.state {
+            State::Closed if now.duration_since(self.read) < REFRESH => Some(Admit::Call),
+            State::Open | State::HalfOpen if now < self.until => {
+                Some(Admit::Wait(self.until - now))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a result must be told to Redis: a failure always, a success only when it
+    /// changes something (failures to reset, or a circuit to close).
+    fn must_tell(&self, healthy: bool) -> bool {
+        !healthy || self.state != State::Closed || self.failures > 0
+    }
+}
+
+pub struct FleetCircuit {
+    fleet: Fleet,
+    key: String,
+    config: CircuitConfig,
+    snapshot: Mutex<Snapshot>,
+    fallback: Circuit,
+}
+
+/// `{decision, state, failures, ms}`: decision 0 call, 1 probe, 2 wait `ms`; state 0 closed,
+/// 1 half-open, 2 open. The probe is taken here, atomically: one caller gets it.
+static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local t = redis.call('TIME')
+         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+         local s = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
+         local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+         local u = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
+         if s == 0 then return {0, 0, f, 0} end
+         if now < u then return {2, s, f, u - now} end
+         redis.call('HSET', KEYS[1], 's', 1, 'u', string.format('%.0f', now + tonumber(ARGV[1])))
+         return {1, 1, f, tonumber(ARGV[1])}",
+    )
+});
+
+/// A call's result: healthy closes (and forgets the failures); a failure counts, and opens
+/// the circuit at the threshold, or again when it was not closed. `{state, failures, ms}`.
+static RECORD: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if ARGV[1] == '1' then redis.call('DEL', KEYS[1]) return {0, 0, 0} end
+         local t = redis.call('TIME')
+         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+         local s = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
+         local f = tonumber(redis.call('HINCRBY', KEYS[1], 'f', 1))
+         if s == 0 and f < tonumber(ARGV[2]) then return {0, f, 0} end
+         redis.call('HSET', KEYS[1], 's', 2, 'u', string.format('%.0f', now + tonumber(ARGV[3])))
+         return {2, f, tonumber(ARGV[3])}",
+    )
+});
+
+fn state_of(code: i64) -> State {
+    match code {
+        1 => State::HalfOpen,
+        2 => State::Open,
+        _ => State::Closed,
+    }
+}
+
+fn ms(n: i64) -> Duration {
+    Duration::from_millis(n.max(0).unsigned_abs())
+}
+
+impl FleetCircuit {
+    async fn admit(&self) -> Admit {
+        let now = Instant::now();
+        if let Some(admit) = self.snapshot.lock().expect("snapshot lock").decides(now) {
+            return admit;
+        }
+        let asked: Result<(i64, i64, i64, i64), _> = ADMIT
+            .key(&self.key)
+            .arg(self.config.open_ms)
+            .invoke_async(&mut self.fleet.conn())
+            .await;
+        match asked {
+            Ok((decision, state, failures, wait)) => {
+                let read = Instant::now();
+                *self.snapshot.lock().expect("snapshot lock") = Snapshot {
+                    state: state_of(state),
+                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                    until: read + ms(wait),
+                    read,
+                };
+                match decision {
+                    1 => Admit::Probe,
+                    2 => Admit::Wait(ms(wait)),
+                    _ => Admit::Call,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(message = "the fleet's circuit is unreachable; this replica's own applies", error = %e);
+                self.fallback.admit(now)
+            }
+        }
+    }
+
+    async fn record(&self, healthy: bool) {
+        self.fallback.record(healthy, Instant::now());
+        if !self
+            .snapshot
+            .lock()
+            .expect("snapshot lock")
+            .must_tell(healthy)
+        {
+            return;
+        }
+        let told: Result<(i64, i64, i64), _> = RECORD
+            .key(&self.key)
+            .arg(if healthy { "1" } else { "0" })
+            .arg(self.config.failure_threshold)
+            .arg(self.config.open_ms)
+            .invoke_async(&mut self.fleet.conn())
+            .await;
+        match told {
+            Ok((state, failures, wait)) => {
+                let read = Instant::now();
+                *self.snapshot.lock().expect("snapshot lock") = Snapshot {
+                    state: state_of(state),
+                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                    until: read + ms(wait),
+                    read,
+                };
+            }
+            Err(e) => {
+                tracing::warn!(message = "cannot tell the fleet's circuit of a call", error = %e)
+            }
+        }
+    }
+
+    fn state(&self) -> State {
+        self.snapshot.lock().expect("snapshot lock").state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(state: State, failures: u32, until_ms: i64, read_ago_ms: u64) -> Snapshot {
+        let now = Instant::now();
+        let read = now - Duration::from_millis(read_ago_ms);
+        Snapshot {
+            state,
+            failures,
+            until: if until_ms >= 0 {
+                now + ms(until_ms)
+            } else {
+                now - ms(-until_ms)
+            },
+            read,
+        }
+    }
+
+    #[test]
+    fn a_fresh_closed_snapshot_admits_without_asking_and_a_stale_one_asks() {
+        let now = Instant::now();
+        assert_eq!(
+            snapshot(State::Closed, 0, 0, 10).decides(now),
+            Some(Admit::Call)
+        );
+        assert_eq!(snapshot(State::Closed, 0, 0, 500).decides(now), None);
+    }
+
+    #[test]
+    fn an_open_snapshot_waits_until_its_end_then_asks_for_the_probe() {
+        let now = Instant::now();
+        let open = snapshot(State::Open, 5, 1_000, 0);
+        assert!(
+            matches!(open.decides(now), Some(Admit::Wait(d)) if d > Duration::from_millis(900))
+        );
+        assert_eq!(snapshot(State::Open, 5, -1, 0).decides(now), None);
+        let probing = snapshot(State::HalfOpen, 5, 1_000, 0);
+        assert!(matches!(probing.decides(now), Some(Admit::Wait(_))));
+    }
+
+    #[test]
+    fn only_results_that_change_something_go_to_redis() {
+        assert!(!snapshot(State::Closed, 0, 0, 0).must_tell(true));
+        assert!(snapshot(State::Closed, 0, 0, 0).must_tell(false));
+        assert!(snapshot(State::Closed, 2, 0, 0).must_tell(true));
+        assert!(snapshot(State::HalfOpen, 3, 0, 0).must_tell(true));
+    }
+}
