@@ -37,12 +37,14 @@ pub enum AttemptResult {
     ConversionBusy,
     /// Not called: an update waited for its conversion.
     WaitingForConversion,
+    /// Not called: an operator paused the destination.
+    Paused,
     /// A code from another version of the relay.
     Other(String),
 }
 
 impl AttemptResult {
-    const CODES: [(AttemptResult, &'static str); 14] = [
+    const CODES: [(AttemptResult, &'static str); 15] = [
         (AttemptResult::Informational, "1xx"),
         (AttemptResult::Success, "2xx"),
         (AttemptResult::Redirect, "3xx"),
@@ -60,6 +62,7 @@ impl AttemptResult {
             AttemptResult::WaitingForConversion,
             "waiting_for_conversion",
         ),
+        (AttemptResult::Paused, "paused"),
     ];
 
     pub fn as_str(&self) -> &str {
@@ -143,6 +146,10 @@ pub struct Delivery {
     #[serde(default)]
     pub retries: u32,
     pub first_attempt_at: DateTime<Utc>,
+    /// Time spent waiting while its destination was paused, in milliseconds: given back to
+    /// the age budget.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub paused_ms: u64,
     /// The latest attempts, oldest first, at most [`HISTORY_MAX`].
     #[serde(default)]
     pub history: Vec<AttemptRecord>,
@@ -157,7 +164,20 @@ pub struct Delivery {
     pub event: Box<serde_json::value::RawValue>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl Delivery {
+    /// Where its age budget starts: the first attempt, later by the time spent paused.
+    pub fn budget_start(&self) -> DateTime<Utc> {
+        let paused =
+            chrono::Duration::milliseconds(i64::try_from(self.paused_ms).unwrap_or(i64::MAX));
+        self.first_attempt_at
+            .checked_add_signed(paused)
+            .unwrap_or(self.first_attempt_at)
+    }
+
     pub fn new(
         event_id: String,
         destination: String,
@@ -171,6 +191,7 @@ impl Delivery {
             attempts: 0,
             retries: 0,
             first_attempt_at: now,
+            paused_ms: 0,
             history: Vec::new(),
             replay_of: None,
             recovery: None,

@@ -49,6 +49,11 @@ impl Fleet {
     pub(crate) fn conn(&self) -> redis::aio::ConnectionManager {
         self.conn.clone()
     }
+
+    /// The hash of paused destinations ([`crate::pause`]).
+    pub(crate) fn paused_key(&self) -> String {
+        crate::pause::key(&self.prefix)
+    }
 }
 
 /// A destination's rate limit: this process's own, or the fleet's.

@@ -12,7 +12,8 @@
 //!   of each conversion;
 //! - [`dispatch`] and [`classify`]: sending a request, and what the partner's answer means
 //!   (a circuit breaker per destination keeps a failing partner from being called; with the
-//!   Redis store, [`fleet`] makes the rate limit and the circuit the whole fleet's);
+//!   Redis store, [`fleet`] makes the rate limit and the circuit the whole fleet's, and
+//!   [`pause`] holds a destination's deliveries while an operator has paused it);
 //! - [`retry`] and [`delivery`]: again or give up, and the message a retry travels in;
 //! - [`deadletter`] and [`reason`]: the envelope of what could not be delivered, and why;
 //! - [`redact`]: the configuration's secrets kept out of everything the relay writes;
@@ -43,6 +44,7 @@ pub mod journal;
 pub mod metrics;
 pub(crate) mod observe;
 pub mod partner;
+pub mod pause;
 pub mod publish;
 pub mod reason;
 pub mod recover;

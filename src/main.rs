@@ -162,6 +162,13 @@ enum Command {
         #[arg(long, env = "USER", default_value = "unknown")]
         by: String,
     },
+    /// Pause, resume or list paused destinations, for every relay on this store (with Redis,
+    /// the whole fleet): a paused destination's deliveries wait in the retry tiers, spending
+    /// no attempt and no age budget.
+    Destination {
+        #[command(subcommand)]
+        command: DestinationCommand,
+    },
     /// Serve the operators' web console (`[console]` in the config) until SIGTERM or SIGINT.
     Console {
         #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
@@ -205,6 +212,30 @@ impl JournalOutcome {
             JournalOutcome::Superseded => "superseded",
         }
     }
+}
+
+#[derive(Subcommand)]
+enum DestinationCommand {
+    /// Stop calling a destination until `resume`.
+    Pause {
+        #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
+        config: PathBuf,
+        name: String,
+        /// Who pauses it, as `list` and the relay's log show [default: $USER].
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
+    /// Call a paused destination again.
+    Resume {
+        #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
+        config: PathBuf,
+        name: String,
+    },
+    /// The paused destinations, who paused them and when.
+    List {
+        #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]

@@ -136,6 +136,8 @@ pub struct Metrics {
     pub in_flight: IntGaugeVec,
     /// Circuit state by destination: 0 closed, 1 half-open, 2 open.
     pub circuit_state: IntGaugeVec,
+    /// 1 while an operator has the destination paused.
+    pub destination_paused: IntGaugeVec,
     /// Durable retries scheduled, by destination and delay tier.
     pub retries_scheduled: IntCounterVec,
     /// Successful deliveries by destination and the attempt that succeeded (bucketed).
@@ -218,6 +220,11 @@ impl Metrics {
                 "Circuit breaker state by destination: 0 closed, 1 half-open, 2 open.",
                 dest,
             ),
+            destination_paused: r.gauges(
+                "destination_paused",
+                "1 while the destination is paused (postback-relay destination pause): its deliveries wait.",
+                dest,
+            ),
             retries_scheduled: r.counters(
                 "retries_scheduled_total",
                 "Durable retries scheduled, by destination and delay tier.",
@@ -298,6 +305,7 @@ impl Metrics {
                 self.dead_letters.with_label_values(&[d, r.as_str()]);
             }
             self.request_duration.with_label_values(&[d]);
+            self.destination_paused.with_label_values(&[d]);
             self.dispatch_delay.with_label_values(&[d]);
             self.end_to_end.with_label_values(&[d]);
             self.in_flight.with_label_values(&[d]);

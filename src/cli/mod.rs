@@ -7,6 +7,7 @@ mod check_config;
 mod console;
 mod deliveries;
 mod demo;
+mod destination;
 mod dlq;
 mod publish;
 mod recover;
@@ -74,6 +75,7 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         } => replay::replay(target, filter.filter(), limit, dry_run).await,
         Command::Demo { amqp_url, events } => demo::run(&amqp_url, events).await,
         Command::Console { config } => console::console(&config).await,
+        Command::Destination { command } => destination::execute(command).await,
         Command::Recover {
             config,
             destination,

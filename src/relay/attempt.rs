@@ -176,7 +176,7 @@ impl Relay {
             .status(conversion)
             .await
             .map_err(|e| unavailable(&e))?;
-        match status_step(sent, status, now - delivery.first_attempt_at) {
+        match status_step(sent, status, now - delivery.budget_start()) {
             StatusStep::Send => Ok(lock),
             StatusStep::Superseded => Err(Stop::Now(Outcome::Superseded {
                 event_id: event_id.to_owned(),

@@ -11,7 +11,9 @@ use chrono::Utc;
 
 use super::Relay;
 use super::destination::Destination;
-use super::outcome::{Attempted, Call, NotNow, Outcome, Taken, Wait, after, wait};
+use super::outcome::{
+    Attempted, Call, NotNow, Outcome, Taken, Wait, after, credit_pause, paused, wait,
+};
 use crate::circuit::Admit;
 use crate::classify::{CallResult, Verdict};
 use crate::deadletter::LastAnswer;
@@ -134,6 +136,11 @@ impl Relay {
                 (Utc::now(), rand::random()),
             )
         };
+        credit_pause(&mut delivery, Utc::now());
+        if self.paused.is_paused(dest.name()) {
+            // An operator paused it: the delivery waits, spending no attempt and no age.
+            return (paused(delivery, config, Utc::now()), Vec::new());
+        }
         let tries = match dest.admit().await {
             // The partner keeps failing: the delivery waits in the retry tiers, no call made.
             Admit::Wait(open_for) => {

@@ -76,6 +76,8 @@ pub struct Relay {
     store: Store,
     metrics: Metrics,
     health: Arc<Health>,
+    /// The destinations an operator paused, as last read.
+    paused: crate::pause::Board,
     /// What happened to each delivery, for people; `None` when `journal.enabled = false`.
     journal: Option<crate::journal::Journal>,
     /// The work of sessions that lost their broker connection: it finishes its partner calls
@@ -110,6 +112,7 @@ impl Relay {
             metrics,
             health,
             journal,
+            paused: crate::pause::Board::default(),
             orphans: Mutex::default(),
         })
     }
@@ -158,7 +161,24 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         _ => (None, None),
     };
+    let pauses = crate::pause::Pauses::for_running(&config.store, store.fleet().as_ref());
     let relay = Relay::new(config, store, metrics.clone(), health.clone(), journal)?;
+    // Paused destinations are known before the first message is taken.
+    let names = relay
+        .config
+        .destinations
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    let watching = crate::pause::watch(
+        pauses,
+        relay.paused.clone(),
+        metrics.clone(),
+        names,
+        shutdown.clone(),
+    );
+    let watching = watching.first_read().await;
+    tokio::spawn(watching.run());
     let relay = Arc::new(relay);
     let http = tokio::spawn(crate::observe::serve(
         listener,

@@ -112,6 +112,32 @@ pub(super) enum Wait {
     WaitingForConversion,
 }
 
+/// The destination is paused: the delivery waits a first delay, no call made (no attempt is
+/// spent), and looks again.
+pub(super) fn paused(
+    mut delivery: Delivery,
+    config: &DestinationConfig,
+    now: DateTime<Utc>,
+) -> Outcome {
+    delivery.record([noted(now, AttemptResult::Paused)]);
+    Outcome::Retry {
+        delivery,
+        delay: config.retry.initial_delay(),
+    }
+}
+
+/// Gives back to the age budget the time the delivery has waited since a pause last held it
+/// (whether the destination is still paused or not): the whole of a pause is given back, as
+/// the clock measured it.
+pub(super) fn credit_pause(delivery: &mut Delivery, now: DateTime<Utc>) {
+    if let Some(last) = delivery.history.last()
+        && last.result == AttemptResult::Paused
+    {
+        let waited = (now - last.at).num_milliseconds().max(0).unsigned_abs();
+        delivery.paused_ms = delivery.paused_ms.saturating_add(waited);
+    }
+}
+
 impl From<Wait> for AttemptResult {
     fn from(w: Wait) -> Self {
         match w {
@@ -287,6 +313,34 @@ mod tests {
             request,
             source,
         )
+    }
+
+    #[test]
+    fn a_pause_is_given_back_to_the_age_budget_and_spends_no_attempt() {
+        let (c, (delivery, _, _)) = (config(), parts());
+        let start = delivery.first_attempt_at;
+        let Outcome::Retry {
+            mut delivery,
+            delay,
+        } = paused(delivery, &c, start)
+        else {
+            panic!("a paused delivery waits");
+        };
+        assert_eq!(delay, c.retry.initial_delay());
+        assert_eq!(delivery.attempts, 0);
+        // Back an hour later, paused again, then back after another hour and resumed.
+        credit_pause(&mut delivery, start + chrono::Duration::hours(1));
+        let Outcome::Retry { mut delivery, .. } =
+            paused(delivery, &c, start + chrono::Duration::hours(1))
+        else {
+            panic!("still paused");
+        };
+        credit_pause(&mut delivery, start + chrono::Duration::hours(2));
+        assert_eq!(delivery.paused_ms, 2 * 3_600_000);
+        assert_eq!(delivery.budget_start(), start + chrono::Duration::hours(2));
+        // Crediting again without a new pause gives nothing more.
+        credit_pause(&mut delivery, start + chrono::Duration::hours(3));
+        assert_eq!(delivery.paused_ms, 2 * 3_600_000);
     }
 
     #[test]

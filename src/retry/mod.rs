@@ -196,7 +196,7 @@ pub fn next_step(
         }
         Cause::CircuitOpen(wait) => wait.max(policy.initial_delay()),
     };
-    if policy.exhausted(delivery.attempts, delivery.first_attempt_at, now, delay) {
+    if policy.exhausted(delivery.attempts, delivery.budget_start(), now, delay) {
         Step::GiveUp
     } else {
         Step::Retry(delay)

@@ -1,0 +1,361 @@
+//! Destinations an operator paused (`postback-relay destination pause NAME`): their deliveries
+//! wait in the retry tiers, spending neither attempts nor age budget, until `resume`.
+//!
+//! Where the state lives follows the store: with Redis, one hash (`{prefix}:paused`, a field
+//! per paused destination) that every replica reads; with the embedded store, a JSON file
+//! beside the store's file (`{store path}.paused.json`), written whole and renamed into place.
+//! A running relay reads it again every [`POLL`], so a pause or a resume takes effect within
+//! that time (plus the first retry delay for a delivery already waiting).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreConfig;
+
+/// How often a running relay reads the paused destinations again.
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// Who paused a destination, and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paused {
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PauseError {
+    #[error("paused destinations in redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("paused destinations in {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("paused destinations in {path}: not what the relay writes ({source})")]
+    Malformed {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Where the paused destinations are kept.
+#[derive(Clone)]
+pub enum Pauses {
+    File(PathBuf),
+    Redis {
+        conn: redis::aio::ConnectionManager,
+        key: String,
+    },
+}
+
+impl Pauses {
+    /// The place that goes with the store: for a command, which has no store open.
+    pub async fn for_store(store: &StoreConfig) -> Result<Pauses, PauseError> {
+        match store {
+            StoreConfig::Embedded { path, .. } => Ok(Pauses::File(beside(path))),
+            StoreConfig::Redis {
+                url, key_prefix, ..
+            } => {
+                let client = redis::Client::open(url.as_str())?;
+                let conn = redis::aio::ConnectionManager::new(client).await?;
+                Ok(Pauses::Redis {
+                    conn,
+                    key: key(key_prefix),
+                })
+            }
+        }
+    }
+
+    /// For a running relay: with `fleet` (the Redis store), its own connection; otherwise
+    /// the file beside the embedded store's.
+    pub fn for_running(store: &StoreConfig, fleet: Option<&crate::fleet::Fleet>) -> Pauses {
+        match (fleet, store) {
+            (Some(fleet), _) => Pauses::Redis {
+                conn: fleet.conn(),
+                key: fleet.paused_key(),
+            },
+            (None, StoreConfig::Embedded { path, .. }) => Pauses::File(beside(path)),
+            (None, StoreConfig::Redis { key_prefix, .. }) => {
+                // Not reached (a Redis store has its fleet); the file keeps a pause somewhere.
+                Pauses::File(beside(std::path::Path::new(key_prefix)))
+            }
+        }
+    }
+
+    /// Every paused destination.
+    pub async fn list(&self) -> Result<BTreeMap<String, Paused>, PauseError> {
+        match self {
+            Pauses::File(path) => read_file(path),
+            Pauses::Redis { conn, key } => {
+                let all: BTreeMap<String, String> = redis::cmd("HGETALL")
+                    .arg(key)
+                    .query_async(&mut conn.clone())
+                    .await?;
+                // A field another program wrote wrongly still pauses its destination.
+                Ok(all
+                    .into_iter()
+                    .map(|(name, v)| {
+                        let who = serde_json::from_str(&v).unwrap_or(Paused {
+                            by: "unknown".into(),
+                            at: DateTime::<Utc>::UNIX_EPOCH,
+                        });
+                        (name, who)
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Pauses `destination`; false when it already was.
+    pub async fn pause(&self, destination: &str, who: Paused) -> Result<bool, PauseError> {
+        match self {
+            Pauses::File(path) => {
+                let mut all = read_file(path)?;
+                let new = !all.contains_key(destination);
+                all.entry(destination.to_owned()).or_insert(who);
+                write_file(path, &all)?;
+                Ok(new)
+            }
+            Pauses::Redis { conn, key } => {
+                let value = serde_json::to_string(&who).expect("a Paused serializes");
+                let set: i64 = redis::cmd("HSETNX")
+                    .arg(key)
+                    .arg(destination)
+                    .arg(value)
+                    .query_async(&mut conn.clone())
+                    .await?;
+                Ok(set == 1)
+            }
+        }
+    }
+
+    /// Resumes `destination`; false when it was not paused.
+    pub async fn resume(&self, destination: &str) -> Result<bool, PauseError> {
+        match self {
+            Pauses::File(path) => {
+                let mut all = read_file(path)?;
+                let was = all.remove(destination).is_some();
+                if was {
+                    write_file(path, &all)?;
+                }
+                Ok(was)
+            }
+            Pauses::Redis { conn, key } => {
+                let removed: i64 = redis::cmd("HDEL")
+                    .arg(key)
+                    .arg(destination)
+                    .query_async(&mut conn.clone())
+                    .await?;
+                Ok(removed == 1)
+            }
+        }
+    }
+}
+
+/// The Redis hash of paused destinations under the store's prefix.
+pub(crate) fn key(prefix: &str) -> String {
+    format!("{prefix}:paused")
+}
+
+/// The file beside the embedded store's.
+fn beside(store: &std::path::Path) -> PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".paused.json");
+    PathBuf::from(name)
+}
+
+fn read_file(path: &std::path::Path) -> Result<BTreeMap<String, Paused>, PauseError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| PauseError::Malformed {
+            path: path.to_owned(),
+            source,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(source) => Err(PauseError::File {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Written to a file of its own and renamed over the old one: a reader sees the old state or
+/// the new, never half of one.
+fn write_file(path: &std::path::Path, all: &BTreeMap<String, Paused>) -> Result<(), PauseError> {
+    let err = |source| PauseError::File {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let text = serde_json::to_vec_pretty(all).expect("the paused destinations serialize");
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+/// What a running relay knows of the paused destinations, as last read.
+#[derive(Clone, Default)]
+pub struct Board(Arc<RwLock<BTreeMap<String, Paused>>>);
+
+impl Board {
+    pub fn is_paused(&self, destination: &str) -> bool {
+        self.0
+            .read()
+            .expect("pause board lock")
+            .contains_key(destination)
+    }
+
+    /// Takes in what was read; gives the destinations whose state changed, with the new state.
+    fn update(&self, now: BTreeMap<String, Paused>) -> Vec<(String, Option<Paused>)> {
+        let mut held = self.0.write().expect("pause board lock");
+        let mut changed: Vec<_> = now
+            .iter()
+            .filter(|(name, _)| !held.contains_key(*name))
+            .map(|(name, who)| (name.clone(), Some(who.clone())))
+            .collect();
+        changed.extend(
+            held.keys()
+                .filter(|name| !now.contains_key(*name))
+                .map(|name| (name.clone(), None)),
+        );
+        *held = now;
+        changed
+    }
+}
+
+/// Reads the paused destinations every [`POLL`] until `stop`, keeping `board` and the
+/// `postback_relay_destination_paused` gauge up to date. A read that fails keeps the last
+/// state known (a pause is not lifted because Redis is away).
+pub struct Watch {
+    pauses: Pauses,
+    board: Board,
+    metrics: crate::metrics::Metrics,
+    names: Vec<String>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+pub fn watch(
+    pauses: Pauses,
+    board: Board,
+    metrics: crate::metrics::Metrics,
+    names: Vec<String>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Watch {
+    Watch {
+        pauses,
+        board,
+        metrics,
+        names,
+        stop,
+    }
+}
+
+impl Watch {
+    /// Reads once, now: a relay knows what is paused before it takes its first message.
+    pub async fn first_read(self) -> Watch {
+        self.read().await;
+        self
+    }
+
+    pub async fn run(self) {
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(POLL) => self.read().await,
+            }
+        }
+    }
+
+    async fn read(&self) {
+        match self.pauses.list().await {
+            Ok(now) => {
+                for (name, who) in self.board.update(now) {
+                    match who {
+                        Some(p) => {
+                            tracing::warn!(message = "destination paused: its deliveries wait", destination = %name, by = %p.by, since = %p.at)
+                        }
+                        None => {
+                            tracing::info!(message = "destination resumed", destination = %name)
+                        }
+                    }
+                }
+                for name in &self.names {
+                    self.metrics
+                        .destination_paused
+                        .with_label_values(&[name])
+                        .set(i64::from(self.board.is_paused(name)));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(message = "cannot read the paused destinations; the last state known holds", error = %e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who() -> Paused {
+        Paused {
+            by: "ops".into(),
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_board_says_what_changed() {
+        let board = Board::default();
+        let changed = board.update(BTreeMap::from([("a".into(), who())]));
+        assert_eq!(changed.len(), 1);
+        assert!(board.is_paused("a") && !board.is_paused("b"));
+        assert!(
+            board
+                .update(BTreeMap::from([("a".into(), who())]))
+                .is_empty()
+        );
+        let changed = board.update(BTreeMap::new());
+        assert_eq!(changed, vec![("a".to_owned(), None)]);
+        assert!(!board.is_paused("a"));
+    }
+
+    #[tokio::test]
+    async fn the_file_beside_the_embedded_store_pauses_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("relay.db");
+        let pauses = Pauses::File(beside(&store));
+        assert!(
+            pauses.list().await.unwrap().is_empty(),
+            "no file, none paused"
+        );
+        assert!(pauses.pause("hoqu", who()).await.unwrap());
+        assert!(
+            !pauses.pause("hoqu", who()).await.unwrap(),
+            "already paused"
+        );
+        assert!(dir.path().join("relay.db.paused.json").exists());
+        assert_eq!(
+            pauses.list().await.unwrap().keys().collect::<Vec<_>>(),
+            ["hoqu"]
+        );
+        assert!(pauses.resume("hoqu").await.unwrap());
+        assert!(!pauses.resume("hoqu").await.unwrap());
+        assert!(pauses.list().await.unwrap().is_empty());
+
+        std::fs::write(beside(&store), "{not json").unwrap();
+        let err = pauses.list().await.unwrap_err().to_string();
+        assert!(err.contains("relay.db.paused.json"), "{err}");
+    }
+}
