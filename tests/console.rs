@@ -204,6 +204,54 @@ async fn an_operator_reads_filters_opens_and_replays_in_a_real_browser() {
     assert!(text(&b, "#queues").await.contains(&env.topology().dead));
     screenshot(&b, "console-overview.png").await;
 
+    // A destination paused and resumed from the overview: the relay sees both.
+    assert_eq!(text(&b, "#dest-powerspace .paused .state").await, "running");
+    b.find(Locator::Id("pause-powerspace"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_page(
+        &b,
+        &format!("{base}/"),
+        "#dest-powerspace .paused .state",
+        "paused",
+    )
+    .await;
+    assert!(
+        text(&b, "#dest-powerspace .paused")
+            .await
+            .contains("by console")
+    );
+    until(&running, "the relay sees the pause", |m| {
+        m.destination_paused
+            .with_label_values(&["powerspace"])
+            .get()
+            == 1
+    })
+    .await;
+    b.find(Locator::Id("resume-powerspace"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_page(
+        &b,
+        &format!("{base}/"),
+        "#dest-powerspace .paused .state",
+        "running",
+    )
+    .await;
+    until(&running, "the relay sees the resume", |m| {
+        m.destination_paused
+            .with_label_values(&["powerspace"])
+            .get()
+            == 0
+    })
+    .await;
+
     // The dead letters, narrowed by a filter; one opened.
     b.goto(&format!("{base}/dead")).await.unwrap();
     assert_eq!(count(&b, "tr.letter").await, 2);
@@ -294,10 +342,15 @@ async fn an_operator_reads_filters_opens_and_replays_in_a_real_browser() {
     )
     .await;
     let actions = env.recoveries().await.actions(10).await.unwrap();
-    assert_eq!(actions.len(), 1, "{actions:?}");
+    let mut done: Vec<_> = actions
+        .iter()
+        .map(|a| (a.action.as_str(), a.count))
+        .collect();
+    done.sort();
     assert_eq!(
-        (actions[0].action.as_str(), actions[0].count),
-        ("replay", 1)
+        done,
+        [("pause", 1), ("replay", 1), ("resume", 1)],
+        "{actions:?}"
     );
     b.goto(&format!("{base}/dead")).await.unwrap();
     assert_eq!(count(&b, "tr.letter").await, 1, "the other letter stays");
@@ -357,6 +410,15 @@ async fn refuses_without_the_token(base: &str, addr: SocketAddr) {
         .await
         .unwrap();
     assert_eq!(status(cross), 403);
+    let pause_no_csrf = http
+        .post(format!("{base}/pause"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("destination=powerspace&verb=pause")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(pause_no_csrf), 403);
 }
 
 #[tokio::test]

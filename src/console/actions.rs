@@ -1,6 +1,7 @@
-//! The console's actions: a replay of dead letters and a recovery by time window. Each is
-//! previewed first (a dry run: how many, to where), runs as a job once confirmed, and is
-//! written to the journal's actions.
+//! The console's actions: a replay of dead letters and a recovery by time window, each
+//! previewed first (a dry run: how many, to where) and run as a job once confirmed; and a
+//! destination paused or resumed (at once: either is undone by the other). Each is written to
+//! the journal's actions.
 
 use std::sync::Arc;
 
@@ -27,6 +28,50 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
         .iter()
         .find(|(k, _)| k == name)
         .map_or("", |(_, v)| v.as_str())
+}
+
+/// Pauses or resumes a destination, for every relay on the store.
+pub async fn pause(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Response {
+    let fs = fields(&body);
+    if field(&fs, "csrf") != c.auth.form_token {
+        return super::auth::refused(
+            StatusCode::FORBIDDEN,
+            "Refused: the form is not this console's (reload the page and try again).",
+        );
+    }
+    let name = field(&fs, "destination");
+    if let Err(e) = c.config.destination(name) {
+        return bad(&c, &e.to_string());
+    }
+    let pauses = match c.pauses().await {
+        Ok(p) => p,
+        Err(e) => return bad(&c, &e),
+    };
+    let verb = field(&fs, "verb");
+    let changed = match verb {
+        "pause" => {
+            let who = crate::pause::Paused {
+                by: "console".into(),
+                at: Utc::now(),
+            };
+            pauses.pause(name, who).await
+        }
+        "resume" => pauses.resume(name).await,
+        other => return bad(&c, &format!("verb {other:?}: pause or resume")),
+    };
+    match changed {
+        Ok(changed) => {
+            act(
+                &c,
+                verb,
+                serde_json::json!({ "destination": name }),
+                u64::from(changed),
+            )
+            .await;
+            Redirect::to("/").into_response()
+        }
+        Err(e) => bad(&c, &c.scrubbed(&e)),
+    }
 }
 
 pub async fn replay(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Response {

@@ -33,6 +33,8 @@ pub struct DestRow {
     pub day: Counts,
     /// 0 closed, 1 half-open, 2 open; `None` when the relay's metrics are out of reach.
     pub circuit: Option<f64>,
+    /// Who paused it and when, if it is paused.
+    pub paused: Option<crate::pause::Paused>,
 }
 
 pub struct Overview {
@@ -110,11 +112,20 @@ pub async fn overview(c: &Console) -> Overview {
             None => "The relay's metrics address is unknown (http.listen uses port 0; set console.relay_metrics_url): circuit states are unknown.".into(),
         });
     }
+    let mut paused = match c.pauses().await {
+        Ok(p) => p.list().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    }
+    .unwrap_or_else(|e| {
+        notes.push(format!("Which destinations are paused is unknown: {e}"));
+        Default::default()
+    });
     let rows = c
         .config
         .destinations
         .iter()
         .map(|d| DestRow {
+            paused: paused.remove(&d.name),
             name: d.name.clone(),
             kind: format!("{:?}", d.kind).to_lowercase(),
             hour: hour.get(&d.name).copied().unwrap_or_default(),

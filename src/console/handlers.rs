@@ -108,7 +108,7 @@ pub fn filter_of(f: &FilterForm, ids: Vec<String>) -> Result<Filter, String> {
 
 pub async fn overview(State(c): State<Arc<Console>>) -> Response {
     let o = gather::overview(&c).await;
-    c.page(view::overview(&o))
+    c.page(view::overview(&o, &c.auth.form_token))
 }
 
 pub async fn dead_letters(State(c): State<Arc<Console>>, Query(f): Query<FilterForm>) -> Response {

@@ -52,6 +52,18 @@ pub(crate) struct Console {
     jobs: jobs::Jobs,
     http: reqwest::Client,
     metrics_url: Option<String>,
+    /// The paused destinations' place, opened at the first use.
+    pauses: tokio::sync::OnceCell<crate::pause::Pauses>,
+}
+
+impl Console {
+    /// Where the paused destinations are (the store's Redis, or the file beside it).
+    async fn pauses(&self) -> Result<&crate::pause::Pauses, String> {
+        self.pauses
+            .get_or_try_init(|| crate::pause::Pauses::for_store(&self.config.store))
+            .await
+            .map_err(|e| self.config.secrets.scrub(&e.to_string()).into_owned())
+    }
 }
 
 /// The console's own address, and its task.
@@ -106,6 +118,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             .build()
             .unwrap_or_default(),
         metrics_url,
+        pauses: tokio::sync::OnceCell::new(),
         config: Arc::new(config),
     });
     let app = router(console);
@@ -123,6 +136,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/dead", get(handlers::dead_letters))
         .route("/dead/{id}", get(handlers::letter))
         .route("/replay", post(actions::replay))
+        .route("/pause", post(actions::pause))
         .route("/search", get(handlers::search))
         .route(
             "/recover",

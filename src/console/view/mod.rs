@@ -119,7 +119,7 @@ fn circuit(state: Option<f64>) -> Markup {
     }
 }
 
-pub fn overview(o: &Overview) -> Markup {
+pub fn overview(o: &Overview, csrf: &str) -> Markup {
     layout(
         "Overview",
         html! {
@@ -130,7 +130,7 @@ pub fn overview(o: &Overview) -> Markup {
                     th { "destination" } th { "kind" }
                     th.num { "success (1 h)" } th.num { "delivered (1 h)" } th.num { "dead letters (1 h)" }
                     th.num { "success (24 h)" } th.num { "delivered (24 h)" } th.num { "dead letters (24 h)" }
-                    th { "circuit" }
+                    th { "circuit" } th { "calls" }
                 }
                 @for r in &o.rows {
                     tr id={ "dest-" (r.name) } {
@@ -143,6 +143,7 @@ pub fn overview(o: &Overview) -> Markup {
                         td.num.delivered-day { (r.day.delivered) }
                         td.num.dead-day { (r.day.dead) }
                         td.circuit { (circuit(r.circuit)) }
+                        td.paused { (pause_control(&r.name, r.paused.as_ref(), csrf)) }
                     }
                 }
             }
@@ -167,6 +168,26 @@ pub fn overview(o: &Overview) -> Markup {
             }
         },
     )
+}
+
+/// A destination's pause state, and the button that changes it.
+fn pause_control(name: &str, paused: Option<&crate::pause::Paused>, csrf: &str) -> Markup {
+    let (verb, label) = match paused {
+        Some(_) => ("resume", "Resume"),
+        None => ("pause", "Pause"),
+    };
+    html! {
+        @match paused {
+            Some(p) => { strong.state { "paused" } " " span.muted { "by " (p.by) " since " (p.at.format("%Y-%m-%d %H:%M:%S UTC")) } " " }
+            None => { span.state { "running" } " " }
+        }
+        form.inline method="post" action="/pause" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="destination" value=(name);
+            input type="hidden" name="verb" value=(verb);
+            button id={ (verb) "-" (name) } type="submit" { (label) }
+        }
+    }
 }
 
 pub(super) fn timelines(ts: &[Timeline]) -> Markup {
