@@ -146,6 +146,8 @@ pub struct Metrics {
     pub queue_messages: IntGaugeVec,
     /// 1 while connected to the broker and consuming.
     pub broker_connected: IntGauge,
+    /// 1 while the store answers (always, for the embedded store).
+    pub store_up: IntGauge,
     /// Broker connections made after the first.
     pub broker_reconnects: IntCounter,
 }
@@ -243,6 +245,10 @@ impl Metrics {
             broker_connected: r.gauge(
                 "broker_connected",
                 "1 while connected to the broker and consuming, else 0.",
+            ),
+            store_up: r.gauge(
+                "store_up",
+                "1 while the store (Redis, or the embedded file) answers, else 0.",
             ),
             broker_reconnects: r.counter(
                 "broker_reconnects_total",

@@ -1,5 +1,5 @@
 //! The operations listener: `/metrics` (Prometheus text), `/healthz` (the process is alive) and
-//! `/readyz` (connected to the broker and consuming).
+//! `/readyz` (connected to the broker and consuming, with a store that answers).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +18,20 @@ use crate::metrics::Metrics;
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
+    /// The store stopped answering (Redis away): deliveries wait until it is back.
+    store_down: AtomicBool,
 }
 
 impl Health {
+    /// Whether the store answered its last check.
+    pub fn store_reachable(&self) -> bool {
+        !self.store_down.load(Ordering::Relaxed)
+    }
+
+    pub fn set_store_reachable(&self, v: bool) {
+        self.store_down.store(!v, Ordering::Relaxed);
+    }
+
     /// Ready: connected to the broker and consuming from every relay queue.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
@@ -68,12 +79,63 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {
-    if s.health.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
+    let (status, said) = readiness(s.health.is_ready(), s.health.store_reachable());
+    (status, said)
+}
+
+/// What `/readyz` answers: ready only while consuming with a store that answers.
+fn readiness(consuming: bool, store: bool) -> (StatusCode, &'static str) {
+    match (consuming, store) {
+        (true, true) => (StatusCode::OK, "ready\n"),
+        (false, _) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: not consuming from the broker\n",
-        )
+        ),
+        (true, false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "degraded: the store does not answer; deliveries wait (none is sent without its claim) until it is back\n",
+        ),
+    }
+}
+
+/// Asks the store every second whether it answers, until `stop`, for `/readyz` and
+/// `postback_relay_store_up`.
+pub async fn watch_store(
+    store: crate::store::Store,
+    health: Arc<Health>,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
+    loop {
+        let up = store.ping().await;
+        if up != health.store_reachable() {
+            if up {
+                tracing::info!(message = "the store answers again");
+            } else {
+                tracing::error!(
+                    message = "the store does not answer; deliveries wait until it is back"
+                );
+            }
+        }
+        health.set_store_reachable(up);
+        metrics.store_up.set(i64::from(up));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_while_consuming_with_a_store_that_answers() {
+        assert_eq!(readiness(true, true).0, StatusCode::OK);
+        assert_eq!(readiness(false, true).0, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, said) = readiness(true, false);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(said.starts_with("degraded") && said.contains("store"));
     }
 }

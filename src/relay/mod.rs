@@ -162,6 +162,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         _ => (None, None),
     };
     let pauses = crate::pause::Pauses::for_running(&config.store, store.fleet().as_ref());
+    metrics.store_up.set(1);
+    tokio::spawn(crate::observe::watch_store(
+        store.clone(),
+        health.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let relay = Relay::new(config, store, metrics.clone(), health.clone(), journal)?;
     // Paused destinations are known before the first message is taken.
     let names = relay

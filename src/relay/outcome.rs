@@ -128,7 +128,8 @@ pub(super) fn paused(
 
 /// Gives back to the age budget the time the delivery has waited since a pause last held it
 /// (whether the destination is still paused or not): the whole of a pause is given back, as
-/// the clock measured it.
+/// the clock measured it. Called once per pass of a delivery, before the pass adds its own
+/// entries to the history (a pass always adds one: a pause, a call or a wait).
 pub(super) fn credit_pause(delivery: &mut Delivery, now: DateTime<Utc>) {
     if let Some(last) = delivery.history.last()
         && last.result == AttemptResult::Paused
@@ -338,7 +339,12 @@ mod tests {
         credit_pause(&mut delivery, start + chrono::Duration::hours(2));
         assert_eq!(delivery.paused_ms, 2 * 3_600_000);
         assert_eq!(delivery.budget_start(), start + chrono::Duration::hours(2));
-        // Crediting again without a new pause gives nothing more.
+        // The pass that found it resumed calls the partner: its call is the last entry now,
+        // and a later pass has nothing more to give back.
+        delivery.record([noted(
+            start + chrono::Duration::hours(2),
+            AttemptResult::ServerError,
+        )]);
         credit_pause(&mut delivery, start + chrono::Duration::hours(3));
         assert_eq!(delivery.paused_ms, 2 * 3_600_000);
     }

@@ -211,6 +211,14 @@ impl Store {
         }
     }
 
+    /// Whether the store answers now (within a second).
+    pub async fn ping(&self) -> bool {
+        match self {
+            Store::Embedded(_) => true,
+            Store::Redis(s) => s.ping().await,
+        }
+    }
+
     pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
         match config {
             StoreConfig::Embedded { path, ttl_secs } => {

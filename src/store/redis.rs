@@ -148,6 +148,16 @@ impl RedisStore {
         crate::fleet::Fleet::new(self.conn.clone(), &self.prefix)
     }
 
+    pub(super) async fn ping(&self) -> bool {
+        let mut c = self.conn.clone();
+        let ping = redis::cmd("PING");
+        let asked = ping.query_async::<String>(&mut c);
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), asked).await,
+            Ok(Ok(_))
+        )
+    }
+
     fn k(&self, kind: &str, key: &str) -> String {
         format!("{}:{kind}:{key}", self.prefix)
     }

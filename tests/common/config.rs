@@ -146,6 +146,16 @@ impl ConfigBuilder {
         self
     }
 
+    /// The Redis store at `url` (a server of the test's own).
+    pub fn redis_at(mut self, url: &str) -> ConfigBuilder {
+        let key_prefix = self.broker_mut().queue_prefix.clone();
+        self.store = Some(Store::Redis {
+            url: url.to_owned(),
+            key_prefix,
+        });
+        self
+    }
+
     /// The journal in the PostgreSQL database at `url`.
     pub fn journal_postgres(mut self, url: &str) -> ConfigBuilder {
         self.journal = Some(Journal {

@@ -1,0 +1,201 @@
+//! The Redis store goes away in the middle of a flow and comes back: no delivery is sent
+//! without its claim, none is lost, none is sent twice, and `/readyz` says the relay is
+//! degraded meanwhile. The test runs a redis-server of its own (on a free port, with its
+//! append-only file in a temporary directory, as a production Redis keeps its data), so
+//! stopping it touches no other test.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::partner::{per_click, until_clicks};
+use common::{Env, Retry, event, eventually};
+
+/// A redis-server of the test's own; killed when dropped.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !installed {
+            assert!(
+                std::env::var("CI").is_err(),
+                "redis-server is required in CI (scripts/test installs it)"
+            );
+            eprintln!("skipped: redis-server is not installed");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        redis.up();
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the server (again) on its port and data directory, and waits for it.
+    fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--dir", self.dir.path().to_str().unwrap()])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let answered = redis::Client::open(self.url())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if answered.is_ok() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server the way an orchestrator does (SIGTERM), and waits for it to exit.
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn readyz(addr: std::net::SocketAddr) -> (u16, String) {
+    match reqwest::get(format!("http://{addr}/readyz")).await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_stopped_and_restarted_mid_flow_loses_nothing_and_doubles_nothing() {
+    const N: usize = 300;
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let env = Env::new().await;
+    let config = env
+        .config()
+        .destination(
+            env.powerspace().timeout_ms(1000).retry(
+                Retry::durable(100, 800)
+                    .max_attempts(1000)
+                    .max_age_secs(600),
+            ),
+        )
+        .redis_at(&redis.url());
+    let running = env.start(&config).await;
+    eventually(Duration::from_secs(20), "ready", || async {
+        readyz(running.http_addr).await.0 == 200
+    })
+    .await;
+
+    let publishing = async {
+        for i in 0..N {
+            env.publish(&event(
+                &format!("s{i}"),
+                "lead",
+                &format!("store-{i}"),
+                None,
+            ))
+            .await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let fault = async {
+        // A third of the flow in, Redis goes away for a while.
+        eventually(Duration::from_secs(30), "a third delivered", || async {
+            env.sandbox.requests().await.unwrap().len() >= N / 3
+        })
+        .await;
+        redis.down();
+        eventually(Duration::from_secs(10), "/readyz degraded", || async {
+            readyz(running.http_addr).await.0 == 503
+        })
+        .await;
+        let degraded = readyz(running.http_addr).await.1;
+        let sent_while_down = env.sandbox.requests().await.unwrap().len();
+        // Longer than a claim's renewal, a record's retries and the readiness probe.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let sent_after = env.sandbox.requests().await.unwrap().len();
+        redis.up();
+        eventually(Duration::from_secs(20), "/readyz ready again", || async {
+            readyz(running.http_addr).await.0 == 200
+        })
+        .await;
+        (degraded, sent_after - sent_while_down, sent_while_down)
+    };
+    let ((), (degraded, sent_down, before)) = tokio::join!(publishing, fault);
+    assert!(before < N, "the flow was over before the store went away");
+    assert!(degraded.contains("store"), "{degraded}");
+    assert!(
+        sent_down <= 1,
+        "{sent_down} requests went out while the store was down: sent without a claim"
+    );
+
+    until_clicks(
+        &env.sandbox,
+        N,
+        true,
+        Duration::from_secs(120),
+        "every event",
+    )
+    .await;
+    let t = env.topology();
+    for q in t.queues() {
+        env.until_holds(q, 0, Duration::from_secs(60), &format!("{q} empty"))
+            .await;
+    }
+    let per = per_click(&env.sandbox.requests().await.unwrap(), true);
+    let missing = (0..N)
+        .filter(|i| !per.contains_key(&format!("store-{i}")))
+        .count();
+    let twice: Vec<_> = per.iter().filter(|(_, c)| **c > 1).collect();
+    assert_eq!(missing, 0, "{missing} events never delivered");
+    assert!(twice.is_empty(), "delivered twice: {twice:?}");
+}
