@@ -107,7 +107,7 @@ pub async fn recover(
         })
         .await?;
     let topology = Topology::from_config(config);
-    let conn = crate::broker::connect(&config.broker.url, "recover").await?;
+    let conn = crate::broker::connect_to(&config.broker, "recover").await?;
     let publisher = Publisher::new(&conn).await?;
     for c in candidates {
         let Ok(Some(raw)) = taken(dest, &journal, &c).await else {

@@ -70,6 +70,11 @@ fn check_config_names_the_key_and_exits_non_zero() {
             "destinations[1].hoqu.status_wait_secs",
             "max_age_secs",
         ),
+        (
+            example_with("broker.failover_urls", vec!["http://rabbit-2:5672"]),
+            "broker.failover_urls[0]",
+            "not an AMQP URL",
+        ),
         ("[broker".to_owned(), "not valid TOML", ""),
     ];
     for (text, key, problem) in cases {

@@ -243,3 +243,58 @@ async fn a_stop_while_reconnecting_still_waits_for_the_lost_sessions_calls() {
         "stopped after {took:?} with the lost session's partner call still in flight"
     );
 }
+
+/// The node the relay is on goes away (its connections reset, its address then accepting
+/// connections and answering nothing, as a dead host behind a load balancer): the relay moves
+/// to the next broker address within its connect timeout, and every event is delivered once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_node_gone_moves_the_relay_to_the_next_address() {
+    const N: usize = 200;
+    let env = Env::new().await;
+    let (first, second) = (Proxy::start().await, Proxy::start().await);
+    let config = env
+        .default_config()
+        .broker_nodes(&first.url(), &[second.url()], 2);
+    let running = env.start(&config).await;
+    until(&running, "consuming through the first address", |m| {
+        m.broker_connected.get() == 1
+    })
+    .await;
+    let publishing = async {
+        for i in 0..N {
+            env.publish(&event(&format!("n{i}"), "lead", &format!("node-{i}"), None))
+                .await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let failing = async {
+        eventually(WAIT, "a quarter delivered", || async {
+            env.sandbox.requests().await.unwrap().len() >= N / 4
+        })
+        .await;
+        first.cut();
+        let cut_at = Instant::now();
+        eventually(WAIT, "the relay reconnected", || async {
+            first.held() > 0 && running.metrics.broker_connected.get() == 1
+        })
+        .await;
+        cut_at.elapsed()
+    };
+    let ((), moved_in) = tokio::join!(publishing, failing);
+    until_clicks(
+        &env.sandbox,
+        N,
+        true,
+        Duration::from_secs(60),
+        "every event",
+    )
+    .await;
+    let per = per_click(&env.sandbox.requests().await.unwrap(), true);
+    let twice: Vec<_> = per.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "delivered twice: {twice:?}");
+    assert!(
+        running.metrics.broker_reconnects.get() >= 1,
+        "the relay reconnected"
+    );
+    eprintln!("moved to the next broker address in {moved_in:?}");
+}

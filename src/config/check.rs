@@ -46,6 +46,20 @@ fn check_broker(b: &BrokerConfig) -> Result<(), ConfigError> {
     b.url
         .parse::<lapin::uri::AMQPUri>()
         .map_err(|e| key_err("broker.url", format!("not an AMQP URL: {e}")))?;
+    for (i, u) in b.failover_urls.iter().enumerate() {
+        u.parse::<lapin::uri::AMQPUri>().map_err(|e| {
+            key_err(
+                format!("broker.failover_urls[{i}]"),
+                format!("not an AMQP URL: {e}"),
+            )
+        })?;
+    }
+    if !(1..=300).contains(&b.connect_timeout_secs) {
+        return Err(key_err(
+            "broker.connect_timeout_secs",
+            "must be between 1 and 300",
+        ));
+    }
     check_name("broker.exchange", &b.exchange)?;
     check_name("broker.queue_prefix", &b.queue_prefix)?;
     if b.prefetch == 0 {

@@ -74,6 +74,11 @@ pub struct Config {
 pub struct BrokerConfig {
     /// AMQP URL; the vhost is percent-encoded (`%2f` is `/`).
     pub url: String,
+    /// The other nodes of the same RabbitMQ cluster: when the node the relay is on goes away
+    /// (or `url` does not answer), it connects to the next address that does.
+    pub failover_urls: Vec<String>,
+    /// How long one address may take to accept a connection before the next is tried.
+    pub connect_timeout_secs: u64,
     /// The topic exchange producers publish to (routing key = event type).
     pub exchange: String,
     /// Prefix of the relay's queues: `{prefix}.events`, `{prefix}.deliveries`, `{prefix}.dead`.
@@ -92,10 +97,25 @@ pub struct BrokerConfig {
     pub retry_tiers_ms: Vec<u64>,
 }
 
+impl BrokerConfig {
+    /// Every address of the broker: `url` first, then `failover_urls`.
+    pub fn addresses(&self) -> Vec<&str> {
+        std::iter::once(self.url.as_str())
+            .chain(self.failover_urls.iter().map(String::as_str))
+            .collect()
+    }
+
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.connect_timeout_secs)
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             url: DEFAULT_AMQP_URL.into(),
+            failover_urls: Vec::new(),
+            connect_timeout_secs: 10,
             exchange: "conversions".into(),
             queue_prefix: "postback-relay".into(),
             prefetch: 64,
@@ -268,7 +288,7 @@ impl Config {
                 all.add(&h.api_key);
             }
         }
-        let mut urls = vec![self.broker.url.as_str()];
+        let mut urls = self.broker.addresses();
         if let crate::store::StoreConfig::Redis { url, .. } = &self.store {
             urls.push(url);
         }

@@ -126,7 +126,7 @@ pub async fn replay(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Re
 }
 
 async fn replay_preview(c: &Console, filter: &Filter, hidden: Markup) -> Response {
-    let conn = match crate::broker::connect(&c.config.broker.url, "console").await {
+    let conn = match crate::broker::connect_to(&c.config.broker, "console").await {
         Ok(conn) => conn,
         Err(e) => return failed(c, &e),
     };
@@ -166,7 +166,7 @@ async fn replay_preview(c: &Console, filter: &Filter, hidden: Markup) -> Respons
 
 async fn run_replay(c: Arc<Console>, id: u64, filter: Filter, described: serde_json::Value) {
     let result = async {
-        let conn = crate::broker::connect(&c.config.broker.url, "console").await?;
+        let conn = crate::broker::connect_to(&c.config.broker, "console").await?;
         let total = dlq::depth(&conn.create_channel().await?, &c.topology.dead).await?;
         c.jobs.update(id, |j| j.total = u64::from(total));
         let max = c.config.worker.max_event_bytes;

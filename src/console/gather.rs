@@ -155,7 +155,7 @@ pub async fn overview(c: &Console) -> Overview {
 }
 
 async fn depths(c: &Console) -> Result<Vec<(String, Option<u32>)>, lapin::Error> {
-    let conn = crate::broker::connect(&c.config.broker.url, "console").await?;
+    let conn = crate::broker::connect_to(&c.config.broker, "console").await?;
     let mut out = Vec::new();
     for q in c.topology.queues() {
         // A passive declare of a missing queue (the relay has not run yet) closes its
@@ -238,7 +238,7 @@ pub const PAGE: u64 = 50;
 
 /// One pass over the dead-letter queue, in order: the filter's groups, and page `page`.
 pub async fn dead_page(c: &Console, filter: &Filter, page: u64) -> Result<DeadPage, String> {
-    let conn = crate::broker::connect(&c.config.broker.url, "console")
+    let conn = crate::broker::connect_to(&c.config.broker, "console")
         .await
         .map_err(|e| e.to_string())?;
     let skip = page.saturating_sub(1).saturating_mul(PAGE);
@@ -289,7 +289,7 @@ pub async fn dead_page(c: &Console, filter: &Filter, page: u64) -> Result<DeadPa
 
 /// The dead letter `id`, read in one pass; `None` when it is not in the queue.
 pub async fn letter(c: &Console, id: &str) -> Result<Option<DeadLetter>, String> {
-    let conn = crate::broker::connect(&c.config.broker.url, "console")
+    let conn = crate::broker::connect_to(&c.config.broker, "console")
         .await
         .map_err(|e| e.to_string())?;
     let mut found = None;

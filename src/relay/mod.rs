@@ -76,6 +76,8 @@ pub struct Relay {
     store: Store,
     metrics: Metrics,
     health: Arc<Health>,
+    /// Which of the broker's addresses the last session connected to.
+    broker_node: std::sync::atomic::AtomicUsize,
     /// The destinations an operator paused, as last read.
     paused: crate::pause::Board,
     /// What happened to each delivery, for people; `None` when `journal.enabled = false`.
@@ -113,6 +115,7 @@ impl Relay {
             health,
             journal,
             paused: crate::pause::Board::default(),
+            broker_node: std::sync::atomic::AtomicUsize::new(0),
             orphans: Mutex::default(),
         })
     }

@@ -34,7 +34,13 @@ impl Relay {
                         .set(i64::from(info.message_count()));
                 }
             }
-            let (url, dead) = (&self.config.broker.url, &self.topology.dead);
+            let addresses = self.config.broker.addresses();
+            let node = self.broker_node.load(std::sync::atomic::Ordering::Relaxed);
+            let url = addresses
+                .get(node)
+                .copied()
+                .unwrap_or(&self.config.broker.url);
+            let dead = &self.topology.dead;
             let max = self.config.worker.max_event_bytes;
             if let Ok(age) = oldest.sample(&conn, url, dead, max).await {
                 self.metrics.oldest_dead_letter_age.set(age);

@@ -212,12 +212,27 @@ impl Relay {
 
     /// Connects, declares the topology, and starts consuming both queues.
     async fn open(self: &Arc<Self>) -> Result<Session, lapin::Error> {
-        let url = &self.config.broker.url;
-        let prefix = &self.config.broker.queue_prefix;
-        let conn = Arc::new(broker::connect(url, &format!("worker {prefix}")).await?);
-        // Publishing gets its own connection: a broker that blocks publishers (memory or disk
-        // alarm) must not also stall the acks of the consuming connection.
-        let pub_conn = broker::connect(url, &format!("worker {prefix} publisher")).await?;
+        let b = &self.config.broker;
+        let addresses = b.addresses();
+        let prefix = &b.queue_prefix;
+        // The node that worked last first; the next ones when it does not answer.
+        let start = self.broker_node.load(std::sync::atomic::Ordering::Relaxed);
+        let (conn, node) = broker::connect_any(
+            &addresses,
+            start,
+            b.connect_timeout(),
+            &format!("worker {prefix}"),
+        )
+        .await?;
+        self.broker_node
+            .store(node, std::sync::atomic::Ordering::Relaxed);
+        let conn = Arc::new(conn);
+        // Publishing gets its own connection, to the same node: a broker that blocks
+        // publishers (memory or disk alarm) must not also stall the acks of the consuming
+        // connection.
+        let role = format!("worker {prefix} publisher");
+        let (pub_conn, _) =
+            broker::connect_any(&addresses, node, b.connect_timeout(), &role).await?;
         let failed = CancellationToken::new();
         let mut watchers = self.watch(&[&*conn, &pub_conn], &failed);
         let setup = conn.create_channel().await?;

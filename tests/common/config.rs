@@ -47,6 +47,10 @@ struct Broker {
     prefetch: u16,
     reconnect_max_delay_secs: u64,
     retry_tiers_ms: Vec<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failover_urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_timeout_secs: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -96,6 +100,8 @@ impl ConfigBuilder {
                 prefetch: 32,
                 reconnect_max_delay_secs: 1,
                 retry_tiers_ms: TEST_TIERS_MS.to_vec(),
+                failover_urls: Vec::new(),
+                connect_timeout_secs: None,
             }),
             worker: Some(Worker {
                 shutdown_grace_secs: 5,
@@ -133,6 +139,21 @@ impl ConfigBuilder {
     /// The broker at `url` (a proxy, or a port that never answers) instead of the test broker.
     pub fn broker_url(mut self, url: &str) -> ConfigBuilder {
         self.broker_mut().url = url.to_owned();
+        self
+    }
+
+    /// The broker at `first`, and at `others` when it does not answer (the nodes of a
+    /// cluster), each given `timeout_secs` to accept a connection.
+    pub fn broker_nodes(
+        mut self,
+        first: &str,
+        others: &[String],
+        timeout_secs: u64,
+    ) -> ConfigBuilder {
+        let b = self.broker_mut();
+        b.url = first.to_owned();
+        b.failover_urls = others.to_vec();
+        b.connect_timeout_secs = Some(timeout_secs);
         self
     }
 
