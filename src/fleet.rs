@@ -136,11 +136,20 @@ pub enum Breaker {
 }
 
 impl Breaker {
-    pub fn new(config: &CircuitConfig, destination: &str, fleet: Option<&Fleet>) -> Breaker {
+    /// `timeout`: the longest a call (the probe) takes.
+    pub fn new(
+        config: &CircuitConfig,
+        timeout: Duration,
+        destination: &str,
+        fleet: Option<&Fleet>,
+    ) -> Breaker {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         match fleet {
             Some(fleet) if config.enabled => Breaker::Fleet(FleetCircuit {
                 fleet: fleet.clone(),
                 key: fleet.key("circuit", destination),
+                // A probe counts as out until it could have answered: no second one before.
+                probe_ms: config.open_ms.max(timeout_ms.saturating_add(1_000)),
                 config: config.clone(),
                 snapshot: Mutex::new(Snapshot::stale()),
                 fallback: Circuit::new(config.clone()),
@@ -156,10 +165,10 @@ impl Breaker {
         }
     }
 
-    pub async fn record(&self, healthy: bool) {
+    pub async fn record(&self, healthy: bool, probe: bool) {
         match self {
             Breaker::Local(c) => c.record(healthy, Instant::now()),
-            Breaker::Fleet(c) => c.record(healthy).await,
+            Breaker::Fleet(c) => c.record(healthy, probe).await,
         }
     }
 
@@ -194,14 +203,19 @@ impl Snapshot {
         }
     }
 
-    /// The decision the snapshot makes alone, without asking Redis; `None` to ask.
+    /// The decision the snapshot makes alone, without asking Redis; `None` to ask. A
+    /// snapshot older than [`REFRESH`] is asked again in every state, so that a probe's
+    /// success reaches every replica as fast as an opening does.
     fn decides(&self, now: Instant) -> Option<Admit> {
+        if now.duration_since(self.read) >= REFRESH {
+            return None;
+        }
         match self.state {
-            State::Closed if now.duration_since(self.read) < REFRESH => Some(Admit::Call),
+            State::Closed => Some(Admit::Call),
             State::Open | State::HalfOpen if now < self.until => {
                 Some(Admit::Wait(self.until - now))
             }
-            _ => None,
+            State::Open | State::HalfOpen => None,
         }
     }
 
@@ -218,6 +232,8 @@ pub struct FleetCircuit {
     config: CircuitConfig,
     snapshot: Mutex<Snapshot>,
     fallback: Circuit,
+    /// How long a probe counts as out: `open_ms`, or the call's timeout if longer.
+    probe_ms: u64,
 }
 
 /// `{decision, state, failures, ms}`: decision 0 call, 1 probe, 2 wait `ms`; state 0 closed,
@@ -236,14 +252,23 @@ static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
-/// A call's result: healthy closes (and forgets the failures); a failure counts, and opens
-/// the circuit at the threshold, or again when it was not closed. `{state, failures, ms}`.
+/// A call's result. Healthy: forgets the failures of a closed circuit, and closes an open
+/// one only when it was the probe (a call let through before the circuit opened does not
+/// decide for the fleet). A failure counts, and opens the circuit at the threshold, or again
+/// when it was not closed. `{state, failures, ms}`.
 static RECORD: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
-        "if ARGV[1] == '1' then redis.call('DEL', KEYS[1]) return {0, 0, 0} end
-         local t = redis.call('TIME')
+        "local t = redis.call('TIME')
          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
          local s = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
+         if ARGV[1] == '1' then
+           if s == 0 or ARGV[4] == '1' then redis.call('DEL', KEYS[1]) return {0, 0, 0} end
+           local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+           local u = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
+           local left = u - now
+           if left < 0 then left = 0 end
+           return {s, f, left}
+         end
          local f = tonumber(redis.call('HINCRBY', KEYS[1], 'f', 1))
          if s == 0 and f < tonumber(ARGV[2]) then return {0, f, 0} end
          redis.call('HSET', KEYS[1], 's', 2, 'u', string.format('%.0f', now + tonumber(ARGV[3])))
@@ -271,7 +296,7 @@ impl FleetCircuit {
         }
         let asked: Result<(i64, i64, i64, i64), _> = ADMIT
             .key(&self.key)
-            .arg(self.config.open_ms)
+            .arg(self.probe_ms)
             .invoke_async(&mut self.fleet.conn())
             .await;
         match asked {
@@ -296,14 +321,14 @@ impl FleetCircuit {
         }
     }
 
-    async fn record(&self, healthy: bool) {
+    async fn record(&self, healthy: bool, probe: bool) {
         self.fallback.record(healthy, Instant::now());
-        if !self
+        let tell = self
             .snapshot
             .lock()
             .expect("snapshot lock")
-            .must_tell(healthy)
-        {
+            .must_tell(healthy);
+        if !probe && !tell {
             return;
         }
         let told: Result<(i64, i64, i64), _> = RECORD
@@ -311,6 +336,7 @@ impl FleetCircuit {
             .arg(if healthy { "1" } else { "0" })
             .arg(self.config.failure_threshold)
             .arg(self.config.open_ms)
+            .arg(if probe { "1" } else { "0" })
             .invoke_async(&mut self.fleet.conn())
             .await;
         match told {
@@ -373,6 +399,8 @@ mod tests {
         assert_eq!(snapshot(State::Open, 5, -1, 0).decides(now), None);
         let probing = snapshot(State::HalfOpen, 5, 1_000, 0);
         assert!(matches!(probing.decides(now), Some(Admit::Wait(_))));
+        // An open snapshot older than REFRESH asks again: the probe may have closed it.
+        assert_eq!(snapshot(State::Open, 5, 1_000, 500).decides(now), None);
     }
 
     #[test]

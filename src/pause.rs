@@ -92,7 +92,7 @@ impl Pauses {
         match self {
             Pauses::File(path) => read_file(path),
             Pauses::Redis { conn, key } => {
-                let all: BTreeMap<String, String> = redis::cmd("HGETALL")
+                let all: BTreeMap<String, Vec<u8>> = redis::cmd("HGETALL")
                     .arg(key)
                     .query_async(&mut conn.clone())
                     .await?;
@@ -100,7 +100,7 @@ impl Pauses {
                 Ok(all
                     .into_iter()
                     .map(|(name, v)| {
-                        let who = serde_json::from_str(&v).unwrap_or(Paused {
+                        let who = serde_json::from_slice(&v).unwrap_or(Paused {
                             by: "unknown".into(),
                             at: DateTime::<Utc>::UNIX_EPOCH,
                         });
@@ -169,8 +169,21 @@ fn beside(store: &std::path::Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The most the file may hold: a name and who paused it, for every destination, is far less.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
 fn read_file(path: &std::path::Path) -> Result<BTreeMap<String, Paused>, PauseError> {
-    match std::fs::read(path) {
+    use std::io::Read as _;
+    let read = std::fs::File::open(path).and_then(|f| {
+        let mut bytes = Vec::new();
+        f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            let why = format!("larger than {MAX_FILE_BYTES} bytes");
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, why));
+        }
+        Ok(bytes)
+    });
+    match read {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| PauseError::Malformed {
             path: path.to_owned(),
             source,
@@ -195,13 +208,27 @@ fn write_file(path: &std::path::Path, all: &BTreeMap<String, Paused>) -> Result<
         _ => PathBuf::from("."),
     };
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Its own name for each writer (a process may write from several requests at once).
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
     let text = serde_json::to_vec_pretty(all).expect("the paused destinations serialize");
-    std::fs::write(&tmp, text).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        std::io::Write::write_all(&mut f, &text)?;
+        f.sync_all()
+    });
+    let moved = written.and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = moved {
         let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
+        return Err(err(e));
+    }
+    // The rename itself survives a crash once the directory is on disk.
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// What a running relay knows of the paused destinations, as last read.

@@ -54,10 +54,14 @@ fn check_broker(b: &BrokerConfig) -> Result<(), ConfigError> {
             )
         })?;
     }
-    if !(1..=300).contains(&b.connect_timeout_secs) {
+    // Every address is tried within one session set-up's bound (30 s).
+    let n = b.addresses().len() as u64;
+    if b.connect_timeout_secs == 0 || b.connect_timeout_secs.saturating_mul(n) >= 30 {
         return Err(key_err(
             "broker.connect_timeout_secs",
-            "must be between 1 and 300",
+            format!(
+                "must be at least 1, and times the {n} broker address(es) under 30 s (a session's set-up bound)"
+            ),
         ));
     }
     check_name("broker.exchange", &b.exchange)?;

@@ -115,7 +115,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             url: DEFAULT_AMQP_URL.into(),
             failover_urls: Vec::new(),
-            connect_timeout_secs: 10,
+            connect_timeout_secs: 5,
             exchange: "conversions".into(),
             queue_prefix: "postback-relay".into(),
             prefetch: 64,

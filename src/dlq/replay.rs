@@ -157,6 +157,7 @@ pub fn fresh_delivery(
     d.attempts = 0;
     d.retries = 0;
     d.first_attempt_at = now;
+    d.paused_ms = 0;
     d.history.clear();
     if let Some(id) = message_id.and_then(|id| uuid::Uuid::parse_str(id).ok()) {
         d.replay_of = Some(id);

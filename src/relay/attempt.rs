@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::Relay;
 use super::destination::Destination;
-use super::outcome::{Attempted, Outcome, Taken, Wait, click_expired, wait};
+use super::outcome::{Attempted, Outcome, Taken, Wait, click_expired, credit_pause, paused, wait};
 use crate::delivery::Delivery;
 use crate::event::ConversionEvent;
 use crate::partner::{RenderError, Request, StatusOf};
@@ -65,6 +65,13 @@ impl Relay {
     ) -> Attempted {
         let config = &dest.config;
         let now = Utc::now();
+        let mut delivery = delivery;
+        credit_pause(&mut delivery, now);
+        if self.paused.is_paused(dest.name()) {
+            // An operator paused it: the delivery waits, spending no attempt and no age,
+            // before anything else is asked (its claim, its conversion's order).
+            return paused(delivery, config, now).into();
+        }
         let clicked_at = event.attribution.as_ref().and_then(|a| a.clicked_at);
         if let Some(detail) = click_expired(config, clicked_at, now) {
             return Outcome::dead(Reason::ClickExpired, detail, &delivery, None, None, taken)

@@ -11,9 +11,7 @@ use chrono::Utc;
 
 use super::Relay;
 use super::destination::Destination;
-use super::outcome::{
-    Attempted, Call, NotNow, Outcome, Taken, Wait, after, credit_pause, paused, wait,
-};
+use super::outcome::{Attempted, Call, NotNow, Outcome, Taken, Wait, after, paused, wait};
 use crate::circuit::Admit;
 use crate::classify::{CallResult, Verdict};
 use crate::deadletter::LastAnswer;
@@ -44,6 +42,8 @@ pub(super) enum End {
     ClaimLost,
     /// The store could not confirm the claim before a call: nothing more was sent.
     StoreUnavailable,
+    /// The destination was paused while the attempt waited for its turn: nothing more sent.
+    Paused,
     /// The HTTP client refused to build the request: nothing was sent, and the same request
     /// never will be.
     Unsendable(String),
@@ -136,12 +136,9 @@ impl Relay {
                 (Utc::now(), rand::random()),
             )
         };
-        credit_pause(&mut delivery, Utc::now());
-        if self.paused.is_paused(dest.name()) {
-            // An operator paused it: the delivery waits, spending no attempt and no age.
-            return (paused(delivery, config, Utc::now()), Vec::new());
-        }
-        let tries = match dest.admit().await {
+        let admitted = dest.admit().await;
+        let probe = admitted == Admit::Probe;
+        let tries = match admitted {
             // The partner keeps failing: the delivery waits in the retry tiers, no call made.
             Admit::Wait(open_for) => {
                 return (
@@ -154,7 +151,14 @@ impl Relay {
             Admit::Call => 1,
         };
         let report = self
-            .tries(dest, request, &event.event_id, tries, holds, taken.at)
+            .tries(
+                dest,
+                request,
+                &event.event_id,
+                (tries, probe),
+                holds,
+                taken.at,
+            )
             .await;
         delivery.attempts += report.tries;
         delivery.record(report.history);
@@ -166,6 +170,7 @@ impl Relay {
                 let waits = wait(delivery, Wait::StoreUnavailable, config, Utc::now());
                 return (waits, calls);
             }
+            End::Paused => return (paused(delivery, config, Utc::now()), calls),
             End::Unsendable(why) => {
                 let detail = format!("the HTTP client cannot send this request: {why}");
                 let reason = crate::reason::Reason::RenderError;
@@ -193,7 +198,7 @@ impl Relay {
         dest: &Destination,
         req: &Request,
         event_id: &str,
-        tries: u32,
+        (tries, probe): (u32, bool),
         holds: &[&Held],
         taken: Instant,
     ) -> Report {
@@ -214,6 +219,12 @@ impl Relay {
         };
         loop {
             let slot = dest.slot().await;
+            // The wait for a slot or the rate limit can be long: a pause that came meanwhile
+            // holds this call too.
+            if self.paused.is_paused(dest.name()) {
+                report.end = End::Paused;
+                return report;
+            }
             if let Err(end) = self.still_held(dest, holds, event_id).await {
                 report.end = end;
                 return report;
@@ -230,7 +241,8 @@ impl Relay {
                 return report;
             }
             let verdict = report.answered(dest, answer, (at, latency_ms));
-            dest.report(!matches!(verdict, Verdict::Retry { .. })).await;
+            dest.report(!matches!(verdict, Verdict::Retry { .. }), probe)
+                .await;
             let closed = dest.circuit_closed();
             match next_try(&verdict, pauses.next(), policy.pause_cap(), closed) {
                 Some(pause) => tokio::time::sleep(pause).await,

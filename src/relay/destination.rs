@@ -31,7 +31,7 @@ impl Destination {
         Destination {
             concurrency: Semaphore::new(config.concurrency),
             rate,
-            circuit: Breaker::new(&config.circuit, name, fleet),
+            circuit: Breaker::new(&config.circuit, config.timeout(), name, fleet),
             series: metrics.series(&config.name),
             config: config.clone(),
         }
@@ -63,8 +63,9 @@ impl Destination {
     }
 
     /// Reports a call to the circuit: `healthy` unless the partner failed in a retryable way.
-    pub async fn report(&self, healthy: bool) {
-        self.circuit.record(healthy).await;
+    /// `probe`: the call was the half-open probe, whose answer decides for the fleet.
+    pub async fn report(&self, healthy: bool, probe: bool) {
+        self.circuit.record(healthy, probe).await;
         self.show_circuit();
     }
 

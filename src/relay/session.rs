@@ -191,7 +191,15 @@ impl Relay {
             biased;
             _ = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
             open = tokio::time::timeout(SETUP_TIMEOUT, self.open()) => {
-                open.map_err(|_| SessionError::Timeout(SETUP_TIMEOUT))??
+                let opened = open.map_err(|_| SessionError::Timeout(SETUP_TIMEOUT)).and_then(|o| o.map_err(SessionError::from));
+                if opened.is_err() {
+                    // A node that accepts connections but fails the set-up (or is cut off by
+                    // the set-up's bound) is not the first one tried next time.
+                    let n = self.config.broker.addresses().len().max(1);
+                    let next = (self.broker_node.load(std::sync::atomic::Ordering::Relaxed) + 1) % n;
+                    self.broker_node.store(next, std::sync::atomic::Ordering::Relaxed);
+                }
+                opened?
             }
         };
         *sessions += 1;
