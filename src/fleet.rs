@@ -301,13 +301,7 @@ impl FleetCircuit {
             .await;
         match asked {
             Ok((decision, state, failures, wait)) => {
-                let read = Instant::now();
-                *self.snapshot.lock().expect("snapshot lock") = Snapshot {
-                    state: state_of(state),
-                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
-                    until: read + ms(wait),
-                    read,
-                };
+                self.remember(state, failures, wait);
                 match decision {
                     1 => Admit::Probe,
                     2 => Admit::Wait(ms(wait)),
@@ -341,18 +335,23 @@ impl FleetCircuit {
             .await;
         match told {
             Ok((state, failures, wait)) => {
-                let read = Instant::now();
-                *self.snapshot.lock().expect("snapshot lock") = Snapshot {
-                    state: state_of(state),
-                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
-                    until: read + ms(wait),
-                    read,
-                };
+                self.remember(state, failures, wait);
             }
             Err(e) => {
                 tracing::warn!(message = "cannot tell the fleet's circuit of a call", error = %e)
             }
         }
+    }
+
+    /// Keeps what Redis answered: the state, the failures, and how long it lasts.
+    fn remember(&self, state: i64, failures: i64, wait_ms: i64) {
+        let read = Instant::now();
+        *self.snapshot.lock().expect("snapshot lock") = Snapshot {
+            state: state_of(state),
+            failures: u32::try_from(failures).unwrap_or(u32::MAX),
+            until: read + ms(wait_ms),
+            read,
+        };
     }
 
     fn state(&self) -> State {

@@ -272,23 +272,23 @@ pub struct Watch {
     stop: tokio_util::sync::CancellationToken,
 }
 
-pub fn watch(
-    pauses: Pauses,
-    board: Board,
-    metrics: crate::metrics::Metrics,
-    names: Vec<String>,
-    stop: tokio_util::sync::CancellationToken,
-) -> Watch {
-    Watch {
-        pauses,
-        board,
-        metrics,
-        names,
-        stop,
-    }
-}
-
 impl Watch {
+    pub fn new(
+        pauses: Pauses,
+        board: Board,
+        metrics: crate::metrics::Metrics,
+        names: Vec<String>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Watch {
+        Watch {
+            pauses,
+            board,
+            metrics,
+            names,
+            stop,
+        }
+    }
+
     /// Reads once, now: a relay knows what is paused before it takes its first message.
     pub async fn first_read(self) -> Watch {
         self.read().await;

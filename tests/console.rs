@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Env, deliveries, event, eventually, until};
+use common::{Env, deliveries, event, eventually, free_port, until};
 use fantoccini::{Client, ClientBuilder, Locator};
 use postback_relay::journal::Filter;
 use postback_relay::sandbox::Rule;
@@ -32,14 +32,6 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A headless chromium session; `None` (the test is skipped) when chromium is not installed

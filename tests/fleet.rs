@@ -7,19 +7,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::partner::{per_click, until_clicks};
-use common::{Circuit, Env, RelayProcess as Process, Retry, event, eventually};
+use common::{Circuit, Env, RelayProcess as Process, Retry, event, eventually, free_port};
 use postback_relay::sandbox::Rule;
 
 const REPLICAS: usize = 3;
-
-/// A port free right now on loopback, for a process's `/metrics`.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Three relay processes on `config`, each with its own metrics port.
 fn fleet(config: common::ConfigBuilder, dir: &tempfile::TempDir) -> Vec<(Process, u16)> {

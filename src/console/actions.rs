@@ -30,14 +30,21 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
         .map_or("", |(_, v)| v.as_str())
 }
 
+/// The refusal of a form that does not carry this console's form token.
+fn not_ours(c: &Console, fs: &[(String, String)]) -> Option<Response> {
+    (field(fs, "csrf") != c.auth.form_token).then(|| {
+        super::auth::refused(
+            StatusCode::FORBIDDEN,
+            "Refused: the form is not this console's (reload the page and try again).",
+        )
+    })
+}
+
 /// Pauses or resumes a destination, for every relay on the store.
 pub async fn pause(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Response {
     let fs = fields(&body);
-    if field(&fs, "csrf") != c.auth.form_token {
-        return super::auth::refused(
-            StatusCode::FORBIDDEN,
-            "Refused: the form is not this console's (reload the page and try again).",
-        );
+    if let Some(refused) = not_ours(&c, &fs) {
+        return refused;
     }
     let name = field(&fs, "destination");
     if let Err(e) = c.config.destination(name) {
@@ -76,11 +83,8 @@ pub async fn pause(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Res
 
 pub async fn replay(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Response {
     let fs = fields(&body);
-    if field(&fs, "csrf") != c.auth.form_token {
-        return super::auth::refused(
-            StatusCode::FORBIDDEN,
-            "Refused: the form is not this console's (reload the page and try again).",
-        );
+    if let Some(refused) = not_ours(&c, &fs) {
+        return refused;
     }
     let form = FilterForm {
         destination: field(&fs, "destination").into(),

@@ -180,7 +180,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .iter()
         .map(|d| d.name.clone())
         .collect();
-    let watching = crate::pause::watch(
+    let watching = crate::pause::Watch::new(
         pauses,
         relay.paused.clone(),
         metrics.clone(),

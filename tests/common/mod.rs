@@ -20,3 +20,12 @@ pub use env::Env;
 pub use events::{Event, event};
 pub use process::{Cli, RelayProcess};
 pub use wait::{deliveries, eventually, until};
+
+/// A port free on loopback right now, for a listener a test process binds itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
