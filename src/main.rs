@@ -42,7 +42,7 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Consume events and relay them until SIGTERM or SIGINT.
+    /// Consume events and relay them until SIGTERM or SIGINT; SIGHUP reloads the config file.
     Run {
         #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
         config: PathBuf,

@@ -150,6 +150,8 @@ pub struct Metrics {
     pub store_up: IntGauge,
     /// Broker connections made after the first.
     pub broker_reconnects: IntCounter,
+    /// Configuration reloads (SIGHUP), by result: `applied` or `refused`.
+    pub config_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -227,6 +229,11 @@ impl Metrics {
                 "1 while the destination is paused (postback-relay destination pause): its deliveries wait.",
                 dest,
             ),
+            config_reloads: r.counters(
+                "config_reloads_total",
+                "Configuration reloads (SIGHUP), applied or refused (the running configuration stays).",
+                &["result"],
+            ),
             retries_scheduled: r.counters(
                 "retries_scheduled_total",
                 "Durable retries scheduled, by destination and delay tier.",
@@ -291,6 +298,9 @@ impl Metrics {
             self.events_consumed.with_label_values(&[t.as_str()]);
         }
         self.events_consumed.with_label_values(&["invalid"]);
+        for result in ["applied", "refused"] {
+            self.config_reloads.with_label_values(&[result]);
+        }
         for r in [
             Reason::NotJson,
             Reason::EventTooLarge,
@@ -315,6 +325,18 @@ impl Metrics {
             self.dispatch_delay.with_label_values(&[d]);
             self.end_to_end.with_label_values(&[d]);
             self.in_flight.with_label_values(&[d]);
+        }
+    }
+
+    /// Drops the gauges of a destination a reload removed, so that no alert goes on about
+    /// its circuit, its pause or its work in flight. Its counters stay: they are history.
+    pub fn forget_destination(&self, d: &str) {
+        for gauge in [
+            &self.circuit_state,
+            &self.destination_paused,
+            &self.in_flight,
+        ] {
+            let _ = gauge.remove_label_values(&[d]);
         }
     }
 

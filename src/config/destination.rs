@@ -12,7 +12,7 @@ use crate::partner::template::Missing;
 use crate::partner::{self, Kind, Partner, RenderError, Request, Spec};
 use crate::retry::RetryPolicy;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// Unique; used in metrics, logs and dead letters.
@@ -153,7 +153,7 @@ impl DestinationConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchRule {
     /// `attribution.network` values this destination serves.
@@ -169,7 +169,7 @@ pub struct MatchRule {
 /// A circuit breaker per destination: after `failure_threshold` retryable failures in a
 /// row the partner is not called for `open_ms`; deliveries meanwhile wait in the retry tiers
 /// (held, never discarded), then one probe decides whether it closes again.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CircuitConfig {
     pub enabled: bool,

@@ -69,7 +69,7 @@ pub struct Config {
     pub secrets: crate::redact::Secrets,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
     /// AMQP URL; the vhost is percent-encoded (`%2f` is `/`).
@@ -147,7 +147,7 @@ impl Default for WorkerConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Address of the `/metrics`, `/healthz` and `/readyz` listener.

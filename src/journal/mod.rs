@@ -32,7 +32,7 @@ pub use recovery::{Action, Candidate, Which, Window, WindowError, in_order};
 pub use sqlite::Filter;
 
 /// `[journal]` in the configuration.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalConfig {
     /// Whether the relay keeps a journal at all.

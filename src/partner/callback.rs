@@ -88,7 +88,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// The publisher's callback URL; a template with `!!!name!!!` placeholders for GET.
@@ -112,7 +112,7 @@ pub struct Options {
 }
 
 /// A checked callback destination.
-#[derive(Clone, Debug)]
+#[derive(PartialEq, Clone, Debug)]
 pub struct Callback {
     url: Template,
     method: HttpMethod,

@@ -85,7 +85,7 @@ impl fmt::Display for Kind {
 }
 
 /// A destination's kind-specific settings, ready to render with.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Format {
     Powerspace(powerspace::Powerspace),
     Hoqu(hoqu::Hoqu),
@@ -94,7 +94,7 @@ pub enum Format {
 }
 
 /// A destination's partner side, compiled: everything rendering needs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Partner {
     pub kind: Kind,
     pub format: Format,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::{Kind, RenderError, encode_component, join, required};
 use crate::event::{ConversionEvent, Money};
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Options {
     /// Send `ov` without `order.shipping` ("Excluez les frais de port si demandé").
@@ -17,7 +17,7 @@ pub struct Options {
 }
 
 /// A checked Powerspace destination.
-#[derive(Clone, Debug)]
+#[derive(PartialEq, Clone, Debug)]
 pub struct Powerspace {
     base_url: String,
     options: Options,

@@ -19,7 +19,7 @@ use crate::event::{ConversionEvent, EventType};
 const PREFIX: &str = "trID_";
 const SUFFIX: &str = "_trID";
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// The affiliate's structure inside `trID_..._trID`, e.g.
@@ -35,7 +35,7 @@ pub struct Options {
 }
 
 /// A checked tracker destination.
-#[derive(Clone, Debug)]
+#[derive(PartialEq, Clone, Debug)]
 pub struct Tracker {
     structure: Template,
     /// Conversion kind -> postback URL template.

@@ -14,7 +14,9 @@
 //! - `record`: the outcome published (retry tier, dead letter) and counted;
 //! - `journaled`: once recorded, every call and outcome told to the journal;
 //! - [`settle`]: the acknowledgement, batched;
-//! - `sample`: queue depths and the oldest dead letter's age, on the side.
+//! - `sample`: queue depths and the oldest dead letter's age, on the side;
+//! - `reload`: a new configuration (SIGHUP) ends one generation of all the above and starts
+//!   the next on the same store, journal, metrics and listener.
 
 mod attempt;
 mod call;
@@ -24,6 +26,7 @@ mod handle;
 mod journaled;
 mod outcome;
 mod record;
+mod reload;
 mod sample;
 pub mod session;
 pub mod settle;
@@ -39,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub use self::handle::{Plan, plan};
+pub use self::reload::{ReloadRefused, Reloaded, Reloader, compare, needs_restart};
 
 /// Why the relay cannot start or run; what retrying cannot fix.
 #[derive(Debug, thiserror::Error)]
@@ -89,13 +93,14 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(
+    /// One generation of the relay, on `config`, starting its broker sessions at address
+    /// `broker_node` (the one the last generation was on).
+    fn new(
         config: Arc<Config>,
-        store: Store,
-        metrics: Metrics,
-        health: Arc<Health>,
-        journal: Option<crate::journal::Journal>,
+        shared: &reload::Shared,
+        broker_node: usize,
     ) -> Result<Relay, RelayError> {
+        let metrics = shared.metrics.clone();
         metrics.init_destinations(config.destinations.iter().map(|d| d.name.as_str()));
         let topology = Topology::from_config(&config);
         for d in &config.destinations {
@@ -106,18 +111,23 @@ impl Relay {
             }
         }
         Ok(Relay {
-            destinations: Destinations::new(&config, &metrics, store.fleet().as_ref()),
+            destinations: Destinations::new(&config, &metrics, shared.store.fleet().as_ref()),
             topology,
             client: crate::dispatch::Client::new()?,
-            store,
+            store: shared.store.clone(),
             config,
             metrics,
-            health,
-            journal,
-            paused: crate::pause::Board::default(),
-            broker_node: std::sync::atomic::AtomicUsize::new(0),
+            health: shared.health.clone(),
+            journal: shared.journal.clone(),
+            paused: shared.paused.clone(),
+            broker_node: std::sync::atomic::AtomicUsize::new(broker_node),
             orphans: Mutex::default(),
         })
+    }
+
+    /// Which of the broker's addresses the last session connected to.
+    fn broker_node(&self) -> usize {
+        self.broker_node.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -134,6 +144,8 @@ pub struct Running {
     pub http_addr: std::net::SocketAddr,
     pub metrics: Metrics,
     pub health: Arc<Health>,
+    /// Where a new configuration is handed to the running relay.
+    pub reloader: Reloader,
     task: tokio::task::JoinHandle<Result<(), RelayError>>,
 }
 
@@ -172,32 +184,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         metrics.clone(),
         shutdown.clone(),
     ));
-    let relay = Relay::new(config, store, metrics.clone(), health.clone(), journal)?;
-    // Paused destinations are known before the first message is taken.
-    let names = relay
-        .config
-        .destinations
-        .iter()
-        .map(|d| d.name.clone())
-        .collect();
-    let watching = crate::pause::Watch::new(
+    let shared = reload::Shared {
+        store,
+        metrics: metrics.clone(),
+        health: health.clone(),
+        journal,
         pauses,
-        relay.paused.clone(),
-        metrics.clone(),
-        names,
-        shutdown.clone(),
-    );
-    let watching = watching.first_read().await;
-    tokio::spawn(watching.run());
-    let relay = Arc::new(relay);
+        paused: crate::pause::Board::default(),
+    };
     let http = tokio::spawn(crate::observe::serve(
         listener,
         metrics.clone(),
         health.clone(),
         shutdown.clone(),
     ));
+    let (asks, asked) = tokio::sync::mpsc::channel(1);
     let task = tokio::spawn(async move {
-        let result = relay.run(shutdown).await;
+        let result = reload::supervise(shared, config, shutdown, asked).await;
         if let Some(writer) = writer {
             // What the stopped relay recorded reaches the journal before the stop ends.
             writer.close().await;
@@ -210,6 +213,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         http_addr,
         metrics,
         health,
+        reloader: Reloader(asks),
         task,
     })
 }

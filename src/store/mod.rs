@@ -27,7 +27,7 @@ use serde::Deserialize;
 pub use self::embedded::Embedded;
 pub use self::redis::RedisStore;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(try_from = "StoreTable")]
 pub enum StoreConfig {
     /// A SQLite file for one relay process.

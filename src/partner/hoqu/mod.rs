@@ -34,7 +34,7 @@ pub enum Payout {
     Percentage,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// The advertiser API key from HOQU; use `${HOQU_API_KEY}`.
@@ -65,7 +65,7 @@ fn default_status_wait() -> u64 {
 }
 
 /// A checked HOQU destination.
-#[derive(Clone, Debug)]
+#[derive(PartialEq, Clone, Debug)]
 pub struct Hoqu {
     base_url: String,
     api_key: String,

@@ -1,0 +1,218 @@
+//! A new configuration while the relay runs: deliveries in flight finish under the old one and
+//! the next follow the new; a removed destination's waiting deliveries are dead-lettered with
+//! a reason; an invalid file, or one that changes what only a restart can change, is refused
+//! and the running configuration stays. The last test does it all through SIGHUP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::partner::{per_click, until_received};
+use common::{ConfigBuilder, Dest, Env, RelayProcess, Retry, deliveries, event, eventually};
+use postback_relay::reason::Reason;
+use postback_relay::relay::ReloadRefused;
+use postback_relay::sandbox::{self, Rule};
+
+/// A second partner, beside the `Env`'s own.
+async fn other_partner(env: &Env) -> sandbox::Client {
+    let addr = sandbox::spawn(env.shutdown.clone()).await.unwrap();
+    sandbox::Client::new(addr)
+}
+
+fn at(base: &str) -> Dest {
+    Dest::powerspace("powerspace", base)
+        .timeout_ms(5000)
+        .retry(Retry::fast())
+}
+
+fn refused(m: &postback_relay::metrics::Metrics) -> u64 {
+    m.config_reloads.with_label_values(&["refused"]).get()
+}
+
+#[tokio::test]
+async fn in_flight_deliveries_finish_under_the_old_configuration_and_the_next_follow_the_new() {
+    let env = Env::new().await;
+    let new_partner = other_partner(&env).await;
+    // The old partner holds its answer long enough for the reload to come in meanwhile.
+    env.sandbox
+        .add_rule(&Rule::answer(200).after_ms(1500))
+        .await
+        .unwrap();
+    let relay = env
+        .start(&env.config().destination(at(env.sandbox.base_url())))
+        .await;
+    env.publish(&event("before", "lead", "click-before", None))
+        .await;
+    until_received(&env.sandbox, 1, Duration::from_secs(10), "the first call").await;
+
+    let reloaded = relay
+        .reloader
+        .reload(env.config().destination(at(new_partner.base_url())).load())
+        .await
+        .expect("the new configuration is taken");
+    assert_eq!(reloaded.changed, ["powerspace"]);
+    // The reload returns once the old generation is done: the call in flight was answered
+    // and recorded under the old configuration, not cut off and sent again.
+    assert_eq!(deliveries(&relay.metrics, "powerspace", "delivered"), 1);
+
+    env.publish(&event("after", "lead", "click-after", None))
+        .await;
+    common::until(&relay, "the second delivery", |m| {
+        deliveries(m, "powerspace", "delivered") == 2
+    })
+    .await;
+    let old = per_click(&env.sandbox.requests().await.unwrap(), true);
+    let new = per_click(&new_partner.requests().await.unwrap(), true);
+    assert_eq!(old.len(), 1, "the old partner: {old:?}");
+    assert_eq!(old.get("click-before"), Some(&1));
+    assert_eq!(new.len(), 1, "the new partner: {new:?}");
+    assert_eq!(new.get("click-after"), Some(&1));
+    assert_eq!(
+        relay
+            .metrics
+            .config_reloads
+            .with_label_values(&["applied"])
+            .get(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_removed_destinations_waiting_deliveries_are_dead_lettered_with_the_reason() {
+    let env = Env::new().await;
+    let failing = other_partner(&env).await;
+    failing.add_rule(&Rule::answer(503)).await.unwrap();
+    let gone = Dest::powerspace("gone", failing.base_url())
+        .timeout_ms(2000)
+        .retry(
+            Retry::durable(100, 200)
+                .max_attempts(10_000)
+                .max_age_secs(3600),
+        );
+    let kept = at(env.sandbox.base_url());
+    let relay = env
+        .start(&env.config().destination(kept.clone()).destination(gone))
+        .await;
+    env.publish(&event("e1", "lead", "click-1", None)).await;
+    // The delivery to `gone` has come back from a retry tier at least once: it waits there.
+    until_received(&failing, 2, Duration::from_secs(20), "a durable retry").await;
+
+    relay
+        .reloader
+        .reload(env.config().destination(kept).load())
+        .await
+        .expect("the new configuration is taken");
+    let dead = env.topology().dead;
+    env.until_holds(&dead, 1, Duration::from_secs(20), "the dead letter")
+        .await;
+    let letters = env.take_dead_letters().await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let l = &letters[0];
+    assert_eq!(l.reason, Reason::Unroutable);
+    assert_eq!(l.destination.as_deref(), Some("gone"));
+    assert_eq!(l.event_id.as_deref(), Some("e1"));
+    assert!(
+        l.detail
+            .contains("destination \"gone\" is not in the configuration any more"),
+        "{}",
+        l.detail
+    );
+    assert_eq!(
+        per_click(&env.sandbox.requests().await.unwrap(), true).get("click-1"),
+        Some(&1)
+    );
+    // The removed destination's gauges are gone with it.
+    let text = relay.metrics.render();
+    assert!(
+        !text.contains("postback_relay_circuit_state{destination=\"gone\"}"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_file_or_a_change_that_needs_a_restart_keeps_the_running_configuration() {
+    let env = Env::new().await;
+    let config = env.default_config();
+    let relay = env.start(&config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[destinations]]\nname = \"x\"\nkind = \"nope\"\n").unwrap();
+    match relay.reloader.reload_from(&bad).await {
+        Err(ReloadRefused::Invalid(e)) => {
+            assert!(e.to_string().contains("destinations"), "{e}")
+        }
+        other => panic!("an invalid file taken: {other:?}"),
+    }
+    let mut other_broker = config.load();
+    other_broker.broker.prefetch = 7;
+    match relay.reloader.reload(other_broker).await {
+        Err(ReloadRefused::NeedsRestart(sections)) => assert_eq!(sections, ["broker"]),
+        other => panic!("a broker change taken: {other:?}"),
+    }
+    assert_eq!(refused(&relay.metrics), 2);
+    // Still running, on the configuration it had.
+    assert!(relay.health.is_ready());
+    env.publish(&event("e1", "lead", "click-1", None)).await;
+    common::until(&relay, "the delivery", |m| {
+        deliveries(m, "powerspace", "delivered") == 1
+    })
+    .await;
+}
+
+/// Until the relay's log holds `text`.
+async fn until_logged(log: &std::path::Path, text: &str) {
+    eventually(Duration::from_secs(30), text, || async {
+        std::fs::read_to_string(log).is_ok_and(|l| l.contains(text))
+    })
+    .await;
+}
+
+fn hangup(relay: &RelayProcess) {
+    let pid = relay.0.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_file_and_refuses_a_broken_one() {
+    let env = Env::new().await;
+    let new_partner = other_partner(&env).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = |base: &str| -> ConfigBuilder { env.config().destination(at(base)) };
+    let file = config(env.sandbox.base_url()).write(&dir);
+    let log = dir.path().join("relay.log");
+    let mut relay = RelayProcess::run_with(&file, &[], Some(&log));
+    env.until_consumed().await;
+
+    std::fs::write(&file, config(new_partner.base_url()).toml()).unwrap();
+    hangup(&relay);
+    until_logged(&log, "configuration reloaded").await;
+    env.publish(&event("e1", "lead", "click-1", None)).await;
+    until_received(&new_partner, 1, Duration::from_secs(20), "the new partner").await;
+
+    std::fs::write(&file, "this is not toml [").unwrap();
+    hangup(&relay);
+    until_logged(&log, "configuration not reloaded").await;
+    env.publish(&event("e2", "lead", "click-2", None)).await;
+    until_received(
+        &new_partner,
+        2,
+        Duration::from_secs(20),
+        "still the new partner",
+    )
+    .await;
+    assert_eq!(env.sandbox.stats().await.unwrap().total, 0);
+    let per = per_click(&new_partner.requests().await.unwrap(), true);
+    assert_eq!(per.get("click-1"), Some(&1));
+    assert_eq!(per.get("click-2"), Some(&1));
+
+    relay.signal_term();
+    let status = relay
+        .exited_within(Duration::from_secs(30))
+        .await
+        .expect("the relay exits after SIGTERM");
+    assert!(status.success());
+}
