@@ -17,6 +17,7 @@
 
 mod embedded;
 mod redis;
+mod redis_batch;
 
 use std::path::PathBuf;
 use std::sync::Arc;

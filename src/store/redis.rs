@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use super::redis_batch::{Batcher, Op};
 use super::{HoldError, StoreError, Taken, Token};
 
 /// How often held leases are looked at; one that has less than half its length left is renewed.
@@ -24,6 +25,8 @@ pub struct RedisStore {
     next_token: Arc<AtomicU64>,
     ttl: Duration,
     renewals: Arc<Renewals>,
+    /// Claims, renewals and records, sent in batches.
+    batch: Batcher,
 }
 
 /// Leases held by this process, for the renewing task.
@@ -73,39 +76,11 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// The scripts, hashed once.
-static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
-    // Atomic: the record is looked for and the claim taken with no gap in which another
-    // replica could record the delivery and let its claim go.
-    redis::Script::new(
-        "if redis.call('EXISTS', KEYS[1]) == 1 then return 2 end
-         if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-         return 0",
-    )
-});
+/// The scripts, hashed once (the hot ones are in [`super::redis_batch`]).
 /// Only our own claim: one that lapsed and was taken by another holder stays.
 static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end",
-    )
-});
-/// Extends our own claim; 0 when it is gone or someone else's.
-static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
-    )
-});
-/// The record and the status rank together (both or neither), then the claim let go.
-static DELIVERED: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
-         if ARGV[2] ~= '' then
-           local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
-           if tonumber(ARGV[2]) > cur then cur = tonumber(ARGV[2]) end
-           redis.call('SET', KEYS[2], cur, 'PX', ARGV[1])
-         end
-         if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
-         return 1",
     )
 });
 /// Raises a status rank, never lowers it.
@@ -133,7 +108,8 @@ impl RedisStore {
         let client = redis::Client::open(info)?;
         let conn = redis::aio::ConnectionManager::new(client).await?;
         let renewals = Arc::new(Renewals::default());
-        tokio::spawn(renew_held(Arc::downgrade(&renewals), conn.clone()));
+        let batch = Batcher::start(conn.clone());
+        tokio::spawn(renew_held(Arc::downgrade(&renewals), batch.clone()));
         Ok(RedisStore {
             conn,
             prefix: prefix.to_owned(),
@@ -141,6 +117,7 @@ impl RedisStore {
             next_token: Arc::default(),
             ttl,
             renewals,
+            batch,
         })
     }
 
@@ -193,14 +170,17 @@ impl RedisStore {
         length: Duration,
     ) -> Result<Taken<Token>, StoreError> {
         let lease = self.lease(key, length);
-        let mut c = self.conn.clone();
         let sent = Instant::now();
-        let got: i64 = CLAIM
-            .key(self.k("done", key))
-            .key(&lease.key)
-            .arg(&lease.token)
-            .arg(millis(length))
-            .invoke_async(&mut c)
+        // Atomic: the record is looked for and the claim taken with no gap in which another
+        // replica could record the delivery and let its claim go.
+        let got = self
+            .batch
+            .run(Op::Claim {
+                done: self.k("done", key),
+                claim: lease.key.clone(),
+                token: lease.token.clone(),
+                px: millis(length),
+            })
             .await?;
         Ok(match got {
             2 => Taken::Delivered,
@@ -234,7 +214,7 @@ impl RedisStore {
         }
         // Ask Redis, whatever the local clock says: Redis may have lost the key (a failover,
         // an eviction) and another replica taken the claim since the last renewal.
-        renew(&mut self.conn.clone(), lease).await?;
+        renew(&self.batch, lease).await?;
         if lease.lost.load(Ordering::SeqCst) || lease.remaining(Instant::now()) < need {
             return Err(HoldError::Lost);
         }
@@ -270,19 +250,15 @@ impl RedisStore {
         lease: &Lease,
         status: Option<(&str, u8)>,
     ) -> Result<(), StoreError> {
-        let (status_key, rank) = match status {
-            Some((k, r)) => (self.k("status", k), r.to_string()),
-            None => (self.k("status", ""), String::new()),
-        };
-        let mut c = self.conn.clone();
-        let _: i64 = DELIVERED
-            .key(self.k("done", key))
-            .key(status_key)
-            .key(&lease.key)
-            .arg(millis(self.ttl))
-            .arg(rank)
-            .arg(&lease.token)
-            .invoke_async(&mut c)
+        // The record and the status rank together (both or neither), then the claim let go.
+        self.batch
+            .run(Op::Delivered {
+                done: self.k("done", key),
+                status: status.map(|(k, rank)| (self.k("status", k), rank)),
+                claim: lease.key.clone(),
+                token: lease.token.clone(),
+                px: millis(self.ttl),
+            })
             .await?;
         Ok(())
     }
@@ -308,13 +284,14 @@ impl RedisStore {
 }
 
 /// Extends one lease, and notes whether it is still ours.
-async fn renew(c: &mut redis::aio::ConnectionManager, lease: &Lease) -> Result<(), StoreError> {
+async fn renew(batch: &Batcher, lease: &Lease) -> Result<(), StoreError> {
     let sent = Instant::now();
-    let kept: i64 = RENEW
-        .key(&lease.key)
-        .arg(&lease.token)
-        .arg(millis(lease.length))
-        .invoke_async(c)
+    let kept = batch
+        .run(Op::Renew {
+            claim: lease.key.clone(),
+            token: lease.token.clone(),
+            px: millis(lease.length),
+        })
         .await?;
     if kept == 1 {
         lease.confirm(sent);
@@ -325,7 +302,7 @@ async fn renew(c: &mut redis::aio::ConnectionManager, lease: &Lease) -> Result<(
 }
 
 /// Renews every held lease that has used up half its length, until the store is gone.
-async fn renew_held(renewals: Weak<Renewals>, conn: redis::aio::ConnectionManager) {
+async fn renew_held(renewals: Weak<Renewals>, batch: Batcher) {
     loop {
         tokio::time::sleep(RENEW_TICK).await;
         let Some(renewals) = renewals.upgrade() else {
@@ -346,9 +323,9 @@ async fn renew_held(renewals: Weak<Renewals>, conn: redis::aio::ConnectionManage
         };
         drop(renewals);
         let renewing = due.iter().map(|lease| {
-            let mut c = conn.clone();
+            let batch = &batch;
             async move {
-                if let Err(e) = renew(&mut c, lease).await {
+                if let Err(e) = renew(batch, lease).await {
                     // Not lost yet: the holder checks what is left before it sends.
                     tracing::warn!(message = "cannot renew a claim", error = %e);
                 }

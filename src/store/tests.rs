@@ -247,3 +247,49 @@ async fn a_claim_redis_lost_is_not_ensured_for_its_old_holder() {
         "two replicas both hold the claim and are both cleared to send"
     );
 }
+
+/// Concurrent calls share batches: each caller still gets its own answer, in any mix of
+/// claims, renewals and records.
+#[tokio::test]
+async fn concurrent_redis_calls_each_get_their_own_answer_from_a_shared_batch() {
+    const KEYS: usize = 300;
+    let store = redis_store().await;
+    let lease = Duration::from_secs(30);
+    let key = |i: usize| keys::delivery("dest", &format!("b{i}"));
+    // Two claimers per key, all at once: exactly one of each pair holds it.
+    let claims = futures_util::future::join_all((0..2 * KEYS).map(|n| {
+        let store = store.clone();
+        async move { (n % KEYS, store.claim(&key(n % KEYS), lease).await.unwrap()) }
+    }))
+    .await;
+    let mut holds = Vec::new();
+    let mut busy = vec![0; KEYS];
+    for (i, c) in claims {
+        match c {
+            Claim::Acquired(h) => holds.push((i, h)),
+            Claim::Busy => busy[i] += 1,
+            Claim::Delivered => panic!("b{i} delivered before any record"),
+        }
+    }
+    assert_eq!(holds.len(), KEYS);
+    assert!(busy.iter().all(|b| *b == 1), "{busy:?}");
+    // Ensures and records interleaved: even keys record a status with their delivery.
+    let recorded = futures_util::future::join_all(holds.into_iter().map(|(i, mut h)| async move {
+        h.ensure(lease / 2).await.unwrap();
+        let order = keys::conversion("dest", &format!("o{i}"));
+        let status = (i % 2 == 0).then_some((order.as_str(), (i % 7) as u8 + 1));
+        h.delivered(status).await.unwrap();
+        i
+    }))
+    .await;
+    assert_eq!(recorded.len(), KEYS);
+    for i in 0..KEYS {
+        assert!(
+            matches!(store.claim(&key(i), lease).await.unwrap(), Claim::Delivered),
+            "b{i}"
+        );
+        let order = keys::conversion("dest", &format!("o{i}"));
+        let expected = (i % 2 == 0).then_some((i % 7) as u8 + 1);
+        assert_eq!(store.status(&order).await.unwrap(), expected, "o{i}");
+    }
+}
