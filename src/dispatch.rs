@@ -44,6 +44,7 @@ impl Client {
         let mut rb = match req.method {
             Method::Get => self.http.get(&req.url),
             Method::Post => self.http.post(&req.url),
+            Method::Put => self.http.put(&req.url),
         };
         for (k, v) in &req.headers {
             rb = rb.header(k, v);

@@ -43,9 +43,10 @@ pub struct DestinationConfig {
     /// calling the partner (Powerspace: "expiration ~30 jours"; HOQU: "как правило 30 дней").
     #[serde(default = "default_click_lifetime_days")]
     pub click_lifetime_days: u32,
-    /// A template placeholder with no value: rendered `empty`, or the delivery `fail`s.
+    /// A template placeholder with no value: rendered `empty` (the default), the delivery
+    /// `fail`s, or (template destinations) its field is left out, `skip`.
     #[serde(default)]
-    pub missing: Missing,
+    pub missing: Option<Missing>,
     #[serde(default)]
     pub powerspace: Option<crate::partner::powerspace::Options>,
     #[serde(default)]
@@ -54,6 +55,8 @@ pub struct DestinationConfig {
     pub callback: Option<crate::partner::callback::Options>,
     #[serde(default)]
     pub tracker: Option<crate::partner::tracker::Options>,
+    #[serde(default)]
+    pub template: Option<crate::partner::custom::Options>,
     /// The partner side, checked and compiled (templates parsed) at load.
     #[serde(skip)]
     pub partner: Partner,
@@ -115,6 +118,7 @@ impl DestinationConfig {
             hoqu: self.hoqu.as_ref(),
             callback: self.callback.as_ref(),
             tracker: self.tracker.as_ref(),
+            template: self.template.as_ref(),
         };
         self.partner = partner::compile(&spec).map_err(|e| key_err(at(&e.key), e.message))?;
         let routes = &self.partner.routes;

@@ -47,6 +47,32 @@ impl Money {
         d.to_string()
     }
 
+    /// `dp` fraction digits, rounded half-up; `None` when the amount has too many digits to
+    /// be written so (over 28 in all).
+    pub fn fixed(self, dp: u32) -> Option<String> {
+        let mut d = self
+            .0
+            .round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        d.rescale(dp);
+        (d.scale() == dp).then(|| d.to_string())
+    }
+
+    /// The amount in minor units of a currency with `dp` fraction digits (cents for EUR,
+    /// yen for JPY), rounded half-up: `89.99` is `8999`. `None` when out of range.
+    pub fn minor(self, dp: u32) -> Option<String> {
+        let d = self
+            .0
+            .round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        let scale = Decimal::from(10u64.checked_pow(dp)?);
+        d.checked_mul(scale)
+            .map(|m| m.trunc().normalize().to_string())
+    }
+
+    /// The exact amount, without trailing zeros: `125.50` is `125.5`.
+    pub fn plain(self) -> String {
+        self.0.normalize().to_string()
+    }
+
     /// Rounded half-up to two fraction digits, without trailing zeros: `30`, `49.9`, `49.99`
     /// (HOQU's examples write `price=30`).
     pub fn plain2(self) -> String {
@@ -170,6 +196,23 @@ mod tests {
         assert_eq!(m("49.995").plain2(), "50");
         assert_eq!(m("1000000").plain2(), "1000000");
         assert_eq!(m("0").fixed2(), "0.00");
+    }
+
+    #[test]
+    fn fixed_minor_and_plain_forms() {
+        let m = |s: &str| s.parse::<Money>().unwrap();
+        assert_eq!(m("89.99").fixed(0).unwrap(), "90");
+        assert_eq!(m("89.9").fixed(3).unwrap(), "89.900");
+        assert_eq!(m("89.99").minor(2).unwrap(), "8999");
+        assert_eq!(m("89.995").minor(2).unwrap(), "9000");
+        assert_eq!(m("1500").minor(0).unwrap(), "1500");
+        assert_eq!(m("1.2345").minor(3).unwrap(), "1235");
+        assert_eq!(m("0").minor(2).unwrap(), "0");
+        assert_eq!(m("125.50").plain(), "125.5");
+        assert_eq!(m("30.00").plain(), "30");
+        let huge = m(&"9".repeat(28));
+        assert_eq!(huge.fixed(2), None);
+        assert_eq!(huge.minor(2), None);
     }
 
     #[test]

@@ -109,6 +109,9 @@ pub struct Options {
     /// 80 and 443.
     #[serde(default)]
     pub allow_any_port: bool,
+    /// An HMAC-SHA256 signature on each call (see `partner::sign`).
+    #[serde(default)]
+    pub signature: Option<super::sign::Options>,
 }
 
 /// A checked callback destination.

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::template::Missing;
-use super::{callback, hoqu, powerspace, tracker};
+use super::{callback, custom, hoqu, powerspace, sign, tracker};
 use crate::event::EventType;
 
 /// The partner formats the relay speaks.
@@ -23,18 +23,29 @@ pub enum Kind {
     Callback,
     /// Tracker postbacks in the Espace-plus style.
     Tracker,
+    /// Any partner, by configuration: a method, URL, headers and body of templates, or a
+    /// preset from `presets/`.
+    Template,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Powerspace, Kind::Hoqu, Kind::Callback, Kind::Tracker];
+    pub const ALL: [Kind; 5] = [
+        Kind::Powerspace,
+        Kind::Hoqu,
+        Kind::Callback,
+        Kind::Tracker,
+        Kind::Template,
+    ];
 
-    /// What the partner can be told: the values of a destination's `conversions` table.
+    /// What the partner can be told: the values of a destination's `conversions` table (a
+    /// template destination takes any text, which its `conversion` macro sends).
     pub fn conversions(self) -> &'static [&'static str] {
         match self {
             Kind::Powerspace => &["lead", "order"],
             Kind::Hoqu => &["conversion", "status_update", "customer"],
             Kind::Callback => &["transaction"],
             Kind::Tracker => &["registration", "trial", "signup", "rebill"],
+            Kind::Template => &[],
         }
     }
 
@@ -56,6 +67,17 @@ impl Kind {
                 (Signup, "signup"),
                 (Rebill, "rebill"),
             ],
+            // Every type, as its name, unless the preset or the config says otherwise.
+            Kind::Template => &[
+                (Lead, "lead"),
+                (Order, "order"),
+                (OrderStatus, "order_status"),
+                (Registration, "registration"),
+                (Trial, "trial"),
+                (Signup, "signup"),
+                (Rebill, "rebill"),
+                (CustomerStatus, "customer_status"),
+            ],
         }
     }
 
@@ -68,7 +90,7 @@ impl Kind {
     pub fn explain_status(self, status: u16) -> Option<&'static str> {
         match self {
             Kind::Powerspace => powerspace::explain_status(status),
-            Kind::Hoqu | Kind::Callback | Kind::Tracker => None,
+            Kind::Hoqu | Kind::Callback | Kind::Tracker | Kind::Template => None,
         }
     }
 }
@@ -80,6 +102,7 @@ impl fmt::Display for Kind {
             Kind::Hoqu => "hoqu",
             Kind::Callback => "callback",
             Kind::Tracker => "tracker",
+            Kind::Template => "template",
         })
     }
 }
@@ -91,6 +114,7 @@ pub enum Format {
     Hoqu(hoqu::Hoqu),
     Callback(callback::Callback),
     Tracker(tracker::Tracker),
+    Template(custom::Custom),
 }
 
 /// A destination's partner side, compiled: everything rendering needs.
@@ -101,6 +125,8 @@ pub struct Partner {
     /// Event type -> what the partner is told.
     pub routes: BTreeMap<EventType, String>,
     pub missing: Missing,
+    /// The signature its requests carry (callbacks, template destinations).
+    pub signer: Option<sign::Signer>,
 }
 
 impl Default for Partner {
@@ -112,6 +138,7 @@ impl Default for Partner {
             format: Format::Powerspace(powerspace::compile("", powerspace::Options::default())),
             routes: BTreeMap::new(),
             missing: Missing::default(),
+            signer: None,
         }
     }
 }
@@ -122,11 +149,13 @@ pub struct Spec<'a> {
     pub base_url: Option<&'a str>,
     /// Event type -> conversion, over the kind's defaults.
     pub conversions: &'a BTreeMap<EventType, String>,
-    pub missing: Missing,
+    /// As configured; `None` takes the preset's, or `empty`.
+    pub missing: Option<Missing>,
     pub powerspace: Option<&'a powerspace::Options>,
     pub hoqu: Option<&'a hoqu::Options>,
     pub callback: Option<&'a callback::Options>,
     pub tracker: Option<&'a tracker::Options>,
+    pub template: Option<&'a custom::Options>,
 }
 
 /// A problem in a destination's partner settings: the key (relative to the destination, as
@@ -153,6 +182,7 @@ pub fn compile(spec: &Spec<'_>) -> Result<Partner, KeyError> {
         (Kind::Hoqu, spec.hoqu.is_some()),
         (Kind::Callback, spec.callback.is_some()),
         (Kind::Tracker, spec.tracker.is_some()),
+        (Kind::Template, spec.template.is_some()),
     ];
     for (other, present) in sections {
         if present && other != kind {
@@ -174,13 +204,25 @@ pub fn compile(spec: &Spec<'_>) -> Result<Partner, KeyError> {
         (None, false) => String::new(),
     };
     let base_url = base_url.as_str();
-    let mut routes: BTreeMap<EventType, String> = kind
-        .default_routes()
-        .iter()
-        .map(|(t, c)| (*t, (*c).to_owned()))
-        .collect();
+    // A template destination is read first: its preset says which types it takes.
+    let custom = match kind {
+        Kind::Template => Some(custom::compile(spec.template)?),
+        _ => None,
+    };
+    let mut routes: BTreeMap<EventType, String> =
+        match custom.as_ref().and_then(|c| c.routes.clone()) {
+            Some(preset) => preset,
+            None => kind
+                .default_routes()
+                .iter()
+                .map(|(t, c)| (*t, (*c).to_owned()))
+                .collect(),
+        };
     for (t, c) in spec.conversions {
-        if !kind.conversions().contains(&c.as_str()) {
+        if kind == Kind::Template {
+            let key = format!("conversions.{t}");
+            custom::check_conversion(&key, c)?;
+        } else if !kind.conversions().contains(&c.as_str()) {
             return Err(key_err(
                 format!("conversions.{t}"),
                 format!(
@@ -191,6 +233,11 @@ pub fn compile(spec: &Spec<'_>) -> Result<Partner, KeyError> {
         }
         routes.insert(*t, c.clone());
     }
+    let mut missing = spec.missing;
+    let mut signature = match (kind, spec.callback.and_then(|c| c.signature.as_ref())) {
+        (Kind::Callback, Some(s)) => Some(sign::compile(s, "callback.signature")?),
+        _ => None,
+    };
     let format = match kind {
         Kind::Powerspace => Format::Powerspace(powerspace::compile(
             base_url,
@@ -204,12 +251,32 @@ pub fn compile(spec: &Spec<'_>) -> Result<Partner, KeyError> {
         )?),
         Kind::Callback => Format::Callback(callback::compile(spec.callback)?),
         Kind::Tracker => Format::Tracker(tracker::compile(spec.tracker, &routes)?),
+        Kind::Template => {
+            let c = custom.expect("compiled above");
+            missing = missing.or(c.missing);
+            signature = c
+                .signature
+                .as_ref()
+                .map(|s| sign::compile(s, "template.signature"))
+                .transpose()?;
+            Format::Template(c.custom)
+        }
     };
+    let missing = missing.unwrap_or_default();
+    if missing == Missing::Skip && kind != Kind::Template {
+        return Err(key_err(
+            "missing",
+            format!(
+                "skip is for template destinations, whose fields can be left out; {kind} takes empty or fail"
+            ),
+        ));
+    }
     Ok(Partner {
         kind,
         format,
         routes,
-        missing: spec.missing,
+        missing,
+        signer: signature,
     })
 }
 

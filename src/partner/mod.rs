@@ -2,11 +2,13 @@
 //! expects. Rendering is pure (no I/O), so every format is pinned by unit tests.
 
 pub mod callback;
+pub mod custom;
 pub mod fields;
 pub mod hoqu;
 mod kind;
 pub mod powerspace;
 pub mod sendable;
+pub mod sign;
 pub mod template;
 pub mod tracker;
 
@@ -88,8 +90,12 @@ impl Request {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
+    #[serde(alias = "get")]
     Get,
+    #[serde(alias = "post")]
     Post,
+    #[serde(alias = "put")]
+    Put,
 }
 
 impl fmt::Display for Method {
@@ -97,6 +103,7 @@ impl fmt::Display for Method {
         f.write_str(match self {
             Method::Get => "GET",
             Method::Post => "POST",
+            Method::Put => "PUT",
         })
     }
 }
@@ -138,12 +145,28 @@ impl Partner {
         destination: &str,
         event: &ConversionEvent,
     ) -> Result<Request, RenderError> {
-        let request = self.build(destination, event)?;
+        self.render_at(destination, event, chrono::Utc::now())
+    }
+
+    /// [`Partner::render`] for an attempt at `now`: the time a signature and the `now`
+    /// macro carry. Every other part of the request depends on the event alone.
+    pub fn render_at(
+        &self,
+        destination: &str,
+        event: &ConversionEvent,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Request, RenderError> {
+        let request = self.build(destination, event, now)?;
         sendable::check(&request)?;
         Ok(request)
     }
 
-    fn build(&self, destination: &str, event: &ConversionEvent) -> Result<Request, RenderError> {
+    fn build(
+        &self,
+        destination: &str,
+        event: &ConversionEvent,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Request, RenderError> {
         let conversion =
             self.routes
                 .get(&event.kind)
@@ -151,13 +174,30 @@ impl Partner {
                     kind: self.kind,
                     event_type: event.kind.to_string(),
                 })?;
-        let request = |method, url, headers, body, secrets| Request {
-            destination: destination.to_owned(),
-            method,
-            url,
-            headers,
-            body,
-            secrets,
+        let signed = |mut r: Rendered, mut secrets: Vec<String>| {
+            if let Some(s) = &self.signer {
+                s.sign(&mut r, &event.event_id, now);
+                secrets.extend(s.secrets().iter().cloned());
+            }
+            Request {
+                destination: destination.to_owned(),
+                method: r.method,
+                url: r.url,
+                headers: r.headers,
+                body: r.body,
+                secrets,
+            }
+        };
+        let request = |method, url, headers, body, secrets| {
+            signed(
+                Rendered {
+                    method,
+                    url,
+                    headers,
+                    body,
+                },
+                secrets,
+            )
         };
         let missing = self.missing;
         match &self.format {
@@ -180,6 +220,9 @@ impl Partner {
             Format::Tracker(t) => t
                 .render(event, conversion, missing)
                 .map(|url| request(Method::Get, url, BTreeMap::new(), None, Vec::new())),
+            Format::Template(t) => t
+                .render(event, conversion, missing, now)
+                .map(|r| signed(r, Vec::new())),
         }
     }
 
@@ -258,11 +301,12 @@ pub(crate) fn hoqu_partner(options: &str) -> Partner {
         kind: Kind::Hoqu,
         base_url: Some("https://trackerdomain.com"),
         conversions: &BTreeMap::new(),
-        missing: template::Missing::Empty,
+        missing: None,
         powerspace: None,
         hoqu: Some(&o),
         callback: None,
         tracker: None,
+        template: None,
     })
     .expect("a valid hoqu destination")
 }

@@ -1,5 +1,6 @@
 //! One template engine for every placeholder syntax the partners use: `!!!name!!!` (publisher
-//! callbacks), `#name#` (tracker postbacks) and `{name}` (extra parameters).
+//! callbacks), `#name#` (tracker postbacks), `{name}` (extra parameters) and `[name]`
+//! (template destinations may choose any of the four).
 //!
 //! Rules, each tested below:
 //! - templates are parsed once, at config load; a placeholder the destination does not know,
@@ -20,7 +21,8 @@ use serde::Deserialize;
 use super::encode_component;
 
 /// The placeholder syntaxes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Syntax {
     /// `!!!name!!!`, as in Awin-style transaction notifications.
     Bang,
@@ -28,6 +30,8 @@ pub enum Syntax {
     Hash,
     /// `{name}`.
     Brace,
+    /// `[name]`.
+    Bracket,
 }
 
 impl Syntax {
@@ -36,12 +40,18 @@ impl Syntax {
             Syntax::Bang => ("!!!", "!!!"),
             Syntax::Hash => ("#", "#"),
             Syntax::Brace => ("{", "}"),
+            Syntax::Bracket => ("[", "]"),
         }
     }
 
     pub fn show(self, name: &str) -> String {
         let (open, close) = self.delimiters();
         format!("{open}{name}{close}")
+    }
+
+    /// Whether `text` holds this syntax's opening delimiter.
+    pub fn opens_in(self, text: &str) -> bool {
+        text.contains(self.delimiters().0)
     }
 }
 
@@ -54,6 +64,10 @@ pub enum Missing {
     Empty,
     /// Fail the delivery (`render_error`), naming the placeholder.
     Fail,
+    /// Leave out the field that holds it (a query parameter, a header, a body field).
+    /// Template destinations only; a value in the URL path cannot be left out, so there it
+    /// fails the delivery.
+    Skip,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,8 +86,60 @@ pub struct Template {
 /// Why a template cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error("unknown placeholder {shown}{hint}")]
-    Unknown { shown: String, hint: String },
+    /// `at` is the placeholder's position in the template, in characters from 1.
+    #[error("unknown placeholder {shown} at character {at}{hint}")]
+    Unknown {
+        shown: String,
+        hint: String,
+        at: usize,
+    },
+}
+
+impl TemplateError {
+    /// The message, and under it the template with the placeholder pointed at: what
+    /// `check-config` prints.
+    pub fn pointed(&self, text: &str) -> String {
+        let TemplateError::Unknown { shown, at, .. } = self;
+        format!("{self}\n{}", point(text, *at, shown.chars().count()))
+    }
+}
+
+/// How much of a template is shown on each side of what an error points at.
+const POINT_CONTEXT_CHARS: usize = 40;
+
+/// Two lines: the template around character `at` (from 1), and carets under the `len`
+/// characters there. Control characters are shown as spaces, so the lines stay two.
+pub fn point(text: &str, at: usize, len: usize) -> String {
+    let chars: Vec<char> = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let start = at.saturating_sub(1).min(chars.len());
+    let from = start.saturating_sub(POINT_CONTEXT_CHARS);
+    let to = (start + len + POINT_CONTEXT_CHARS).min(chars.len());
+    let mut line = String::from("    ");
+    let mut lead = 4;
+    if from > 0 {
+        line.push('…');
+        lead += 1;
+    }
+    line.extend(&chars[from..to]);
+    if to < chars.len() {
+        line.push('…');
+    }
+    let carets = " ".repeat(lead + start - from) + &"^".repeat(len.max(1));
+    format!("{line}\n{carets}")
+}
+
+/// The known name closest to `name`, when it is close enough to be a typo.
+fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .filter(|k| !k.ends_with('*'))
+        .map(|k| (strsim::levenshtein(name, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < k.len())
+        .min()
+        .map(|(_, k)| k)
 }
 
 fn is_name_char(c: char) -> bool {
@@ -108,6 +174,10 @@ impl Template {
                 Some(end) => {
                     let name = &after[..end];
                     if !accepts(name) {
+                        let list = || {
+                            let list: Vec<String> = known.iter().map(|k| syntax.show(k)).collect();
+                            format!("; known: {}", list.join(", "))
+                        };
                         let hint = known
                             .iter()
                             .find(|k| k.eq_ignore_ascii_case(name))
@@ -117,14 +187,15 @@ impl Template {
                                     syntax.show(k)
                                 )
                             })
-                            .unwrap_or_else(|| {
-                                let list: Vec<String> =
-                                    known.iter().map(|k| syntax.show(k)).collect();
-                                format!("; known: {}", list.join(", "))
-                            });
+                            .or_else(|| {
+                                closest(name, known)
+                                    .map(|k| format!(" (did you mean {}?)", syntax.show(k)))
+                            })
+                            .unwrap_or_else(list);
                         return Err(TemplateError::Unknown {
                             shown: syntax.show(name),
                             hint,
+                            at: position(text, rest, start),
                         });
                     }
                     text_buf.push_str(&rest[..start]);
@@ -143,6 +214,7 @@ impl Template {
                         return Err(TemplateError::Unknown {
                             shown: syntax.show(&after[..end]),
                             hint: " (placeholder names are letters and digits only)".into(),
+                            at: position(text, rest, start),
                         });
                     }
                     text_buf.push_str(&rest[..start + open.len()]);
@@ -183,6 +255,16 @@ impl Template {
         self.fill(value, missing, &|v| v.to_owned())
     }
 
+    /// Fills the template, each value written by `encode`.
+    pub fn render_with(
+        &self,
+        value: &dyn Fn(&str) -> Option<String>,
+        missing: Missing,
+        encode: &dyn Fn(&str) -> String,
+    ) -> Result<String, MissingValue> {
+        self.fill(value, missing, encode)
+    }
+
     fn fill(
         &self,
         value: &dyn Fn(&str) -> Option<String>,
@@ -196,7 +278,7 @@ impl Template {
                 Part::Placeholder(name) => match (value(name), missing) {
                     (Some(v), _) => out.push_str(&encode(&v)),
                     (None, Missing::Empty) => {}
-                    (None, Missing::Fail) => {
+                    (None, Missing::Fail | Missing::Skip) => {
                         return Err(MissingValue(self.syntax.show(name)));
                     }
                 },
@@ -257,14 +339,21 @@ impl Template {
     }
 }
 
-/// A placeholder with no value under [`Missing::Fail`].
+/// The position, in characters from 1, of byte `start` of `rest`, a tail of `text`.
+fn position(text: &str, rest: &str, start: usize) -> usize {
+    let offset = text.len() - rest.len() + start;
+    text[..offset].chars().count() + 1
+}
+
+/// A placeholder with no value under [`Missing::Fail`] (or [`Missing::Skip`], to the
+/// caller that leaves its field out).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("placeholder {0} has no value for this event")]
 pub struct MissingValue(pub String);
 
 mod url;
 
-pub use url::RewrittenValue;
+pub use url::{QueryPair, RewrittenValue};
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! A template that is a URL: written as the HTTP client sends it, filled so that what is shown
 //! is what is sent, and kept from choosing where the request goes.
 
-use super::{Missing, Part, Template};
+use super::{Missing, Part, Syntax, Template};
 use crate::partner::RenderError;
 
 impl Template {
@@ -138,6 +138,101 @@ impl Template {
             return Err("must be an http:// or https:// URL".into());
         }
         Ok(a)
+    }
+}
+
+/// One query parameter of a URL template: its key, and its value after the first `=` (none
+/// for a parameter written without `=`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryPair {
+    pub key: Template,
+    pub value: Option<Template>,
+}
+
+impl Template {
+    /// A URL template cut where its query starts and at each `&` of the query: the template
+    /// up to the query, and each parameter (none when the URL has no `?`). Placeholders
+    /// never hold `?`, `&` or `=`: those are cut in the text only. Empty parameters stay, so
+    /// joining the parts with `?` and `&` gives back the text as written.
+    pub fn split_query(&self) -> (Template, Option<Vec<QueryPair>>) {
+        let piece = |parts: Vec<Part>| Template {
+            syntax: self.syntax,
+            parts,
+        };
+        let mut base = Vec::new();
+        let mut pairs: Option<Vec<QueryPair>> = None;
+        let mut key: Vec<Part> = Vec::new();
+        let mut value: Option<Vec<Part>> = None;
+        let push = |key: &mut Vec<Part>, value: &mut Option<Vec<Part>>, p: Part| match value {
+            Some(v) => v.push(p),
+            None => key.push(p),
+        };
+        for p in &self.parts {
+            let mut text = match p {
+                Part::Text(t) => t.as_str(),
+                Part::Placeholder(_) => {
+                    match &pairs {
+                        Some(_) => push(&mut key, &mut value, p.clone()),
+                        None => base.push(p.clone()),
+                    }
+                    continue;
+                }
+            };
+            if pairs.is_none() {
+                match text.split_once('?') {
+                    Some((before, after)) => {
+                        if !before.is_empty() {
+                            base.push(Part::Text(before.to_owned()));
+                        }
+                        pairs = Some(Vec::new());
+                        text = after;
+                    }
+                    None => {
+                        base.push(p.clone());
+                        continue;
+                    }
+                }
+            }
+            for (i, mut chunk) in text.split('&').enumerate() {
+                if i > 0 {
+                    pairs.get_or_insert_default().push(QueryPair {
+                        key: piece(std::mem::take(&mut key)),
+                        value: value.take().map(piece),
+                    });
+                }
+                if value.is_none()
+                    && let Some((k, v)) = chunk.split_once('=')
+                {
+                    if !k.is_empty() {
+                        key.push(Part::Text(k.to_owned()));
+                    }
+                    value = Some(Vec::new());
+                    chunk = v;
+                }
+                if !chunk.is_empty() {
+                    push(&mut key, &mut value, Part::Text(chunk.to_owned()));
+                }
+            }
+        }
+        if let Some(pairs) = &mut pairs {
+            pairs.push(QueryPair {
+                key: piece(key),
+                value: value.map(piece),
+            });
+        }
+        (piece(base), pairs)
+    }
+
+    /// The one placeholder this template is, if it is nothing else.
+    pub fn only_placeholder(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [Part::Placeholder(name)] => Some(name),
+            _ => None,
+        }
+    }
+
+    pub fn syntax(&self) -> Syntax {
+        self.syntax
     }
 }
 

@@ -1,0 +1,516 @@
+//! Template destinations: any partner with a server-to-server postback, by configuration. A
+//! method, a URL template, headers and a body (JSON, form or text) whose values are templates,
+//! in the macro syntax the partner documents; or a preset (`presets/*.toml`) that holds all of
+//! that for a well-known network.
+//!
+//! Every value is encoded once, for where it lands:
+//! - URL path: percent-encoded as a segment (`/` included), so it never adds a segment; a
+//!   value making a `.` or `..` segment is refused, naming its macro;
+//! - URL query: percent-encoded, so it never ends its parameter or adds another;
+//! - header: kept as it is but for `%` and what a header cannot hold (control characters,
+//!   non-ASCII), which are percent-encoded;
+//! - form field: form-encoded; JSON: a JSON string (or a number, for a macro that says so);
+//!   text body: as it is (the partner's format is the template's).
+//!
+//! The scheme, host and port are template text: a macro may appear in the path, the query,
+//! headers and the body only. A macro the destination does not know is a config error at
+//! load, pointing at it. A macro without a value follows the destination's `missing` rule:
+//! `skip` leaves out its query parameter, header or body field (in the path it refuses the
+//! delivery), `empty` sends it empty, `fail` refuses the delivery.
+
+mod macros;
+pub mod preset;
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+pub use macros::{Case, MacroOptions, MoneyFormat, TimeFormat, minor_digits};
+use macros::{Context, Macros};
+
+use super::template::{Missing, MissingValue, QueryPair, Syntax, Template, TemplateError};
+use super::{KeyError, Method, RenderError, Rendered, key_err, sign};
+use crate::event::{ConversionEvent, EventType};
+
+/// A `[destinations.template]` table.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// A preset from `presets/` whose settings the rest of this table adds to or changes.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// Values the preset asks for (its tracking domain, say), put in its text at load.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// `brace` ({name}), `hash` (#name#), `bang` (!!!name!!!) or `bracket` ([name]).
+    #[serde(default)]
+    pub syntax: Option<Syntax>,
+    /// GET (default), POST or PUT.
+    #[serde(default)]
+    pub method: Option<Method>,
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Header name -> value template.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<BodyOptions>,
+    /// Macros of the destination's own: a time or an amount in the partner's form.
+    #[serde(default)]
+    pub macros: BTreeMap<String, MacroOptions>,
+    /// Merchant status (or hold, approved, rejected) -> the partner's status, for `status`.
+    #[serde(default)]
+    pub status_map: BTreeMap<String, String>,
+    /// Event type -> the partner's status, for an event without `order.status`.
+    #[serde(default)]
+    pub status_by_type: BTreeMap<EventType, String>,
+    #[serde(default)]
+    pub signature: Option<sign::Options>,
+}
+
+/// A template body: exactly one of `json`, `form` or `text`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyOptions {
+    /// Any JSON value; its strings are templates.
+    #[serde(default)]
+    pub json: Option<serde_json::Value>,
+    /// Field -> value template, sent in the order written.
+    #[serde(default)]
+    pub form: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub text: Option<String>,
+    /// For `text`: the Content-Type (`text/plain; charset=utf-8` unless given).
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Json {
+    Text(Template),
+    /// A macro alone, written as a JSON number.
+    Number(String),
+    Value(serde_json::Value),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Body {
+    Json(Json),
+    Form(Vec<(String, Template)>),
+    Text(Template),
+}
+
+/// A checked template destination.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Custom {
+    syntax: Syntax,
+    method: Method,
+    /// The URL up to its query.
+    base: Template,
+    query: Option<Vec<QueryPair>>,
+    headers: Vec<(String, Template)>,
+    body: Option<Body>,
+    macros: Macros,
+    /// Every macro the templates use.
+    used: Vec<String>,
+}
+
+/// What compiling a template table gives: the destination, its default routes (a preset's),
+/// and its signature.
+pub struct Compiled {
+    pub custom: Custom,
+    pub routes: Option<BTreeMap<EventType, String>>,
+    /// The preset's `missing` rule, for a destination that sets none.
+    pub missing: Option<Missing>,
+    pub signature: Option<sign::Options>,
+}
+
+/// Checks what a `conversions` entry of a template destination sends: any short text.
+pub fn check_conversion(key: &str, v: &str) -> Result<(), KeyError> {
+    if v.is_empty() {
+        return Err(key_err(key, "is empty"));
+    }
+    macros::check_value(key, v)
+}
+
+/// Headers a template may not set: the HTTP client writes them from the request.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "trailer",
+];
+
+fn parse(
+    key: &str,
+    text: &str,
+    syntax: Syntax,
+    known: &[&str],
+    used: &mut Vec<String>,
+) -> Result<Template, KeyError> {
+    let t = Template::parse(text, syntax, known)
+        .map_err(|e: TemplateError| key_err(key, e.pointed(text)))?;
+    for p in t.placeholders() {
+        if !used.iter().any(|u| u == p) {
+            used.push(p.to_owned());
+        }
+    }
+    Ok(t)
+}
+
+pub fn compile(o: Option<&Options>) -> Result<Compiled, KeyError> {
+    let o = o.ok_or_else(|| {
+        key_err(
+            "template",
+            "required for kind template (a preset, or syntax and url)",
+        )
+    })?;
+    let resolved = preset::resolve(o)?;
+    let o = &resolved.options;
+    let syntax = o.syntax.ok_or_else(|| {
+        key_err(
+            "template.syntax",
+            "required: brace ({name}), hash (#name#), bang (!!!name!!!) or bracket ([name]), as the partner documents its macros",
+        )
+    })?;
+    let method = o.method.unwrap_or(Method::Get);
+    let macros = Macros::compile(&o.macros, &o.status_map, &o.status_by_type)?;
+    let known = macros.known();
+    let mut used = Vec::new();
+
+    let text = o
+        .url
+        .as_deref()
+        .ok_or_else(|| key_err("template.url", "required: the partner's postback URL"))?;
+    let url = parse("template.url", text, syntax, &known, &mut used)?
+        .as_sent()
+        .map_err(|e| key_err("template.url", e))?;
+    url.fixed_origin().map_err(|e| key_err("template.url", e))?;
+    let (base, query) = url.split_query();
+
+    let mut headers = Vec::new();
+    for (name, value) in &o.headers {
+        let key = format!("template.headers.{name}");
+        reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| key_err(&key, format!("{name:?} is not an HTTP header name")))?;
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(key_err(
+                &key,
+                "is written by the HTTP client from the request; a template may not set it",
+            ));
+        }
+        headers.push((name.clone(), parse(&key, value, syntax, &known, &mut used)?));
+    }
+    let has_header = |headers: &[(String, Template)], n: &str| {
+        headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n))
+    };
+
+    let body = match &o.body {
+        None => None,
+        Some(b) => {
+            if method == Method::Get {
+                return Err(key_err(
+                    "template.body",
+                    "a GET request has no body: set method = \"POST\" or \"PUT\"",
+                ));
+            }
+            let given = [b.json.is_some(), b.form.is_some(), b.text.is_some()];
+            if given.iter().filter(|g| **g).count() != 1 {
+                return Err(key_err(
+                    "template.body",
+                    "give exactly one of json, form or text",
+                ));
+            }
+            if b.content_type.is_some() && b.text.is_none() {
+                return Err(key_err(
+                    "template.body.content_type",
+                    "is for a text body; json and form bodies have their own",
+                ));
+            }
+            let (body, content_type) = if let Some(j) = &b.json {
+                let body = Body::Json(json(
+                    j,
+                    "template.body.json",
+                    syntax,
+                    &known,
+                    &macros,
+                    &mut used,
+                )?);
+                (body, "application/json".to_owned())
+            } else if let Some(f) = &b.form {
+                let mut fields = Vec::new();
+                for (k, v) in f {
+                    let key = format!("template.body.form.{k}");
+                    let serde_json::Value::String(v) = v else {
+                        return Err(key_err(key, "a form field's value is a string"));
+                    };
+                    fields.push((k.clone(), parse(&key, v, syntax, &known, &mut used)?));
+                }
+                (
+                    Body::Form(fields),
+                    "application/x-www-form-urlencoded".to_owned(),
+                )
+            } else {
+                let text = b.text.as_deref().unwrap_or_default();
+                let t = parse("template.body.text", text, syntax, &known, &mut used)?;
+                let ct = b
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "text/plain; charset=utf-8".to_owned());
+                reqwest::header::HeaderValue::from_str(&ct).map_err(|_| {
+                    key_err(
+                        "template.body.content_type",
+                        "is not valid in an HTTP header",
+                    )
+                })?;
+                (Body::Text(t), ct)
+            };
+            if !has_header(&headers, "content-type") {
+                headers.push((
+                    "Content-Type".to_owned(),
+                    Template::parse(&content_type, Syntax::Bang, &[])
+                        .map_err(|e| key_err("template.body", e.to_string()))?,
+                ));
+            }
+            Some(body)
+        }
+    };
+    if o.signature.is_some() && has_header(&headers, "webhook-signature") {
+        return Err(key_err(
+            "template.headers",
+            "webhook-signature is written by the signature",
+        ));
+    }
+    Ok(Compiled {
+        custom: Custom {
+            syntax,
+            method,
+            base,
+            query,
+            headers,
+            body,
+            macros,
+            used,
+        },
+        routes: resolved.conversions,
+        missing: resolved.missing,
+        signature: o.signature.clone(),
+    })
+}
+
+fn json(
+    v: &serde_json::Value,
+    key: &str,
+    syntax: Syntax,
+    known: &[&str],
+    macros: &Macros,
+    used: &mut Vec<String>,
+) -> Result<Json, KeyError> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::String(s) => {
+            let t = parse(key, s, syntax, known, used)?;
+            match t.only_placeholder() {
+                Some(name) if macros.is_number(name) => Json::Number(name.to_owned()),
+                _ => Json::Text(t),
+            }
+        }
+        Value::Array(items) => Json::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| json(v, &format!("{key}[{i}]"), syntax, known, macros, used))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => Json::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    json(v, &format!("{key}.{k}"), syntax, known, macros, used)
+                        .map(|j| (k.clone(), j))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        other => Json::Value(other.clone()),
+    })
+}
+
+/// A value as a header holds it: `%`, control characters and non-ASCII percent-encoded
+/// (UTF-8), everything else as it is.
+pub fn header_text(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if c == '%' || !(c == ' ' || c.is_ascii_graphic()) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Fills one template with its values, each written by the encoder given.
+type Fill<'a> = dyn Fn(&Template, &dyn Fn(&str) -> String) -> Result<String, Unfilled> + 'a;
+
+/// A part of the request that could not be filled.
+enum Unfilled {
+    /// A macro without a value, under `skip`: leave the field out.
+    Skip,
+    Error(RenderError),
+}
+
+impl From<MissingValue> for Unfilled {
+    fn from(e: MissingValue) -> Self {
+        Unfilled::Error(e.into())
+    }
+}
+
+impl Custom {
+    pub(crate) fn render(
+        &self,
+        event: &ConversionEvent,
+        conversion: &str,
+        missing: Missing,
+        now: DateTime<Utc>,
+    ) -> Result<Rendered, RenderError> {
+        let context = Context {
+            event,
+            conversion,
+            now,
+        };
+        let mut values: HashMap<&str, Option<String>> = HashMap::new();
+        for name in &self.used {
+            values.insert(name, self.macros.value(name, &context)?);
+        }
+        let value = |n: &str| values.get(n).cloned().flatten();
+        // Fills one field: under `skip`, a missing value leaves the field out.
+        let fill = |t: &Template, encode: &dyn Fn(&str) -> String| -> Result<String, Unfilled> {
+            match t.render_with(&value, missing, encode) {
+                Ok(s) => Ok(s),
+                Err(_) if missing == Missing::Skip => Err(Unfilled::Skip),
+                Err(e) => Err(e.into()),
+            }
+        };
+        let keep = |r: Result<String, Unfilled>| -> Result<Option<String>, RenderError> {
+            match r {
+                Ok(s) => Ok(Some(s)),
+                Err(Unfilled::Skip) => Ok(None),
+                Err(Unfilled::Error(e)) => Err(e),
+            }
+        };
+        // The path cannot leave a segment out: there `skip` fails the delivery.
+        let path_missing = match missing {
+            Missing::Skip => Missing::Fail,
+            m => m,
+        };
+        let mut url = self.base.render_url(&value, path_missing)?;
+        if let Some(pairs) = &self.query {
+            let mut sent = Vec::new();
+            for p in pairs {
+                let encode = &|v: &str| super::encode_component(v);
+                let pair = fill(&p.key, encode).and_then(|k| match &p.value {
+                    None => Ok(k),
+                    Some(v) => fill(v, encode).map(|v| format!("{k}={v}")),
+                });
+                if let Some(pair) = keep(pair)? {
+                    sent.push(pair);
+                }
+            }
+            url.push('?');
+            url.push_str(&sent.join("&"));
+        }
+        let mut headers = BTreeMap::new();
+        for (name, t) in &self.headers {
+            if let Some(v) = keep(fill(t, &header_text))? {
+                headers.insert(name.clone(), v);
+            }
+        }
+        let raw = &|v: &str| v.to_owned();
+        let body = match &self.body {
+            None => None,
+            Some(Body::Text(t)) => Some(keep(fill(t, raw))?.unwrap_or_default()),
+            Some(Body::Form(fields)) => {
+                let mut ser = url::form_urlencoded::Serializer::new(String::new());
+                for (k, t) in fields {
+                    if let Some(v) = keep(fill(t, raw))? {
+                        ser.append_pair(k, &v);
+                    }
+                }
+                Some(ser.finish())
+            }
+            Some(Body::Json(j)) => {
+                let v = self
+                    .json(j, missing, &fill, &value)?
+                    .unwrap_or(serde_json::Value::Null);
+                Some(serde_json::to_string(&v).expect("a JSON value serializes"))
+            }
+        };
+        Ok(Rendered {
+            method: self.method,
+            url,
+            headers,
+            body,
+        })
+    }
+
+    /// A JSON body part, `None` when it is left out (`skip`). A number macro without a
+    /// value is left out, written `null` (`empty`) or refused.
+    fn json(
+        &self,
+        j: &Json,
+        missing: Missing,
+        fill: &Fill<'_>,
+        value: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<serde_json::Value>, RenderError> {
+        use serde_json::Value;
+        Ok(match j {
+            Json::Text(t) => match fill(t, &|v: &str| v.to_owned()) {
+                Ok(s) => Some(Value::String(s)),
+                Err(Unfilled::Skip) => None,
+                Err(Unfilled::Error(e)) => return Err(e),
+            },
+            Json::Number(name) => match value(name) {
+                Some(v) => Some(Value::Number(serde_json::from_str(&v).map_err(|_| {
+                    RenderError::Invalid(format!("macro {name}: {v:?} is not a number"))
+                })?)),
+                None => match missing {
+                    Missing::Skip => None,
+                    Missing::Empty => Some(Value::Null),
+                    Missing::Fail => {
+                        return Err(MissingValue(self.syntax.show(name)).into());
+                    }
+                },
+            },
+            Json::Value(v) => Some(v.clone()),
+            Json::Array(items) => {
+                let mut out = Vec::new();
+                for i in items {
+                    if let Some(v) = self.json(i, missing, fill, value)? {
+                        out.push(v);
+                    }
+                }
+                Some(Value::Array(out))
+            }
+            Json::Object(fields) => {
+                let mut out = serde_json::Map::new();
+                for (k, f) in fields {
+                    if let Some(v) = self.json(f, missing, fill, value)? {
+                        out.insert(k.clone(), v);
+                    }
+                }
+                Some(Value::Object(out))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+//! Presets: template destinations for well-known networks and trackers, as data files in
+//! `presets/` (built into the binary). A preset holds a `[template]` table like a
+//! destination's, the settings it needs from the user (written `<<name>>` in its text), and
+//! the event types it takes. A destination that names a preset may change or add any key.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::Options;
+use crate::event::EventType;
+use crate::partner::template::Missing;
+use crate::partner::{KeyError, key_err};
+
+/// Every preset: its name and its file.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("binom", include_str!("../../../presets/binom.toml")),
+    ("everflow", include_str!("../../../presets/everflow.toml")),
+    ("keitaro", include_str!("../../../presets/keitaro.toml")),
+    ("voluum", include_str!("../../../presets/voluum.toml")),
+];
+
+/// A preset file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preset {
+    pub description: String,
+    /// The public documents it follows.
+    pub docs: Vec<String>,
+    /// The `missing` rule of a destination that sets none.
+    #[serde(default)]
+    pub missing: Option<Missing>,
+    /// Setting name -> what to give.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// Event type -> what the partner is told (`conversion`): the types it takes.
+    pub conversions: BTreeMap<EventType, String>,
+    pub template: Options,
+}
+
+/// A preset by name.
+pub fn get(name: &str) -> Result<Preset, KeyError> {
+    let (_, text) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+        let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+        key_err(
+            "template.preset",
+            format!("no preset {name:?} (presets: {})", names.join(", ")),
+        )
+    })?;
+    toml::from_str(text).map_err(|e| {
+        key_err(
+            "template.preset",
+            format!("preset {name} does not load: {e}"),
+        )
+    })
+}
+
+/// A template table with its preset applied.
+pub struct Resolved {
+    pub options: Options,
+    /// The preset's event types, when there is a preset.
+    pub conversions: Option<BTreeMap<EventType, String>>,
+    pub missing: Option<Missing>,
+}
+
+const OPEN: &str = "<<";
+const CLOSE: &str = ">>";
+
+/// Applies `o`'s preset, if it names one: the preset's table, with `o`'s keys over it (a
+/// table such as `headers` or `status_map` key by key), and the settings put in its text.
+pub fn resolve(o: &Options) -> Result<Resolved, KeyError> {
+    let Some(name) = &o.preset else {
+        if let Some(k) = o.settings.keys().next() {
+            return Err(key_err(
+                format!("template.settings.{k}"),
+                "settings are for a preset; this destination names none",
+            ));
+        }
+        return Ok(Resolved {
+            options: o.clone(),
+            conversions: None,
+            missing: None,
+        });
+    };
+    let preset = get(name)?;
+    for (k, v) in &o.settings {
+        let key = format!("template.settings.{k}");
+        if !preset.settings.contains_key(k) {
+            let known: Vec<&str> = preset.settings.keys().map(String::as_str).collect();
+            return Err(key_err(
+                key,
+                format!(
+                    "preset {name} has no such setting (it has: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        if v.trim().is_empty() {
+            return Err(key_err(key, "is empty"));
+        }
+        if v.contains(OPEN) || v.chars().any(char::is_control) {
+            return Err(key_err(
+                key,
+                "must be plain text (no `<<`, no control characters)",
+            ));
+        }
+    }
+    let p = preset.template;
+    let merged = |mut a: BTreeMap<String, String>, b: &BTreeMap<String, String>| {
+        a.extend(b.iter().map(|(k, v)| (k.clone(), v.clone())));
+        a
+    };
+    let mut macros = p.macros;
+    macros.extend(o.macros.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut status_by_type = p.status_by_type;
+    status_by_type.extend(o.status_by_type.iter().map(|(k, v)| (*k, v.clone())));
+    let mut options = Options {
+        preset: None,
+        settings: BTreeMap::new(),
+        syntax: o.syntax.or(p.syntax),
+        method: o.method.or(p.method),
+        url: o.url.clone().or(p.url),
+        headers: merged(p.headers, &o.headers),
+        body: o.body.clone().or(p.body),
+        macros,
+        status_map: merged(p.status_map, &o.status_map),
+        status_by_type,
+        signature: o.signature.clone().or(p.signature),
+    };
+    // Settings go in as text, before the templates are read; a value may not hold a macro.
+    let syntax = options.syntax;
+    let fill = |key: &str, text: &str| -> Result<String, KeyError> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(i) = rest.find(OPEN) {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + OPEN.len()..];
+            let end = after.find(CLOSE).ok_or_else(|| {
+                key_err(key, format!("`{OPEN}` without `{CLOSE}` in preset {name}"))
+            })?;
+            let setting = &after[..end];
+            let described = preset.settings.get(setting).ok_or_else(|| {
+                key_err(
+                    key,
+                    format!("preset {name} uses an undeclared setting {setting:?}"),
+                )
+            })?;
+            let v = o.settings.get(setting).ok_or_else(|| {
+                key_err(
+                    format!("template.settings.{setting}"),
+                    format!("required by preset {name}: {described}"),
+                )
+            })?;
+            if syntax.is_some_and(|s| s.opens_in(v)) {
+                return Err(key_err(
+                    format!("template.settings.{setting}"),
+                    "holds the macro syntax's delimiter: a setting is text, not a template",
+                ));
+            }
+            out.push_str(v);
+            rest = &after[end + CLOSE.len()..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    };
+    if let Some(u) = &options.url {
+        options.url = Some(fill("template.url", u)?);
+    }
+    for (k, v) in options.headers.iter_mut() {
+        *v = fill(&format!("template.headers.{k}"), v)?;
+    }
+    if let Some(b) = &mut options.body {
+        if let Some(t) = &b.text {
+            b.text = Some(fill("template.body.text", t)?);
+        }
+        if let Some(j) = &mut b.json {
+            fill_json(j, "template.body.json", &fill)?;
+        }
+        if let Some(f) = &mut b.form {
+            for (k, v) in f.iter_mut() {
+                fill_json(v, &format!("template.body.form.{k}"), &fill)?;
+            }
+        }
+    }
+    Ok(Resolved {
+        options,
+        conversions: Some(preset.conversions),
+        missing: preset.missing,
+    })
+}
+
+fn fill_json(
+    v: &mut serde_json::Value,
+    key: &str,
+    fill: &dyn Fn(&str, &str) -> Result<String, KeyError>,
+) -> Result<(), KeyError> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => *s = fill(key, s)?,
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                fill_json(item, &format!("{key}[{i}]"), fill)?;
+            }
+        }
+        Value::Object(m) => {
+            for (k, item) in m.iter_mut() {
+                fill_json(item, &format!("{key}.{k}"), fill)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

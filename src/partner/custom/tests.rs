@@ -1,0 +1,468 @@
+//! Tests of template destinations: each position's encoding, the missing rules, macros and
+//! their formats, status maps, presets, and config errors that point at the macro.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::event::ConversionEvent;
+use crate::partner::{Method, RenderError, Request};
+
+fn load(destination: &str) -> Result<Config, String> {
+    let text = format!(
+        "[[destinations]]\nname = \"t\"\nkind = \"template\"\nmatch = {{ networks = [\"n\"] }}\n{destination}"
+    );
+    Config::from_toml(&text, &|v| {
+        (v == "SIGNING_SECRET").then(|| "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned())
+    })
+    .map_err(|e| e.to_string())
+}
+
+fn event(v: serde_json::Value) -> ConversionEvent {
+    crate::event::parse(&serde_json::to_vec(&v).unwrap(), 1 << 20).unwrap()
+}
+
+fn order() -> ConversionEvent {
+    event(json!({
+        "event_id": "evt-1", "type": "order", "occurred_at": "2026-11-22T10:00:00Z",
+        "attribution": { "network": "n", "click_id": "clk 1/2&x=y",
+            "clicked_at": "2026-11-21T08:30:00Z", "params": { "sub1": "50% é\"x\"" } },
+        "order": { "id": "10045", "amount": "89.99", "currency": "EUR", "status": "paid" },
+        "customer": { "id": "cust-9" }
+    }))
+}
+
+fn at() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-22T10:00:05Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn render(destination: &str, e: &ConversionEvent) -> Result<Request, RenderError> {
+    let c = load(destination).unwrap_or_else(|e| panic!("{e}"));
+    c.destinations[0].partner.render_at("t", e, at())
+}
+
+fn ok(destination: &str, e: &ConversionEvent) -> Request {
+    render(destination, e).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn each_position_is_encoded_once_for_where_it_lands() {
+    let r = ok(
+        r#"[destinations.template]
+syntax = "brace"
+method = "POST"
+url = "https://partner.example/pb/{click_id}?c={click_id}&o={order_id}"
+headers = { "X-Click" = "{click_id}", "X-Sub" = "{params.sub1}" }
+body = { form = { click = "{click_id}", sub = "{params.sub1}" } }
+"#,
+        &order(),
+    );
+    assert_eq!(r.method, Method::Post);
+    assert_eq!(
+        r.url,
+        "https://partner.example/pb/clk%201%2F2%26x%3Dy?c=clk%201%2F2%26x%3Dy&o=10045"
+    );
+    assert_eq!(r.headers["X-Click"], "clk 1/2&x=y");
+    assert_eq!(r.headers["X-Sub"], "50%25 %C3%A9\"x\"");
+    assert_eq!(
+        r.headers["Content-Type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(
+        r.body.as_deref(),
+        Some("click=clk+1%2F2%26x%3Dy&sub=50%25+%C3%A9%22x%22")
+    );
+}
+
+#[test]
+fn a_json_body_holds_values_as_json_strings_and_numbers_where_asked() {
+    let r = ok(
+        r##"[destinations.template]
+syntax = "hash"
+method = "PUT"
+url = "https://partner.example/conversions"
+[destinations.template.body.json]
+id = "#event_id#"
+click = "#click_id#"
+nested = { sub = "#params.sub1#", fixed = 3, list = ["#order_id#", true] }
+cents = "#cents#"
+text = "order #order_id# of #amount# #currency#"
+[destinations.template.macros]
+cents = { from = "amount", money = "minor", number = true }
+"##,
+        &order(),
+    );
+    assert_eq!(r.method, Method::Put);
+    assert_eq!(r.headers["Content-Type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "id": "evt-1", "click": "clk 1/2&x=y",
+            "nested": { "sub": "50% é\"x\"", "fixed": 3, "list": ["10045", true] },
+            "cents": 8999,
+            "text": "order 10045 of 89.99 EUR"
+        })
+    );
+    // The written order of keys is kept.
+    assert!(r.body.unwrap().starts_with(r#"{"id":"evt-1","click""#));
+}
+
+#[test]
+fn missing_values_skip_their_field_send_empty_or_fail() {
+    let lead = event(json!({
+        "event_id": "e2", "type": "lead", "occurred_at": "2026-11-22T10:00:00Z",
+        "attribution": { "network": "n", "click_id": "c1" }
+    }));
+    let dest = |missing: &str| {
+        format!(
+            r#"missing = "{missing}"
+[destinations.template]
+syntax = "bracket"
+method = "POST"
+url = "https://partner.example/pb?click=[click_id]&order=[order_id]&flag"
+headers = {{ "X-Order" = "[order_id]" }}
+body = {{ json = {{ click = "[click_id]", order = "[order_id]" }} }}
+"#
+        )
+    };
+    let r = ok(&dest("skip"), &lead);
+    assert_eq!(r.url, "https://partner.example/pb?click=c1&flag");
+    assert!(!r.headers.contains_key("X-Order"));
+    assert_eq!(r.body.as_deref(), Some(r#"{"click":"c1"}"#));
+    let r = ok(&dest("empty"), &lead);
+    assert_eq!(r.url, "https://partner.example/pb?click=c1&order=&flag");
+    assert_eq!(r.headers["X-Order"], "");
+    assert_eq!(r.body.as_deref(), Some(r#"{"click":"c1","order":""}"#));
+    let e = render(&dest("fail"), &lead).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "placeholder [order_id] has no value for this event"
+    );
+    // In the path, a value cannot be left out: skip refuses the delivery.
+    let path = r#"missing = "skip"
+[destinations.template]
+syntax = "brace"
+url = "https://partner.example/o/{order_id}/pb"
+"#;
+    assert!(matches!(
+        render(path, &lead),
+        Err(RenderError::MissingValue(_))
+    ));
+}
+
+#[test]
+fn a_value_never_moves_the_request_elsewhere() {
+    let d = r#"[destinations.template]
+syntax = "brace"
+url = "https://partner.example/a/{click_id}/b?x={click_id}"
+"#;
+    for hostile in [
+        "..",
+        ".",
+        "//evil.example",
+        "@evil.example",
+        "?y=1#frag",
+        "%2e%2e",
+    ] {
+        let e = event(json!({
+            "event_id": "e", "type": "lead", "occurred_at": "2026-11-22T10:00:00Z",
+            "attribution": { "network": "n", "click_id": hostile }
+        }));
+        match render(d, &e) {
+            Ok(r) => {
+                let u = url::Url::parse(&r.url).unwrap();
+                assert_eq!(u.host_str(), Some("partner.example"), "{hostile}");
+                assert_eq!(
+                    u.path_segments().unwrap().count(),
+                    3,
+                    "{hostile}: {}",
+                    r.url
+                );
+                assert_eq!(u.query_pairs().count(), 1, "{hostile}");
+            }
+            Err(RenderError::RewrittenValue(v)) => assert_eq!(v.placeholder, "{click_id}"),
+            Err(other) => panic!("{hostile}: {other}"),
+        }
+    }
+    let e = load(
+        r#"[destinations.template]
+syntax = "brace"
+url = "https://{params.host}/pb"
+"#,
+    )
+    .unwrap_err();
+    assert!(e.contains("not in the scheme, host or port"), "{e}");
+}
+
+#[test]
+fn times_and_money_in_the_partners_form() {
+    let r = ok(
+        r#"[destinations.template]
+syntax = "brace"
+url = "https://p.example/?t={occurred_at}&d={t_dt}&z={t_paris}&u={t_unix}&ms={t_ms}&day={t_date}&click={clicked_at}&now={now}&a={amount}&a0={a0}&ad={ad}&am={am}&cur={cur}"
+[destinations.template.macros]
+t_dt = { from = "occurred_at", time = "datetime" }
+t_paris = { from = "occurred_at", time = "datetime", zone = "Europe/Paris" }
+t_unix = { from = "occurred_at", time = "unix" }
+t_ms = { from = "occurred_at", time = "unix_ms" }
+t_date = { from = "occurred_at", time = "date", zone = "Asia/Tokyo" }
+a0 = { from = "amount", money = "fixed", decimals = 0 }
+ad = { from = "amount", money = "decimal" }
+am = { from = "amount", money = "minor" }
+cur = { from = "currency", case = "lower" }
+"#,
+        &order(),
+    );
+    let q: Vec<(String, String)> = url::Url::parse(&r.url)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    assert_eq!(get("t"), "2026-11-22T10:00:00Z");
+    assert_eq!(get("d"), "2026-11-22 10:00:00");
+    assert_eq!(get("z"), "2026-11-22 11:00:00");
+    assert_eq!(get("u"), "1795341600");
+    assert_eq!(get("ms"), "1795341600000");
+    assert_eq!(get("day"), "2026-11-22");
+    assert_eq!(get("click"), "2026-11-21T08:30:00Z");
+    assert_eq!(get("now"), "2026-11-22T10:00:05Z");
+    assert_eq!(get("a"), "89.99");
+    assert_eq!(get("a0"), "90");
+    assert_eq!(get("ad"), "89.99");
+    assert_eq!(get("am"), "8999");
+    assert_eq!(get("cur"), "eur");
+    // Minor units follow the currency.
+    let mut yen = order();
+    yen.order.as_mut().unwrap().currency = serde_json::from_str("\"JPY\"").unwrap();
+    yen.order.as_mut().unwrap().amount = Some("1500".parse().unwrap());
+    let r = ok(
+        r#"[destinations.template]
+syntax = "brace"
+url = "https://p.example/?am={am}"
+macros = { am = { from = "amount", money = "minor" } }
+"#,
+        &yen,
+    );
+    assert!(r.url.ends_with("?am=1500"), "{}", r.url);
+}
+
+#[test]
+fn the_status_goes_through_the_destinations_map() {
+    let with_status = |s: &str| {
+        let mut e = order();
+        e.order.as_mut().unwrap().status = Some(s.into());
+        e
+    };
+    let hoqu_default = r#"[destinations.template]
+syntax = "brace"
+url = "https://p.example/?s={status}"
+"#;
+    // Without a map: the HOQU table's class.
+    assert!(
+        ok(hoqu_default, &with_status("paid"))
+            .url
+            .ends_with("s=approved")
+    );
+    assert!(
+        ok(hoqu_default, &with_status("Refunded"))
+            .url
+            .ends_with("s=rejected")
+    );
+    assert!(
+        ok(hoqu_default, &with_status("pending"))
+            .url
+            .ends_with("s=hold")
+    );
+    let mapped = r#"[destinations.template]
+syntax = "brace"
+url = "https://p.example/?s={status}"
+status_map = { paid = "1", refunded = "2", rejected = "3", hold = "0" }
+status_by_type = { lead = "7" }
+"#;
+    assert!(ok(mapped, &with_status("PAID")).url.ends_with("s=1"));
+    assert!(ok(mapped, &with_status("refunded")).url.ends_with("s=2"));
+    // Not in the map itself: its class is.
+    assert!(ok(mapped, &with_status("cancelled")).url.ends_with("s=3"));
+    assert!(ok(mapped, &with_status("new")).url.ends_with("s=0"));
+    // Its class is not either: refused, never guessed.
+    let e = render(mapped, &with_status("delivered"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("\"delivered\" is not in this destination's status map"),
+        "{e}"
+    );
+    let e = render(mapped, &with_status("weird"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"weird\""), "{e}");
+    // No status: the type's.
+    let lead = event(json!({
+        "event_id": "e2", "type": "lead", "occurred_at": "2026-11-22T10:00:00Z",
+        "attribution": { "network": "n", "click_id": "c1" }
+    }));
+    assert!(ok(mapped, &lead).url.ends_with("s=7"));
+}
+
+#[test]
+fn an_unknown_macro_is_a_config_error_pointing_at_it() {
+    let e = load(
+        r#"[destinations.template]
+syntax = "brace"
+url = "https://p.example/pb?cid={click_id}&payout={amout}"
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("destinations[0].template.url`: unknown placeholder {amout} at character 44 (did you mean {amount}?)\n"),
+        "{e}"
+    );
+    let lines: Vec<&str> = e.lines().collect();
+    let caret = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with('^'))
+        .unwrap();
+    let col = lines[caret].chars().position(|c| c == '^').unwrap();
+    let above: String = lines[caret - 1].chars().skip(col).take(7).collect();
+    assert_eq!(above, "{amout}", "{e}");
+    for (table, want) in [
+        (
+            r#"headers = { "X-A" = "[nope]" }"#,
+            "template.headers.X-A`: unknown placeholder [nope]",
+        ),
+        (
+            r#"method = "POST"
+body = { json = { a = { b = "[nope]" } } }"#,
+            "template.body.json.a.b`: unknown placeholder [nope]",
+        ),
+        (
+            r#"method = "POST"
+body = { form = { f = "x[Click_id]" } }"#,
+            "did you mean [click_id]?",
+        ),
+    ] {
+        let e = load(&format!(
+            "[destinations.template]\nsyntax = \"bracket\"\nurl = \"https://p.example/\"\n{table}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains(want), "{e}");
+    }
+}
+
+#[test]
+fn bad_template_settings_are_config_errors() {
+    let base = "[destinations.template]\nsyntax = \"brace\"\nurl = \"https://p.example/\"\n";
+    for (extra, want) in [
+        ("body = { text = \"x\" }", "a GET request has no body"),
+        (
+            "method = \"POST\"\nbody = { text = \"x\", json = {} }",
+            "exactly one of json, form or text",
+        ),
+        ("headers = { Host = \"evil.example\" }", "may not set it"),
+        (
+            "headers = { \"Bad Name\" = \"x\" }",
+            "not an HTTP header name",
+        ),
+        (
+            "macros = { status = { from = \"amount\" } }",
+            "built-in macro",
+        ),
+        (
+            "macros = { x = { from = \"click_id\", time = \"unix\" } }",
+            "not a time",
+        ),
+        (
+            "macros = { x = { from = \"occurred_at\", time = \"unix\", zone = \"Mars/Base\" } }",
+            "not a time zone",
+        ),
+        (
+            "macros = { x = { from = \"amount\", money = \"fixed\", decimals = 12 } }",
+            "over 8",
+        ),
+        (
+            "macros = { x = { from = \"click_id\", number = true } }",
+            "JSON number",
+        ),
+        (
+            "status_map = { Paid = \"1\", paid = \"2\" }",
+            "appears twice",
+        ),
+        ("settings = { a = \"b\" }", "settings are for a preset"),
+        (
+            "preset = \"nonesuch\"",
+            "no preset \"nonesuch\" (presets: binom, everflow, keitaro, voluum)",
+        ),
+    ] {
+        let e = load(&format!("{base}{extra}\n")).unwrap_err();
+        assert!(e.contains(want), "{extra}: {e}");
+    }
+    let e = load("[destinations.template]\nurl = \"https://p.example/\"\n").unwrap_err();
+    assert!(e.contains("template.syntax`: required"), "{e}");
+    let e = load("missing = \"skip\"\n").unwrap_err();
+    assert!(e.contains("template`: required"), "{e}");
+}
+
+#[test]
+fn skip_is_for_template_destinations_only() {
+    let text = r#"
+[[destinations]]
+name = "ps"
+kind = "powerspace"
+base_url = "https://a.pwspace.com"
+missing = "skip"
+match = { networks = ["powerspace"] }
+"#;
+    let e = Config::from_toml(text, &|_| None).unwrap_err().to_string();
+    assert!(
+        e.contains("destinations[0].missing`: skip is for template"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_signed_template_request_carries_standard_webhooks_headers() {
+    let r = ok(
+        r#"[destinations.template]
+syntax = "brace"
+method = "POST"
+url = "https://p.example/hook"
+body = { json = { id = "{event_id}", amount = "{amount}" } }
+signature = { scheme = "standard_webhooks", secrets = ["${SIGNING_SECRET}"] }
+"#,
+        &order(),
+    );
+    assert_eq!(r.headers["webhook-id"], "evt-1");
+    assert_eq!(r.headers["webhook-timestamp"], at().timestamp().to_string());
+    assert!(r.headers["webhook-signature"].starts_with("v1,"));
+    assert_eq!(r.secrets, vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]);
+    // What is shown never holds the secret.
+    assert!(!format!("{:?}", r.redacted()).contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+}
+
+#[test]
+fn every_preset_loads_and_asks_for_its_settings() {
+    for (name, _) in super::preset::PRESETS {
+        let p = super::preset::get(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!p.docs.is_empty() && !p.description.is_empty(), "{name}");
+        let e = load(&format!("[destinations.template]\npreset = \"{name}\"\n")).unwrap_err();
+        assert!(
+            e.contains("template.settings.") && e.contains("required by preset"),
+            "{name}: {e}"
+        );
+    }
+    let e = load(
+        "[destinations.template]\npreset = \"voluum\"\nsettings = { tracking_domain = \"https://{click_id}.example\" }\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("not a template"), "{e}");
+    let e = load("[destinations.template]\npreset = \"voluum\"\nsettings = { domain = \"x\" }\n")
+        .unwrap_err();
+    assert!(
+        e.contains("has no such setting (it has: tracking_domain)"),
+        "{e}"
+    );
+}

@@ -1,0 +1,336 @@
+//! Signatures on outgoing requests: HMAC-SHA256 with a secret from the environment, over the
+//! body (or, for a request without one, the URL), so that the partner can tell the request
+//! came from us and was not changed on the way.
+//!
+//! - `standard_webhooks` (<https://www.standardwebhooks.com/>): headers `webhook-id` (the
+//!   event's id, the same on every attempt), `webhook-timestamp` (Unix seconds of the
+//!   attempt) and `webhook-signature` (`v1,<base64>`, space-separated, one per active secret)
+//!   over `{id}.{timestamp}.{payload}`. A secret written `whsec_<base64>` is used as the
+//!   bytes it encodes, as the specification says; any other secret as its UTF-8 bytes.
+//! - `header`: the partner's own header, holding `prefix` and the HMAC of the payload in
+//!   hex or base64, one per active secret, separated by `,`.
+//!
+//! Rotation: up to two secrets are active at once (the new one first); each request carries
+//! a signature by each, so the partner accepts it with either while it moves to the new one.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use super::{KeyError, Rendered, key_err};
+
+/// Signatures a request carries at most: the current secret and the one it replaces.
+pub const MAX_SECRETS: usize = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheme {
+    StandardWebhooks,
+    Header,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+/// What is signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Over {
+    Body,
+    Url,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub scheme: Scheme,
+    /// One or two secrets, the current first: write them `${VAR}`, from the environment.
+    pub secrets: Vec<String>,
+    /// For `header`: the header's name.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// For `header`: hex (default) or base64.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// For `header`: text before the signature, like `sha256=`.
+    #[serde(default)]
+    pub prefix: String,
+    /// The body (default when the request has one) or the URL (default otherwise).
+    #[serde(default)]
+    pub over: Option<Over>,
+}
+
+/// A checked signature setting.
+#[derive(Clone, PartialEq)]
+pub struct Signer {
+    scheme: Scheme,
+    keys: Vec<Vec<u8>>,
+    /// The secrets as written, to keep out of what is shown.
+    secrets: Vec<String>,
+    header: String,
+    encoding: Encoding,
+    prefix: String,
+    over: Option<Over>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("scheme", &self.scheme)
+            .field("secrets", &self.secrets.len())
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a `signature` table; `at` is its key, for errors. Errors never repeat a secret.
+pub fn compile(o: &Options, at: &str) -> Result<Signer, KeyError> {
+    let key = |k: &str| format!("{at}.{k}");
+    if o.secrets.is_empty() || o.secrets.len() > MAX_SECRETS {
+        return Err(key_err(
+            key("secrets"),
+            format!(
+                "give one secret, or two while rotating (the new one first); got {}",
+                o.secrets.len()
+            ),
+        ));
+    }
+    let mut keys = Vec::new();
+    for (i, s) in o.secrets.iter().enumerate() {
+        let k = key(&format!("secrets[{i}]"));
+        if s.trim().is_empty() {
+            return Err(key_err(k, "is empty"));
+        }
+        let bytes = match s.strip_prefix("whsec_") {
+            Some(b64) => STANDARD.decode(b64).map_err(|_| {
+                key_err(
+                    &k,
+                    "starts with whsec_ but what follows is not base64 (a Standard Webhooks secret is whsec_ and the key in base64)",
+                )
+            })?,
+            None => s.as_bytes().to_vec(),
+        };
+        if bytes.is_empty() {
+            return Err(key_err(k, "holds no key after whsec_"));
+        }
+        keys.push(bytes);
+    }
+    let header = match (o.scheme, &o.header) {
+        (Scheme::Header, Some(h)) => {
+            reqwest::header::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| key_err(key("header"), format!("{h:?} is not an HTTP header name")))?;
+            h.clone()
+        }
+        (Scheme::Header, None) => {
+            return Err(key_err(
+                key("header"),
+                "required for scheme header: the partner's header name, like X-Signature",
+            ));
+        }
+        (Scheme::StandardWebhooks, Some(_)) => {
+            return Err(key_err(
+                key("header"),
+                "standard_webhooks uses its own headers (webhook-id, webhook-timestamp, webhook-signature)",
+            ));
+        }
+        (Scheme::StandardWebhooks, None) => String::new(),
+    };
+    if o.scheme == Scheme::StandardWebhooks && (!o.prefix.is_empty() || o.encoding != Encoding::Hex)
+    {
+        return Err(key_err(
+            key("prefix"),
+            "prefix and encoding are for scheme header; standard_webhooks writes v1,<base64>",
+        ));
+    }
+    reqwest::header::HeaderValue::from_str(&o.prefix)
+        .map_err(|_| key_err(key("prefix"), "is not valid in an HTTP header"))?;
+    Ok(Signer {
+        scheme: o.scheme,
+        keys,
+        secrets: o.secrets.clone(),
+        header,
+        encoding: o.encoding,
+        prefix: o.prefix.clone(),
+        over: o.over,
+    })
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+impl Signer {
+    /// The secrets, for redaction.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
+    /// Adds the signature headers to `r`, for the event `id`, at `now`.
+    pub(crate) fn sign(&self, r: &mut Rendered, id: &str, now: DateTime<Utc>) {
+        let over = self.over.unwrap_or(if r.body.is_some() {
+            Over::Body
+        } else {
+            Over::Url
+        });
+        let payload = match over {
+            Over::Body => r.body.as_deref().unwrap_or(""),
+            Over::Url => r.url.as_str(),
+        }
+        .as_bytes()
+        .to_vec();
+        match self.scheme {
+            Scheme::StandardWebhooks => {
+                // The id goes in a header: written as a header can hold it, and signed as sent.
+                let id = super::custom::header_text(id);
+                let ts = now.timestamp().to_string();
+                let sigs: Vec<String> = self
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        let mac = hmac(k, &[id.as_bytes(), b".", ts.as_bytes(), b".", &payload]);
+                        format!("v1,{}", STANDARD.encode(mac))
+                    })
+                    .collect();
+                r.headers.insert("webhook-id".into(), id);
+                r.headers.insert("webhook-timestamp".into(), ts);
+                r.headers.insert("webhook-signature".into(), sigs.join(" "));
+            }
+            Scheme::Header => {
+                let sigs: Vec<String> = self
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        let mac = hmac(k, &[&payload]);
+                        let text = match self.encoding {
+                            Encoding::Hex => hex::encode(mac),
+                            Encoding::Base64 => STANDARD.encode(mac),
+                        };
+                        format!("{}{text}", self.prefix)
+                    })
+                    .collect();
+                r.headers.insert(self.header.clone(), sigs.join(","));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partner::Method;
+    use std::collections::BTreeMap;
+
+    fn opts(scheme: Scheme, secrets: &[&str]) -> Options {
+        Options {
+            scheme,
+            secrets: secrets.iter().map(|s| s.to_string()).collect(),
+            header: None,
+            encoding: Encoding::Hex,
+            prefix: String::new(),
+            over: None,
+        }
+    }
+
+    fn post(body: &str) -> Rendered {
+        Rendered {
+            method: Method::Post,
+            url: "https://partner.example/hook".into(),
+            headers: BTreeMap::new(),
+            body: Some(body.into()),
+        }
+    }
+
+    #[test]
+    fn standard_webhooks_matches_the_specifications_example() {
+        // The example of the Standard Webhooks specification and its reference libraries.
+        let s = compile(
+            &opts(
+                Scheme::StandardWebhooks,
+                &["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+            ),
+            "signature",
+        )
+        .unwrap();
+        let mut r = post(r#"{"test": 2432232314}"#);
+        let at = DateTime::from_timestamp(1_614_265_330, 0).unwrap();
+        s.sign(&mut r, "msg_p5jXN8AQM9LWM0D4loKWxJek", at);
+        assert_eq!(r.headers["webhook-id"], "msg_p5jXN8AQM9LWM0D4loKWxJek");
+        assert_eq!(r.headers["webhook-timestamp"], "1614265330");
+        assert_eq!(
+            r.headers["webhook-signature"],
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn two_active_secrets_sign_twice_the_new_one_first() {
+        let at = DateTime::from_timestamp(1_614_265_330, 0).unwrap();
+        let one = |secrets: &[&str]| {
+            let mut r = post("{}");
+            compile(&opts(Scheme::StandardWebhooks, secrets), "s")
+                .unwrap()
+                .sign(&mut r, "e1", at);
+            r.headers["webhook-signature"].clone()
+        };
+        let (new, old) = (one(&["new-secret"]), one(&["old-secret"]));
+        assert_ne!(new, old);
+        assert_eq!(one(&["new-secret", "old-secret"]), format!("{new} {old}"));
+    }
+
+    #[test]
+    fn a_partner_header_in_hex_or_base64_over_body_or_url() {
+        let mut o = opts(Scheme::Header, &["key"]);
+        o.header = Some("X-Signature".into());
+        o.prefix = "sha256=".into();
+        let at = DateTime::from_timestamp(0, 0).unwrap();
+        let mut r = post("The quick brown fox jumps over the lazy dog");
+        compile(&o, "s").unwrap().sign(&mut r, "e1", at);
+        // RFC 4231-style known value: HMAC-SHA256("key", "The quick brown fox...").
+        assert_eq!(
+            r.headers["X-Signature"],
+            "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+        o.encoding = Encoding::Base64;
+        o.prefix.clear();
+        o.over = Some(Over::Url);
+        let mut r = post("ignored");
+        compile(&o, "s").unwrap().sign(&mut r, "e1", at);
+        let url_mac = hmac(b"key", &[b"https://partner.example/hook"]);
+        assert_eq!(r.headers["X-Signature"], STANDARD.encode(&url_mac));
+        // Without a body, the URL is signed.
+        let mut get = post("");
+        get.body = None;
+        o.over = None;
+        compile(&o, "s").unwrap().sign(&mut get, "e1", at);
+        assert_eq!(get.headers["X-Signature"], STANDARD.encode(&url_mac));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_without_repeating_a_secret() {
+        let err = |o: Options| compile(&o, "signature").unwrap_err().to_string();
+        assert!(err(opts(Scheme::StandardWebhooks, &[])).contains("signature.secrets"));
+        assert!(err(opts(Scheme::StandardWebhooks, &["a", "b", "c"])).contains("got 3"));
+        let e = err(opts(Scheme::StandardWebhooks, &["whsec_not*base64!"]));
+        assert!(
+            e.contains("signature.secrets[0]") && !e.contains("not*base64"),
+            "{e}"
+        );
+        assert!(err(opts(Scheme::Header, &["k"])).contains("signature.header"));
+        let mut o = opts(Scheme::Header, &["k"]);
+        o.header = Some("Bad Header".into());
+        assert!(err(o).contains("not an HTTP header name"));
+        assert!(err(opts(Scheme::StandardWebhooks, &["  "])).contains("is empty"));
+    }
+}
