@@ -34,6 +34,9 @@ pub struct Recorded {
     pub path: String,
     pub query: Option<String>,
     pub content_type: Option<String>,
+    /// Every header, names in lower case (a repeated header's values joined by `, `).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     pub body: String,
     /// The status the sandbox answered.
     pub status: u16,
@@ -232,6 +235,17 @@ async fn record(
                 .get(axum::http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            headers: headers
+                .keys()
+                .map(|k| {
+                    let values: Vec<String> = headers
+                        .get_all(k)
+                        .iter()
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        .collect();
+                    (k.as_str().to_owned(), values.join(", "))
+                })
+                .collect(),
             body: String::from_utf8_lossy(&body).into_owned(),
             status,
             received_at: Utc::now(),

@@ -285,6 +285,8 @@ pub struct Dest {
     callback: Option<Callback>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tracker: Option<Tracker>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template: Option<toml::Value>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -318,6 +320,7 @@ impl Dest {
             hoqu: None,
             callback: None,
             tracker: None,
+            template: None,
         }
     }
 
@@ -346,6 +349,15 @@ impl Dest {
         }
     }
 
+    /// A template destination for `network`: `table` is its `[template]` table, as TOML.
+    pub fn template(name: &str, network: &str, table: &str) -> Dest {
+        let table: toml::Value = toml::from_str(table).expect("a [template] table");
+        Dest {
+            template: Some(table),
+            ..Dest::of(name, "template", network)
+        }
+    }
+
     pub fn base_url(mut self, url: &str) -> Dest {
         self.base_url = Some(url.to_owned());
         self
@@ -371,7 +383,7 @@ impl Dest {
         self
     }
 
-    /// `"empty"` or `"fail"`.
+    /// `"empty"`, `"fail"` or (template destinations) `"skip"`.
     pub fn missing(mut self, what: &str) -> Dest {
         self.missing = Some(what.to_owned());
         self

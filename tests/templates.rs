@@ -1,0 +1,183 @@
+//! Template destinations end to end: the real RabbitMQ, the partner sandbox on loopback, a
+//! signed JSON webhook retried after a 503, a preset's postback, and a status the map does
+//! not know dead-lettered with its reason.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::partner::until_received;
+use common::{Dest, Env, Event, Retry, until};
+use hmac::{Hmac, Mac};
+use postback_relay::deadletter::Reason;
+use postback_relay::sandbox::Rule;
+use serde_json::json;
+use sha2::Sha256;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Whether `signature` (`v1,<base64>`) is the Standard Webhooks signature of `id`,
+/// `timestamp` and `body` under `secret`.
+fn verifies(secret: &str, id: &str, timestamp: &str, body: &str, signature: &str) -> bool {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    let Some(b64) = signature.strip_prefix("v1,") else {
+        return false;
+    };
+    let Ok(sig) = STANDARD.decode(b64) else {
+        return false;
+    };
+    mac.verify_slice(&sig).is_ok()
+}
+
+#[tokio::test]
+async fn a_signed_webhook_and_a_preset_postback_reach_their_partners() {
+    let env = Env::new().await;
+    let base = env.sandbox.base_url().to_owned();
+    // The webhook's first call fails: the retry is sent, signed again at its own time.
+    env.sandbox
+        .add_rule(&Rule::answer(503).on_path("/hooks/").times(1))
+        .await
+        .unwrap();
+    let webhook = format!(
+        r#"
+syntax = "brace"
+method = "POST"
+url = "{base}/hooks/{{params.shop}}?source=relay"
+headers = {{ "X-Order" = "{{order_id}}" }}
+status_map = {{ paid = "captured" }}
+signature = {{ scheme = "standard_webhooks", secrets = ["${{HOOK_SECRET}}", "${{HOOK_SECRET_OLD}}"] }}
+[body.json]
+event = "{{event_id}}"
+click = "{{click_id}}"
+cents = "{{cents}}"
+status = "{{status}}"
+at = "{{occurred_at}}"
+[macros]
+cents = {{ from = "amount", money = "minor", number = true }}
+"#
+    );
+    let keitaro = format!(
+        r#"
+preset = "keitaro"
+settings = {{ tracker = "{base}", postback_key = "k3y" }}
+"#
+    );
+    let config = env
+        .config()
+        .destination(
+            Dest::template("webhook", "shop", &webhook).retry(Retry::new().delays(100, 400)),
+        )
+        .destination(Dest::template("keitaro", "shop", &keitaro).retry(Retry::fast()))
+        .var("HOOK_SECRET", "new-secret-value")
+        .var("HOOK_SECRET_OLD", "old-secret-value");
+    let running = env.start(&config).await;
+    env.publish(
+        &Event::attributed("evt-t1", "order", "shop", "clk/1 &x")
+            .param("shop", "eu/west")
+            .order("10045", "89.99")
+            .currency("EUR")
+            .status(Some("paid"))
+            .body(),
+    )
+    .await;
+    until_received(&env.sandbox, 3, WAIT, "the webhook twice and the postback").await;
+    until(&running, "both delivered", |m| {
+        m.deliveries
+            .with_label_values(&["webhook", "delivered"])
+            .get()
+            == 1
+            && m.deliveries
+                .with_label_values(&["keitaro", "delivered"])
+                .get()
+                == 1
+    })
+    .await;
+
+    let requests = env.sandbox.requests().await.unwrap();
+    let hooks: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/hooks/"))
+        .collect();
+    assert_eq!(hooks.len(), 2, "{requests:?}");
+    assert_eq!(hooks[0].status, 503);
+    assert_eq!(hooks[1].status, 200);
+    for h in &hooks {
+        // The shop's `/` stays inside its path segment.
+        assert_eq!(
+            (h.method.as_str(), h.path.as_str()),
+            ("POST", "/hooks/eu%2Fwest")
+        );
+        assert_eq!(h.query.as_deref(), Some("source=relay"));
+        assert_eq!(h.content_type.as_deref(), Some("application/json"));
+        assert_eq!(h.headers["x-order"], "10045");
+        let body: serde_json::Value = serde_json::from_str(&h.body).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "event": "evt-t1", "click": "clk/1 &x", "cents": 8999,
+                "status": "captured", "at": "2026-11-22T10:00:00Z"
+            })
+        );
+        let (id, ts) = (&h.headers["webhook-id"], &h.headers["webhook-timestamp"]);
+        assert_eq!(id, "evt-t1");
+        let sent_at: i64 = ts.parse().unwrap();
+        assert!((h.received_at.timestamp() - sent_at).abs() <= 5, "{ts}");
+        // One signature per active secret, the new one first: either verifies.
+        let sigs: Vec<&str> = h.headers["webhook-signature"].split(' ').collect();
+        assert_eq!(sigs.len(), 2, "{sigs:?}");
+        assert!(verifies("new-secret-value", id, ts, &h.body, sigs[0]));
+        assert!(verifies("old-secret-value", id, ts, &h.body, sigs[1]));
+        assert!(!verifies("another-secret", id, ts, &h.body, sigs[0]));
+    }
+    let postback: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == "/k3y/postback")
+        .collect();
+    assert_eq!(postback.len(), 1, "{requests:?}");
+    assert_eq!(postback[0].method, "GET");
+    assert_eq!(
+        postback[0].query.as_deref(),
+        Some("subid=clk%2F1%20%26x&tid=10045&status=sale&payout=89.99&currency=EUR")
+    );
+    assert!(env.take_dead_letters().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_status_the_map_does_not_know_is_dead_lettered_not_guessed() {
+    let env = Env::new().await;
+    let base = env.sandbox.base_url().to_owned();
+    let table = format!(
+        r#"
+syntax = "hash"
+url = "{base}/pb?s=#status#&c=#click_id#"
+status_map = {{ paid = "1", refunded = "2" }}
+"#
+    );
+    let config = env
+        .config()
+        .destination(Dest::template("mapped", "shop", &table).retry(Retry::fast()));
+    let _running = env.start(&config).await;
+    env.publish(
+        &Event::attributed("evt-s1", "order_status", "shop", "c1")
+            .order("7", "5")
+            .status(Some("on-the-moon"))
+            .body(),
+    )
+    .await;
+    let t = env.topology();
+    env.until_holds(&t.dead, 1, WAIT, "the dead letter").await;
+    let dead = env.take_dead_letters().await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reason, Reason::RenderError);
+    assert!(
+        dead[0]
+            .detail
+            .contains("\"on-the-moon\" is not in this destination's status map"),
+        "{}",
+        dead[0].detail
+    );
+    assert!(env.sandbox.requests().await.unwrap().is_empty());
+}
