@@ -158,6 +158,98 @@ fn render_shows_every_kind_and_hides_secrets() {
 }
 
 #[test]
+fn render_and_check_config_speak_of_template_destinations() {
+    let out = relay_cmd(&[
+        "render",
+        "--config",
+        "config/example.toml",
+        "examples/events/keitaro-order.json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "keitaro\tGET https://tracker.example.com/8c1f2e/postback?subid=5f2c1a9e3b&tid=10045&status=sale&payout=89.99&currency=EUR\n"
+    );
+    // A signed JSON webhook: render shows its headers and body as sent, the secret never.
+    let dir = tempfile::tempdir().unwrap();
+    let signed = write(
+        &dir,
+        "signed.toml",
+        r#"
+[[destinations]]
+name = "webhook"
+kind = "template"
+match = { networks = ["keitaro"] }
+[destinations.template]
+syntax = "brace"
+method = "PUT"
+url = "https://hooks.example.com/orders/{order_id}"
+headers = { Authorization = "Bearer ${POSTBACK_RELAY_TEST_TOKEN}" }
+body = { json = { click = "{click_id}", amount = "{amount}", status = "{status}" } }
+signature = { scheme = "header", header = "X-Signature", prefix = "sha256=", secrets = ["${POSTBACK_RELAY_TEST_TOKEN}"] }
+"#,
+    );
+    let out = Cli::new(&[
+        "render",
+        "--config",
+        &signed,
+        "examples/events/keitaro-order.json",
+    ])
+    .env("POSTBACK_RELAY_TEST_TOKEN", "tok-5ecret")
+    .output();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("webhook\tPUT https://hooks.example.com/orders/10045\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\tAuthorization: Bearer REDACTED\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\tContent-Type: application/json\n"),
+        "{text}"
+    );
+    assert!(text.contains("\tX-Signature: sha256="), "{text}");
+    assert!(
+        text.contains(r#"{"click":"5f2c1a9e3b","amount":"89.99","status":"approved"}"#),
+        "{text}"
+    );
+    assert!(!text.contains("tok-5ecret"), "{text}");
+
+    // A mistyped macro: check-config names the key, the macro, its position, and points.
+    let bad = write(
+        &dir,
+        "bad.toml",
+        r#"
+[[destinations]]
+name = "partner"
+kind = "template"
+match = { networks = ["partner"] }
+[destinations.template]
+syntax = "brace"
+url = "https://partner.example/postback?click={click_id}&payout={amout}&cur={currency}"
+"#,
+    );
+    let out = relay_cmd(&["check-config", "--config", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("destinations[0].template.url`: unknown placeholder {amout} at character 58 (did you mean {amount}?)"),
+        "{err}"
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    let carets = lines
+        .iter()
+        .position(|l| l.contains("^^^^^^^"))
+        .expect("a pointer line");
+    let col = lines[carets].chars().position(|c| c == '^').unwrap();
+    let above: String = lines[carets - 1].chars().skip(col).take(7).collect();
+    assert_eq!(above, "{amout}", "{err}");
+}
+
+#[test]
 fn render_prints_the_powerspace_documents_urls() {
     let out = relay_cmd(&[
         "render",

@@ -22,11 +22,13 @@ fn config() -> &'static Config {
     })
 }
 
-const HOSTS: [&str; 4] = [
+const HOSTS: [&str; 6] = [
     "a.pwspace.com",
     "trackerdomain.com",
     "www.publisher-domain.com",
     "tracking.affiliate.example",
+    "hooks.partner.example",
+    "tracker.example.com",
 ];
 
 /// Every destination the event matches: render, and check what came out. Returns the
@@ -49,6 +51,11 @@ fn route_and_render(body: &[u8]) -> Result<Vec<String>, TestCaseError> {
                     r.url
                 );
                 prop_assert!(!r.redacted().url.contains("hostile-api-key"));
+                let shown = r.shown(&config().secrets);
+                prop_assert!(
+                    !format!("{shown:?}").contains("hostile-api-key"),
+                    "a secret shown: {shown:?}"
+                );
                 if let Some(b) = &r.body
                     && r.headers
                         .get("Content-Type")
@@ -128,7 +135,7 @@ fn shaped_event() -> impl Strategy<Value = Value> {
             prop::sample::select(vec![
                 "lead", "order", "order_status", "registration", "trial", "signup", "rebill", "customer_status",
             ]),
-            prop::sample::select(vec!["powerspace", "hoqu", "awin", "espace-plus", "other"]),
+            prop::sample::select(vec!["powerspace", "hoqu", "awin", "espace-plus", "template", "other"]),
             value_text(),
             prop::option::of(value_text()),
             prop::option::of(prop_oneof![
@@ -297,6 +304,116 @@ proptest! {
     }
 }
 
+/// A template destination with one value in every position: a path segment, a segment
+/// with text around it, the query, a header, the JSON body, the form body.
+fn template_everywhere() -> &'static Config {
+    static CONFIG: OnceLock<Config> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let json = Dest::template(
+            "json",
+            "template",
+            r#"
+syntax = "brace"
+method = "POST"
+url = "https://hooks.partner.example/in/{click_id}/a{click_id}b?c={click_id}&fixed=1"
+headers = { "X-Click" = "{click_id}" }
+body = { json = { click = "{click_id}", nested = { list = ["{click_id}"] } } }
+"#,
+        );
+        let form = Dest::template(
+            "form",
+            "template",
+            r##"
+syntax = "hash"
+method = "PUT"
+url = "https://hooks.partner.example/f?c=#click_id#"
+body = { form = { click = "#click_id#", fixed = "1" } }
+"##,
+        );
+        ConfigBuilder::new()
+            .destination(json)
+            .destination(form)
+            .load()
+    })
+}
+
+fn percent_decoded(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .unwrap()
+        .into_owned()
+}
+
+/// Renders a click ID through [`template_everywhere`]: it arrives as it is in every position,
+/// and adds no segment, parameter, header or field. `None` when the event refuses it.
+fn template_positions(click: &str) -> Result<Option<()>, TestCaseError> {
+    let body = serde_json::to_vec(&json!({
+        "event_id": "e", "type": "lead", "occurred_at": "2026-11-22T10:00:00Z",
+        "attribution": { "network": "template", "click_id": click }
+    }))
+    .unwrap();
+    let Ok(e) = event::parse(&body, 1 << 20) else {
+        return Ok(None);
+    };
+    let [json_dest, form_dest] = &template_everywhere().destinations[..] else {
+        unreachable!()
+    };
+    match json_dest.render(&e) {
+        Ok(r) => {
+            let u = url::Url::parse(&r.url).unwrap();
+            prop_assert_eq!(u.host_str(), Some("hooks.partner.example"));
+            let segments: Vec<&str> = u.path_segments().unwrap().collect();
+            prop_assert_eq!(segments.len(), 3, "{}", r.url);
+            prop_assert_eq!(percent_decoded(segments[1]), click);
+            prop_assert_eq!(percent_decoded(segments[2]), format!("a{click}b"));
+            let pairs: Vec<(String, String)> = u.query_pairs().into_owned().collect();
+            prop_assert_eq!(
+                pairs,
+                vec![
+                    ("c".to_owned(), click.to_owned()),
+                    ("fixed".into(), "1".into())
+                ]
+            );
+            prop_assert_eq!(percent_decoded(&r.headers["X-Click"]), click);
+            prop_assert_eq!(r.headers.len(), 2, "{:?}", r.headers);
+            let b: Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+            prop_assert_eq!(b, json!({ "click": click, "nested": { "list": [click] } }));
+        }
+        // Only a value of dots makes a dot segment, and the refusal names it.
+        Err(err) => {
+            prop_assert!(click.chars().all(|c| c == '.'), "{}", err);
+            prop_assert!(err.to_string().contains("{click_id}"), "{}", err);
+        }
+    }
+    let r = form_dest
+        .render(&e)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let fields: Vec<(String, String)> =
+        url::form_urlencoded::parse(r.body.as_deref().unwrap().as_bytes())
+            .into_owned()
+            .collect();
+    prop_assert_eq!(
+        fields,
+        vec![
+            ("click".to_owned(), click.to_owned()),
+            ("fixed".into(), "1".into())
+        ]
+    );
+    Ok(Some(()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn template_values_arrive_intact_in_every_position(click in prop_oneof![
+        4 => value_text(),
+        1 => path_text(),
+    ]) {
+        template_positions(&click)?;
+    }
+}
+
 #[test]
 fn the_position_strategy_reaches_sending_and_refusing() {
     // Guard against strategies that only ever refuse, or never make a dot segment.
@@ -325,7 +442,7 @@ fn the_shaped_strategy_reaches_every_renderer() {
     // Guard against a strategy that only ever produces rejections.
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let mut rendered = std::collections::BTreeMap::<String, usize>::new();
-    for _ in 0..1000 {
+    for _ in 0..2000 {
         let v = shaped_event().new_tree(&mut runner).unwrap().current();
         for d in route_and_render(&serde_json::to_vec(&v).unwrap()).unwrap() {
             *rendered.entry(d).or_default() += 1;

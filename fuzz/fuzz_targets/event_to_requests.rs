@@ -1,6 +1,7 @@
 //! Arbitrary bytes through the relay's whole path from a message to what it would send: the
 //! content encoding a producer declared (the first byte picks one), decoding, routing to every
-//! destination kind, and rendering each request. Nothing may panic; a request that is rendered
+//! destination kind (template destinations included: a value in every position, signed), and
+//! rendering each request. Nothing may panic; a request that is rendered
 //! must go to the destination's own host and be sent as rendered.
 #![no_main]
 
@@ -41,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
             let url = url::Url::parse(&request.url).expect("a rendered URL parses");
             assert_eq!(url.as_str(), request.url, "sent as rendered");
             assert!(
-                matches!(url.host_str(), Some("a.pwspace.com" | "trackerdomain.com" | "www.publisher-domain.com" | "tracking.affiliate.example")),
+                matches!(url.host_str(), Some("a.pwspace.com" | "trackerdomain.com" | "www.publisher-domain.com" | "tracking.affiliate.example" | "hooks.partner.example" | "tracker.example.com")),
                 "{}",
                 request.url
             );
