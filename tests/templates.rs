@@ -181,3 +181,53 @@ status_map = {{ paid = "1", refunded = "2" }}
     );
     assert!(env.sandbox.requests().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn statuses_sent_through_a_template_never_go_backwards() {
+    let env = Env::new().await;
+    let keitaro = format!(
+        r#"
+preset = "keitaro"
+settings = {{ tracker = "{}", postback_key = "k" }}
+"#,
+        env.sandbox.base_url()
+    );
+    let config = env
+        .config()
+        .destination(Dest::template("keitaro", "shop", &keitaro).retry(Retry::durable(100, 400)));
+    let running = env.start(&config).await;
+    let order = |id: &str, kind: &str, status: &str| {
+        Event::attributed(id, kind, "shop", "c1")
+            .order("12345", "30")
+            .status(Some(status))
+            .body()
+    };
+    env.publish(&order("paid", "order", "paid")).await;
+    until(&running, "the sale sent", |m| {
+        common::deliveries(m, "keitaro", "delivered") == 1
+    })
+    .await;
+    // A late "pending" for the same order would take the sale back to lead.
+    env.publish(&order("late", "order_status", "pending")).await;
+    until(&running, "the late lead superseded", |m| {
+        common::deliveries(m, "keitaro", "superseded") == 1
+    })
+    .await;
+    // A refund may still reject it.
+    env.publish(&order("refund", "order_status", "refunded"))
+        .await;
+    until(&running, "the rejection sent", |m| {
+        common::deliveries(m, "keitaro", "delivered") == 2
+    })
+    .await;
+    let sent: Vec<String> = env
+        .sandbox
+        .requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.param("status"))
+        .collect();
+    assert_eq!(sent, ["sale", "rejected"]);
+    assert!(env.take_dead_letters().await.is_empty());
+}

@@ -226,13 +226,21 @@ impl Partner {
         }
     }
 
-    /// The status `event` carries, if the partner has statuses (HOQU).
+    /// The status `event` carries, if the partner has statuses: HOQU, and template
+    /// destinations that send `status` (see [`custom::Custom::status_class`]).
     pub fn status_of(&self, event: &ConversionEvent) -> Option<StatusOf> {
-        let Format::Hoqu(h) = &self.format else {
-            return None;
+        let (name, update, wait_secs) = match &self.format {
+            Format::Hoqu(h) => {
+                let conversion = self.routes.get(&event.kind)?;
+                let (name, update) = h.status_for(event, conversion)?;
+                (name, update, h.status_wait_secs())
+            }
+            Format::Template(t) => {
+                let (name, update) = t.status_class(event)?;
+                (name, update, 0)
+            }
+            _ => return None,
         };
-        let conversion = self.routes.get(&event.kind)?;
-        let (name, update) = h.status_for(event, conversion)?;
         let order = event.order.as_ref()?.id.as_deref()?;
         let rank = match name {
             "hold" => 1,
@@ -244,7 +252,7 @@ impl Partner {
             rank,
             name,
             update,
-            wait_for_conversion: i64::try_from(h.status_wait_secs())
+            wait_for_conversion: i64::try_from(wait_secs)
                 .ok()
                 .and_then(chrono::Duration::try_seconds)
                 .unwrap_or(chrono::Duration::MAX),

@@ -67,6 +67,10 @@ pub struct Options {
     pub status_by_type: BTreeMap<EventType, String>,
     #[serde(default)]
     pub signature: Option<sign::Options>,
+    /// Keep statuses in order (never send a status after a later one for the same
+    /// order): on unless set to false; it applies when the templates send `status`.
+    #[serde(default)]
+    pub status_order: Option<bool>,
 }
 
 /// A template body: exactly one of `json`, `form` or `text`.
@@ -116,6 +120,8 @@ pub struct Custom {
     macros: Macros,
     /// Every macro the templates use.
     used: Vec<String>,
+    /// Statuses are kept in order.
+    status_order: bool,
 }
 
 /// What compiling a template table gives: the destination, its default routes (a preset's),
@@ -295,6 +301,7 @@ pub fn compile(o: Option<&Options>) -> Result<Compiled, KeyError> {
             query,
             headers,
             body,
+            status_order: o.status_order.unwrap_or(true) && used.iter().any(|u| u == "status"),
             macros,
             used,
         },
@@ -374,6 +381,22 @@ impl From<MissingValue> for Unfilled {
 }
 
 impl Custom {
+    /// The HOQU class of the status an order or order-status event carries (hold,
+    /// approved, rejected), and whether it is an update, when this destination keeps
+    /// statuses in order. Other event types (a rebill is a new conversion) have none.
+    pub fn status_class(&self, event: &ConversionEvent) -> Option<(&'static str, bool)> {
+        if !self.status_order {
+            return None;
+        }
+        let update = match event.kind {
+            EventType::Order => false,
+            EventType::OrderStatus => true,
+            _ => return None,
+        };
+        let status = event.order.as_ref()?.status.as_deref()?;
+        Some((super::hoqu::map_status(status)?, update))
+    }
+
     pub(crate) fn render(
         &self,
         event: &ConversionEvent,

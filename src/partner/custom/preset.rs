@@ -126,6 +126,7 @@ pub fn resolve(o: &Options) -> Result<Resolved, KeyError> {
         status_map: merged(p.status_map, &o.status_map),
         status_by_type,
         signature: o.signature.clone().or(p.signature),
+        status_order: o.status_order.or(p.status_order),
     };
     // Settings go in as text, before the templates are read; a value may not hold a macro.
     let syntax = options.syntax;
