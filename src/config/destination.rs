@@ -125,13 +125,18 @@ impl DestinationConfig {
         for t in &self.matcher.types {
             if !routes.contains_key(t) {
                 let known: Vec<&str> = routes.keys().map(|t| t.as_str()).collect();
+                let sent_as = match self.kind {
+                    Kind::Template => {
+                        "as a name of your choice, which {conversion} sends".to_owned()
+                    }
+                    kind => format!("as one of: {}", kind.conversions().join(", ")),
+                };
                 return Err(key_err(
                     at("match.types"),
                     format!(
-                        "{} has no request for `{t}` (it handles: {}; add `{t} = \"...\"` to [conversions] to send it as one of: {})",
+                        "{} has no request for `{t}` (it handles: {}; add `{t} = \"...\"` to [conversions] to send it {sent_as})",
                         self.kind,
                         known.join(", "),
-                        self.kind.conversions().join(", ")
                     ),
                 ));
             }
