@@ -275,6 +275,25 @@ impl Config {
                 scrub(key_err(key, e.into_inner().to_string()))
             })?;
         config.validate().map_err(scrub)?;
+        // A `${VAR}` value is put into a template's text before the template is read: a
+        // value holding the destination's macro syntax would be read as macros.
+        for (i, d) in config.destinations.iter().enumerate() {
+            if let (Some(o), crate::partner::Format::Template(t)) = (&d.template, &d.partner.format)
+            {
+                let texts = o.texts();
+                if secrets.borrow().iter().any(|s| {
+                    t.syntax().opens_in(s) && texts.iter().any(|text| text.contains(s.as_str()))
+                }) {
+                    return Err(key_err(
+                        format!("destinations[{i}].template"),
+                        format!(
+                            "a value from the environment holds {:?}, which this destination's syntax reads as a macro; choose another syntax, or keep the value out of the template",
+                            t.syntax().show("").chars().next().unwrap_or(' ')
+                        ),
+                    ));
+                }
+            }
+        }
         config.secrets = config.collect_secrets(secrets.into_inner());
         Ok(config)
     }

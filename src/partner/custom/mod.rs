@@ -73,6 +73,32 @@ pub struct Options {
     pub status_order: Option<bool>,
 }
 
+impl Options {
+    /// Every text of the table that is read as a template.
+    pub fn texts(&self) -> Vec<&str> {
+        fn json<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+            match v {
+                serde_json::Value::String(s) => out.push(s),
+                serde_json::Value::Array(items) => items.iter().for_each(|i| json(i, out)),
+                serde_json::Value::Object(m) => m.values().for_each(|i| json(i, out)),
+                _ => {}
+            }
+        }
+        let mut out: Vec<&str> = self.url.iter().map(String::as_str).collect();
+        out.extend(self.headers.values().map(String::as_str));
+        if let Some(b) = &self.body {
+            out.extend(b.text.as_deref());
+            if let Some(j) = &b.json {
+                json(j, &mut out);
+            }
+            for v in b.form.iter().flat_map(|f| f.values()) {
+                json(v, &mut out);
+            }
+        }
+        out
+    }
+}
+
 /// A template body: exactly one of `json`, `form` or `text`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -384,6 +410,11 @@ impl Custom {
     /// The HOQU class of the status an order or order-status event carries (hold,
     /// approved, rejected), and whether it is an update, when this destination keeps
     /// statuses in order. Other event types (a rebill is a new conversion) have none.
+    /// The destination's macro syntax.
+    pub fn syntax(&self) -> Syntax {
+        self.syntax
+    }
+
     pub fn status_class(&self, event: &ConversionEvent) -> Option<(&'static str, bool)> {
         if !self.status_order {
             return None;

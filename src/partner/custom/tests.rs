@@ -507,3 +507,49 @@ callback = {{ url = "https://www.publisher-domain.com/cb", method = "post" {sign
     );
     assert_eq!(signed.secrets, vec!["cb-secret"]);
 }
+
+#[test]
+fn secrets_stay_out_of_template_errors() {
+    let load_with = |secret: &'static str, table: &str| {
+        let text = format!(
+            "[[destinations]]\nname = \"t\"\nkind = \"template\"\nmatch = {{ networks = [\"n\"] }}\n[destinations.template]\n{table}"
+        );
+        Config::from_toml(&text, &move |_| Some(secret.to_owned()))
+            .map(|_| ())
+            .unwrap_or_else(|e| panic!("{e}"));
+    };
+    let err = |secret: &'static str, table: &str| {
+        let text = format!(
+            "[[destinations]]\nname = \"t\"\nkind = \"template\"\nmatch = {{ networks = [\"n\"] }}\n[destinations.template]\n{table}"
+        );
+        Config::from_toml(&text, &move |_| Some(secret.to_owned()))
+            .unwrap_err()
+            .to_string()
+    };
+    // A long secret before a mistyped macro: the error shows the template, the secret
+    // redacted whole.
+    let long = "s3cret-0123456789-abcdefghijklmnopqrstuvwxyz-0123456789-tail";
+    let e = err(
+        long,
+        "syntax = \"brace\"\nurl = \"https://p.example/${KEY}/pb?c={clik_id}\"\n",
+    );
+    assert!(e.contains("{clik_id}") && e.contains("REDACTED"), "{e}");
+    for piece in ["s3cret", "0123456789", "tail"] {
+        assert!(!e.contains(piece), "{e}");
+    }
+    // A secret holding the syntax's delimiter would be read as macros: refused, unshown.
+    let e = err(
+        "tok{click_id}en",
+        "syntax = \"brace\"\nurl = \"https://p.example/pb\"\nheaders = { Authorization = \"Bearer ${KEY}\" }\n",
+    );
+    assert!(
+        e.contains("destinations[0].template") && e.contains("reads as a macro"),
+        "{e}"
+    );
+    assert!(!e.contains("tok"), "{e}");
+    // The same secret under another syntax is text.
+    load_with(
+        "tok{click_id}en",
+        "syntax = \"hash\"\nurl = \"https://p.example/pb\"\nheaders = { Authorization = \"Bearer ${KEY}\" }\n",
+    );
+}

@@ -104,31 +104,20 @@ impl TemplateError {
     }
 }
 
-/// How much of a template is shown on each side of what an error points at.
-const POINT_CONTEXT_CHARS: usize = 40;
-
-/// Two lines: the template around character `at` (from 1), and carets under the `len`
-/// characters there. Control characters are shown as spaces, so the lines stay two.
+/// Two lines: the template (whole, so that a secret in it is found and redacted whole by
+/// the config's errors), and carets under the `len` characters at character `at` (from 1).
+/// Control characters are shown as spaces, so the lines stay two.
 pub fn point(text: &str, at: usize, len: usize) -> String {
-    let chars: Vec<char> = text
+    let line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    let start = at.saturating_sub(1).min(chars.len());
-    let from = start.saturating_sub(POINT_CONTEXT_CHARS);
-    let to = (start + len + POINT_CONTEXT_CHARS).min(chars.len());
-    let mut line = String::from("    ");
-    let mut lead = 4;
-    if from > 0 {
-        line.push('…');
-        lead += 1;
-    }
-    line.extend(&chars[from..to]);
-    if to < chars.len() {
-        line.push('…');
-    }
-    let carets = " ".repeat(lead + start - from) + &"^".repeat(len.max(1));
-    format!("{line}\n{carets}")
+    let start = at.saturating_sub(1).min(line.chars().count());
+    format!(
+        "    {line}\n    {}{}",
+        " ".repeat(start),
+        "^".repeat(len.max(1))
+    )
 }
 
 /// The known name closest to `name`, when it is close enough to be a typo.
