@@ -34,6 +34,24 @@ const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b')')
     .remove(b'*');
 
+/// What the URL parser percent-encodes in a path (the WHATWG path set), and in a query.
+const URL_PATH: &AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+const URL_QUERY: &AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>');
+
 /// The secrets of one configuration, in every form they can be written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Secrets {
@@ -73,6 +91,8 @@ impl Secrets {
             encode_component(value),
             utf8_percent_encode(value, QUOTE).to_string(),
             utf8_percent_encode(value, URI_COMPONENT).to_string(),
+            utf8_percent_encode(value, URL_PATH).to_string(),
+            utf8_percent_encode(value, URL_QUERY).to_string(),
         ] {
             forms.push(lower_hex(&encoded));
             forms.push(encoded);

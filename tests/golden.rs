@@ -560,7 +560,10 @@ fn callback_templates_are_checked_at_load() {
     let e = with("http://p.example:8080/x");
     assert!(e.contains("port 8080") && e.contains("80 and 443"), "{e}");
     let e = with("http://!!!merchantId!!!.example/x");
-    assert!(e.contains("not in the scheme, host or port"), "{e}");
+    assert!(
+        e.contains("not in the scheme, user, password, host or port"),
+        "{e}"
+    );
     let e = with("ftp://p.example/x");
     assert!(e.contains("http"), "{e}");
     let ok = Dest::callback("p", Callback::new("https://p.example:443/!!!products!!!"));
@@ -707,7 +710,10 @@ fn tracker_config_is_checked_at_load() {
     assert!(with(REVSHARE, |t| t.url("mailto:x@example.com")).contains("http"));
     // A value from the affiliate's link can never pick the host.
     let e = with(REVSHARE, |t| t.url("https://#affid#/postback?c=#clickId#"));
-    assert!(e.contains("not in the scheme, host or port"), "{e}");
+    assert!(
+        e.contains("not in the scheme, user, password, host or port"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@ use sha2::Sha256;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Whether `signature` (`v1,<base64>`) is the Standard Webhooks signature of `id`,
-/// `timestamp` and `body` under `secret`.
+/// `timestamp` and `body` under the key `secret` (the bytes a secret's base64 encodes).
 fn verifies(secret: &str, id: &str, timestamp: &str, body: &str, signature: &str) -> bool {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
@@ -71,8 +71,11 @@ settings = {{ tracker = "{base}", postback_key = "k3y" }}
             Dest::template("webhook", "shop", &webhook).retry(Retry::new().delays(100, 400)),
         )
         .destination(Dest::template("keitaro", "shop", &keitaro).retry(Retry::fast()))
-        .var("HOOK_SECRET", "new-secret-value")
-        .var("HOOK_SECRET_OLD", "old-secret-value");
+        .var(
+            "HOOK_SECRET",
+            &format!("whsec_{}", STANDARD.encode("new-secret-value")),
+        )
+        .var("HOOK_SECRET_OLD", &STANDARD.encode("old-secret-value"));
     let running = env.start(&config).await;
     env.publish(
         &Event::attributed("evt-t1", "order", "shop", "clk/1 &x")

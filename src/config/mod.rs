@@ -260,11 +260,11 @@ impl Config {
         for (k, v) in table.iter_mut() {
             expand_env(k, v, &recording)?;
         }
+        // Every form a secret can be written in: a URL in an error is in its sent form.
         let scrub = |e: ConfigError| match e {
-            ConfigError::Key { key, mut message } => {
-                for s in secrets.borrow().iter() {
-                    message = message.replace(s.as_str(), "REDACTED");
-                }
+            ConfigError::Key { key, message } => {
+                let forms = crate::redact::Secrets::new(secrets.borrow().iter());
+                let message = forms.scrub(&message).into_owned();
                 ConfigError::Key { key, message }
             }
             other => other,
@@ -305,6 +305,14 @@ impl Config {
         for d in &self.destinations {
             if let Some(h) = &d.hoqu {
                 all.add(&h.api_key);
+            }
+            let signature = d
+                .callback
+                .as_ref()
+                .and_then(|c| c.signature.as_ref())
+                .or_else(|| d.template.as_ref().and_then(|t| t.signature.as_ref()));
+            for s in signature.iter().flat_map(|s| &s.secrets) {
+                all.add(s);
             }
         }
         let mut urls = self.broker.addresses();

@@ -235,7 +235,12 @@ pub fn compile(spec: &Spec<'_>) -> Result<Partner, KeyError> {
     }
     let mut missing = spec.missing;
     let mut signature = match (kind, spec.callback.and_then(|c| c.signature.as_ref())) {
-        (Kind::Callback, Some(s)) => Some(sign::compile(s, "callback.signature")?),
+        (Kind::Callback, Some(s)) => {
+            let has_body = spec
+                .callback
+                .is_some_and(|c| c.method == super::HttpMethod::Post);
+            Some(sign::compile(s, "callback.signature", has_body)?)
+        }
         _ => None,
     };
     let format = match kind {
@@ -257,7 +262,7 @@ pub fn compile(spec: &Spec<'_>) -> Result<Partner, KeyError> {
             signature = c
                 .signature
                 .as_ref()
-                .map(|s| sign::compile(s, "template.signature"))
+                .map(|s| sign::compile(s, "template.signature", c.custom.has_body()))
                 .transpose()?;
             Format::Template(c.custom)
         }

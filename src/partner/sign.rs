@@ -5,10 +5,12 @@
 //! - `standard_webhooks` (<https://www.standardwebhooks.com/>): headers `webhook-id` (the
 //!   event's id, the same on every attempt), `webhook-timestamp` (Unix seconds of the
 //!   attempt) and `webhook-signature` (`v1,<base64>`, space-separated, one per active secret)
-//!   over `{id}.{timestamp}.{payload}`. A secret written `whsec_<base64>` is used as the
-//!   bytes it encodes, as the specification says; any other secret as its UTF-8 bytes.
-//! - `header`: the partner's own header, holding `prefix` and the HMAC of the payload in
-//!   hex or base64, one per active secret, separated by `,`.
+//!   over `{id}.{timestamp}.{body}`. A secret is base64, `whsec_` before it or not, and
+//!   its key is the bytes it encodes, as the standard's libraries read it. A request
+//!   without a body (GET) cannot be signed so: the standard signs a body.
+//! - `header`: the partner's own header, holding `prefix` and the HMAC of the payload (the
+//!   body, or the URL) in hex or base64, one per active secret, separated by `,`; its
+//!   secrets are used as their UTF-8 bytes.
 //!
 //! Rotation: up to two secrets are active at once (the new one first); each request carries
 //! a signature by each, so the partner accepts it with either while it moves to the new one.
@@ -48,7 +50,7 @@ pub enum Over {
     Url,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     pub scheme: Scheme,
@@ -66,6 +68,31 @@ pub struct Options {
     /// The body (default when the request has one) or the URL (default otherwise).
     #[serde(default)]
     pub over: Option<Over>,
+}
+
+impl std::fmt::Debug for Options {
+    /// The secrets never: only how many there are.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("scheme", &self.scheme)
+            .field("secrets", &format!("{} secret(s)", self.secrets.len()))
+            .field("header", &self.header)
+            .field("encoding", &self.encoding)
+            .field("prefix", &self.prefix)
+            .field("over", &self.over)
+            .finish()
+    }
+}
+
+/// The headers a signature writes, in lower case, to keep out of a template's own.
+pub fn writes(o: &Options) -> Vec<String> {
+    match (o.scheme, &o.header) {
+        (Scheme::StandardWebhooks, _) => ["webhook-id", "webhook-timestamp", "webhook-signature"]
+            .map(str::to_owned)
+            .to_vec(),
+        (Scheme::Header, Some(h)) => vec![h.to_ascii_lowercase()],
+        (Scheme::Header, None) => Vec::new(),
+    }
 }
 
 /// A checked signature setting.
@@ -91,8 +118,9 @@ impl std::fmt::Debug for Signer {
     }
 }
 
-/// Checks a `signature` table; `at` is its key, for errors. Errors never repeat a secret.
-pub fn compile(o: &Options, at: &str) -> Result<Signer, KeyError> {
+/// Checks a `signature` table for requests with or without a body; `at` is its key, for
+/// errors. Errors never repeat a secret.
+pub fn compile(o: &Options, at: &str, has_body: bool) -> Result<Signer, KeyError> {
     let key = |k: &str| format!("{at}.{k}");
     if o.secrets.is_empty() || o.secrets.len() > MAX_SECRETS {
         return Err(key_err(
@@ -109,17 +137,20 @@ pub fn compile(o: &Options, at: &str) -> Result<Signer, KeyError> {
         if s.trim().is_empty() {
             return Err(key_err(k, "is empty"));
         }
-        let bytes = match s.strip_prefix("whsec_") {
-            Some(b64) => STANDARD.decode(b64).map_err(|_| {
-                key_err(
-                    &k,
-                    "starts with whsec_ but what follows is not base64 (a Standard Webhooks secret is whsec_ and the key in base64)",
-                )
-            })?,
-            None => s.as_bytes().to_vec(),
+        let bytes = match o.scheme {
+            Scheme::StandardWebhooks => {
+                let b64 = s.strip_prefix("whsec_").unwrap_or(s);
+                STANDARD.decode(b64).map_err(|_| {
+                    key_err(
+                        &k,
+                        "is not base64: a Standard Webhooks secret is its key in base64, with whsec_ before it or not, as the standard's libraries read it",
+                    )
+                })?
+            }
+            Scheme::Header => s.as_bytes().to_vec(),
         };
         if bytes.is_empty() {
-            return Err(key_err(k, "holds no key after whsec_"));
+            return Err(key_err(k, "holds no key"));
         }
         keys.push(bytes);
     }
@@ -152,6 +183,20 @@ pub fn compile(o: &Options, at: &str) -> Result<Signer, KeyError> {
     }
     reqwest::header::HeaderValue::from_str(&o.prefix)
         .map_err(|_| key_err(key("prefix"), "is not valid in an HTTP header"))?;
+    if !has_body {
+        if o.scheme == Scheme::StandardWebhooks {
+            return Err(key_err(
+                key("scheme"),
+                "Standard Webhooks signs a body, and these requests have none: send them with a body (POST or PUT), or use scheme = \"header\", which signs the URL",
+            ));
+        }
+        if o.over == Some(Over::Body) {
+            return Err(key_err(
+                key("over"),
+                "these requests have no body: every one would carry the same signature; sign the URL (over = \"url\")",
+            ));
+        }
+    }
     Ok(Signer {
         scheme: o.scheme,
         keys,
@@ -261,6 +306,7 @@ mod tests {
                 &["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
             ),
             "signature",
+            true,
         )
         .unwrap();
         let mut r = post(r#"{"test": 2432232314}"#);
@@ -279,14 +325,19 @@ mod tests {
         let at = DateTime::from_timestamp(1_614_265_330, 0).unwrap();
         let one = |secrets: &[&str]| {
             let mut r = post("{}");
-            compile(&opts(Scheme::StandardWebhooks, secrets), "s")
+            compile(&opts(Scheme::StandardWebhooks, secrets), "s", true)
                 .unwrap()
                 .sign(&mut r, "e1", at);
             r.headers["webhook-signature"].clone()
         };
-        let (new, old) = (one(&["new-secret"]), one(&["old-secret"]));
+        let (new, old) = (one(&["whsec_bmV3LXNlY3JldA=="]), one(&["b2xkLXNlY3JldA=="]));
         assert_ne!(new, old);
-        assert_eq!(one(&["new-secret", "old-secret"]), format!("{new} {old}"));
+        assert_eq!(
+            one(&["whsec_bmV3LXNlY3JldA==", "b2xkLXNlY3JldA=="]),
+            format!("{new} {old}")
+        );
+        // With whsec_ or without, the key is what the base64 encodes.
+        assert_eq!(one(&["bmV3LXNlY3JldA=="]), new);
     }
 
     #[test]
@@ -296,7 +347,7 @@ mod tests {
         o.prefix = "sha256=".into();
         let at = DateTime::from_timestamp(0, 0).unwrap();
         let mut r = post("The quick brown fox jumps over the lazy dog");
-        compile(&o, "s").unwrap().sign(&mut r, "e1", at);
+        compile(&o, "s", true).unwrap().sign(&mut r, "e1", at);
         // RFC 4231-style known value: HMAC-SHA256("key", "The quick brown fox...").
         assert_eq!(
             r.headers["X-Signature"],
@@ -306,20 +357,20 @@ mod tests {
         o.prefix.clear();
         o.over = Some(Over::Url);
         let mut r = post("ignored");
-        compile(&o, "s").unwrap().sign(&mut r, "e1", at);
+        compile(&o, "s", true).unwrap().sign(&mut r, "e1", at);
         let url_mac = hmac(b"key", &[b"https://partner.example/hook"]);
         assert_eq!(r.headers["X-Signature"], STANDARD.encode(&url_mac));
         // Without a body, the URL is signed.
         let mut get = post("");
         get.body = None;
         o.over = None;
-        compile(&o, "s").unwrap().sign(&mut get, "e1", at);
+        compile(&o, "s", true).unwrap().sign(&mut get, "e1", at);
         assert_eq!(get.headers["X-Signature"], STANDARD.encode(&url_mac));
     }
 
     #[test]
     fn bad_settings_are_refused_without_repeating_a_secret() {
-        let err = |o: Options| compile(&o, "signature").unwrap_err().to_string();
+        let err = |o: Options| compile(&o, "signature", true).unwrap_err().to_string();
         assert!(err(opts(Scheme::StandardWebhooks, &[])).contains("signature.secrets"));
         assert!(err(opts(Scheme::StandardWebhooks, &["a", "b", "c"])).contains("got 3"));
         let e = err(opts(Scheme::StandardWebhooks, &["whsec_not*base64!"]));
@@ -332,5 +383,19 @@ mod tests {
         o.header = Some("Bad Header".into());
         assert!(err(o).contains("not an HTTP header name"));
         assert!(err(opts(Scheme::StandardWebhooks, &["  "])).contains("is empty"));
+        let e = err(opts(Scheme::StandardWebhooks, &["not base64, s3cret"]));
+        assert!(e.contains("is not base64") && !e.contains("s3cret"), "{e}");
+        // Without a body: Standard Webhooks cannot sign, and a body signature would be the
+        // same on every request.
+        let no_body = |o: Options| compile(&o, "signature", false).unwrap_err().to_string();
+        assert!(no_body(opts(Scheme::StandardWebhooks, &["a2V5"])).contains("signs a body"));
+        let mut o = opts(Scheme::Header, &["k"]);
+        o.header = Some("X-Signature".into());
+        assert!(compile(&o, "s", false).is_ok());
+        o.over = Some(Over::Body);
+        assert!(no_body(o).contains("over = \"url\""));
+        // Debug output never holds a secret.
+        let d = format!("{:?}", opts(Scheme::Header, &["TOPSECRET-SIGNING"]));
+        assert!(!d.contains("TOPSECRET"), "{d}");
     }
 }

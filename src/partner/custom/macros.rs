@@ -288,6 +288,12 @@ impl Macros {
         k
     }
 
+    /// Whether any of `used` is the status, or a macro of the destination's own from it.
+    pub fn sends_status(&self, used: &[String]) -> bool {
+        used.iter()
+            .any(|u| u == "status" || self.derived.get(u).is_some_and(|d| d.from == "status"))
+    }
+
     /// Whether `name` is written as a JSON number when it is a JSON string alone.
     pub fn is_number(&self, name: &str) -> bool {
         self.derived.get(name).is_some_and(|d| d.number)

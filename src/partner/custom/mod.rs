@@ -223,12 +223,34 @@ pub fn compile(o: Option<&Options>) -> Result<Compiled, KeyError> {
     let url = parse("template.url", text, syntax, &known, &mut used)?
         .as_sent()
         .map_err(|e| key_err("template.url", e))?;
-    url.fixed_origin().map_err(|e| key_err("template.url", e))?;
+    let origin = url.fixed_origin().map_err(|e| key_err("template.url", e))?;
+    if !origin.username().is_empty() || origin.password().is_some() {
+        return Err(key_err(
+            "template.url",
+            "holds a user or password, which the HTTP client would send as an Authorization header, not in the URL shown; write the header in template.headers",
+        ));
+    }
     let (base, query) = url.split_query();
 
     let mut headers = Vec::new();
+    let signed: Vec<String> = o.signature.iter().flat_map(sign::writes).collect();
     for (name, value) in &o.headers {
         let key = format!("template.headers.{name}");
+        let lower = name.to_ascii_lowercase();
+        if o.headers
+            .keys()
+            .filter(|h| h.to_ascii_lowercase() == lower)
+            .count()
+            > 1
+        {
+            return Err(key_err(
+                &key,
+                "appears twice (header names are matched without regard to case)",
+            ));
+        }
+        if signed.contains(&lower) {
+            return Err(key_err(&key, "is written by the signature"));
+        }
         reqwest::header::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| key_err(&key, format!("{name:?} is not an HTTP header name")))?;
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
@@ -313,12 +335,6 @@ pub fn compile(o: Option<&Options>) -> Result<Compiled, KeyError> {
             Some(body)
         }
     };
-    if o.signature.is_some() && has_header(&headers, "webhook-signature") {
-        return Err(key_err(
-            "template.headers",
-            "webhook-signature is written by the signature",
-        ));
-    }
     Ok(Compiled {
         custom: Custom {
             syntax,
@@ -327,7 +343,7 @@ pub fn compile(o: Option<&Options>) -> Result<Compiled, KeyError> {
             query,
             headers,
             body,
-            status_order: o.status_order.unwrap_or(true) && used.iter().any(|u| u == "status"),
+            status_order: o.status_order.unwrap_or(true) && macros.sends_status(&used),
             macros,
             used,
         },
@@ -373,12 +389,14 @@ fn json(
     })
 }
 
-/// A value as a header holds it: `%`, control characters and non-ASCII percent-encoded
-/// (UTF-8), everything else as it is.
+/// A value as a header holds it: `%`, control characters, non-ASCII and a space at either
+/// end (which HTTP trims) percent-encoded (UTF-8), everything else as it is.
 pub fn header_text(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        if c == '%' || !(c == ' ' || c.is_ascii_graphic()) {
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let edge_space = c == ' ' && (i == 0 || i == last);
+        if c == '%' || edge_space || !(c == ' ' || c.is_ascii_graphic()) {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
                 out.push_str(&format!("%{b:02X}"));
@@ -413,6 +431,11 @@ impl Custom {
     /// The destination's macro syntax.
     pub fn syntax(&self) -> Syntax {
         self.syntax
+    }
+
+    /// Whether its requests have a body.
+    pub fn has_body(&self) -> bool {
+        self.body.is_some()
     }
 
     pub fn status_class(&self, event: &ConversionEvent) -> Option<(&'static str, bool)> {
@@ -490,7 +513,8 @@ impl Custom {
         let raw = &|v: &str| v.to_owned();
         let body = match &self.body {
             None => None,
-            Some(Body::Text(t)) => Some(keep(fill(t, raw))?.unwrap_or_default()),
+            // A text body cannot leave a piece out: there `skip` fails the delivery.
+            Some(Body::Text(t)) => Some(t.render_with(&value, path_missing, raw)?),
             Some(Body::Form(fields)) => {
                 let mut ser = url::form_urlencoded::Serializer::new(String::new());
                 for (k, t) in fields {
@@ -501,9 +525,10 @@ impl Custom {
                 Some(ser.finish())
             }
             Some(Body::Json(j)) => {
-                let v = self
-                    .json(j, missing, &fill, &value)?
-                    .unwrap_or(serde_json::Value::Null);
+                let v = match self.json(j, missing, &fill, &value)? {
+                    Some(v) => v,
+                    None => return Err(self.unfilled(j, &value)),
+                };
                 Some(serde_json::to_string(&v).expect("a JSON value serializes"))
             }
         };
@@ -513,6 +538,25 @@ impl Custom {
             headers,
             body,
         })
+    }
+
+    /// The refusal of a JSON part that `skip` would leave out where nothing can be: its
+    /// first macro without a value.
+    fn unfilled(&self, j: &Json, value: &dyn Fn(&str) -> Option<String>) -> RenderError {
+        fn first(j: &Json, value: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+            match j {
+                Json::Text(t) => t
+                    .placeholders()
+                    .find(|p| value(p).is_none())
+                    .map(str::to_owned),
+                Json::Number(n) => Some(n.clone()),
+                Json::Value(_) => None,
+                Json::Array(items) => items.iter().find_map(|i| first(i, value)),
+                Json::Object(fields) => fields.iter().find_map(|(_, f)| first(f, value)),
+            }
+        }
+        let name = first(j, value).unwrap_or_default();
+        MissingValue(self.syntax.show(&name)).into()
     }
 
     /// A JSON body part, `None` when it is left out (`skip`). A number macro without a
@@ -544,11 +588,14 @@ impl Custom {
                 },
             },
             Json::Value(v) => Some(v.clone()),
+            // An element of an array is a position, not a field: leaving it out would move
+            // the others, so there `skip` fails the delivery.
             Json::Array(items) => {
                 let mut out = Vec::new();
                 for i in items {
-                    if let Some(v) = self.json(i, missing, fill, value)? {
-                        out.push(v);
+                    match self.json(i, missing, fill, value)? {
+                        Some(v) => out.push(v),
+                        None => return Err(self.unfilled(i, value)),
                     }
                 }
                 Some(Value::Array(out))

@@ -123,7 +123,17 @@ pub fn resolve(o: &Options) -> Result<Resolved, KeyError> {
         headers: merged(p.headers, &o.headers),
         body: o.body.clone().or(p.body),
         macros,
-        status_map: merged(p.status_map, &o.status_map),
+        status_map: {
+            // Statuses are matched without regard to case: the user's entry replaces the
+            // preset's in any case.
+            let mut m = p.status_map;
+            m.retain(|k, _| {
+                !o.status_map
+                    .keys()
+                    .any(|u| u.trim().eq_ignore_ascii_case(k.trim()))
+            });
+            merged(m, &o.status_map)
+        },
         status_by_type,
         signature: o.signature.clone().or(p.signature),
         status_order: o.status_order.or(p.status_order),

@@ -59,8 +59,21 @@ impl Template {
     /// is what is sent. Refuses a fragment (never sent) and text that the client would
     /// rewrite across a placeholder (`!!!x!!!/..` removes it).
     pub fn as_sent(&self) -> Result<Template, String> {
-        // Each placeholder stands as a marker the parser keeps as it is (letters and digits).
-        let marker = |i: usize| format!("zq{i}qz");
+        // Each placeholder stands as a marker the parser keeps as it is (letters and digits),
+        // made of letters the template's text does not hold in that order.
+        let whole: String = self
+            .parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text(t) => Some(t.as_str()),
+                Part::Placeholder(_) => None,
+            })
+            .collect();
+        let mut stem = String::from("zq");
+        while whole.to_ascii_lowercase().contains(&stem) {
+            stem.push('x');
+        }
+        let marker = |i: usize| format!("{stem}{i}{stem}");
         let mut text = String::new();
         let mut names = Vec::new();
         for p in &self.parts {
@@ -121,16 +134,20 @@ impl Template {
             url::Url::parse(&text).map_err(|e| format!("not a URL: {e}"))
         };
         let (a, b) = (sample("a")?, sample("b.example")?);
+        // The user and password too: the HTTP client takes them out of the URL, decoded, into
+        // an Authorization header.
         let origin = |u: &url::Url| {
             (
                 u.scheme().to_owned(),
+                u.username().to_owned(),
+                u.password().map(str::to_owned),
                 u.host_str().map(str::to_owned),
                 u.port(),
             )
         };
         if origin(&a) != origin(&b) {
             return Err(
-                "placeholders may appear in the path or the query, not in the scheme, host or port"
+                "placeholders may appear in the path or the query, not in the scheme, user, password, host or port"
                     .into(),
             );
         }
