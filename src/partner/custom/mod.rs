@@ -501,8 +501,11 @@ impl Custom {
                     sent.push(pair);
                 }
             }
-            url.push('?');
-            url.push_str(&sent.join("&"));
+            // Every parameter left out: no query at all.
+            if !sent.is_empty() {
+                url.push('?');
+                url.push_str(&sent.join("&"));
+            }
         }
         let mut headers = BTreeMap::new();
         for (name, t) in &self.headers {

@@ -141,6 +141,12 @@ body = {{ json = {{ click = "[click_id]", order = "[order_id]" }} }}
         e.to_string(),
         "placeholder [order_id] has no value for this event"
     );
+    // Every parameter left out: no `?` either.
+    let r = ok(
+        "missing = \"skip\"\n[destinations.template]\nsyntax = \"brace\"\nurl = \"https://partner.example/pb?order={order_id}\"\n",
+        &lead,
+    );
+    assert_eq!(r.url, "https://partner.example/pb");
     // In the path, a value cannot be left out: skip refuses the delivery.
     let path = r#"missing = "skip"
 [destinations.template]
