@@ -13,7 +13,9 @@ RUN mkdir -p src bench/src \
     && echo 'fn main() {}' > bench/src/main.rs \
     && cargo build --release --locked --bin postback-relay \
     && rm -rf src
-# Then the relay itself; `touch` makes cargo see the real sources as newer than the stand-ins.
+# Then the relay itself, with the presets it builds in; `touch` makes cargo see the real
+# sources as newer than the stand-ins.
+COPY presets ./presets
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked --bin postback-relay
