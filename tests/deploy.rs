@@ -64,9 +64,14 @@ fn the_dockerfile_is_hadolint_clean() {
         "the dependencies are built before the sources are copied"
     );
     // The presets are built into the binary: the build needs them.
-    let presets = dockerfile.find("COPY presets ./presets").expect("the presets copied");
+    let presets = dockerfile
+        .find("COPY presets ./presets")
+        .expect("the presets copied");
     let last_build = dockerfile.rfind("cargo build").unwrap();
-    assert!(presets < last_build, "the presets are copied before the build");
+    assert!(
+        presets < last_build,
+        "the presets are copied before the build"
+    );
     let user = dockerfile
         .lines()
         .rfind(|l| l.starts_with("USER "))

@@ -1,8 +1,10 @@
 //! Who may use the console: the access token (a bearer header, or a session cookie set by
-//! `/login?token=`), and a per-process form token with a same-origin check on every POST.
+//! `/login?token=`, good for [`SESSION_TTL`]), and a per-process form token with a
+//! same-origin check on every POST.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -14,27 +16,49 @@ use super::Console;
 /// Sessions kept at most; the oldest goes first.
 const MAX_SESSIONS: usize = 1000;
 const COOKIE: &str = "postback_relay_console";
+/// How long a session lasts from its login: a working day, then the token is asked again.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
 pub(crate) struct Auth {
     token: Option<String>,
-    sessions: Mutex<VecDeque<String>>,
+    /// Each session's id and when it was made.
+    sessions: Mutex<VecDeque<(String, Instant)>>,
+    ttl: Duration,
     /// Carried by every form; a POST without it is refused.
     pub form_token: String,
 }
 
 impl Auth {
     pub fn new(token: Option<String>) -> Auth {
+        Auth::lasting(token, SESSION_TTL)
+    }
+
+    fn lasting(token: Option<String>, ttl: Duration) -> Auth {
         Auth {
             token,
             sessions: Mutex::default(),
+            ttl,
             form_token: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
 
     fn session_ok(&self, id: &str) -> bool {
+        self.session_ok_at(id, Instant::now())
+    }
+
+    fn session_ok_at(&self, id: &str, now: Instant) -> bool {
         self.sessions
             .lock()
-            .map(|s| s.iter().any(|k| same(k, id)))
+            .map(|mut s| {
+                // The oldest first: the expired ones leave from the front.
+                while s
+                    .front()
+                    .is_some_and(|(_, made)| now.duration_since(*made) >= self.ttl)
+                {
+                    s.pop_front();
+                }
+                s.iter().any(|(k, _)| same(k, id))
+            })
             .unwrap_or(false)
     }
 
@@ -44,7 +68,7 @@ impl Auth {
             if s.len() >= MAX_SESSIONS {
                 s.pop_front();
             }
-            s.push_back(id.clone());
+            s.push_back((id.clone(), Instant::now()));
         }
         id
     }
@@ -192,7 +216,17 @@ pub async fn login(
         Some(t) if same(&t, expected) => {
             let id = c.auth.new_session();
             let mut res = Redirect::to("/").into_response();
-            let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/");
+            // Secure when the browser came over HTTPS (a proxy in front says so); a plain
+            // HTTP console would otherwise never get its cookie back.
+            let https = headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+            let cookie = format!(
+                "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+                c.auth.ttl.as_secs(),
+                if https { "; Secure" } else { "" }
+            );
             if let Ok(v) = header::HeaderValue::from_str(&cookie) {
                 res.headers_mut().insert(header::SET_COOKIE, v);
             }
@@ -225,6 +259,23 @@ mod tests {
         assert!(a.allows(&headers(&[("cookie", &format!("x=1; {COOKIE}={id}"))])));
         assert!(!a.allows(&headers(&[("cookie", &format!("{COOKIE}=forged"))])));
         assert!(Auth::new(None).allows(&headers(&[])));
+    }
+
+    #[test]
+    fn a_session_ends_when_its_time_is_up() {
+        let a = Auth::lasting(Some("0123456789abcdef".into()), Duration::from_secs(60));
+        let id = a.new_session();
+        let with = headers(&[("cookie", &format!("{COOKIE}={id}"))]);
+        assert!(a.allows(&with));
+        let later = Instant::now() + Duration::from_secs(59);
+        assert!(a.session_ok_at(&id, later));
+        assert!(
+            !a.session_ok_at(&id, later + Duration::from_secs(1)),
+            "an expired session"
+        );
+        assert!(a.sessions.lock().unwrap().is_empty(), "and it is gone");
+        // The token itself still works.
+        assert!(a.allows(&headers(&[("authorization", "Bearer 0123456789abcdef")])));
     }
 
     #[test]
