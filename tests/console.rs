@@ -448,3 +448,60 @@ async fn the_console_refuses_to_start_off_loopback_without_a_token() {
         .unwrap();
     assert_eq!(rebound.status().as_u16(), 403);
 }
+
+#[tokio::test]
+async fn a_replay_that_stops_is_written_to_the_journal_too() {
+    let env = Env::new().await;
+    // A relay first, so that the journal exists; then the console on a broker that is gone.
+    let builder = env.default_config();
+    let running = env.start(&builder).await;
+    env.publish(&event("one", "order", "ok1", Some("1.00")))
+        .await;
+    until(&running, "the event settled", |m| m.events_acked.get() >= 1).await;
+    let mut config = builder.load();
+    config.broker.url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port());
+    config.broker.connect_timeout_secs = 1;
+    config.console.listen = "127.0.0.1:0".parse().unwrap();
+    config.console.token = Some(TOKEN.into());
+    let console = postback_relay::console::start(config, env.shutdown.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", console.addr);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // The recovery form is served whatever the broker's state.
+    let page = http
+        .get(format!("{base}/recover"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a form token on the page")
+        .to_owned();
+    let started = http
+        .post(format!("{base}/replay"))
+        .bearer_auth(TOKEN)
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("mode=filter&confirm=yes&csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status().as_u16(), 303, "the job started");
+    eventually(WAIT, "the stopped replay in the journal", || async {
+        let actions = env.recoveries().await.actions(10).await.unwrap();
+        actions
+            .iter()
+            .any(|a| a.action == "replay_stopped" && a.count == 0 && a.filter.contains("stopped"))
+    })
+    .await;
+}

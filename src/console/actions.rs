@@ -169,14 +169,27 @@ async fn replay_preview(c: &Console, filter: &Filter, hidden: Markup) -> Respons
 }
 
 async fn run_replay(c: Arc<Console>, id: u64, filter: Filter, described: serde_json::Value) {
+    // Letters chosen so far: what a replay that stops partway has sent at most.
+    let chosen = std::sync::atomic::AtomicU64::new(0);
     let result = async {
         let conn = crate::broker::connect_to(&c.config.broker, "console").await?;
         let total = dlq::depth(&conn.create_channel().await?, &c.topology.dead).await?;
         c.jobs.update(id, |j| j.total = u64::from(total));
         let max = c.config.worker.max_event_bytes;
-        let report = dlq::replay(&conn, &c.topology, max, &filter, None, false, |_, _| {
-            c.jobs.update(id, |j| j.done += 1);
-        })
+        let report = dlq::replay(
+            &conn,
+            &c.topology,
+            max,
+            &filter,
+            None,
+            false,
+            |_, picked| {
+                if picked {
+                    chosen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                c.jobs.update(id, |j| j.done += 1);
+            },
+        )
         .await;
         let _ = conn.close(200, "done".into()).await;
         report
@@ -199,6 +212,14 @@ async fn run_replay(c: Arc<Console>, id: u64, filter: Filter, described: serde_j
         }
         Err(e) => {
             let said = c.scrubbed(&e);
+            // Written too: a letter leaves the dead-letter queue only once it is published
+            // again, so those not sent are still there, and the count is the most sent.
+            let mut described = described;
+            if let Some(d) = described.as_object_mut() {
+                d.insert("stopped".into(), serde_json::json!(said));
+            }
+            let at_most = chosen.load(std::sync::atomic::Ordering::Relaxed);
+            act(&c, "replay_stopped", described, at_most).await;
             c.jobs.update(id, |j| {
                 j.state = JobState::Failed;
                 j.result = Some(said);
