@@ -115,6 +115,7 @@ impl Pauses {
     pub async fn pause(&self, destination: &str, who: Paused) -> Result<bool, PauseError> {
         match self {
             Pauses::File(path) => {
+                let _locked = lock_file(path)?;
                 let mut all = read_file(path)?;
                 let new = !all.contains_key(destination);
                 all.entry(destination.to_owned()).or_insert(who);
@@ -138,6 +139,7 @@ impl Pauses {
     pub async fn resume(&self, destination: &str) -> Result<bool, PauseError> {
         match self {
             Pauses::File(path) => {
+                let _locked = lock_file(path)?;
                 let mut all = read_file(path)?;
                 let was = all.remove(destination).is_some();
                 if was {
@@ -155,6 +157,28 @@ impl Pauses {
             }
         }
     }
+}
+
+/// An exclusive lock on `{path}.lock`, held by the file it returns until it is dropped: two
+/// writers (two commands, the console and a command) read, change and write one after the
+/// other, and neither undoes the other's change.
+fn lock_file(path: &std::path::Path) -> Result<std::fs::File, PauseError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(PathBuf::from(name))
+        .map_err(|source| PauseError::File {
+            path: path.to_owned(),
+            source,
+        })?;
+    f.lock().map_err(|source| PauseError::File {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(f)
 }
 
 /// The Redis hash of paused destinations under the store's prefix.
@@ -356,6 +380,22 @@ mod tests {
         let changed = board.update(BTreeMap::new());
         assert_eq!(changed, vec![("a".to_owned(), None)]);
         assert!(!board.is_paused("a"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writers_at_once_never_undo_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let pauses = Pauses::File(beside(&dir.path().join("relay.db")));
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let p = pauses.clone();
+                tokio::spawn(async move { p.pause(&format!("d{i}"), who()).await.unwrap() })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(pauses.list().await.unwrap().len(), 40, "every pause kept");
     }
 
     #[tokio::test]
