@@ -178,6 +178,15 @@ impl Breaker {
             Breaker::Fleet(c) => c.state(),
         }
     }
+
+    /// Reads the fleet's circuit again without calling (no probe taken), so that a replica
+    /// without traffic still shows what the others did to it. This process's own circuit
+    /// changes only with its own calls: nothing to read.
+    pub async fn refresh(&self) {
+        if let Breaker::Fleet(c) = self {
+            c.peek().await;
+        }
+    }
 }
 
 /// What a replica last read of the fleet's circuit.
@@ -276,6 +285,20 @@ static RECORD: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
+/// `{state, failures, ms}` as they are: nothing changes.
+static PEEK: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local t = redis.call('TIME')
+         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+         local s = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
+         local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
+         local u = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
+         local left = u - now
+         if left < 0 then left = 0 end
+         return {s, f, left}",
+    )
+});
+
 fn state_of(code: i64) -> State {
     match code {
         1 => State::HalfOpen,
@@ -340,6 +363,17 @@ impl FleetCircuit {
             Err(e) => {
                 tracing::warn!(message = "cannot tell the fleet's circuit of a call", error = %e)
             }
+        }
+    }
+
+    async fn peek(&self) {
+        let read: Result<(i64, i64, i64), _> = PEEK
+            .key(&self.key)
+            .invoke_async(&mut self.fleet.conn())
+            .await;
+        match read {
+            Ok((state, failures, wait)) => self.remember(state, failures, wait),
+            Err(e) => tracing::debug!(message = "cannot read the fleet's circuit", error = %e),
         }
     }
 
@@ -408,5 +442,53 @@ mod tests {
         assert!(snapshot(State::Closed, 0, 0, 0).must_tell(false));
         assert!(snapshot(State::Closed, 2, 0, 0).must_tell(true));
         assert!(snapshot(State::HalfOpen, 3, 0, 0).must_tell(true));
+    }
+
+    #[tokio::test]
+    async fn a_replica_without_calls_reads_what_the_others_did_to_the_circuit() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+        let conn = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection_manager()
+            .await
+            .unwrap();
+        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let fleet = Fleet::new(conn.clone(), &prefix);
+        let config = CircuitConfig {
+            enabled: true,
+            failure_threshold: 2,
+            open_ms: 100,
+        };
+        let timeout = Duration::from_millis(10);
+        let (calling, idle) = (
+            Breaker::new(&config, timeout, "d", Some(&fleet)),
+            Breaker::new(&config, timeout, "d", Some(&fleet)),
+        );
+        calling.record(false, false).await;
+        calling.record(false, false).await;
+        assert_eq!(calling.state(), State::Open);
+        assert_eq!(idle.state(), State::Closed, "nothing read yet");
+        idle.refresh().await;
+        assert_eq!(idle.state(), State::Open);
+        // The open period ends; the calling replica's probe succeeds and closes it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match calling.admit().await {
+                Admit::Probe => break,
+                Admit::Wait(d) => tokio::time::sleep(d.min(Duration::from_millis(50))).await,
+                Admit::Call => panic!("an open circuit let a call through"),
+            }
+            assert!(Instant::now() < deadline, "no probe within 10 s");
+        }
+        calling.record(true, true).await;
+        assert_eq!(calling.state(), State::Closed);
+        assert_eq!(idle.state(), State::Open, "not read again yet");
+        idle.refresh().await;
+        assert_eq!(idle.state(), State::Closed);
+        let _: () = redis::cmd("DEL")
+            .arg(fleet.key("circuit", "d"))
+            .query_async(&mut conn.clone())
+            .await
+            .unwrap();
     }
 }

@@ -73,6 +73,13 @@ impl Destination {
         self.circuit.state() == crate::circuit::State::Closed
     }
 
+    /// Shows the circuit's state as it is now, also when this replica has made no call
+    /// (with the Redis store, another replica may have opened or closed it).
+    pub async fn refresh_circuit(&self) {
+        self.circuit.refresh().await;
+        self.show_circuit();
+    }
+
     fn show_circuit(&self) {
         self.series.circuit_state.set(self.circuit.state().code());
     }

@@ -1,5 +1,6 @@
 //! Samples, on the side of the work: the depth of every relay queue into
-//! `postback_relay_queue_messages`, and the age of the oldest dead letter.
+//! `postback_relay_queue_messages`, the age of the oldest dead letter, and each
+//! destination's circuit state (the fleet's, read again, with the Redis store).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,9 @@ impl Relay {
             let max = self.config.worker.max_event_bytes;
             if let Ok(age) = oldest.sample(&conn, url, dead, max).await {
                 self.metrics.oldest_dead_letter_age.set(age);
+            }
+            for d in self.destinations.as_slice() {
+                d.refresh_circuit().await;
             }
             tokio::time::sleep(every).await;
         }
