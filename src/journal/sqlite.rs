@@ -12,9 +12,10 @@ use super::{Entry, JournalError, Outcome};
 
 /// The schema's versions, in order: version N is the Nth file. A file is never changed once
 /// released; a change is a new file.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("migrations/0001_deliveries.sql"),
     include_str!("migrations/0002_recoveries.sql"),
+    include_str!("migrations/0003_events_by_rowid.sql"),
 ];
 
 use super::writer::PRUNE_STEP;

@@ -206,7 +206,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let err = sqlite::Db::open(path.clone()).await.err().unwrap();
@@ -215,7 +215,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
             err,
             JournalError::Schema {
                 found: 99,
-                known: 2,
+                known: 3,
                 ..
             }
         ),
@@ -242,6 +242,12 @@ async fn a_journal_of_an_older_version_is_brought_up_to_date_and_keeps_its_entri
             [],
         )
         .unwrap();
+        conn.execute(
+            "INSERT INTO events (event_id, order_id, event_type, body, first_at)
+             VALUES ('old', '10045', 'order', '{\"event_id\":\"old\"}', 0)",
+            [],
+        )
+        .unwrap();
     }
     drop(sqlite::Db::open(path.clone()).await.unwrap());
     let reader = sqlite::FileReader::open(&path).unwrap();
@@ -254,6 +260,20 @@ async fn a_journal_of_an_older_version_is_brought_up_to_date_and_keeps_its_entri
         .unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].recovery, None);
+    // The event's body came through the move to a rowid table, and its id stays unique.
+    assert_eq!(
+        reader.event("old").unwrap().as_deref(),
+        Some("{\"event_id\":\"old\"}")
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert!(
+        conn.execute(
+            "INSERT INTO events (event_id, event_type, body, first_at) VALUES ('old', 'order', '{}', 1)",
+            [],
+        )
+        .is_err(),
+        "an event id is kept once"
+    );
 }
 
 #[tokio::test]
