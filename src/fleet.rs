@@ -245,20 +245,27 @@ pub struct FleetCircuit {
     probe_ms: u64,
 }
 
-/// `{decision, state, failures, ms}`: decision 0 call, 1 probe, 2 wait `ms`; state 0 closed,
-/// 1 half-open, 2 open. The probe is taken here, atomically: one caller gets it.
-static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "local t = redis.call('TIME')
+/// What every circuit script starts with: Redis' clock `now` in ms, and the circuit's state
+/// `s`, failures `f` and end of its open or half-open period `u`.
+const READ_CIRCUIT: &str = "local t = redis.call('TIME')
          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
          local s = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
          local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
          local u = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
-         if s == 0 then return {0, 0, f, 0} end
-         if now < u then return {2, s, f, u - now} end
+         local left = u - now
+         if left < 0 then left = 0 end
+";
+
+/// `{decision, state, failures, ms}`: decision 0 call, 1 probe, 2 wait `ms`; state 0 closed,
+/// 1 half-open, 2 open. The probe is taken here, atomically: one caller gets it.
+static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{READ_CIRCUIT}
+         if s == 0 then return {{0, 0, f, 0}} end
+         if now < u then return {{2, s, f, u - now}} end
          redis.call('HSET', KEYS[1], 's', 1, 'u', string.format('%.0f', now + tonumber(ARGV[1])))
-         return {1, 1, f, tonumber(ARGV[1])}",
-    )
+         return {{1, 1, f, tonumber(ARGV[1])}}"
+    ))
 });
 
 /// A call's result. Healthy: forgets the failures of a closed circuit, and closes an open
@@ -266,38 +273,22 @@ static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| {
 /// decide for the fleet). A failure counts, and opens the circuit at the threshold, or again
 /// when it was not closed. `{state, failures, ms}`.
 static RECORD: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "local t = redis.call('TIME')
-         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-         local s = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
+    redis::Script::new(&format!(
+        "{READ_CIRCUIT}
          if ARGV[1] == '1' then
-           if s == 0 or ARGV[4] == '1' then redis.call('DEL', KEYS[1]) return {0, 0, 0} end
-           local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
-           local u = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
-           local left = u - now
-           if left < 0 then left = 0 end
-           return {s, f, left}
+           if s == 0 or ARGV[4] == '1' then redis.call('DEL', KEYS[1]) return {{0, 0, 0}} end
+           return {{s, f, left}}
          end
-         local f = tonumber(redis.call('HINCRBY', KEYS[1], 'f', 1))
-         if s == 0 and f < tonumber(ARGV[2]) then return {0, f, 0} end
+         f = tonumber(redis.call('HINCRBY', KEYS[1], 'f', 1))
+         if s == 0 and f < tonumber(ARGV[2]) then return {{0, f, 0}} end
          redis.call('HSET', KEYS[1], 's', 2, 'u', string.format('%.0f', now + tonumber(ARGV[3])))
-         return {2, f, tonumber(ARGV[3])}",
-    )
+         return {{2, f, tonumber(ARGV[3])}}"
+    ))
 });
 
 /// `{state, failures, ms}` as they are: nothing changes.
-static PEEK: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        "local t = redis.call('TIME')
-         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-         local s = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
-         local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
-         local u = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
-         local left = u - now
-         if left < 0 then left = 0 end
-         return {s, f, left}",
-    )
-});
+static PEEK: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{READ_CIRCUIT} return {{s, f, left}}")));
 
 fn state_of(code: i64) -> State {
     match code {

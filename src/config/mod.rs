@@ -288,7 +288,7 @@ impl Config {
                         format!("destinations[{i}].template"),
                         format!(
                             "a value from the environment holds {:?}, which this destination's syntax reads as a macro; choose another syntax, or keep the value out of the template",
-                            t.syntax().show("").chars().next().unwrap_or(' ')
+                            t.syntax().open()
                         ),
                     ));
                 }

@@ -40,20 +40,23 @@ impl Money {
     /// Two fraction digits, rounded half-up: `89.99`, `125.50`, `30.00`. The form most partner
     /// documents show (Powerspace `ov`, Awin amounts).
     pub fn fixed2(self) -> String {
+        self.rounded(2).to_string()
+    }
+
+    /// Rounded half-up to `dp` fraction digits, and written with exactly that many when
+    /// the digits fit (rust_decimal keeps at most 28).
+    fn rounded(self, dp: u32) -> Decimal {
         let mut d = self
             .0
-            .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-        d.rescale(2);
-        d.to_string()
+            .round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        d.rescale(dp);
+        d
     }
 
     /// `dp` fraction digits, rounded half-up; `None` when the amount has too many digits to
     /// be written so (over 28 in all).
     pub fn fixed(self, dp: u32) -> Option<String> {
-        let mut d = self
-            .0
-            .round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-        d.rescale(dp);
+        let d = self.rounded(dp);
         (d.scale() == dp).then(|| d.to_string())
     }
 

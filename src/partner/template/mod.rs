@@ -49,9 +49,14 @@ impl Syntax {
         format!("{open}{name}{close}")
     }
 
+    /// The opening delimiter.
+    pub fn open(self) -> &'static str {
+        self.delimiters().0
+    }
+
     /// Whether `text` holds this syntax's opening delimiter.
     pub fn opens_in(self, text: &str) -> bool {
-        text.contains(self.delimiters().0)
+        text.contains(self.open())
     }
 }
 
@@ -232,7 +237,7 @@ impl Template {
         value: &dyn Fn(&str) -> Option<String>,
         missing: Missing,
     ) -> Result<String, MissingValue> {
-        self.fill(value, missing, &|v| encode_component(v))
+        self.render_with(value, missing, &|v| encode_component(v))
     }
 
     /// Fills the template with values as they are, for a body that a serializer escapes.
@@ -241,20 +246,11 @@ impl Template {
         value: &dyn Fn(&str) -> Option<String>,
         missing: Missing,
     ) -> Result<String, MissingValue> {
-        self.fill(value, missing, &|v| v.to_owned())
+        self.render_with(value, missing, &|v| v.to_owned())
     }
 
     /// Fills the template, each value written by `encode`.
     pub fn render_with(
-        &self,
-        value: &dyn Fn(&str) -> Option<String>,
-        missing: Missing,
-        encode: &dyn Fn(&str) -> String,
-    ) -> Result<String, MissingValue> {
-        self.fill(value, missing, encode)
-    }
-
-    fn fill(
         &self,
         value: &dyn Fn(&str) -> Option<String>,
         missing: Missing,

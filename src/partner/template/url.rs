@@ -1,7 +1,7 @@
 //! A template that is a URL: written as the HTTP client sends it, filled so that what is shown
 //! is what is sent, and kept from choosing where the request goes.
 
-use super::{Missing, Part, Syntax, Template};
+use super::{Missing, Part, Template};
 use crate::partner::RenderError;
 
 impl Template {
@@ -246,10 +246,6 @@ impl Template {
             [Part::Placeholder(name)] => Some(name),
             _ => None,
         }
-    }
-
-    pub fn syntax(&self) -> Syntax {
-        self.syntax
     }
 }
 
