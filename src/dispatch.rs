@@ -41,10 +41,15 @@ impl Client {
 
     /// Sends `req` once and waits at most `timeout` for the answer.
     pub async fn send(&self, req: &Request, timeout: Duration) -> Answer {
-        let mut rb = match req.method {
-            Method::Get => self.http.get(&req.url),
-            Method::Post => self.http.post(&req.url),
-            Method::Put => self.http.put(&req.url),
+        let method = match req.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+        };
+        // The URL `render` parsed, when it still reads as the request's: parsed once.
+        let mut rb = match req.parsed_url.as_ref().filter(|u| u.as_str() == req.url) {
+            Some(url) => self.http.request(method, url.clone()),
+            None => self.http.request(method, &req.url),
         };
         for (k, v) in &req.headers {
             rb = rb.header(k, v);

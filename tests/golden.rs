@@ -144,6 +144,12 @@ fn powerspace_routes_and_order_value_options() {
     );
     let r = render(&d, &ps_event("registration", "c", None));
     assert_eq!(r.url, "https://a.pwspace.com/ld?qci=c");
+    // The client sends the URL render parsed while checking it, not a second parse.
+    assert_eq!(
+        r.parsed_url.as_ref().map(|u| u.as_str()),
+        Some(r.url.as_str())
+    );
+    assert_eq!(r.redacted().parsed_url, None);
     let mut e = ps_event("signup", "c", Some("100.00"));
     let o = e.order.as_mut().unwrap();
     o.shipping = Some("4.99".parse().unwrap());

@@ -38,6 +38,7 @@ fn get(url: &str) -> Request {
         headers: Default::default(),
         body: None,
         secrets: Vec::new(),
+        parsed_url: None,
     }
 }
 

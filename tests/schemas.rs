@@ -137,6 +137,7 @@ fn envelopes_match_the_dead_letter_schema() {
         headers: Default::default(),
         body: None,
         secrets: Vec::new(),
+        parsed_url: None,
     });
     let envelopes = [
         with_request,

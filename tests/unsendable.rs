@@ -25,6 +25,7 @@ fn get(url: String) -> Request {
         headers: Default::default(),
         body: None,
         secrets: Vec::new(),
+        parsed_url: None,
     }
 }
 

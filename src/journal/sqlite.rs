@@ -12,10 +12,11 @@ use super::{Entry, JournalError, Outcome};
 
 /// The schema's versions, in order: version N is the Nth file. A file is never changed once
 /// released; a change is a new file.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("migrations/0001_deliveries.sql"),
     include_str!("migrations/0002_recoveries.sql"),
     include_str!("migrations/0003_events_by_rowid.sql"),
+    include_str!("migrations/0004_no_events_order_index.sql"),
 ];
 
 use super::writer::PRUNE_STEP;

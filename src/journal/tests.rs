@@ -206,7 +206,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let err = sqlite::Db::open(path.clone()).await.err().unwrap();
@@ -215,7 +215,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
             err,
             JournalError::Schema {
                 found: 99,
-                known: 3,
+                known: 4,
                 ..
             }
         ),
@@ -274,6 +274,15 @@ async fn a_journal_of_an_older_version_is_brought_up_to_date_and_keeps_its_entri
         .is_err(),
         "an event id is kept once"
     );
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!indexes.iter().any(|i| i == "events_order"), "{indexes:?}");
+    assert!(indexes.iter().any(|i| i == "events_id"), "{indexes:?}");
 }
 
 #[tokio::test]

@@ -17,6 +17,11 @@ pub(super) const MAX_BATCH: usize = 512;
 pub(super) const PRUNE_STEP: usize = 1_000;
 /// How often the writer looks for entries past the retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How long a batch that is not full waits for more entries before it is committed. A
+/// commit writes every page it touched, however few entries it holds: a batch of ten
+/// costs the file about twice as much per entry as a batch of hundreds, so the writer
+/// lets entries gather for a moment rather than commit each trickle at once.
+pub(super) const LINGER: Duration = Duration::from_millis(50);
 
 /// Where the writer commits.
 pub(super) trait Sink: Send + 'static {
@@ -51,7 +56,10 @@ pub(super) async fn write_all<S: Sink>(
                 if n == 0 {
                     return;
                 }
-                metrics.buffered.sub(n as i64);
+                if !stopping {
+                    stopping = gather(&mut queued, &mut batch, &stop).await;
+                }
+                metrics.buffered.sub(batch.len() as i64);
                 commit_with_retries(&mut sink, std::mem::take(&mut batch), &metrics).await;
             }
             _ = stop.cancelled(), if !stopping => {
@@ -63,6 +71,33 @@ pub(super) async fn write_all<S: Sink>(
             }
         }
     }
+}
+
+/// Adds to `batch` what arrives within [`LINGER`], until it is full; stops gathering at once
+/// when the writer is told to stop (then returns true, having closed the queue) or every
+/// sender is gone.
+async fn gather(
+    queued: &mut Receiver<Entry>,
+    batch: &mut Vec<Entry>,
+    stop: &CancellationToken,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while batch.len() < MAX_BATCH {
+        let room = MAX_BATCH - batch.len();
+        tokio::select! {
+            n = queued.recv_many(batch, room) => {
+                if n == 0 {
+                    return false;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return false,
+            _ = stop.cancelled() => {
+                queued.close();
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Commits a batch, trying again while the journal refuses it (a full disk, a lock held by
@@ -109,5 +144,101 @@ async fn prune_old<S: Sink>(sink: &mut S, before: DateTime<Utc>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::journal::Outcome;
+
+    /// Keeps the size of each batch it is asked to commit.
+    #[derive(Clone, Default)]
+    struct Batches(Arc<Mutex<Vec<usize>>>);
+
+    impl Sink for Batches {
+        async fn commit(&mut self, batch: Vec<Entry>) -> (Vec<Entry>, Result<(), JournalError>) {
+            self.0.lock().unwrap().push(batch.len());
+            (batch, Ok(()))
+        }
+
+        async fn prune_step(&mut self, _: DateTime<Utc>) -> Result<usize, JournalError> {
+            Ok(0)
+        }
+    }
+
+    fn entry(i: usize) -> Entry {
+        Entry {
+            event_id: format!("e{i}"),
+            order_id: None,
+            event_type: "lead".into(),
+            destination: "d".into(),
+            attempt: 1,
+            at: Utc::now(),
+            outcome: Outcome::Delivered,
+            http_status: Some(200),
+            error_class: None,
+            latency_ms: None,
+            request: None,
+            response: None,
+            recovery: None,
+            event: None,
+        }
+    }
+
+    fn writer(
+        sink: &Batches,
+    ) -> (
+        tokio::sync::mpsc::Sender<Entry>,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(1_000);
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(write_all(
+            sink.clone(),
+            rx,
+            metrics,
+            chrono::Duration::days(30),
+            stop.clone(),
+        ));
+        (tx, stop, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_that_trickle_in_within_the_linger_share_one_commit() {
+        let sink = Batches::default();
+        let (tx, _stop, task) = writer(&sink);
+        for i in 0..10 {
+            tx.send(entry(i)).await.unwrap();
+            tokio::time::sleep(LINGER / 20).await;
+        }
+        tokio::time::sleep(LINGER).await;
+        assert_eq!(*sink.0.lock().unwrap(), vec![10]);
+        // A full batch does not wait for the linger.
+        for i in 0..MAX_BATCH + 3 {
+            tx.send(entry(i)).await.unwrap();
+        }
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(*sink.0.lock().unwrap(), vec![10, MAX_BATCH, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_during_the_linger_commits_at_once_what_was_handed_over() {
+        let sink = Batches::default();
+        let (tx, stop, task) = writer(&sink);
+        tx.send(entry(0)).await.unwrap();
+        tokio::task::yield_now().await;
+        tx.send(entry(1)).await.unwrap();
+        let started = tokio::time::Instant::now();
+        stop.cancel();
+        task.await.unwrap();
+        assert!(started.elapsed() < LINGER, "{:?}", started.elapsed());
+        assert_eq!(sink.0.lock().unwrap().iter().sum::<usize>(), 2);
+        assert!(tx.send(entry(2)).await.is_err(), "closed to new entries");
     }
 }

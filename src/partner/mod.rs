@@ -26,7 +26,7 @@ pub use sendable::Unsendable;
 pub use crate::redact::REDACTED;
 
 /// An HTTP request ready to send, or to show (`render`, dead letters).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Request {
     pub destination: String,
     pub method: Method,
@@ -38,7 +38,35 @@ pub struct Request {
     /// Values that must not be shown (API keys): see [`Request::redacted`].
     #[serde(skip)]
     pub secrets: Vec<String>,
+    /// `url` as the HTTP client reads it, kept by `render`'s check so that the client does
+    /// not parse it a second time; used only while it still reads as `url`.
+    #[serde(skip)]
+    pub parsed_url: Option<url::Url>,
 }
+
+/// Two requests are the same when they send the same thing: the parsed URL is a cache of
+/// `url`, not a part of the request.
+impl PartialEq for Request {
+    fn eq(&self, other: &Request) -> bool {
+        (
+            &self.destination,
+            self.method,
+            &self.url,
+            &self.headers,
+            &self.body,
+            &self.secrets,
+        ) == (
+            &other.destination,
+            other.method,
+            &other.url,
+            &other.headers,
+            &other.body,
+            &other.secrets,
+        )
+    }
+}
+
+impl Eq for Request {}
 
 impl Request {
     /// A copy safe to print, log or store: every secret, raw or percent-encoded, replaced by
@@ -56,6 +84,7 @@ impl Request {
                 .collect(),
             body: self.body.as_deref().map(hide),
             secrets: Vec::new(),
+            parsed_url: None,
         }
     }
 
@@ -156,8 +185,8 @@ impl Partner {
         event: &ConversionEvent,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Request, RenderError> {
-        let request = self.build(destination, event, now)?;
-        sendable::check(&request)?;
+        let mut request = self.build(destination, event, now)?;
+        request.parsed_url = Some(sendable::check(&request)?);
         Ok(request)
     }
 
@@ -186,6 +215,7 @@ impl Partner {
                 headers: r.headers,
                 body: r.body,
                 secrets,
+                parsed_url: None,
             }
         };
         let request = |method, url, headers, body, secrets| {

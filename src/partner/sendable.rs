@@ -44,8 +44,9 @@ pub enum Unsendable {
 
 /// Checks that the HTTP client sends `req` exactly as it is: its URL is one the client
 /// parses to the same text (nothing rewritten, nothing dropped) and not too long; every
-/// header is valid HTTP; the body is within [`MAX_BODY_BYTES`].
-pub fn check(req: &Request) -> Result<(), Unsendable> {
+/// header is valid HTTP; the body is within [`MAX_BODY_BYTES`]. Gives the parsed URL, which
+/// the client then sends as it is.
+pub fn check(req: &Request) -> Result<url::Url, Unsendable> {
     if req.url.len() > MAX_URL_BYTES {
         return Err(Unsendable::UrlTooLong {
             bytes: req.url.len(),
@@ -67,7 +68,7 @@ pub fn check(req: &Request) -> Result<(), Unsendable> {
     }
     match req.body.as_ref().map(String::len) {
         Some(bytes) if bytes > MAX_BODY_BYTES => Err(Unsendable::BodyTooLarge { bytes }),
-        _ => Ok(()),
+        _ => Ok(parsed),
     }
 }
 
@@ -111,6 +112,7 @@ mod tests {
             headers: Default::default(),
             body: None,
             secrets: vec!["s3cret-key".into()],
+            parsed_url: None,
         }
     }
 
@@ -122,7 +124,11 @@ mod tests {
             "http://h/..a/x?v=..",
             "http://h//pixel.php",
         ] {
-            assert_eq!(check(&get(ok)), Ok(()), "{ok}");
+            assert_eq!(
+                check(&get(ok)).map(|u| u.to_string()),
+                Ok(ok.to_owned()),
+                "{ok}"
+            );
         }
     }
 
@@ -168,7 +174,7 @@ mod tests {
     fn limits() {
         let start = "http://h/?q=";
         let at = |n: usize| get(&format!("{start}{}", "a".repeat(n - start.len())));
-        assert_eq!(check(&at(MAX_URL_BYTES)), Ok(()));
+        assert!(check(&at(MAX_URL_BYTES)).is_ok());
         assert_eq!(
             check(&at(MAX_URL_BYTES + 1)),
             Err(Unsendable::UrlTooLong {
@@ -177,7 +183,7 @@ mod tests {
         );
         let mut post = get("http://h/");
         post.body = Some("x".repeat(MAX_BODY_BYTES));
-        assert_eq!(check(&post), Ok(()));
+        assert!(check(&post).is_ok());
         post.body = Some("x".repeat(MAX_BODY_BYTES + 1));
         assert_eq!(
             check(&post),
@@ -192,7 +198,7 @@ mod tests {
         let mut r = get("http://h/");
         r.headers
             .insert("Content-Type".into(), "application/json".into());
-        assert_eq!(check(&r), Ok(()));
+        assert!(check(&r).is_ok());
         r.headers
             .insert("X-Note".into(), "a\r\nX-Injected: s3cret-key".into());
         let err = check(&r).unwrap_err();

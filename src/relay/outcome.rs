@@ -302,6 +302,7 @@ mod tests {
             headers: Default::default(),
             body: None,
             secrets: Vec::new(),
+            parsed_url: None,
         };
         let source = Source {
             queue: "q".into(),

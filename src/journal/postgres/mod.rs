@@ -12,7 +12,10 @@ use super::{Entry, JournalError};
 
 mod queries;
 
-const MIGRATIONS: [&str; 1] = [include_str!("../migrations/postgres/0001_deliveries.sql")];
+const MIGRATIONS: [&str; 2] = [
+    include_str!("../migrations/postgres/0001_deliveries.sql"),
+    include_str!("../migrations/postgres/0002_no_events_order_index.sql"),
+];
 
 /// The advisory lock that one process at a time takes to migrate.
 const MIGRATION_LOCK: i64 = 0x706f_7374_6261_636b; // "postback"
