@@ -197,6 +197,9 @@ struct Snapshot {
     /// Open: until when no call goes; half-open: until when the probe out counts.
     until: Instant,
     read: Instant,
+    /// Redis' clock when it answered (µs): answers to concurrent calls come back in any
+    /// order, and the later reading wins.
+    at: i64,
 }
 
 impl Snapshot {
@@ -209,7 +212,16 @@ impl Snapshot {
             failures: 0,
             until: long_ago,
             read: long_ago,
+            at: 0,
         }
+    }
+
+    /// Whether an answer Redis gave at `at` (its clock, µs) replaces this snapshot: one read
+    /// later than the snapshot's does; an earlier one came back after a later one and is
+    /// out of date. A snapshot past [`REFRESH`] takes any answer, so that Redis' clock
+    /// stepping back (a failover to another server) holds nothing up for longer than that.
+    fn replaced_by(&self, at: i64, now: Instant) -> bool {
+        at >= self.at || now.duration_since(self.read) >= REFRESH
     }
 
     /// The decision the snapshot makes alone, without asking Redis; `None` to ask. A
@@ -245,10 +257,12 @@ pub struct FleetCircuit {
     probe_ms: u64,
 }
 
-/// What every circuit script starts with: Redis' clock `now` in ms, and the circuit's state
-/// `s`, failures `f` and end of its open or half-open period `u`.
+/// What every circuit script starts with: Redis' clock `now` in ms (and `at` in µs, which
+/// each script answers last), and the circuit's state `s`, failures `f` and end of its open
+/// or half-open period `u`.
 const READ_CIRCUIT: &str = "local t = redis.call('TIME')
          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+         local at = tonumber(t[1]) * 1000000 + tonumber(t[2])
          local s = tonumber(redis.call('HGET', KEYS[1], 's') or '0')
          local f = tonumber(redis.call('HGET', KEYS[1], 'f') or '0')
          local u = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
@@ -256,39 +270,39 @@ const READ_CIRCUIT: &str = "local t = redis.call('TIME')
          if left < 0 then left = 0 end
 ";
 
-/// `{decision, state, failures, ms}`: decision 0 call, 1 probe, 2 wait `ms`; state 0 closed,
-/// 1 half-open, 2 open. The probe is taken here, atomically: one caller gets it.
+/// `{decision, state, failures, ms, at}`: decision 0 call, 1 probe, 2 wait `ms`; state 0
+/// closed, 1 half-open, 2 open. The probe is taken here, atomically: one caller gets it.
 static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{READ_CIRCUIT}
-         if s == 0 then return {{0, 0, f, 0}} end
-         if now < u then return {{2, s, f, u - now}} end
+         if s == 0 then return {{0, 0, f, 0, at}} end
+         if now < u then return {{2, s, f, u - now, at}} end
          redis.call('HSET', KEYS[1], 's', 1, 'u', string.format('%.0f', now + tonumber(ARGV[1])))
-         return {{1, 1, f, tonumber(ARGV[1])}}"
+         return {{1, 1, f, tonumber(ARGV[1]), at}}"
     ))
 });
 
 /// A call's result. Healthy: forgets the failures of a closed circuit, and closes an open
 /// one only when it was the probe (a call let through before the circuit opened does not
 /// decide for the fleet). A failure counts, and opens the circuit at the threshold, or again
-/// when it was not closed. `{state, failures, ms}`.
+/// when it was not closed. `{state, failures, ms, at}`.
 static RECORD: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{READ_CIRCUIT}
          if ARGV[1] == '1' then
-           if s == 0 or ARGV[4] == '1' then redis.call('DEL', KEYS[1]) return {{0, 0, 0}} end
-           return {{s, f, left}}
+           if s == 0 or ARGV[4] == '1' then redis.call('DEL', KEYS[1]) return {{0, 0, 0, at}} end
+           return {{s, f, left, at}}
          end
          f = tonumber(redis.call('HINCRBY', KEYS[1], 'f', 1))
-         if s == 0 and f < tonumber(ARGV[2]) then return {{0, f, 0}} end
+         if s == 0 and f < tonumber(ARGV[2]) then return {{0, f, 0, at}} end
          redis.call('HSET', KEYS[1], 's', 2, 'u', string.format('%.0f', now + tonumber(ARGV[3])))
-         return {{2, f, tonumber(ARGV[3])}}"
+         return {{2, f, tonumber(ARGV[3]), at}}"
     ))
 });
 
-/// `{state, failures, ms}` as they are: nothing changes.
+/// `{state, failures, ms, at}` as they are: nothing changes.
 static PEEK: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(&format!("{READ_CIRCUIT} return {{s, f, left}}")));
+    LazyLock::new(|| redis::Script::new(&format!("{READ_CIRCUIT} return {{s, f, left, at}}")));
 
 fn state_of(code: i64) -> State {
     match code {
@@ -308,14 +322,14 @@ impl FleetCircuit {
         if let Some(admit) = self.snapshot.lock().expect("snapshot lock").decides(now) {
             return admit;
         }
-        let asked: Result<(i64, i64, i64, i64), _> = ADMIT
+        let asked: Result<(i64, i64, i64, i64, i64), _> = ADMIT
             .key(&self.key)
             .arg(self.probe_ms)
             .invoke_async(&mut self.fleet.conn())
             .await;
         match asked {
-            Ok((decision, state, failures, wait)) => {
-                self.remember(state, failures, wait);
+            Ok((decision, state, failures, wait, at)) => {
+                self.remember(at, state, failures, wait);
                 match decision {
                     1 => Admit::Probe,
                     2 => Admit::Wait(ms(wait)),
@@ -339,7 +353,7 @@ impl FleetCircuit {
         if !probe && !tell {
             return;
         }
-        let told: Result<(i64, i64, i64), _> = RECORD
+        let told: Result<(i64, i64, i64, i64), _> = RECORD
             .key(&self.key)
             .arg(if healthy { "1" } else { "0" })
             .arg(self.config.failure_threshold)
@@ -348,8 +362,8 @@ impl FleetCircuit {
             .invoke_async(&mut self.fleet.conn())
             .await;
         match told {
-            Ok((state, failures, wait)) => {
-                self.remember(state, failures, wait);
+            Ok((state, failures, wait, at)) => {
+                self.remember(at, state, failures, wait);
             }
             Err(e) => {
                 tracing::warn!(message = "cannot tell the fleet's circuit of a call", error = %e)
@@ -358,24 +372,30 @@ impl FleetCircuit {
     }
 
     async fn peek(&self) {
-        let read: Result<(i64, i64, i64), _> = PEEK
+        let read: Result<(i64, i64, i64, i64), _> = PEEK
             .key(&self.key)
             .invoke_async(&mut self.fleet.conn())
             .await;
         match read {
-            Ok((state, failures, wait)) => self.remember(state, failures, wait),
+            Ok((state, failures, wait, at)) => self.remember(at, state, failures, wait),
             Err(e) => tracing::debug!(message = "cannot read the fleet's circuit", error = %e),
         }
     }
 
-    /// Keeps what Redis answered: the state, the failures, and how long it lasts.
-    fn remember(&self, state: i64, failures: i64, wait_ms: i64) {
+    /// Keeps what Redis answered at `at` (its clock, µs): the state, the failures, and how
+    /// long it lasts; unless a later answer is kept already.
+    fn remember(&self, at: i64, state: i64, failures: i64, wait_ms: i64) {
         let read = Instant::now();
-        *self.snapshot.lock().expect("snapshot lock") = Snapshot {
+        let mut snapshot = self.snapshot.lock().expect("snapshot lock");
+        if !snapshot.replaced_by(at, read) {
+            return;
+        }
+        *snapshot = Snapshot {
             state: state_of(state),
             failures: u32::try_from(failures).unwrap_or(u32::MAX),
             until: read + ms(wait_ms),
             read,
+            at,
         };
     }
 
@@ -400,7 +420,26 @@ mod tests {
                 now - ms(-until_ms)
             },
             read,
+            at: 1_000,
         }
+    }
+
+    #[test]
+    fn an_answer_read_before_the_one_kept_does_not_replace_it() {
+        let now = Instant::now();
+        let fresh = snapshot(State::Closed, 0, 0, 10);
+        assert!(fresh.replaced_by(1_001, now));
+        assert!(
+            fresh.replaced_by(1_000, now),
+            "the same instant: the last applied"
+        );
+        assert!(
+            !fresh.replaced_by(999, now),
+            "an answer that came back late"
+        );
+        // Past REFRESH any answer is taken: Redis' clock may have stepped back.
+        assert!(snapshot(State::Closed, 0, 0, 500).replaced_by(5, now));
+        assert!(Snapshot::stale().replaced_by(0, now));
     }
 
     #[test]
@@ -476,6 +515,16 @@ mod tests {
         assert_eq!(idle.state(), State::Open, "not read again yet");
         idle.refresh().await;
         assert_eq!(idle.state(), State::Closed);
+        // An answer read before the one kept (the open circuit, come back late) is not kept.
+        let Breaker::Fleet(c) = &idle else {
+            panic!("a fleet circuit")
+        };
+        let kept = c.snapshot.lock().unwrap().at;
+        assert!(kept > 1_700_000_000_000_000, "Redis' clock in µs: {kept}");
+        c.remember(kept - 1, 2, 2, 60_000);
+        assert_eq!(idle.state(), State::Closed);
+        c.remember(kept + 1, 2, 2, 60_000);
+        assert_eq!(idle.state(), State::Open);
         let _: () = redis::cmd("DEL")
             .arg(fleet.key("circuit", "d"))
             .query_async(&mut conn.clone())
