@@ -2,7 +2,7 @@
 //! `/readyz` (connected to the broker and consuming, with a store that answers).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -20,6 +20,19 @@ pub struct Health {
     ready: AtomicBool,
     /// The store stopped answering (Redis away): deliveries wait until it is back.
     store_down: AtomicBool,
+    /// Reloads under way that keep the relay ready (see [`Health::hold_ready`]).
+    held: AtomicUsize,
+}
+
+/// Keeps a ready relay ready while it changes configuration: the old generation finishing its
+/// work and the new one connecting are one relay working, not an outage. Released on drop.
+#[derive(Debug)]
+pub struct ReadyHold(Arc<Health>);
+
+impl Drop for ReadyHold {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Health {
@@ -32,9 +45,19 @@ impl Health {
         self.store_down.store(!v, Ordering::Relaxed);
     }
 
-    /// Ready: connected to the broker and consuming from every relay queue.
+    /// Ready: connected to the broker and consuming from every relay queue, or changing
+    /// configuration after it was (a [`ReadyHold`] is out).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) || self.held.load(Ordering::Relaxed) > 0
+    }
+
+    /// Holds the relay ready until the hold is dropped, if it is ready now; `None` if not.
+    pub fn hold_ready(self: &Arc<Self>) -> Option<ReadyHold> {
+        if !self.is_ready() {
+            return None;
+        }
+        self.held.fetch_add(1, Ordering::Relaxed);
+        Some(ReadyHold(self.clone()))
     }
 
     pub fn set_ready(&self, v: bool) {
@@ -129,6 +152,22 @@ pub async fn watch_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hold_keeps_a_ready_relay_ready_until_it_is_dropped() {
+        let health = Arc::new(Health::default());
+        assert!(
+            health.hold_ready().is_none(),
+            "nothing to hold before it was ready"
+        );
+        health.set_ready(true);
+        let hold = health.hold_ready();
+        assert!(hold.is_some());
+        health.set_ready(false);
+        assert!(health.is_ready(), "held");
+        drop(hold);
+        assert!(!health.is_ready());
+    }
 
     #[test]
     fn ready_only_while_consuming_with_a_store_that_answers() {

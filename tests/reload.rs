@@ -45,12 +45,44 @@ async fn in_flight_deliveries_finish_under_the_old_configuration_and_the_next_fo
         .await;
     until_received(&env.sandbox, 1, Duration::from_secs(10), "the first call").await;
 
+    // /readyz, asked all through the reload: a relay changing configuration stays ready.
+    let readyz = format!("http://{}/readyz", relay.http_addr);
+    let polling = tokio_util::sync::CancellationToken::new();
+    let poller = tokio::spawn({
+        let polling = polling.clone();
+        async move {
+            let (mut asked, mut not_ready) = (0u32, Vec::new());
+            while !polling.is_cancelled() {
+                let status = reqwest::get(&readyz).await.map(|r| r.status().as_u16());
+                asked += 1;
+                if !matches!(status, Ok(200)) {
+                    not_ready.push(format!("{status:?}"));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (asked, not_ready)
+        }
+    });
     let reloaded = relay
         .reloader
         .reload(env.config().destination(at(new_partner.base_url())).load())
         .await
         .expect("the new configuration is taken");
     assert_eq!(reloaded.changed, ["powerspace"]);
+    common::until(&relay, "the new generation consumes", |m| {
+        m.broker_connected.get() == 1
+    })
+    .await;
+    polling.cancel();
+    let (asked, not_ready) = poller.await.unwrap();
+    assert!(
+        asked >= 10,
+        "/readyz was asked {asked} times during the reload"
+    );
+    assert!(
+        not_ready.is_empty(),
+        "/readyz during the reload: {not_ready:?}"
+    );
     // The reload returns once the old generation is done: the call in flight was answered
     // and recorded under the old configuration, not cut off and sent again.
     assert_eq!(deliveries(&relay.metrics, "powerspace", "delivered"), 1);

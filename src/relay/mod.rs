@@ -90,6 +90,9 @@ pub struct Relay {
     /// and records them in the store (its acks are gone with the channel), and a stop waits
     /// for it as for the current session's.
     orphans: Mutex<Vec<JoinSet<()>>>,
+    /// The previous generation's readiness, held through a reload until this generation's
+    /// first session consumes or fails.
+    ready_hold: Mutex<Option<crate::observe::ReadyHold>>,
 }
 
 impl Relay {
@@ -99,6 +102,7 @@ impl Relay {
         config: Arc<Config>,
         shared: &reload::Shared,
         broker_node: usize,
+        ready_hold: Option<crate::observe::ReadyHold>,
     ) -> Result<Relay, RelayError> {
         let metrics = shared.metrics.clone();
         metrics.init_destinations(config.destinations.iter().map(|d| d.name.as_str()));
@@ -122,7 +126,13 @@ impl Relay {
             paused: shared.paused.clone(),
             broker_node: std::sync::atomic::AtomicUsize::new(broker_node),
             orphans: Mutex::default(),
+            ready_hold: Mutex::new(ready_hold),
         })
+    }
+
+    /// Lets go of the previous generation's readiness: this one consumes, or has failed to.
+    fn release_ready_hold(&self) {
+        drop(self.ready_hold.lock().expect("ready hold lock").take());
     }
 
     /// Which of the broker's addresses the last session connected to.

@@ -131,9 +131,15 @@ pub(super) async fn supervise(
     mut asks: mpsc::Receiver<Ask>,
 ) -> Result<(), RelayError> {
     let mut broker_node = 0;
+    let mut ready_hold = None;
     loop {
         let stop = shutdown.child_token();
-        let relay = Arc::new(Relay::new(config.clone(), &shared, broker_node)?);
+        let relay = Arc::new(Relay::new(
+            config.clone(),
+            &shared,
+            broker_node,
+            ready_hold.take(),
+        )?);
         // Paused destinations are known before the first message is taken.
         let names = config.destinations.iter().map(|d| d.name.clone()).collect();
         let watching = crate::pause::Watch::new(
@@ -172,6 +178,8 @@ pub(super) async fn supervise(
                 }
             }
         };
+        // Ready through the change, if ready before it: until the next generation consumes.
+        ready_hold = shared.health.hold_ready();
         stop.cancel();
         running.await??;
         if shutdown.is_cancelled() {

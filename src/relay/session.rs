@@ -128,6 +128,7 @@ impl Relay {
                 return Ok(());
             };
             self.health.set_ready(false);
+            self.release_ready_hold();
             self.metrics.broker_connected.set(0);
             delay = next_delay(delay, started.elapsed(), max_delay);
             match end {
@@ -208,6 +209,7 @@ impl Relay {
         }
         self.metrics.broker_connected.set(1);
         self.health.set_ready(true);
+        self.release_ready_hold();
         tracing::info!(message = "consuming", queue = %self.topology.events, prefetch = self.config.broker.prefetch);
         let end = self.consume(&mut session, shutdown).await;
         self.health.set_ready(false);
