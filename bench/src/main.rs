@@ -4,7 +4,7 @@
 //! cargo build --release --workspace && ./target/release/bench
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,10 @@ struct Cli {
     /// The relay's delivery journal: `embedded` (a SQLite file), `off`, or a PostgreSQL URL.
     #[arg(long, default_value = "embedded")]
     journal: String,
+    /// Events for the smaller of the two runs under callgrind (`--only instructions`); the
+    /// larger run has three times as many.
+    #[arg(long, default_value_t = 5_000)]
+    instr_events: usize,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
@@ -76,6 +80,9 @@ enum Part {
     Latency,
     /// Peak memory with backlogs waiting.
     Memory,
+    /// Instructions per event of the baseline and the relay, counted by valgrind's callgrind:
+    /// repeatable where throughput is not. Slow (minutes); runs only when asked for.
+    Instructions,
 }
 
 #[derive(Subcommand)]
@@ -119,6 +126,8 @@ struct Results {
     dispatch_delay_p99_ms: f64,
     dispatch_delay_within_5ms: f64,
     peak_rss: Vec<PeakRss>,
+    baseline_instructions_per_event: f64,
+    relay_instructions_per_event: f64,
 }
 
 /// The relay's peak resident memory with `backlog` events waiting, once it has worked
@@ -211,6 +220,20 @@ impl Proc {
         (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
     }
 
+    /// Stops the process with SIGTERM, as an operator would, and waits for it to exit: the
+    /// relay drains, and callgrind writes its counts (a SIGKILL would lose them).
+    fn stop(&mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while self.0.try_wait()?.is_none() {
+            anyhow::ensure!(Instant::now() < deadline, "the process did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     /// Peak resident memory so far, in MB (VmHWM).
     fn peak_rss_mb(&self) -> f64 {
         let status =
@@ -224,8 +247,13 @@ impl Proc {
 }
 
 /// The baseline consumer as its own process, like the relay.
-fn spawn_baseline(cli: &Cli, queue: &str, url: &str) -> anyhow::Result<Proc> {
-    let child = Command::new(std::env::current_exe()?)
+fn spawn_baseline(
+    cli: &Cli,
+    queue: &str,
+    url: &str,
+    callgrind: Option<&Path>,
+) -> anyhow::Result<Proc> {
+    let child = command(&std::env::current_exe()?, callgrind)
         .args([
             "baseline",
             "--amqp-url",
@@ -240,6 +268,21 @@ fn spawn_baseline(cli: &Cli, queue: &str, url: &str) -> anyhow::Result<Proc> {
     Ok(Proc(child, None))
 }
 
+/// `program`, or `program` under valgrind's callgrind writing its counts to `callgrind`.
+fn command(program: &Path, callgrind: Option<&Path>) -> Command {
+    match callgrind {
+        None => Command::new(program),
+        Some(out) => {
+            let mut c = Command::new("valgrind");
+            c.arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(program)
+                .stderr(Stdio::null());
+            c
+        }
+    }
+}
+
 fn relay_binary() -> anyhow::Result<PathBuf> {
     let p = std::env::current_exe()?.with_file_name("postback-relay");
     anyhow::ensure!(
@@ -251,7 +294,18 @@ fn relay_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// A relay process on a fresh prefix, its partner at `base`.
-fn start_relay(cli: &Cli, prefix: &str, base: &str, dir: &std::path::Path) -> anyhow::Result<Proc> {
+fn start_relay(cli: &Cli, prefix: &str, base: &str, dir: &Path) -> anyhow::Result<Proc> {
+    start_relay_as(cli, prefix, base, dir, None)
+}
+
+/// [`start_relay`], under callgrind when `callgrind` names its output file.
+fn start_relay_as(
+    cli: &Cli,
+    prefix: &str,
+    base: &str,
+    dir: &Path,
+    callgrind: Option<&Path>,
+) -> anyhow::Result<Proc> {
     let config = dir.join(format!("{prefix}.toml"));
     // A port free now, for the relay's /metrics.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -305,7 +359,7 @@ fn start_relay(cli: &Cli, prefix: &str, base: &str, dir: &std::path::Path) -> an
             },
         ),
     )?;
-    let child = Command::new(relay_binary()?)
+    let child = command(&relay_binary()?, callgrind)
         .args(["--log-format", "json", "run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
@@ -403,7 +457,15 @@ async fn wait_for(sb: &sandbox::Client, n: u64, limit: Duration) -> anyhow::Resu
 }
 
 async fn wait_ready(conn: &lapin::Connection, t: &Topology) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_ready_within(conn, t, Duration::from_secs(30)).await
+}
+
+async fn wait_ready_within(
+    conn: &lapin::Connection,
+    t: &Topology,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
     loop {
         let ch = conn.create_channel().await?;
         let passive = QueueDeclareOptions {
@@ -548,7 +610,8 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             let t = topology(&prefix);
             t.declare(&conn.create_channel().await?).await?;
             sb.reset().await?;
-            let base = spawn_baseline(cli, &t.events, &format!("{}/ord?qci=", sb.base_url()))?;
+            let base =
+                spawn_baseline(cli, &t.events, &format!("{}/ord?qci=", sb.base_url()), None)?;
             wait_ready(&conn, &t).await?;
             let start = Instant::now();
             publish_n(&publisher, &t.exchange, cli.events, 0).await?;
@@ -610,7 +673,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         let proc = if relay {
             start_relay(cli, &prefix, sb.base_url(), &dir)?
         } else {
-            spawn_baseline(cli, &t.events, &format!("{}/ord?qci=", sb.base_url()))?
+            spawn_baseline(cli, &t.events, &format!("{}/ord?qci=", sb.base_url()), None)?
         };
         wait_ready(&conn, &t).await?;
         let sent = publish_at_rate(&publisher, &t.exchange, n, r.latency_rate_per_sec).await?;
@@ -683,6 +746,28 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         cleanup(&conn, &t).await;
     }
 
+    // 5. Instructions per event, counted by callgrind: only when asked for by name. Each
+    // consumer runs twice, over N and 3N events; the difference, divided by 2N, leaves out
+    // what starting and stopping cost.
+    if cli.only.contains(&Part::Instructions) {
+        let n = cli.instr_events.max(1);
+        let mut counts = [[0u64; 2]; 2];
+        for (i, events) in [n, 3 * n].into_iter().enumerate() {
+            for (who, relay) in [false, true].into_iter().enumerate() {
+                counts[who][i] =
+                    instructions(cli, &conn, &publisher, &sb, &dir, events, relay).await?;
+                eprintln!(
+                    "{} over {events} events: {} instructions",
+                    if relay { "relay" } else { "baseline" },
+                    counts[who][i]
+                );
+            }
+        }
+        let per_event = |c: [u64; 2]| c[1].saturating_sub(c[0]) as f64 / (2 * n) as f64;
+        r.baseline_instructions_per_event = per_event(counts[0]);
+        r.relay_instructions_per_event = per_event(counts[1]);
+    }
+
     shutdown.cancel();
     print_table(&r);
     std::fs::write(&cli.json, serde_json::to_string_pretty(&r)?)?;
@@ -715,6 +800,48 @@ async fn relay_throughput(
     drop(proc);
     cleanup(conn, &t).await;
     Ok((n as f64 / (end - start).as_secs_f64(), cpu))
+}
+
+/// The instructions a consumer (the relay, or the baseline) ran from its start to its stop,
+/// `n` events in between, as callgrind counted them.
+async fn instructions(
+    cli: &Cli,
+    conn: &lapin::Connection,
+    publisher: &Publisher,
+    sb: &sandbox::Client,
+    dir: &Path,
+    n: usize,
+    relay: bool,
+) -> anyhow::Result<u64> {
+    let prefix = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let t = topology(&prefix);
+    t.declare(&conn.create_channel().await?).await?;
+    sb.reset().await?;
+    let out = dir.join(format!("{prefix}.callgrind"));
+    let mut proc = if relay {
+        start_relay_as(cli, &prefix, sb.base_url(), dir, Some(&out))?
+    } else {
+        let url = format!("{}/ord?qci=", sb.base_url());
+        spawn_baseline(cli, &t.events, &url, Some(&out))?
+    };
+    // Under callgrind a process runs some 50 times slower, its start-up too.
+    wait_ready_within(conn, &t, Duration::from_secs(300)).await?;
+    publish_n(publisher, &t.exchange, n, 0).await?;
+    wait_for(sb, n as u64, Duration::from_secs(3600)).await?;
+    proc.stop()?;
+    cleanup(conn, &t).await;
+    let text = std::fs::read_to_string(&out)
+        .with_context(|| format!("{}: is valgrind installed?", out.display()))?;
+    let total = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("{}: no instruction count", out.display()))?;
+    let _ = std::fs::remove_file(&out);
+    Ok(total)
 }
 
 fn print_table(r: &Results) {
@@ -792,6 +919,22 @@ fn print_table(r: &Results) {
         row(
             "  difference, relay - baseline (ms)",
             format!("{:.2} / {:.2}", r.relay_added_p50_ms, r.relay_added_p99_ms),
+        );
+    }
+    if r.relay_instructions_per_event > 0.0 {
+        row(
+            "instructions per event, baseline / relay (callgrind)",
+            format!(
+                "{:.0} / {:.0}",
+                r.baseline_instructions_per_event, r.relay_instructions_per_event
+            ),
+        );
+        row(
+            "  relay / baseline",
+            format!(
+                "{:.2}",
+                r.relay_instructions_per_event / r.baseline_instructions_per_event
+            ),
         );
     }
     for p in &r.peak_rss {
