@@ -589,6 +589,18 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot reach RabbitMQ at {}", cli.amqp_url))?;
     let publisher = Publisher::new(&conn).await?;
+    // Checked first, so that a run does not fail after its other parts.
+    if cli.only.contains(&Part::Instructions) {
+        let valgrind = Command::new("valgrind")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status();
+        anyhow::ensure!(
+            valgrind.is_ok_and(|s| s.success()),
+            "--only instructions runs under valgrind, which is not installed here \
+             (Debian: apt-get install valgrind)"
+        );
+    }
     let dir = tempfile_dir()?;
     let mut r = Results {
         machine: machine(),
