@@ -61,6 +61,10 @@ struct Cli {
     /// larger run has three times as many.
     #[arg(long, default_value_t = 5_000)]
     instr_events: usize,
+    /// Keep callgrind's output files in this folder (`callgrind_annotate FILE` shows where
+    /// the instructions went); by default they are removed once counted.
+    #[arg(long)]
+    callgrind_dir: Option<PathBuf>,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
@@ -829,7 +833,14 @@ async fn instructions(
     let t = topology(&prefix);
     t.declare(&conn.create_channel().await?).await?;
     sb.reset().await?;
-    let out = dir.join(format!("{prefix}.callgrind"));
+    let who = if relay { "relay" } else { "baseline" };
+    let out = match &cli.callgrind_dir {
+        Some(keep) => {
+            std::fs::create_dir_all(keep)?;
+            keep.join(format!("{who}-{n}-{prefix}.callgrind"))
+        }
+        None => dir.join(format!("{prefix}.callgrind")),
+    };
     let mut proc = if relay {
         start_relay_as(cli, &prefix, sb.base_url(), dir, Some(&out))?
     } else {
@@ -852,7 +863,9 @@ async fn instructions(
         })
         .and_then(|v| v.trim().parse().ok())
         .with_context(|| format!("{}: no instruction count", out.display()))?;
-    let _ = std::fs::remove_file(&out);
+    if cli.callgrind_dir.is_none() {
+        let _ = std::fs::remove_file(&out);
+    }
     Ok(total)
 }
 
