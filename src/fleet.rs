@@ -424,6 +424,24 @@ mod tests {
         }
     }
 
+    /// A snapshot whose reading came from a clock far ahead (a failover, then back) refuses
+    /// answers only until REFRESH has passed since it was read, never for good.
+    #[test]
+    fn a_reading_from_a_clock_ahead_holds_answers_back_no_longer_than_refresh() {
+        let now = Instant::now();
+        let mut kept = snapshot(State::Open, 5, 60_000, 0);
+        kept.at = 1_700_000_000_000_000 + 3_600_000_000; // an hour ahead
+        let answer = 1_700_000_000_000_000;
+        assert!(!kept.replaced_by(answer, now));
+        assert!(!kept.replaced_by(answer, now + REFRESH / 2));
+        assert!(kept.replaced_by(answer, now + REFRESH + Duration::from_millis(1)));
+        // and the snapshot itself asks Redis again by then, so an answer does come
+        assert!(
+            kept.decides(now + REFRESH + Duration::from_millis(1))
+                .is_none()
+        );
+    }
+
     #[test]
     fn an_answer_read_before_the_one_kept_does_not_replace_it() {
         let now = Instant::now();

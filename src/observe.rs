@@ -51,9 +51,12 @@ impl Health {
         self.ready.load(Ordering::Relaxed) || self.held.load(Ordering::Relaxed) > 0
     }
 
-    /// Holds the relay ready until the hold is dropped, if it is ready now; `None` if not.
+    /// Holds the relay ready until the hold is dropped, if it consumes now; `None` if not.
+    /// Only consuming counts, not another hold: a reload that comes before the last one's
+    /// generation consumed gets none, so that reloads in a row cannot keep a relay that has
+    /// not consumed since the first of them ready.
     pub fn hold_ready(self: &Arc<Self>) -> Option<ReadyHold> {
-        if !self.is_ready() {
+        if !self.ready.load(Ordering::Relaxed) {
             return None;
         }
         self.held.fetch_add(1, Ordering::Relaxed);
@@ -152,6 +155,18 @@ pub async fn watch_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hold_is_not_taken_on_the_strength_of_another_hold() {
+        let health = Arc::new(Health::default());
+        health.set_ready(true);
+        let first = health.hold_ready(); // reload 1, while consuming
+        health.set_ready(false); // the old generation drained; the new one not consuming yet
+        let second = health.hold_ready(); // reload 2, before generation 2 consumed
+        assert!(second.is_none());
+        drop(first); // generation 2 stopped without ever consuming
+        assert!(!health.is_ready());
+    }
 
     #[test]
     fn a_hold_keeps_a_ready_relay_ready_until_it_is_dropped() {

@@ -248,3 +248,34 @@ async fn sighup_reloads_the_file_and_refuses_a_broken_one() {
         .expect("the relay exits after SIGTERM");
     assert!(status.success());
 }
+
+/// Reloads that come faster than a generation can fail to connect do not pass readiness on
+/// from one generation to the next: the broker is silent (a connection is accepted, nothing
+/// answers), no generation consumes after the first reload, and `/readyz` must say so.
+#[tokio::test]
+async fn reloads_in_a_row_do_not_hold_a_relay_that_never_consumes_ready() {
+    let env = Env::new().await;
+    let proxy = common::proxy::Proxy::start().await;
+    let config = env
+        .config()
+        .broker_nodes(&proxy.url(), &[], 1)
+        .destination(at(env.sandbox.base_url()));
+    let relay = env.start(&config).await;
+    proxy.silence();
+    // Reload 1: the old generation drains (its broker silent), the next cannot connect.
+    relay.reloader.reload(config.load()).await.unwrap();
+    assert_eq!(relay.metrics.broker_connected.get(), 0);
+    // Another reload every 300 ms for 3 s (a tool touching the file, SIGHUPs in a row), each
+    // before the last generation's connect timeout (1 s) is over.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        relay.reloader.reload(config.load()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(relay.metrics.broker_connected.get(), 0, "nothing consumes");
+    }
+    assert!(
+        !relay.health.is_ready(),
+        "/readyz answers 200 {:?} after the last generation that consumed",
+        started.elapsed()
+    );
+}

@@ -208,6 +208,55 @@ mod tests {
         (tx, stop, task)
     }
 
+    /// The linger runs from a batch's first entry: entries each arriving just under the
+    /// linger after the last do not keep a batch open.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_just_under_the_linger_does_not_hold_commits_back() {
+        let sink = Batches::default();
+        let (tx, _stop, _task) = writer(&sink);
+        for i in 0..100 {
+            tx.send(entry(i)).await.unwrap();
+            tokio::time::sleep(LINGER * 9 / 10).await;
+        }
+        let batches = sink.0.lock().unwrap().clone();
+        assert!(batches.len() >= 45, "{batches:?}");
+        assert!(batches.iter().all(|&n| n <= 2), "{batches:?}");
+    }
+
+    /// `buffered` counts what the linger gathered until it is committed, and is back to 0
+    /// after; `written` counts every entry, through a stop too.
+    #[tokio::test(start_paused = true)]
+    async fn buffered_and_written_stay_right_through_the_linger() {
+        let sink = Batches::default();
+        let (tx, rx) = tokio::sync::mpsc::channel(1_000);
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(write_all(
+            sink.clone(),
+            rx,
+            metrics.clone(),
+            chrono::Duration::days(30),
+            stop.clone(),
+        ));
+        for i in 0..5 {
+            tx.send(entry(i)).await.unwrap();
+            metrics.buffered.inc();
+        }
+        tokio::time::sleep(LINGER / 2).await;
+        assert_eq!(metrics.buffered.get(), 5, "gathered, not committed yet");
+        tokio::time::sleep(LINGER).await;
+        assert_eq!(metrics.buffered.get(), 0);
+        assert_eq!(metrics.written.get(), 5);
+        for i in 0..3 {
+            tx.send(entry(i)).await.unwrap();
+            metrics.buffered.inc();
+        }
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(metrics.buffered.get(), 0);
+        assert_eq!(metrics.written.get(), 8);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn entries_that_trickle_in_within_the_linger_share_one_commit() {
         let sink = Batches::default();
