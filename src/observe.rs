@@ -48,7 +48,18 @@ impl Health {
     /// Ready: connected to the broker and consuming from every relay queue, or changing
     /// configuration after it was (a [`ReadyHold`] is out).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) || self.held.load(Ordering::Relaxed) > 0
+        self.consuming() != Consuming::No
+    }
+
+    /// Whether the relay consumes, or changes configuration after it did.
+    pub fn consuming(&self) -> Consuming {
+        if self.ready.load(Ordering::Relaxed) {
+            Consuming::Yes
+        } else if self.held.load(Ordering::Relaxed) > 0 {
+            Consuming::Reloading
+        } else {
+            Consuming::No
+        }
     }
 
     /// Holds the relay ready until the hold is dropped, if it consumes now; `None` if not.
@@ -66,6 +77,16 @@ impl Health {
     pub fn set_ready(&self, v: bool) {
         self.ready.store(v, Ordering::Relaxed);
     }
+}
+
+/// Whether the relay consumes, as `/readyz` tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consuming {
+    /// Connected to the broker and consuming from every relay queue.
+    Yes,
+    /// Not now, but it did until a reload began: the next generation is starting.
+    Reloading,
+    No,
 }
 
 #[derive(Clone)]
@@ -105,19 +126,23 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {
-    let (status, said) = readiness(s.health.is_ready(), s.health.store_reachable());
+    let (status, said) = readiness(s.health.consuming(), s.health.store_reachable());
     (status, said)
 }
 
 /// What `/readyz` answers: ready only while consuming with a store that answers.
-fn readiness(consuming: bool, store: bool) -> (StatusCode, &'static str) {
+fn readiness(consuming: Consuming, store: bool) -> (StatusCode, &'static str) {
     match (consuming, store) {
-        (true, true) => (StatusCode::OK, "ready\n"),
-        (false, _) => (
+        (Consuming::Yes, true) => (StatusCode::OK, "ready\n"),
+        (Consuming::Reloading, true) => (
+            StatusCode::OK,
+            "ready: changing configuration; the next generation is starting\n",
+        ),
+        (Consuming::No, _) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: not consuming from the broker\n",
         ),
-        (true, false) => (
+        (Consuming::Yes | Consuming::Reloading, false) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "degraded: the store does not answer; deliveries wait (none is sent without its claim) until it is back\n",
         ),
@@ -186,10 +211,18 @@ mod tests {
 
     #[test]
     fn ready_only_while_consuming_with_a_store_that_answers() {
-        assert_eq!(readiness(true, true).0, StatusCode::OK);
-        assert_eq!(readiness(false, true).0, StatusCode::SERVICE_UNAVAILABLE);
-        let (status, said) = readiness(true, false);
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(said.starts_with("degraded") && said.contains("store"));
+        assert_eq!(readiness(Consuming::Yes, true).0, StatusCode::OK);
+        let (status, said) = readiness(Consuming::Reloading, true);
+        assert_eq!(status, StatusCode::OK);
+        assert!(said.contains("changing configuration"), "{said}");
+        assert_eq!(
+            readiness(Consuming::No, true).0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        for c in [Consuming::Yes, Consuming::Reloading] {
+            let (status, said) = readiness(c, false);
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert!(said.starts_with("degraded") && said.contains("store"));
+        }
     }
 }

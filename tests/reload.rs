@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::partner::{per_click, until_received};
 use common::{ConfigBuilder, Dest, Env, RelayProcess, Retry, deliveries, event, eventually};
 use postback_relay::reason::Reason;
-use postback_relay::relay::ReloadRefused;
+use postback_relay::relay::{Consuming, ReloadRefused};
 use postback_relay::sandbox::{self, Rule};
 
 /// A second partner, beside the `Env`'s own.
@@ -278,4 +278,56 @@ async fn reloads_in_a_row_do_not_hold_a_relay_that_never_consumes_ready() {
         "/readyz answers 200 {:?} after the last generation that consumed",
         started.elapsed()
     );
+}
+
+/// A stop that comes while a reload waits for the old generation's calls is not ready: the
+/// hold that kept `/readyz` at 200 for the reload is let go at once, not when the call ends.
+#[tokio::test]
+async fn a_stop_during_a_reload_is_not_ready_while_the_old_calls_finish() {
+    let env = Env::new().await;
+    env.sandbox
+        .add_rule(&Rule::answer(200).after_ms(3000))
+        .await
+        .unwrap();
+    let config = env.config().destination(at(env.sandbox.base_url()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relay = env.start_until(config.load(), stop.clone()).await;
+    env.publish(&event("held", "lead", "click-held", None))
+        .await;
+    until_received(&env.sandbox, 1, Duration::from_secs(10), "the held call").await;
+    let reloading = tokio::spawn({
+        let reloader = relay.reloader.clone();
+        let new = config.load();
+        async move { reloader.reload(new).await }
+    });
+    // The old generation has stopped consuming: the reload waits for its call.
+    let health = relay.health.clone();
+    eventually(
+        Duration::from_secs(5),
+        "the reload waits for the old call",
+        || {
+            let h = health.clone();
+            async move { h.consuming() == Consuming::Reloading }
+        },
+    )
+    .await;
+    assert!(relay.health.is_ready(), "ready through the reload");
+    stop.cancel();
+    let health = relay.health.clone();
+    eventually(
+        Duration::from_secs(2),
+        "not ready once told to stop",
+        || {
+            let h = health.clone();
+            async move { !h.is_ready() }
+        },
+    )
+    .await;
+    assert_eq!(
+        deliveries(&relay.metrics, "powerspace", "delivered"),
+        0,
+        "the held call is still in flight"
+    );
+    let _ = reloading.await.unwrap();
+    relay.wait().await.unwrap();
 }

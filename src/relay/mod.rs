@@ -67,7 +67,7 @@ pub enum RelayError {
     #[error("the relay's task ended abnormally: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
-pub use crate::observe::Health;
+pub use crate::observe::{Consuming, Health};
 
 use self::destination::Destinations;
 

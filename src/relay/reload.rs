@@ -178,10 +178,18 @@ pub(super) async fn supervise(
                 }
             }
         };
-        // Ready through the change, if ready before it: until the next generation consumes.
+        // Ready through the change, if ready before it: until the next generation consumes,
+        // or until the relay is told to stop, which is not ready, reloading or not.
         ready_hold = shared.health.hold_ready();
         stop.cancel();
-        running.await??;
+        let ended = tokio::select! {
+            ended = &mut running => ended,
+            () = shutdown.cancelled() => {
+                ready_hold = None;
+                (&mut running).await
+            }
+        };
+        ended??;
         if shutdown.is_cancelled() {
             let _ = answer.send(Err(ReloadRefused::Stopping));
             return Ok(());
