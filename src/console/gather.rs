@@ -236,12 +236,47 @@ pub struct DeadPage {
 
 pub const PAGE: u64 = 50;
 
+/// `found` with the configuration's secrets replaced in what the journal quotes (the request,
+/// the partner's answer, the outcome's detail), before it is rendered: once escaped as HTML,
+/// a secret holding `&`, `<` or `"` would no longer match the page's last scrub. The journal
+/// was scrubbed when written, with the secrets of its day; these are today's.
+fn scrubbed(c: &Console, mut found: Vec<Timeline>) -> Vec<Timeline> {
+    let secrets = &c.config.secrets;
+    if secrets.is_empty() {
+        return found;
+    }
+    for t in &mut found {
+        for e in &mut t.entries {
+            for text in [&mut e.request, &mut e.response, &mut e.error_class]
+                .into_iter()
+                .flatten()
+            {
+                secrets.scrub_in_place(text);
+            }
+            if let journal::Outcome::RetryScheduled(d) | journal::Outcome::DeadLettered(d) =
+                &mut e.outcome
+            {
+                secrets.scrub_in_place(d);
+            }
+        }
+        secrets.scrub_in_place(&mut t.outcome);
+    }
+    found
+}
+
+/// The matches page `page` shows: those after the first `skip`, up to the `end`th. Any page
+/// number is taken, up to `u64::MAX`: a page past the end is empty, never an overflow.
+fn page_bounds(page: u64) -> (u64, u64) {
+    let skip = page.saturating_sub(1).saturating_mul(PAGE);
+    (skip, skip.saturating_add(PAGE))
+}
+
 /// One pass over the dead-letter queue, in order: the filter's groups, and page `page`.
 pub async fn dead_page(c: &Console, filter: &Filter, page: u64) -> Result<DeadPage, String> {
     let conn = crate::broker::connect_to(&c.config.broker, "console")
         .await
         .map_err(|e| e.to_string())?;
-    let skip = page.saturating_sub(1).saturating_mul(PAGE);
+    let (skip, end) = page_bounds(page);
     let mut out = DeadPage {
         total: 0,
         matched: 0,
@@ -273,9 +308,9 @@ pub async fn dead_page(c: &Console, filter: &Filter, page: u64) -> Result<DeadPa
         if let Some(at) = s.dead_lettered_at {
             g.oldest = Some(g.oldest.map_or(at, |o| o.min(at)));
         }
-        if out.matched > skip && out.matched <= skip + PAGE {
+        if out.matched > skip && out.matched <= end {
             out.items.push(s);
-        } else if out.matched > skip + PAGE {
+        } else if out.matched > end {
             out.has_more = true;
         }
         Ok(())
@@ -329,7 +364,7 @@ pub async fn search(c: &Console, q: &str) -> Result<Option<Vec<Timeline>>, Strin
         by_order.retain(|e| !entries.iter().any(|x| x.event_id == e.event_id));
         entries.append(&mut by_order);
         entries.sort_by_key(|e| e.at);
-        Ok::<_, journal::JournalError>(timelines(entries))
+        Ok::<_, journal::JournalError>(scrubbed(c, timelines(entries)))
     }
     .await;
     found.map(Some).map_err(|e| e.to_string())
@@ -351,7 +386,7 @@ pub async fn timeline_of(
         ..Default::default()
     };
     match r.entries(&filter).await {
-        Ok(e) => Ok(Some(timelines(e))),
+        Ok(e) => Ok(Some(scrubbed(c, timelines(e)))),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -359,6 +394,15 @@ pub async fn timeline_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_page_number_has_bounds_and_a_page_past_the_end_is_empty() {
+        assert_eq!(page_bounds(0), (0, PAGE));
+        assert_eq!(page_bounds(1), (0, PAGE));
+        assert_eq!(page_bounds(3), (2 * PAGE, 3 * PAGE));
+        let (skip, end) = page_bounds(u64::MAX);
+        assert_eq!((skip, end), (u64::MAX, u64::MAX));
+    }
 
     #[test]
     fn circuit_states_and_the_oldest_letter_are_read_from_a_scrape() {

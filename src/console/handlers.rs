@@ -107,7 +107,11 @@ pub fn filter_of(f: &FilterForm, ids: Vec<String>) -> Result<Filter, String> {
 }
 
 pub async fn overview(State(c): State<Arc<Console>>) -> Response {
-    let o = gather::overview(&c).await;
+    let mut o = gather::overview(&c).await;
+    // Scrubbed before rendering: an escaped secret would not match afterwards.
+    for n in &mut o.notes {
+        c.config.secrets.scrub_in_place(n);
+    }
     c.page(view::overview(&o, &c.auth.form_token))
 }
 
@@ -144,8 +148,16 @@ pub async fn letter(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Re
         }
         Err(e) => return failed(&c, &e),
     };
-    if let DeadLetter::Envelope(e) = &mut l {
-        e.scrub(&c.config.secrets);
+    match &mut l {
+        DeadLetter::Envelope(e) => e.scrub(&c.config.secrets),
+        DeadLetter::Raw(r) => {
+            for text in [&mut r.note, &mut r.event_id, &mut r.message_id]
+                .into_iter()
+                .flatten()
+            {
+                c.config.secrets.scrub_in_place(text);
+            }
+        }
     }
     let (event_id, destination) = match &l {
         DeadLetter::Envelope(e) => (e.event_id.clone(), e.destination.clone()),
