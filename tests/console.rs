@@ -505,3 +505,135 @@ async fn a_replay_that_stops_is_written_to_the_journal_too() {
     })
     .await;
 }
+
+/// The hidden fields of the page's confirmation form, as a browser would send them.
+fn confirmation(page: &str) -> String {
+    let form = page
+        .split("<form method=\"post\"")
+        .nth(1)
+        .expect("a confirmation form on the page");
+    let form = form.split("</form>").next().unwrap_or(form);
+    let mut body = url::form_urlencoded::Serializer::new(String::new());
+    for input in form.split("<input type=\"hidden\" name=\"").skip(1) {
+        let name = input.split('"').next().unwrap_or_default();
+        let value = input
+            .split("value=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap_or_default()
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&");
+        body.append_pair(name, &value);
+    }
+    body.finish()
+}
+
+/// A replay previewed once and confirmed twice (a double click, a form sent again) takes what
+/// the preview counted, once: the preview pins the filter's end, so the letter the partner
+/// refused again after the first replay is not replayed by the second confirmation.
+#[tokio::test]
+async fn a_replay_confirmed_twice_takes_only_what_its_preview_counted() {
+    let env = Env::new().await;
+    env.sandbox
+        .add_rule(&Rule::answer(404).on_query("qci=gone"))
+        .await
+        .unwrap();
+    let builder = env.default_config();
+    let running = env.start(&builder).await;
+    env.publish(&event("dead-twice", "order", "gone1", Some("5.00")))
+        .await;
+    until(&running, "the event settled", |m| m.events_acked.get() >= 1).await;
+    let calls = || async {
+        let all = env.sandbox.requests().await.unwrap();
+        all.iter()
+            .filter(|r| r.query.as_deref().is_some_and(|q| q.contains("qci=gone")))
+            .count()
+    };
+    let dead = || async {
+        postback_relay::dlq::depth(&env.channel, &env.topology().dead)
+            .await
+            .unwrap()
+    };
+    eventually(WAIT, "the letter dead", || async { dead().await == 1 }).await;
+
+    let mut config = builder.load();
+    config.console.listen = "127.0.0.1:0".parse().unwrap();
+    config.console.token = Some(TOKEN.into());
+    let console = postback_relay::console::start(config, env.shutdown.clone())
+        .await
+        .unwrap();
+    let base = format!("http://{}", console.addr);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |body: String| {
+        http.post(format!("{base}/replay"))
+            .bearer_auth(TOKEN)
+            .header("sec-fetch-site", "same-origin")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let page = http
+        .get(format!("{base}/recover"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a form token on the page")
+        .to_owned();
+    let preview = post(format!("mode=filter&destination=powerspace&csrf={csrf}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(preview.contains("1 of 1 dead letters"), "{preview}");
+    let confirm = confirmation(&preview);
+    assert!(confirm.contains("confirm=yes"), "{confirm}");
+
+    let replays = || async {
+        let actions = env.recoveries().await.actions(10).await.unwrap();
+        let mut counts: Vec<u64> = actions
+            .iter()
+            .filter(|a| a.action == "replay")
+            .map(|a| a.count)
+            .collect();
+        counts.sort_unstable();
+        counts
+    };
+    let first = post(confirm.clone()).await.unwrap();
+    assert_eq!(first.status().as_u16(), 303, "the first replay started");
+    eventually(WAIT, "the first replay done", || async {
+        replays().await == [1]
+    })
+    .await;
+    // The partner refuses it again: the letter is back, dead-lettered after the preview.
+    eventually(WAIT, "refused again and dead again", || async {
+        calls().await == 2 && dead().await == 1
+    })
+    .await;
+    let second = post(confirm).await.unwrap();
+    assert_eq!(second.status().as_u16(), 303, "the second replay started");
+    eventually(WAIT, "the second replay done", || async {
+        replays().await.len() == 2
+    })
+    .await;
+    assert_eq!(replays().await, [0, 1], "the second took nothing");
+    assert_eq!(
+        calls().await,
+        2,
+        "the partner was called once per replay taken"
+    );
+    assert_eq!(dead().await, 1);
+}

@@ -86,7 +86,7 @@ pub async fn replay(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Re
     if let Some(refused) = not_ours(&c, &fs) {
         return refused;
     }
-    let form = FilterForm {
+    let mut form = FilterForm {
         destination: field(&fs, "destination").into(),
         reason: field(&fs, "reason").into(),
         since: field(&fs, "since").into(),
@@ -107,6 +107,20 @@ pub async fn replay(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Re
     if chosen && ids.is_empty() {
         return bad(&c, "Choose at least one letter to replay.");
     }
+    let confirmed = field(&fs, "confirm") == "yes";
+    // A preview of a filter with no end pins its end to now, and the confirmation carries it:
+    // the replay then takes the letters the preview counted, not those dead-lettered since.
+    // Without it, a confirmation sent twice (a double click, a resubmitted form) replayed the
+    // letters the first replay's partner had refused again, and called the partner again.
+    let now = Utc::now();
+    let since = parse_time("since", &form.since).ok().flatten();
+    let pinned = !chosen
+        && !confirmed
+        && form.until.trim().is_empty()
+        && since.is_none_or(|since| since <= now);
+    if pinned {
+        form.until = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    }
     let filter = match filter_of(&form, if chosen { ids.clone() } else { Vec::new() }) {
         Ok(f) => f,
         Err(why) => return bad(&c, &why),
@@ -116,8 +130,9 @@ pub async fn replay(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Re
         @for id in &ids { input type="hidden" name="ids" value=(id); }
         (form.hidden())
     };
-    if field(&fs, "confirm") != "yes" {
-        return replay_preview(&c, &filter, hidden).await;
+    if !confirmed {
+        let pinned = pinned.then_some(form.until.as_str());
+        return replay_preview(&c, &filter, hidden, pinned).await;
     }
     let described = serde_json::json!({
         "destination": filter.destination, "reason": filter.reason.map(|r| r.as_str()),
@@ -129,7 +144,12 @@ pub async fn replay(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Re
     Redirect::to(&format!("/jobs/{id}")).into_response()
 }
 
-async fn replay_preview(c: &Console, filter: &Filter, hidden: Markup) -> Response {
+async fn replay_preview(
+    c: &Console,
+    filter: &Filter,
+    hidden: Markup,
+    pinned: Option<&str>,
+) -> Response {
     let conn = match crate::broker::connect_to(&c.config.broker, "console").await {
         Ok(conn) => conn,
         Err(e) => return failed(c, &e),
@@ -149,10 +169,15 @@ async fn replay_preview(c: &Console, filter: &Filter, hidden: Markup) -> Respons
     let _ = conn.close(200, "done".into()).await;
     match report {
         Ok(r) => {
-            let said = format!(
+            let mut said = format!(
                 "{} of {} dead letters would be replayed, each with a fresh budget. Nothing has changed yet.",
                 r.matched, r.examined
             );
+            if let Some(until) = pinned {
+                said.push_str(&format!(
+                    " Only letters dead-lettered before {until} are taken: those that come after this preview are left for another."
+                ));
+            }
             let to: Vec<_> = to.into_iter().collect();
             c.page(view::preview(
                 "Replay: preview",
