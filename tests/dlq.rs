@@ -147,6 +147,39 @@ async fn stats_and_list_read_without_consuming() {
     );
 }
 
+/// What a producer wrote is printed with its control characters escaped, so that a dead
+/// letter cannot drive the operator's terminal; and a window that ends before it starts is
+/// refused by `dlq list` and `replay` alike, the queue untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_escapes_control_characters_and_a_backwards_window_is_refused() {
+    let env = Env::new().await;
+    env.declare().await;
+    // An event id that would set the terminal's title and clear its screen.
+    let body = br#"{"event_id":"x\u001b]0;PWNED\u0007\u001b[2J","type":"lead"}"#;
+    publish_dead(&env, body, None).await;
+    settles_at(&env, &env.topology().dead, 1).await;
+    let text = String::from_utf8(cli(&env, &["dlq", "list"]).stdout).unwrap();
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+    assert!(text.contains(r"\u{1b}]0;PWNED\u{7}"), "{text}");
+    settles_at(&env, &env.topology().dead, 1).await;
+    let backwards = [
+        "--since",
+        "2026-11-20T16:00:00Z",
+        "--until",
+        "2026-11-20T14:00:00Z",
+    ];
+    for command in [&["dlq", "list"][..], &["replay"][..]] {
+        let out = Cli::new(command).args(&backwards).on(&env).output();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {said}");
+        assert!(said.contains("is before --since"), "{command:?}: {said}");
+    }
+    settles_at(&env, &env.topology().dead, 1).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn filtered_replay_moves_exactly_the_matching_and_keeps_the_rest_in_order() {
     let env = Env::new().await;

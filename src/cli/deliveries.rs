@@ -69,27 +69,30 @@ fn print_text(found: &[Timeline]) {
     }
     for t in found {
         let order = t.order_id.as_deref().unwrap_or("-");
-        println!(
+        // Every line quotes what came from outside (ids, partners' answers): printable.
+        let line = format!(
             "{} -> {}  ({}, order {order}): {}",
             t.event_id, t.destination, t.event_type, t.outcome
         );
+        println!("{}", super::printable(&line));
         for e in &t.entries {
             let latency = e
                 .latency_ms
                 .map(|l| format!("  {l:.0} ms"))
                 .unwrap_or_default();
-            println!(
+            let line = format!(
                 "  {}  attempt {}  {:<28} {}{latency}",
                 e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 e.attempt,
                 shown_outcome(e),
                 answer(e)
             );
+            println!("{}", super::printable(&line));
             if let Some(r) = &e.request {
-                println!("      request  {r}");
+                println!("      request  {}", super::printable(r));
             }
             if let Some(r) = e.response.as_deref().filter(|r| !r.is_empty()) {
-                println!("      answer   {}", r.replace('\n', " "));
+                println!("      answer   {}", super::printable(&r.replace('\n', " ")));
             }
         }
     }

@@ -59,7 +59,7 @@ fn print_stats(
         }
     }
     for line in lines {
-        println!("{}", secrets.scrub(&line));
+        println!("{}", super::printable(&secrets.scrub(&line)));
     }
     Ok(())
 }

@@ -65,14 +65,20 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 filter,
                 limit,
                 format,
-            } => dlq::list(target, filter.filter(), limit, format).await,
+            } => match filter.filter() {
+                Ok(filter) => dlq::list(target, filter, limit, format).await,
+                Err(code) => Ok(code),
+            },
         },
         Command::Replay {
             target,
             filter,
             limit,
             dry_run,
-        } => replay::replay(target, filter.filter(), limit, dry_run).await,
+        } => match filter.filter() {
+            Ok(filter) => replay::replay(target, filter, limit, dry_run).await,
+            Err(code) => Ok(code),
+        },
         Command::Demo { amqp_url, events } => demo::run(&amqp_url, events).await,
         Command::Console { config } => console::console(&config).await,
         Command::Destination { command } => destination::execute(command).await,
@@ -228,15 +234,23 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    pub fn filter(self) -> postback_relay::dlq::Filter {
-        postback_relay::dlq::Filter {
+    /// The filter; or, for a window whose `--until` is before its `--since` (which would match
+    /// nothing, and replay would read the whole queue for it), the error printed and exit 2.
+    pub fn filter(self) -> Result<postback_relay::dlq::Filter, ExitCode> {
+        let since = self.since.map(|t| t.with_timezone(&chrono::Utc));
+        let until = self.until.map(|t| t.with_timezone(&chrono::Utc));
+        if let Err(e) = postback_relay::journal::in_order(since, until) {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(2));
+        }
+        Ok(postback_relay::dlq::Filter {
             destination: self.destination,
             reason: self.reason,
-            since: self.since.map(|t| t.with_timezone(&chrono::Utc)),
-            until: self.until.map(|t| t.with_timezone(&chrono::Utc)),
+            since,
+            until,
             event_id: self.event_id,
             ids: Vec::new(),
-        }
+        })
     }
 }
 
@@ -282,9 +296,28 @@ pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// One dead letter on one line, as `dlq list` and `replay --dry-run` print it.
+/// `text` with its control characters escaped (`\u{1b}`), so that what a producer or a
+/// partner wrote (an event id, a partner's answer) cannot drive the operator's terminal:
+/// move the cursor, clear the screen, set the window's title.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+/// One dead letter on one line, as `dlq list` and `replay --dry-run` print it; what it
+/// quotes is printable.
 pub fn summary_line(s: &postback_relay::dlq::Summary) -> String {
-    format!(
+    let line = format!(
         "{}  {:<18} {:<18} {:<24} {}",
         s.dead_lettered_at
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -293,7 +326,8 @@ pub fn summary_line(s: &postback_relay::dlq::Summary) -> String {
         s.destination.as_deref().unwrap_or("-"),
         s.event_id.as_deref().unwrap_or("-"),
         s.detail
-    )
+    );
+    printable(&line).into_owned()
 }
 
 /// Writes `value` as pretty JSON, scrubbed of `secrets`: every string, object key and number
@@ -355,6 +389,18 @@ pub async fn wait_for_signal() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_characters_are_printed_escaped_and_the_rest_as_it_is() {
+        assert_eq!(super::printable("plain, é ✓"), "plain, é ✓");
+        assert!(matches!(
+            super::printable("plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            super::printable("x\u{1b}]0;PWNED\u{7}\u{1b}[2J\r\n"),
+            "x\\u{1b}]0;PWNED\\u{7}\\u{1b}[2J\\r\\n"
+        );
+    }
     use super::*;
 
     fn written<T: Serialize + ?Sized>(value: &T, secrets: &Secrets) -> String {
