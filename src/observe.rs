@@ -67,7 +67,7 @@ impl Health {
     /// generation consumed gets none, so that reloads in a row cannot keep a relay that has
     /// not consumed since the first of them ready.
     pub fn hold_ready(self: &Arc<Self>) -> Option<ReadyHold> {
-        if !self.ready.load(Ordering::Relaxed) {
+        if self.consuming() != Consuming::Yes {
             return None;
         }
         self.held.fetch_add(1, Ordering::Relaxed);

@@ -471,22 +471,7 @@ async fn a_replay_that_stops_is_written_to_the_journal_too() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    // The recovery form is served whatever the broker's state.
-    let page = http
-        .get(format!("{base}/recover"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("a form token on the page")
-        .to_owned();
+    let csrf = form_token(&http, &base).await;
     let started = http
         .post(format!("{base}/replay"))
         .bearer_auth(TOKEN)
@@ -504,6 +489,24 @@ async fn a_replay_that_stops_is_written_to_the_journal_too() {
             .any(|a| a.action == "replay_stopped" && a.count == 0 && a.filter.contains("stopped"))
     })
     .await;
+}
+
+/// The console's form token, read off its recovery form (served whatever the broker's state).
+async fn form_token(http: &reqwest::Client, base: &str) -> String {
+    let page = http
+        .get(format!("{base}/recover"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a form token on the page")
+        .to_owned()
 }
 
 /// The hidden fields of the page's confirmation form, as a browser would send them.
@@ -577,21 +580,7 @@ async fn a_replay_confirmed_twice_takes_only_what_its_preview_counted() {
             .body(body)
             .send()
     };
-    let page = http
-        .get(format!("{base}/recover"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("a form token on the page")
-        .to_owned();
+    let csrf = form_token(&http, &base).await;
     let preview = post(format!("mode=filter&destination=powerspace&csrf={csrf}"))
         .await
         .unwrap()

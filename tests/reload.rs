@@ -313,7 +313,6 @@ async fn a_stop_during_a_reload_is_not_ready_while_the_old_calls_finish() {
     .await;
     assert!(relay.health.is_ready(), "ready through the reload");
     stop.cancel();
-    let health = relay.health.clone();
     eventually(
         Duration::from_secs(2),
         "not ready once told to stop",

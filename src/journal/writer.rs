@@ -188,12 +188,14 @@ mod tests {
         }
     }
 
+    /// A writer committing to `sink`: its queue, its stop, its task and its metrics.
     fn writer(
         sink: &Batches,
     ) -> (
         tokio::sync::mpsc::Sender<Entry>,
         CancellationToken,
         tokio::task::JoinHandle<()>,
+        Metrics,
     ) {
         let (tx, rx) = tokio::sync::mpsc::channel(1_000);
         let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
@@ -201,11 +203,11 @@ mod tests {
         let task = tokio::spawn(write_all(
             sink.clone(),
             rx,
-            metrics,
+            metrics.clone(),
             chrono::Duration::days(30),
             stop.clone(),
         ));
-        (tx, stop, task)
+        (tx, stop, task, metrics)
     }
 
     /// The linger runs from a batch's first entry: entries each arriving just under the
@@ -213,7 +215,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stream_just_under_the_linger_does_not_hold_commits_back() {
         let sink = Batches::default();
-        let (tx, _stop, _task) = writer(&sink);
+        let (tx, _stop, _task, _) = writer(&sink);
         for i in 0..100 {
             tx.send(entry(i)).await.unwrap();
             tokio::time::sleep(LINGER * 9 / 10).await;
@@ -228,16 +230,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn buffered_and_written_stay_right_through_the_linger() {
         let sink = Batches::default();
-        let (tx, rx) = tokio::sync::mpsc::channel(1_000);
-        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(write_all(
-            sink.clone(),
-            rx,
-            metrics.clone(),
-            chrono::Duration::days(30),
-            stop.clone(),
-        ));
+        let (tx, stop, task, metrics) = writer(&sink);
         for i in 0..5 {
             tx.send(entry(i)).await.unwrap();
             metrics.buffered.inc();
@@ -260,7 +253,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn entries_that_trickle_in_within_the_linger_share_one_commit() {
         let sink = Batches::default();
-        let (tx, _stop, task) = writer(&sink);
+        let (tx, _stop, task, _) = writer(&sink);
         for i in 0..10 {
             tx.send(entry(i)).await.unwrap();
             tokio::time::sleep(LINGER / 20).await;
@@ -279,7 +272,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stop_during_the_linger_commits_at_once_what_was_handed_over() {
         let sink = Batches::default();
-        let (tx, stop, task) = writer(&sink);
+        let (tx, stop, task, _) = writer(&sink);
         tx.send(entry(0)).await.unwrap();
         tokio::task::yield_now().await;
         tx.send(entry(1)).await.unwrap();
