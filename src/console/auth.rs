@@ -81,12 +81,21 @@ impl Auth {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer_credentials);
         if bearer.is_some_and(|b| same(b, token)) {
             return true;
         }
         cookie(headers, COOKIE).is_some_and(|id| self.session_ok(id))
     }
+}
+
+/// The credentials of an `Authorization: Bearer` value. The scheme's name is
+/// case-insensitive (RFC 9110, 11.1), and one or more spaces follow it.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim_start_matches(' '))
 }
 
 /// Compares without stopping at the first difference.
@@ -255,6 +264,10 @@ mod tests {
         assert!(!a.allows(&headers(&[])));
         assert!(!a.allows(&headers(&[("authorization", "Bearer wrong")])));
         assert!(a.allows(&headers(&[("authorization", "Bearer 0123456789abcdef")])));
+        assert!(a.allows(&headers(&[("authorization", "bearer 0123456789abcdef")])));
+        assert!(a.allows(&headers(&[("authorization", "BEARER  0123456789abcdef")])));
+        assert!(!a.allows(&headers(&[("authorization", "Bearer0123456789abcdef")])));
+        assert!(!a.allows(&headers(&[("authorization", "Basic 0123456789abcdef")])));
         let id = a.new_session();
         assert!(a.allows(&headers(&[("cookie", &format!("x=1; {COOKIE}={id}"))])));
         assert!(!a.allows(&headers(&[("cookie", &format!("{COOKIE}=forged"))])));

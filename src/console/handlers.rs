@@ -71,6 +71,14 @@ pub fn parse_time(name: &str, v: &str) -> Result<Option<DateTime<Utc>>, String> 
     ))
 }
 
+/// A dead letter's id as the relay writes it (a UUID, lower case, hyphenated), from any way
+/// of writing a UUID.
+pub fn letter_id(id: &str) -> Result<String, String> {
+    uuid::Uuid::parse_str(id.trim())
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| format!("{id:?} is not a dead letter's id"))
+}
+
 /// The dead-letter filter a form asks for, or why it cannot be.
 pub fn filter_of(f: &FilterForm, ids: Vec<String>) -> Result<Filter, String> {
     let since = parse_time("since", &f.since)?;
@@ -91,9 +99,12 @@ pub fn filter_of(f: &FilterForm, ids: Vec<String>) -> Result<Filter, String> {
             Some(e.to_owned())
         }
     };
-    for id in &ids {
-        uuid::Uuid::parse_str(id).map_err(|_| format!("{id:?} is not a dead letter's id"))?;
-    }
+    // Written as the relay writes them (lower case, hyphens), so that an id pasted in
+    // upper case or without hyphens finds its letter.
+    let ids = ids
+        .iter()
+        .map(|id| letter_id(id))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Filter {
         destination: Some(f.destination.trim())
             .filter(|d| !d.is_empty())
@@ -133,9 +144,10 @@ pub async fn dead_letters(State(c): State<Arc<Console>>, Query(f): Query<FilterF
 }
 
 pub async fn letter(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
-    if uuid::Uuid::parse_str(&id).is_err() {
-        return bad(&c, &format!("{id:?} is not a dead letter's id"));
-    }
+    let id = match letter_id(&id) {
+        Ok(id) => id,
+        Err(why) => return bad(&c, &why),
+    };
     let mut l = match gather::letter(&c, &id).await {
         Ok(Some(l)) => l,
         Ok(None) => {
@@ -268,5 +280,25 @@ mod tests {
             ..FilterForm::default()
         };
         assert!(filter_of(&bad_id, vec![]).is_err());
+    }
+
+    #[test]
+    fn a_letter_id_in_any_spelling_of_a_uuid_is_found_as_written() {
+        let written = "6f1c2a4e-9b3d-4e5f-8a7b-1c2d3e4f5a6b";
+        for spelt in [
+            written,
+            "6F1C2A4E-9B3D-4E5F-8A7B-1C2D3E4F5A6B",
+            "6f1c2a4e9b3d4e5f8a7b1c2d3e4f5a6b",
+            " 6f1c2a4e-9b3d-4e5f-8a7b-1c2d3e4f5a6b ",
+        ] {
+            assert_eq!(letter_id(spelt).unwrap(), written, "{spelt:?}");
+        }
+        let f = filter_of(&FilterForm::default(), vec![written.to_uppercase()]).unwrap();
+        assert_eq!(f.ids, vec![written.to_owned()]);
+        assert!(
+            letter_id("6f1c2a4e")
+                .unwrap_err()
+                .contains("not a dead letter")
+        );
     }
 }
