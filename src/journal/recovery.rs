@@ -144,21 +144,29 @@ impl FileRecoveries {
     pub fn candidates(&self, w: &Window, id: &str) -> Result<Vec<Candidate>, JournalError> {
         let sql = match w.outcome {
             Which::Delivered => {
-                "SELECT ev.event_id, ev.first_at FROM events ev
-                 WHERE ev.event_id IN (
-                     SELECT event_id FROM entries
-                     WHERE destination = ?1 AND outcome = 'delivered' AND recovery IS NULL
-                       AND at >= ?2 AND (?3 IS NULL OR at < ?3))
-                   AND NOT EXISTS (SELECT 1 FROM recovered r
-                                   WHERE r.recovery_id = ?4 AND r.event_id = ev.event_id)
-                 ORDER BY ev.first_at, ev.event_id"
+                // An event is first seen where its body is kept; one without a body is
+                // no longer in the journal, and cannot be sent again.
+                "SELECT event_id, first_at FROM (
+                     SELECT d.event_id AS event_id,
+                            (SELECT min(b.at) FROM entries b
+                             WHERE b.event_id = d.event_id AND b.body IS NOT NULL) AS first_at
+                     FROM (SELECT DISTINCT event_id FROM entries
+                           WHERE destination = ?1 AND outcome = 'delivered'
+                             AND recovery IS NULL
+                             AND at >= ?2 AND (?3 IS NULL OR at < ?3)) d
+                     WHERE NOT EXISTS (SELECT 1 FROM recovered r
+                                       WHERE r.recovery_id = ?4 AND r.event_id = d.event_id))
+                 WHERE first_at IS NOT NULL
+                 ORDER BY first_at, event_id"
             }
             Which::Any => {
-                "SELECT ev.event_id, ev.first_at FROM events ev
-                 WHERE ?1 IS NOT NULL AND ev.first_at >= ?2 AND (?3 IS NULL OR ev.first_at < ?3)
+                "SELECT event_id, min(at) AS first_at FROM entries e
+                 WHERE ?1 IS NOT NULL AND body IS NOT NULL
+                   AND at >= ?2 AND (?3 IS NULL OR at < ?3)
                    AND NOT EXISTS (SELECT 1 FROM recovered r
-                                   WHERE r.recovery_id = ?4 AND r.event_id = ev.event_id)
-                 ORDER BY ev.first_at, ev.event_id"
+                                   WHERE r.recovery_id = ?4 AND r.event_id = e.event_id)
+                 GROUP BY event_id
+                 ORDER BY first_at, event_id"
             }
         };
         let mut stmt = self.conn.prepare(sql)?;

@@ -12,14 +12,18 @@ use super::{Entry, JournalError, Outcome};
 
 /// The schema's versions, in order: version N is the Nth file. A file is never changed once
 /// released; a change is a new file.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("migrations/0001_deliveries.sql"),
     include_str!("migrations/0002_recoveries.sql"),
     include_str!("migrations/0003_events_by_rowid.sql"),
     include_str!("migrations/0004_no_events_order_index.sql"),
+    include_str!("migrations/0005_bodies_in_entries.sql"),
 ];
 
 use super::writer::PRUNE_STEP;
+
+/// The writer's page cache, in KiB.
+const CACHE_KIB: i64 = 8 * 1024;
 
 pub(super) struct Db {
     conn: Connection,
@@ -62,34 +66,30 @@ impl Db {
             .map_err(open)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open)?;
+        // Pages of the indexes by event and order id, which take inserts anywhere, stay in
+        // memory between batches rather than being read again (SQLite's default is 2 MiB).
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)
+            .map_err(open)?;
         migrate(&mut conn, &shown)?;
         Ok(Db { conn })
     }
 
-    /// Commits `batch` in one transaction: each event once, every entry.
+    /// Commits `batch` in one transaction: every entry, and each event's body once, on the
+    /// first entry that brings it.
     fn commit(&mut self, batch: &[Entry]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
-            let mut event = tx.prepare_cached(
-                "INSERT INTO events (event_id, order_id, event_type, body, first_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(event_id) DO NOTHING",
-            )?;
             let mut entry = tx.prepare_cached(
                 "INSERT INTO entries (event_id, order_id, event_type, destination, attempt, at,
                    outcome, detail, http_status, error_class, latency_ms, request, response,
-                   recovery)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                   recovery, body)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                   CASE WHEN ?15 IS NULL
+                          OR EXISTS (SELECT 1 FROM entries WHERE event_id = ?1
+                                       AND body IS NOT NULL)
+                        THEN NULL ELSE ?15 END",
             )?;
             for e in batch {
-                if let Some(body) = &e.event {
-                    event.execute(rusqlite::params![
-                        e.event_id,
-                        e.order_id,
-                        e.event_type,
-                        body,
-                        ms(e.at)
-                    ])?;
-                }
                 entry.execute(rusqlite::params![
                     e.event_id,
                     e.order_id,
@@ -105,28 +105,43 @@ impl Db {
                     e.request,
                     e.response,
                     e.recovery,
+                    e.event,
                 ])?;
             }
         }
         tx.commit()
     }
 
-    /// Removes up to [`PRUNE_STEP`] entries older than `before`, then the events no entry
-    /// refers to any more; returns how many entries went.
+    /// Removes up to [`PRUNE_STEP`] entries older than `before`, in one transaction; returns
+    /// how many went. A body on one of them moves to its event's newest entry that stays, so
+    /// that an event is kept as long as any entry tells of it.
     pub(super) fn prune_step(&mut self, before: DateTime<Utc>) -> rusqlite::Result<usize> {
-        let gone = self.conn.execute(
-            "DELETE FROM entries WHERE id IN
-               (SELECT id FROM entries WHERE at < ?1 ORDER BY at LIMIT ?2)",
-            rusqlite::params![ms(before), PRUNE_STEP],
-        )?;
-        self.conn.execute(
-            "DELETE FROM events WHERE event_id IN
-               (SELECT event_id FROM events e WHERE first_at < ?1
-                  AND NOT EXISTS (SELECT 1 FROM entries x WHERE x.event_id = e.event_id)
-                LIMIT ?2)",
-            rusqlite::params![ms(before), PRUNE_STEP],
-        )?;
-        Ok(gone)
+        let before = ms(before);
+        let tx = self.conn.transaction()?;
+        let step: Vec<(i64, String, bool)> = tx
+            .prepare_cached(
+                "SELECT id, event_id, body IS NOT NULL FROM entries WHERE at < ?1
+                 ORDER BY at LIMIT ?2",
+            )?
+            .query_map(rusqlite::params![before, PRUNE_STEP], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        {
+            let mut keep_body = tx.prepare_cached(
+                "UPDATE entries SET body = (SELECT body FROM entries WHERE id = ?1)
+                 WHERE id = (SELECT max(id) FROM entries WHERE event_id = ?2 AND at >= ?3)",
+            )?;
+            let mut remove = tx.prepare_cached("DELETE FROM entries WHERE id = ?1")?;
+            for (id, event_id, has_body) in &step {
+                if *has_body {
+                    keep_body.execute(rusqlite::params![id, event_id, before])?;
+                }
+                remove.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(step.len())
     }
 }
 
@@ -326,7 +341,9 @@ pub(super) fn event_body(
     event_id: &str,
 ) -> Result<Option<String>, JournalError> {
     Ok(conn
-        .prepare_cached("SELECT body FROM events WHERE event_id = ?1")?
+        .prepare_cached(
+            "SELECT body FROM entries WHERE event_id = ?1 AND body IS NOT NULL LIMIT 1",
+        )?
         .query_row([event_id], |r| r.get(0))
         .optional()?)
 }

@@ -206,7 +206,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let err = sqlite::Db::open(path.clone()).await.err().unwrap();
@@ -215,7 +215,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
             err,
             JournalError::Schema {
                 found: 99,
-                known: 4,
+                known: 5,
                 ..
             }
         ),
@@ -260,29 +260,84 @@ async fn a_journal_of_an_older_version_is_brought_up_to_date_and_keeps_its_entri
         .unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].recovery, None);
-    // The event's body came through the move to a rowid table, and its id stays unique.
+    // The event's body came through every move: to a rowid table (version 3), then onto
+    // the entry that first told of it (version 5), once.
     assert_eq!(
         reader.event("old").unwrap().as_deref(),
         Some("{\"event_id\":\"old\"}")
     );
     let conn = rusqlite::Connection::open(&path).unwrap();
-    assert!(
-        conn.execute(
-            "INSERT INTO events (event_id, event_type, body, first_at) VALUES ('old', 'order', '{}', 1)",
+    let bodies: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM entries WHERE event_id = 'old' AND body IS NOT NULL",
             [],
+            |r| r.get(0),
         )
-        .is_err(),
-        "an event id is kept once"
-    );
-    let indexes: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")
+        .unwrap();
+    assert_eq!(bodies, 1);
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert!(!indexes.iter().any(|i| i == "events_order"), "{indexes:?}");
-    assert!(indexes.iter().any(|i| i == "events_id"), "{indexes:?}");
+    assert!(!tables.iter().any(|t| t == "events"), "{tables:?}");
+}
+
+#[tokio::test]
+async fn an_event_is_kept_once_for_all_its_entries_and_outlives_its_first_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let mut db = sqlite::Db::open(path.clone()).await.unwrap();
+    let with_body = |mut e: Entry, body: &str| {
+        e.event = Some(body.to_owned());
+        e
+    };
+    // Two destinations in one batch, then a retry's entry in another: one body.
+    db.commit_for_test(&[
+        with_body(
+            entry("e1", "hoqu", "2026-01-01T00:00:00Z", Outcome::Delivered),
+            "{\"v\":1}",
+        ),
+        with_body(
+            entry(
+                "e1",
+                "powerspace",
+                "2026-01-01T00:00:01Z",
+                Outcome::Delivered,
+            ),
+            "{\"v\":1}",
+        ),
+    ]);
+    db.commit_for_test(&[with_body(
+        entry("e1", "hoqu", "2026-11-20T00:00:00Z", Outcome::Delivered),
+        "{\"v\":1}",
+    )]);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let bodies = || -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM entries WHERE body IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(bodies(), 1);
+    // The first two entries are pruned; the event stays with the entry that is left.
+    let gone = db
+        .prune_step("2026-06-01T00:00:00Z".parse().unwrap())
+        .unwrap();
+    assert_eq!(gone, 2);
+    assert_eq!(bodies(), 1);
+    let reader = sqlite::FileReader::open(&path).unwrap();
+    assert_eq!(reader.event("e1").unwrap().as_deref(), Some("{\"v\":1}"));
+    // Once its last entry goes, so does the event.
+    let gone = db
+        .prune_step("2026-12-01T00:00:00Z".parse().unwrap())
+        .unwrap();
+    assert_eq!(gone, 1);
+    assert_eq!(reader.event("e1").unwrap(), None);
 }
 
 #[tokio::test]
