@@ -79,17 +79,26 @@ impl Db {
     fn commit(&mut self, batch: &[Entry]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
         {
+            // Two statements, not one `INSERT ... SELECT`: SQLite copies a select that reads
+            // the table it inserts into to a temporary table first.
+            let mut has_body = tx.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM entries WHERE event_id = ?1 AND body IS NOT NULL)",
+            )?;
             let mut entry = tx.prepare_cached(
                 "INSERT INTO entries (event_id, order_id, event_type, destination, attempt, at,
                    outcome, detail, http_status, error_class, latency_ms, request, response,
                    recovery, body)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
-                   CASE WHEN ?15 IS NULL
-                          OR EXISTS (SELECT 1 FROM entries WHERE event_id = ?1
-                                       AND body IS NOT NULL)
-                        THEN NULL ELSE ?15 END",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?;
             for e in batch {
+                let body = match &e.event {
+                    Some(body)
+                        if !has_body.query_row([&e.event_id], |r| r.get::<_, bool>(0))? =>
+                    {
+                        Some(body)
+                    }
+                    _ => None,
+                };
                 entry.execute(rusqlite::params![
                     e.event_id,
                     e.order_id,
@@ -105,7 +114,7 @@ impl Db {
                     e.request,
                     e.response,
                     e.recovery,
-                    e.event,
+                    body,
                 ])?;
             }
         }
