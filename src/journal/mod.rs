@@ -12,6 +12,8 @@
 //! start-up, each once.
 
 mod access;
+#[cfg(test)]
+mod against_v4;
 mod postgres;
 mod recovery;
 mod sqlite;

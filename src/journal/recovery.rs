@@ -148,7 +148,7 @@ impl FileRecoveries {
                 // no longer in the journal, and cannot be sent again.
                 "SELECT event_id, first_at FROM (
                      SELECT d.event_id AS event_id,
-                            (SELECT min(b.at) FROM entries b
+                            (SELECT b.first_at FROM entries b
                              WHERE b.event_id = d.event_id AND b.body IS NOT NULL) AS first_at
                      FROM (SELECT DISTINCT event_id FROM entries
                            WHERE destination = ?1 AND outcome = 'delivered'
@@ -160,13 +160,11 @@ impl FileRecoveries {
                  ORDER BY first_at, event_id"
             }
             Which::Any => {
-                "SELECT event_id, min(at) AS first_at FROM entries e
-                 WHERE ?1 IS NOT NULL AND body IS NOT NULL
-                   AND at >= ?2 AND (?3 IS NULL OR at < ?3)
+                "SELECT e.event_id, e.first_at FROM entries e
+                 WHERE ?1 IS NOT NULL AND e.first_at >= ?2 AND (?3 IS NULL OR e.first_at < ?3)
                    AND NOT EXISTS (SELECT 1 FROM recovered r
                                    WHERE r.recovery_id = ?4 AND r.event_id = e.event_id)
-                 GROUP BY event_id
-                 ORDER BY first_at, event_id"
+                 ORDER BY e.first_at, e.event_id"
             }
         };
         let mut stmt = self.conn.prepare(sql)?;
