@@ -133,8 +133,8 @@ impl Db {
     }
 
     /// Removes up to [`PRUNE_STEP`] entries older than `before`, in one transaction; returns
-    /// how many went. A body on one of them moves to its event's newest entry that stays, so
-    /// that an event is kept as long as any entry tells of it.
+    /// how many went. A body on one of them moves, with its time, to the newest other entry of
+    /// its event, so that an event is kept as long as any entry tells of it.
     pub(super) fn prune_step(&mut self, before: DateTime<Utc>) -> rusqlite::Result<usize> {
         let before = ms(before);
         let tx = self
@@ -147,18 +147,16 @@ impl Db {
             })?
             .collect::<Result<_, _>>()?;
         {
-            // Read at deletion time: an earlier entry of this step may have handed it a body.
-            let mut has_body =
-                tx.prepare_cached("SELECT body IS NOT NULL FROM entries WHERE id = ?1")?;
-            let mut keep_body = tx.prepare_cached(
+            // The body is read as the entry goes: an earlier entry of this step may have
+            // handed it one.
+            let mut hand_over = tx.prepare_cached(
                 "UPDATE entries SET (body, first_at) = (SELECT body, first_at FROM entries WHERE id = ?1)
-                 WHERE id = (SELECT max(id) FROM entries WHERE event_id = ?2 AND id <> ?1)",
+                 WHERE id = (SELECT max(id) FROM entries WHERE event_id = ?2 AND id <> ?1)
+                   AND (SELECT body FROM entries WHERE id = ?1) IS NOT NULL",
             )?;
             let mut remove = tx.prepare_cached("DELETE FROM entries WHERE id = ?1")?;
             for (id, event_id) in &step {
-                if has_body.query_row([id], |r| r.get::<_, bool>(0))? {
-                    keep_body.execute(rusqlite::params![id, event_id])?;
-                }
+                hand_over.execute(rusqlite::params![id, event_id])?;
                 remove.execute([id])?;
             }
         }
