@@ -111,11 +111,17 @@ struct Results {
     baseline_events_per_sec: f64,
     relay_events_per_sec: f64,
     relay_to_baseline: f64,
+    /// The median of each round's relay / baseline (the figure above is the ratio of the
+    /// medians).
+    relay_to_baseline_paired: f64,
     /// Each round's figure, in order (the medians are above).
     baseline_runs: Vec<f64>,
     relay_runs: Vec<f64>,
     baseline_cpu_us_per_event: f64,
     relay_cpu_us_per_event: f64,
+    /// Where the machine's CPU went while each consumer worked, per event (medians of rounds).
+    baseline_share: CpuShare,
+    relay_share: CpuShare,
     relay_50ms_events_per_sec: f64,
     relay_200ms_events_per_sec: f64,
     ideal_200ms_events_per_sec: f64,
@@ -132,6 +138,81 @@ struct Results {
     peak_rss: Vec<PeakRss>,
     baseline_instructions_per_event: f64,
     relay_instructions_per_event: f64,
+}
+
+/// The machine's CPU over one throughput run, per event, in µs: the broker (RabbitMQ's
+/// `beam.smp`), Redis (`redis-server`, when the relay's store is there), this process (the
+/// publisher and the partner), and what no process used.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+struct CpuShare {
+    broker_us: f64,
+    redis_us: f64,
+    bench_us: f64,
+    idle_us: f64,
+}
+
+/// CPU seconds so far: the broker's, this process's, and the machine's idle time.
+#[derive(Clone, Copy)]
+struct CpuMark {
+    broker: f64,
+    redis: f64,
+    bench: f64,
+    idle: f64,
+}
+
+impl CpuMark {
+    fn now() -> CpuMark {
+        CpuMark {
+            broker: pid_named("beam.smp").map_or(0.0, pid_cpu_secs),
+            redis: pid_named("redis-server").map_or(0.0, pid_cpu_secs),
+            bench: pid_cpu_secs(std::process::id()),
+            idle: idle_secs(),
+        }
+    }
+
+    fn per_event(self, later: CpuMark, n: usize) -> CpuShare {
+        let us = |a: f64, b: f64| (b - a) * 1e6 / n as f64;
+        CpuShare {
+            broker_us: us(self.broker, later.broker),
+            redis_us: us(self.redis, later.redis),
+            bench_us: us(self.bench, later.bench),
+            idle_us: us(self.idle, later.idle),
+        }
+    }
+}
+
+/// A process of this machine by its command name (`beam.smp`, RabbitMQ's Erlang VM), if
+/// one runs here.
+fn pid_named(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        (comm.trim() == name).then_some(pid)
+    })
+}
+
+/// A process's CPU time so far (user and system), from `/proc/PID/stat`, whose clock ticks
+/// are USER_HZ (100 per second on Linux).
+fn pid_cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
+/// The machine's idle time so far, over all cores (`/proc/stat`, USER_HZ).
+fn idle_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0.0, |t| t / 100.0)
 }
 
 /// The relay's peak resident memory with `backlog` events waiting, once it has worked
@@ -209,19 +290,9 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    /// CPU time used so far (user and system), from `/proc/PID/stat`, whose clock ticks are
-    /// USER_HZ (100 per second on Linux).
+    /// CPU time used so far (user and system).
     fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.0.id())).unwrap_or_default();
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<f64> = rest
-            .split_whitespace()
-            .map(|v| v.parse().unwrap_or(0.0))
-            .collect();
-        // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-        (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+        pid_cpu_secs(self.0.id())
     }
 
     /// Stops the process with SIGTERM, as an operator would, and waits for it to exit: the
@@ -621,6 +692,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     // 1. Baseline and relay, instant partner, taking turns; the median of each.
     if runs(Part::Throughput) {
         let (mut base_cpu, mut relay_cpu) = (Vec::new(), Vec::new());
+        let (mut base_share, mut relay_share) = (Vec::new(), Vec::new());
         for round in 1..=cli.rounds {
             let prefix = id();
             let t = topology(&prefix);
@@ -629,17 +701,20 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
             let base =
                 spawn_baseline(cli, &t.events, &format!("{}/ord?qci=", sb.base_url()), None)?;
             wait_ready(&conn, &t).await?;
+            let mark = CpuMark::now();
             let start = Instant::now();
             publish_n(&publisher, &t.exchange, cli.events, 0).await?;
             let end = wait_for(&sb, cli.events as u64, Duration::from_secs(600)).await?;
+            base_share.push(mark.per_event(CpuMark::now(), cli.events));
             let rate = cli.events as f64 / (end - start).as_secs_f64();
             r.baseline_runs.push(rate);
             base_cpu.push(base.cpu_secs() * 1e6 / cli.events as f64);
             drop(base);
             cleanup(&conn, &t).await;
 
-            let (relay, cpu) =
+            let (relay, cpu, share) =
                 relay_throughput(cli, &conn, &publisher, &sb, &dir, cli.events, 0).await?;
+            relay_share.push(share);
             r.relay_runs.push(relay);
             relay_cpu.push(cpu * 1e6 / cli.events as f64);
             eprintln!(
@@ -652,6 +727,24 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         r.relay_to_baseline = r.relay_events_per_sec / r.baseline_events_per_sec;
         r.baseline_cpu_us_per_event = median(&base_cpu);
         r.relay_cpu_us_per_event = median(&relay_cpu);
+        let shares = |v: &[CpuShare]| {
+            let m = |f: fn(&CpuShare) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
+            CpuShare {
+                broker_us: m(|s| s.broker_us),
+                redis_us: m(|s| s.redis_us),
+                bench_us: m(|s| s.bench_us),
+                idle_us: m(|s| s.idle_us),
+            }
+        };
+        let paired: Vec<f64> = r
+            .relay_runs
+            .iter()
+            .zip(&r.baseline_runs)
+            .map(|(relay, base)| relay / base)
+            .collect();
+        r.relay_to_baseline_paired = median(&paired);
+        r.baseline_share = shares(&base_share);
+        r.relay_share = shares(&relay_share);
     }
 
     // 2. Slow partners: concurrency at work.
@@ -799,7 +892,7 @@ async fn relay_throughput(
     dir: &std::path::Path,
     n: usize,
     delay_ms: u64,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<(f64, f64, CpuShare)> {
     let prefix = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let t = topology(&prefix);
     t.declare(&conn.create_channel().await?).await?;
@@ -809,13 +902,15 @@ async fn relay_throughput(
     }
     let proc = start_relay(cli, &prefix, sb.base_url(), dir)?;
     wait_ready(conn, &t).await?;
+    let mark = CpuMark::now();
     let start = Instant::now();
     publish_n(publisher, &t.exchange, n, 0).await?;
     let end = wait_for(sb, n as u64, Duration::from_secs(900)).await?;
+    let share = mark.per_event(CpuMark::now(), n);
     let cpu = proc.cpu_secs();
     drop(proc);
     cleanup(conn, &t).await;
-    Ok((n as f64 / (end - start).as_secs_f64(), cpu))
+    Ok((n as f64 / (end - start).as_secs_f64(), cpu, share))
 }
 
 /// The instructions a consumer (the relay, or the baseline) ran from its start to its stop,
@@ -887,11 +982,32 @@ fn print_table(r: &Results) {
             format!("{:.0}%", r.relay_to_baseline * 100.0),
         );
         row(
+            "  median of each round's relay / baseline",
+            format!("{:.0}%", r.relay_to_baseline_paired * 100.0),
+        );
+        row(
             "CPU per event, baseline / relay (us)",
             format!(
                 "{:.0} / {:.0}",
                 r.baseline_cpu_us_per_event, r.relay_cpu_us_per_event
             ),
+        );
+        let (b, l) = (r.baseline_share, r.relay_share);
+        row(
+            "  broker's CPU per event, baseline / relay (us)",
+            format!("{:.0} / {:.0}", b.broker_us, l.broker_us),
+        );
+        row(
+            "  Redis's CPU per event, baseline / relay (us)",
+            format!("{:.0} / {:.0}", b.redis_us, l.redis_us),
+        );
+        row(
+            "  publisher's and partner's, baseline / relay (us)",
+            format!("{:.0} / {:.0}", b.bench_us, l.bench_us),
+        );
+        row(
+            "  idle per event, baseline / relay (us)",
+            format!("{:.0} / {:.0}", b.idle_us, l.idle_us),
         );
     }
     if r.relay_200ms_events_per_sec > 0.0 {
