@@ -142,6 +142,11 @@ impl Rule {
 #[derive(Default)]
 struct Inner {
     requests: Vec<Recorded>,
+    /// The requests counted by path and by status as they come, so that `/_sandbox/stats`
+    /// (which a waiting test or benchmark asks often) reads two small maps, not every
+    /// request, while it holds the lock the partner's answers wait for.
+    by_path: BTreeMap<String, u64>,
+    by_status: BTreeMap<u16, u64>,
     rules: Vec<Rule>,
     next_seq: u64,
 }
@@ -192,15 +197,6 @@ async fn record(
 ) -> Response {
     let path = uri.path().to_owned();
     let query = uri.query().map(str::to_owned);
-    let echo = {
-        let mut e = format!("Cannot {method} {uri}\n");
-        for (k, v) in &headers {
-            e.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
-        }
-        e.push('\n');
-        e.push_str(&String::from_utf8_lossy(&body));
-        e
-    };
     let rule = {
         let mut inner = s.inner.lock().expect("sandbox lock");
         let rule = inner
@@ -226,6 +222,13 @@ async fn record(
         let status = rule.as_ref().map_or(200, |r| r.status);
         let seq = inner.next_seq;
         inner.next_seq += 1;
+        match inner.by_path.get_mut(&path) {
+            Some(n) => *n += 1,
+            None => {
+                inner.by_path.insert(path.clone(), 1);
+            }
+        }
+        *inner.by_status.entry(status).or_default() += 1;
         inner.requests.push(Recorded {
             seq,
             method: method.to_string(),
@@ -260,7 +263,13 @@ async fn record(
     }
     let status = StatusCode::from_u16(rule.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let text = if rule.echo {
-        echo
+        let mut e = format!("Cannot {method} {uri}\n");
+        for (k, v) in &headers {
+            e.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+        }
+        e.push('\n');
+        e.push_str(&String::from_utf8_lossy(&body));
+        e
     } else {
         format!("sandbox answered {}", rule.status)
     };
@@ -291,16 +300,11 @@ async fn list(State(s): State<Sandbox>, Query(q): Query<ListQuery>) -> Json<Vec<
 
 async fn stats(State(s): State<Sandbox>) -> Json<Stats> {
     let inner = s.inner.lock().expect("sandbox lock");
-    let mut st = Stats {
+    Json(Stats {
         total: inner.requests.len() as u64,
-        by_path: BTreeMap::new(),
-        by_status: BTreeMap::new(),
-    };
-    for r in &inner.requests {
-        *st.by_path.entry(r.path.clone()).or_default() += 1;
-        *st.by_status.entry(r.status).or_default() += 1;
-    }
-    Json(st)
+        by_path: inner.by_path.clone(),
+        by_status: inner.by_status.clone(),
+    })
 }
 
 async fn add_rule(State(s): State<Sandbox>, Json(rule): Json<Rule>) -> StatusCode {
@@ -316,6 +320,8 @@ async fn clear_rules(State(s): State<Sandbox>) -> StatusCode {
 async fn reset(State(s): State<Sandbox>) -> StatusCode {
     let mut inner = s.inner.lock().expect("sandbox lock");
     inner.requests.clear();
+    inner.by_path.clear();
+    inner.by_status.clear();
     inner.rules.clear();
     StatusCode::NO_CONTENT
 }
@@ -387,5 +393,56 @@ impl Client {
             .error_for_status()?
             .json()
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stats_count_every_request_by_path_and_status_until_a_reset() {
+        let shutdown = CancellationToken::new();
+        let _stop = shutdown.clone().drop_guard();
+        let sb = Client::new(spawn(shutdown).await.unwrap());
+        sb.add_rule(&Rule::answer(503).on_path("/x").times(1).echoing())
+            .await
+            .unwrap();
+        let http = reqwest::Client::new();
+        let mut answers = Vec::new();
+        for path in ["/x?a=1", "/x", "/y"] {
+            let r = http
+                .get(format!("{}{path}", sb.base_url()))
+                .header("x-probe", "yes")
+                .send()
+                .await
+                .unwrap();
+            answers.push((r.status().as_u16(), r.text().await.unwrap()));
+        }
+        assert_eq!(answers[0].0, 503);
+        assert!(
+            answers[0].1.starts_with("Cannot GET /x?a=1\n"),
+            "{}",
+            answers[0].1
+        );
+        assert!(answers[0].1.contains("x-probe: yes\n"), "{}", answers[0].1);
+        assert_eq!(answers[1], (200, "OK".into()));
+
+        let st = sb.stats().await.unwrap();
+        assert_eq!(st.total, 3);
+        assert_eq!(
+            st.by_path.into_iter().collect::<Vec<_>>(),
+            [("/x".to_owned(), 2), ("/y".to_owned(), 1)]
+        );
+        assert_eq!(
+            st.by_status.into_iter().collect::<Vec<_>>(),
+            [(200, 2), (503, 1)]
+        );
+        assert_eq!(sb.requests().await.unwrap().len(), 3);
+
+        sb.reset().await.unwrap();
+        let st = sb.stats().await.unwrap();
+        assert_eq!(st.total, 0);
+        assert!(st.by_path.is_empty() && st.by_status.is_empty());
     }
 }
