@@ -65,6 +65,11 @@ struct Cli {
     /// the instructions went); by default they are removed once counted.
     #[arg(long)]
     callgrind_dir: Option<PathBuf>,
+    /// Run the consumers (the relay and the baseline) on these CPUs only, as `taskset -c`
+    /// takes them (e.g. `1`), so that they do not share cores with the broker and this
+    /// process; pin those with taskset too (docs/BENCHMARKS.md).
+    #[arg(long)]
+    consumer_cpus: Option<String>,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
@@ -328,7 +333,7 @@ fn spawn_baseline(
     url: &str,
     callgrind: Option<&Path>,
 ) -> anyhow::Result<Proc> {
-    let child = command(&std::env::current_exe()?, callgrind)
+    let child = command(cli, &std::env::current_exe()?, callgrind)
         .args([
             "baseline",
             "--amqp-url",
@@ -343,19 +348,27 @@ fn spawn_baseline(
     Ok(Proc(child, None))
 }
 
-/// `program`, or `program` under valgrind's callgrind writing its counts to `callgrind`.
-fn command(program: &Path, callgrind: Option<&Path>) -> Command {
-    match callgrind {
-        None => Command::new(program),
-        Some(out) => {
-            let mut c = Command::new("valgrind");
-            c.arg("--tool=callgrind")
-                .arg(format!("--callgrind-out-file={}", out.display()))
-                .arg(program)
-                .stderr(Stdio::null());
-            c
-        }
+/// `program`, or `program` under valgrind's callgrind writing its counts to `callgrind`;
+/// on `--consumer-cpus` only, when given.
+fn command(cli: &Cli, program: &Path, callgrind: Option<&Path>) -> Command {
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(cpus) = &cli.consumer_cpus {
+        argv.extend(["taskset".into(), "-c".into(), cpus.into()]);
     }
+    if let Some(out) = callgrind {
+        argv.extend([
+            "valgrind".into(),
+            "--tool=callgrind".into(),
+            format!("--callgrind-out-file={}", out.display()).into(),
+        ]);
+    }
+    argv.push(program.into());
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    if callgrind.is_some() {
+        c.stderr(Stdio::null());
+    }
+    c
 }
 
 fn relay_binary() -> anyhow::Result<PathBuf> {
@@ -434,7 +447,7 @@ fn start_relay_as(
             },
         ),
     )?;
-    let child = command(&relay_binary()?, callgrind)
+    let child = command(cli, &relay_binary()?, callgrind)
         .args(["--log-format", "json", "run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
