@@ -1006,22 +1006,17 @@ fn print_table(r: &Results) {
             ),
         );
         let (b, l) = (r.baseline_share, r.relay_share);
-        row(
-            "  broker's CPU per event, baseline / relay (us)",
-            format!("{:.0} / {:.0}", b.broker_us, l.broker_us),
-        );
-        row(
-            "  Redis's CPU per event, baseline / relay (us)",
-            format!("{:.0} / {:.0}", b.redis_us, l.redis_us),
-        );
-        row(
-            "  publisher's and partner's, baseline / relay (us)",
-            format!("{:.0} / {:.0}", b.bench_us, l.bench_us),
-        );
-        row(
-            "  idle per event, baseline / relay (us)",
-            format!("{:.0} / {:.0}", b.idle_us, l.idle_us),
-        );
+        for (what, b, l) in [
+            ("  broker's CPU per event", b.broker_us, l.broker_us),
+            ("  Redis's CPU per event", b.redis_us, l.redis_us),
+            ("  publisher's and partner's", b.bench_us, l.bench_us),
+            ("  idle per event", b.idle_us, l.idle_us),
+        ] {
+            row(
+                &format!("{what}, baseline / relay (us)"),
+                format!("{b:.0} / {l:.0}"),
+            );
+        }
     }
     if r.relay_200ms_events_per_sec > 0.0 {
         row(

@@ -22,6 +22,9 @@ const MIGRATIONS: [&str; 5] = [
 
 use super::writer::PRUNE_STEP;
 
+/// How long a statement waits for another process's write lock.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
+
 /// How long opening the file waits for another process's schema upgrade.
 const MIGRATION_WAIT: Duration = Duration::from_secs(300);
 
@@ -64,7 +67,7 @@ impl Db {
             source: e,
         };
         let mut conn = Connection::open(path).map_err(open)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+        conn.busy_timeout(BUSY_WAIT).map_err(open)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -78,7 +81,7 @@ impl Db {
         // entries, version 4 to 5).
         conn.busy_timeout(MIGRATION_WAIT).map_err(open)?;
         migrate(&mut conn, &shown)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+        conn.busy_timeout(BUSY_WAIT).map_err(open)?;
         Ok(Db { conn })
     }
 
@@ -265,7 +268,7 @@ impl FileReader {
         };
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(open)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(open)?;
+        conn.busy_timeout(BUSY_WAIT).map_err(open)?;
         let found: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(open)?;
