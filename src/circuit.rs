@@ -80,19 +80,36 @@ impl Circuit {
         }
     }
 
+    /// How much longer no call may go, without taking the probe; `None` when one may.
+    pub fn waits(&self, now: Instant) -> Option<Duration> {
+        if !self.config.enabled {
+            return None;
+        }
+        self.left(&self.inner.lock().expect("circuit lock"), now)
+    }
+
+    /// How long `inner` holds calls back from `now`: an open circuit until its end; a probe
+    /// out, about as long as a probe takes (one probe at a time).
+    fn left(&self, inner: &Inner, now: Instant) -> Option<Duration> {
+        let until = match *inner {
+            Inner::Closed { .. } => return None,
+            Inner::Open { until } => until,
+            Inner::HalfOpen { since } => since + self.open_for(),
+        };
+        (now < until).then(|| until - now)
+    }
+
     pub fn admit(&self, now: Instant) -> Admit {
         if !self.config.enabled {
             return Admit::Call;
         }
         let mut inner = self.inner.lock().expect("circuit lock");
-        match *inner {
-            Inner::Closed { .. } => Admit::Call,
-            Inner::Open { until } if now < until => Admit::Wait(until - now),
-            // One probe at a time; the others wait about as long as a probe takes.
-            Inner::HalfOpen { since } if now < since + self.open_for() => {
-                Admit::Wait(since + self.open_for() - now)
-            }
-            Inner::Open { .. } | Inner::HalfOpen { .. } => {
+        if let Inner::Closed { .. } = *inner {
+            return Admit::Call;
+        }
+        match self.left(&inner, now) {
+            Some(wait) => Admit::Wait(wait),
+            None => {
                 *inner = Inner::HalfOpen { since: now };
                 Admit::Probe
             }
@@ -158,6 +175,22 @@ mod tests {
         c.record(true, again);
         assert_eq!(c.state(), State::Closed);
         assert_eq!(c.admit(again), Admit::Call);
+    }
+
+    #[test]
+    fn waits_tells_an_open_circuit_without_taking_the_probe() {
+        let c = circuit();
+        let t = Instant::now();
+        assert_eq!(c.waits(t), None, "closed");
+        for _ in 0..3 {
+            c.record(false, t);
+        }
+        assert_eq!(c.waits(t), Some(Duration::from_secs(1)));
+        let later = t + Duration::from_millis(1_001);
+        assert_eq!(c.waits(later), None, "a probe is due");
+        assert_eq!(c.waits(later), None, "and still is: asking took nothing");
+        assert_eq!(c.admit(later), Admit::Probe);
+        assert!(c.waits(later).is_some(), "the probe is out");
     }
 
     #[test]

@@ -172,6 +172,19 @@ impl Breaker {
         }
     }
 
+    /// How much longer the circuit stays open, from what this replica knows (its own circuit,
+    /// or its last reading of the fleet's); takes no probe and asks no one.
+    pub fn waits(&self) -> Option<Duration> {
+        let now = Instant::now();
+        match self {
+            Breaker::Local(c) => c.waits(now),
+            Breaker::Fleet(c) => match c.snapshot.lock().expect("snapshot lock").decides(now) {
+                Some(Admit::Wait(d)) => Some(d),
+                _ => None,
+            },
+        }
+    }
+
     pub fn state(&self) -> State {
         match self {
             Breaker::Local(c) => c.state(),

@@ -224,3 +224,78 @@ async fn an_outage_opens_the_circuit_for_the_whole_fleet_and_one_probe_at_a_time
     }
     assert!(closed >= 1, "no replica saw the circuit close");
 }
+
+/// A partner that starts failing mid-flow gets, from the first failure on, no more calls than
+/// the failures that open the circuit, the calls in flight when it opens (replicas ×
+/// concurrency) and one probe per open interval: every delivery asks the fleet's circuit
+/// right before its call, after its waits for a concurrency slot and the rate limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_gets_no_calls_past_the_opening_but_those_in_flight_and_the_probes() {
+    const N: usize = 240;
+    const THRESHOLD: usize = 3;
+    const CONCURRENCY: usize = 2;
+    const OPEN_MS: i64 = 1_000;
+    let env = Env::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = env
+        .config()
+        .destination(
+            env.powerspace()
+                .timeout_ms(2000)
+                .concurrency(CONCURRENCY)
+                .rate_limit(40)
+                .retry(
+                    Retry::durable(100, 400)
+                        .max_attempts(1000)
+                        .max_age_secs(600),
+                )
+                .circuit(Circuit::opens_after(THRESHOLD as u32, OPEN_MS as u64).enabled()),
+        )
+        .redis();
+    env.declare().await;
+    let relays = fleet(config, &dir);
+    until_all_consume(&env).await;
+    for i in 0..N {
+        env.publish(&event(&format!("m{i}"), "lead", &format!("mid-{i}"), None))
+            .await;
+    }
+    // Mid-flow, with every replica's slots busy and deliveries queued behind the rate limit,
+    // the partner starts failing, and stays down for three open intervals.
+    common::partner::until_received(&env.sandbox, 30, Duration::from_secs(30), "the flow").await;
+    env.sandbox.add_rule(&Rule::answer(503)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3 * OPEN_MS as u64)).await;
+    env.sandbox.clear_rules().await.unwrap();
+
+    until_clicks(
+        &env.sandbox,
+        N,
+        true,
+        Duration::from_secs(90),
+        "every event",
+    )
+    .await;
+    let requests = env.sandbox.requests().await.unwrap();
+    let failed: Vec<_> = requests.iter().filter(|r| r.status == 503).collect();
+    let (first, last) = (failed[0].received_at, failed[failed.len() - 1].received_at);
+    // Counted from the first failure: every call up to the last one the outage answered.
+    let during = requests
+        .iter()
+        .filter(|r| r.received_at >= first && r.received_at <= last)
+        .count();
+    let intervals = (last - first).num_milliseconds() / OPEN_MS + 1;
+    let most = THRESHOLD + REPLICAS * CONCURRENCY + intervals as usize;
+    eprintln!(
+        "outage: {during} calls from the first failure to the last, over {} ms (at most {most})",
+        (last - first).num_milliseconds()
+    );
+    assert!(
+        during <= most,
+        "{during} calls reached the partner during its outage of {} ms: at most {THRESHOLD} \
+         failures to open the circuit, {} in flight and {intervals} probes may",
+        (last - first).num_milliseconds(),
+        REPLICAS * CONCURRENCY
+    );
+    let per = per_click(&requests, true);
+    assert!(per.values().all(|c| *c == 1), "none twice");
+    drop(relays);
+}

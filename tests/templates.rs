@@ -234,3 +234,94 @@ settings = {{ tracker = "{}", postback_key = "k" }}
     assert_eq!(sent, ["sale", "rejected"]);
     assert!(env.take_dead_letters().await.is_empty());
 }
+
+/// A request that carries the time says when it left, whatever it waited for. Behind a rate
+/// limit of one call a second and a backlog, and on every in-process try, its Standard
+/// Webhooks timestamp and its `{now}` are the time it went on the wire: a receiver that
+/// verifies the signature itself (HMAC-SHA256 here, not the relay's code) and holds the
+/// timestamp to a tolerance of one second accepts every request.
+#[tokio::test]
+async fn signatures_and_times_are_made_when_each_try_leaves() {
+    const N: usize = 6;
+    let env = Env::new().await;
+    let base = env.sandbox.base_url().to_owned();
+    // The first event's first two calls fail: its three tries go one after another.
+    env.sandbox
+        .add_rule(&Rule::answer(503).on_path("/hooks/late-0").times(2))
+        .await
+        .unwrap();
+    let table = format!(
+        r#"
+syntax = "brace"
+method = "POST"
+url = "{base}/hooks/{{event_id}}"
+headers = {{ "X-Sent-At" = "{{sent}}" }}
+signature = {{ scheme = "standard_webhooks", secrets = ["${{HOOK_SECRET}}"] }}
+body = {{ json = {{ event = "{{event_id}}", at = "{{now}}" }} }}
+macros = {{ sent = {{ from = "now", time = "unix_ms" }} }}
+"#
+    );
+    let config = env
+        .config()
+        .destination(
+            Dest::template("webhook", "shop", &table)
+                .rate_limit(1)
+                .retry(Retry::fast().immediate(3, 1100).max_age_secs(600))
+                .circuit(common::Circuit::disabled()),
+        )
+        .var("HOOK_SECRET", &STANDARD.encode("signing-key"));
+    env.declare().await;
+    for i in 0..N {
+        let event = Event::attributed(&format!("late-{i}"), "order", "shop", &format!("c{i}"))
+            .order(&format!("o{i}"), "10.00");
+        env.publish(&event.body()).await;
+    }
+    let running = env.start(&config).await;
+    until(&running, "every event delivered", |m| {
+        common::deliveries(m, "webhook", "delivered") == N as u64
+    })
+    .await;
+
+    let requests = env.sandbox.requests().await.unwrap();
+    assert_eq!(requests.len(), N + 2, "{requests:?}");
+    for r in &requests {
+        let (id, ts) = (&r.headers["webhook-id"], &r.headers["webhook-timestamp"]);
+        let signature = &r.headers["webhook-signature"];
+        assert!(
+            verifies("signing-key", id, ts, &r.body, signature),
+            "{id}: the signature does not verify"
+        );
+        let signed_at: i64 = ts.parse().unwrap();
+        let age = r.received_at.timestamp() - signed_at;
+        assert!(
+            (0..=1).contains(&age),
+            "{id} arrived {age} s after its timestamp ({ts}, received {})",
+            r.received_at
+        );
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339(body["at"].as_str().unwrap()).unwrap();
+        let late = r.received_at.timestamp_millis() - at.timestamp_millis();
+        assert!(
+            (-50..=1000).contains(&late),
+            "{id}: {{now}} is {late} ms before it arrived"
+        );
+        let sent: i64 = r.headers["x-sent-at"].parse().unwrap();
+        let late = r.received_at.timestamp_millis() - sent;
+        assert!(
+            (-50..=1000).contains(&late),
+            "{id}: {{sent}} is {late} ms before it arrived"
+        );
+    }
+    // The event tried three times in a row: each try signed at its own time.
+    let tries: Vec<i64> = requests
+        .iter()
+        .filter(|r| r.path == "/hooks/late-0")
+        .map(|r| r.headers["webhook-timestamp"].parse().unwrap())
+        .collect();
+    assert_eq!(tries.len(), 3, "{requests:?}");
+    assert!(
+        tries.windows(2).all(|w| w[0] < w[1]),
+        "each retry is signed again: {tries:?}"
+    );
+    assert!(env.take_dead_letters().await.is_empty());
+}

@@ -177,7 +177,16 @@ impl Partner {
         self.render_at(destination, event, chrono::Utc::now())
     }
 
-    /// [`Partner::render`] for an attempt at `now`: the time a signature and the `now`
+    /// Whether a request carries the time it is made: a Standard Webhooks signature's
+    /// timestamp, or the `now` macro. Such a request is rendered again right before each try
+    /// goes on the wire, after every wait (a concurrency slot, the rate limit, a pause
+    /// between tries), so that what it says of the time is when it was sent.
+    pub fn timed(&self) -> bool {
+        self.signer.as_ref().is_some_and(sign::Signer::timed)
+            || matches!(&self.format, Format::Template(t) if t.sends_now())
+    }
+
+    /// [`Partner::render`] for a try at `now`: the time a signature and the `now`
     /// macro carry. Every other part of the request depends on the event alone.
     pub fn render_at(
         &self,

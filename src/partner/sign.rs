@@ -222,6 +222,12 @@ impl Signer {
         &self.secrets
     }
 
+    /// Whether the signature carries the time it was made (Standard Webhooks'
+    /// `webhook-timestamp`, which receivers hold to a tolerance of a few minutes).
+    pub fn timed(&self) -> bool {
+        self.scheme == Scheme::StandardWebhooks
+    }
+
     /// Adds the signature headers to `r`, for the event `id`, at `now`.
     pub(crate) fn sign(&self, r: &mut Rendered, id: &str, now: DateTime<Utc>) {
         let over = self.over.unwrap_or(if r.body.is_some() {

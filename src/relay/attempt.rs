@@ -92,17 +92,19 @@ impl Relay {
             .status_of(event)
             .filter(|_| delivery.recovery.is_none())
             .map(|s| (keys::conversion(&config.name, &s.order), s));
-        let shown = self.journal.is_some().then(|| self.shown_request(&request));
         let (claim, lock) = match self.hold(dest, event, &delivery, &status, lease, now).await {
             Ok(holds) => holds,
             Err(Stop::Now(outcome)) => return outcome.into(),
             Err(Stop::Wait(why)) => return wait(delivery, why, config, now).into(),
         };
         let holds: Vec<&Held> = std::iter::once(&claim).chain(&lock).collect();
-        let mut attempted = self
+        let (mut attempted, sent) = self
             .call_partner(dest, event, delivery, first, &request, &holds, taken)
             .await;
         drop(holds);
+        // The request as it was last sent, when it was made again for its try.
+        let sent = sent.as_ref().unwrap_or(&request);
+        let shown = self.journal.is_some().then(|| self.shown_request(sent));
         if let Outcome::Delivered { .. } = attempted.outcome {
             let rank = status.as_ref().map(|(key, s)| (key.as_str(), s.rank));
             self.record_accepted(claim, lock, rank, dest, event).await;

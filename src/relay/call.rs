@@ -1,8 +1,11 @@
-//! The partner calls of one attempt: the circuit asked first, then up to `tries` calls in a
-//! row, in-process, while the answer is worth retrying and a short pause is enough (longer
-//! waits belong to the broker's retry tiers). Before each call the delivery waits for a
-//! concurrency slot and the rate limit, and then checks that its claim is still held: a
-//! delivery whose claim was lost is never sent.
+//! The partner calls of one attempt: up to `tries` calls in a row, in-process, while the
+//! answer is worth retrying and a short pause is enough (longer waits belong to the broker's
+//! retry tiers). Before each call the delivery waits for a concurrency slot and the rate
+//! limit; after those waits, right before the call, it asks again everything that may have
+//! changed meanwhile: whether the destination was paused, whether its claim is still held (a
+//! delivery whose claim was lost is never sent), whether the circuit lets a call through, and
+//! the time the request carries (a signature's timestamp, the `now` macro), which is made
+//! there.
 
 use std::time::{Duration, Instant};
 
@@ -33,11 +36,15 @@ pub(super) struct Report {
     pub last: LastAnswer,
     /// Every call, for the journal.
     pub calls: Vec<Call>,
+    /// The last request sent, when it was made again for its try (it carries the time).
+    pub sent: Option<Request>,
 }
 
 pub(super) enum End {
     /// The partner answered the last call (or it failed on the way); what that means.
     Answered(Verdict),
+    /// The circuit was open when the first call was due: nothing was sent.
+    CircuitOpen(Duration),
     /// The claim was lost before a call could go out: nothing more was sent.
     ClaimLost,
     /// The store could not confirm the claim before a call: nothing more was sent.
@@ -47,6 +54,8 @@ pub(super) enum End {
     /// The HTTP client refused to build the request: nothing was sent, and the same request
     /// never will be.
     Unsendable(String),
+    /// The request could not be made again for its try: nothing was sent.
+    Unrenderable(String),
 }
 
 impl Report {
@@ -85,8 +94,9 @@ impl Report {
 }
 
 impl Relay {
-    /// Asks the partner's circuit, calls the partner (with the in-process tries on the event's
-    /// `first` pass), and decides: delivered, another try later, or a dead letter.
+    /// Calls the partner (with the in-process tries on the event's `first` pass), each call
+    /// behind its waits and checks, and decides: delivered, another try later, or a dead
+    /// letter. Gives the last request sent too, when it was made again for its try.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn call_partner(
         &self,
@@ -97,19 +107,20 @@ impl Relay {
         request: &Request,
         holds: &[&Held],
         taken: &Taken<'_>,
-    ) -> Attempted {
+    ) -> (Attempted, Option<Request>) {
         let before = delivery.attempts;
-        let (outcome, mut calls) = self
+        let (outcome, mut calls, sent) = self
             .calls(dest, event, delivery, first, request, holds, taken)
             .await;
         for c in &mut calls {
             c.attempt += before;
         }
-        Attempted {
+        let attempted = Attempted {
             outcome,
             request: None,
             calls,
-        }
+        };
+        (attempted, sent)
     }
 
     /// [`Relay::call_partner`]'s calls and decision, with the calls made.
@@ -123,8 +134,28 @@ impl Relay {
         request: &Request,
         holds: &[&Held],
         taken: &Taken<'_>,
-    ) -> (Outcome, Vec<Call>) {
+    ) -> (Outcome, Vec<Call>, Option<Request>) {
         let config = &dest.config;
+        // An open circuit is known without waiting for a slot: the delivery goes back to the
+        // retry tiers at once. The circuit is asked again, and decides, right before each call.
+        if let Some(open_for) = dest.circuit_waits() {
+            let now = (Utc::now(), rand::random());
+            let not_now = NotNow::CircuitOpen(open_for);
+            let waits = after(not_now, delivery, config, request, None, taken, now);
+            return (waits, Vec::new(), None);
+        }
+        let tries = if first {
+            config.retry.immediate_attempts
+        } else {
+            1
+        };
+        let report = self
+            .tries(dest, request, event, tries, holds, taken.at)
+            .await;
+        delivery.attempts += report.tries;
+        delivery.record(report.history);
+        let (calls, sent) = (report.calls, report.sent);
+        let request = sent.as_ref().unwrap_or(request);
         let decide = |not_now, delivery, last: Option<&LastAnswer>| {
             after(
                 not_now,
@@ -136,69 +167,44 @@ impl Relay {
                 (Utc::now(), rand::random()),
             )
         };
-        let admitted = dest.admit().await;
-        let probe = admitted == Admit::Probe;
-        let tries = match admitted {
-            // The partner keeps failing: the delivery waits in the retry tiers, no call made.
-            Admit::Wait(open_for) => {
-                return (
-                    decide(NotNow::CircuitOpen(open_for), delivery, None),
-                    Vec::new(),
-                );
-            }
-            Admit::Probe => 1,
-            Admit::Call if first => config.retry.immediate_attempts,
-            Admit::Call => 1,
+        let dead = |detail: String, delivery: &Delivery| {
+            let reason = crate::reason::Reason::RenderError;
+            Outcome::dead(reason, detail, delivery, Some(request), None, taken)
         };
-        let report = self
-            .tries(
-                dest,
-                request,
-                &event.event_id,
-                (tries, probe),
-                holds,
-                taken.at,
-            )
-            .await;
-        delivery.attempts += report.tries;
-        delivery.record(report.history);
-        let calls = report.calls;
-        let verdict = match report.end {
-            End::Answered(v) => v,
-            End::ClaimLost => return (wait(delivery, Wait::ClaimLost, config, Utc::now()), calls),
-            End::StoreUnavailable => {
-                let waits = wait(delivery, Wait::StoreUnavailable, config, Utc::now());
-                return (waits, calls);
-            }
-            End::Paused => return (paused(delivery, config, Utc::now()), calls),
-            End::Unsendable(why) => {
-                let detail = format!("the HTTP client cannot send this request: {why}");
-                let reason = crate::reason::Reason::RenderError;
-                let dead = Outcome::dead(reason, detail, &delivery, Some(request), None, taken);
-                return (dead, calls);
-            }
-        };
-        let outcome = match Option::<NotNow>::from(verdict) {
-            None => Outcome::Delivered {
-                attempts: delivery.attempts,
-                occurred_at: event.occurred_at,
+        let outcome = match report.end {
+            End::Answered(verdict) => match Option::<NotNow>::from(verdict) {
+                None => Outcome::Delivered {
+                    attempts: delivery.attempts,
+                    occurred_at: event.occurred_at,
+                },
+                Some(not_now) => decide(not_now, delivery, Some(&report.last)),
             },
-            Some(not_now) => decide(not_now, delivery, Some(&report.last)),
+            End::CircuitOpen(open_for) => decide(NotNow::CircuitOpen(open_for), delivery, None),
+            End::ClaimLost => wait(delivery, Wait::ClaimLost, config, Utc::now()),
+            End::StoreUnavailable => wait(delivery, Wait::StoreUnavailable, config, Utc::now()),
+            End::Paused => paused(delivery, config, Utc::now()),
+            End::Unsendable(why) => dead(
+                format!("the HTTP client cannot send this request: {why}"),
+                &delivery,
+            ),
+            End::Unrenderable(why) => dead(why, &delivery),
         };
-        (outcome, calls)
+        (outcome, calls, sent)
     }
 
     /// Calls the partner up to `tries` times in a row while the answer is retryable, pausing
-    /// with exponential backoff and jitter between calls. Before each call, every one of
-    /// `holds` (the delivery's claim, the conversion's lock) must still be held. Reports every
-    /// call to the circuit, and the time from `taken` (the message coming off its queue) to
-    /// the first call.
+    /// with exponential backoff and jitter between calls. Each call first waits for a
+    /// concurrency slot and the rate limit; then, right before it goes, the destination must
+    /// not be paused, every one of `holds` (the delivery's claim, the conversion's lock) must
+    /// still be held, and the circuit must let it through; a request that carries the time is
+    /// made again then. Reports every call to the circuit before its slot is let go, and the
+    /// time from `taken` (the message coming off its queue) to the first call.
     async fn tries(
         &self,
         dest: &Destination,
         req: &Request,
-        event_id: &str,
-        (tries, probe): (u32, bool),
+        event: &ConversionEvent,
+        tries: u32,
         holds: &[&Held],
         taken: Instant,
     ) -> Report {
@@ -216,41 +222,98 @@ impl Relay {
             history: Vec::new(),
             last: LastAnswer::default(),
             calls: Vec::new(),
+            sent: None,
         };
+        let timed = dest.config.partner.timed();
+        let event_id = event.event_id.as_str();
+        let mut last: Option<Verdict> = None;
         loop {
             let slot = dest.slot().await;
-            // The wait for a slot or the rate limit can be long: a pause that came meanwhile
-            // holds this call too.
-            if self.paused.is_paused(dest.name()) {
-                report.end = End::Paused;
-                return report;
-            }
-            if let Err(end) = self.still_held(dest, holds, event_id).await {
-                report.end = end;
-                return report;
-            }
-            let at = Utc::now();
-            let first = (report.tries == 0).then_some(taken);
-            let (answer, latency_ms) = self
-                .send(dest, req, event_id, report.tries + 1, first)
-                .await;
-            drop(slot);
-            if let CallResult::Unsendable(why) = &answer.result {
-                // Not the partner's doing: the circuit is not told, and nothing was sent.
-                report.end = End::Unsendable(why.clone());
-                return report;
-            }
-            let verdict = report.answered(dest, answer, (at, latency_ms));
-            dest.report(!matches!(verdict, Verdict::Retry { .. }), probe)
-                .await;
-            let closed = dest.circuit_closed();
-            match next_try(&verdict, pauses.next(), policy.pause_cap(), closed) {
-                Some(pause) => tokio::time::sleep(pause).await,
-                None => {
-                    report.end = End::Answered(verdict);
+            match self.ready_to_call(dest, holds, event_id, last.take()).await {
+                Ok(probe) => {
+                    let remade;
+                    let request = if timed {
+                        match dest
+                            .config
+                            .partner
+                            .render_at(dest.name(), event, Utc::now())
+                        {
+                            Ok(r) => {
+                                remade = r;
+                                &remade
+                            }
+                            Err(e) => {
+                                report.end = End::Unrenderable(e.to_string());
+                                return report;
+                            }
+                        }
+                    } else {
+                        req
+                    };
+                    let at = Utc::now();
+                    let first = (report.tries == 0).then_some(taken);
+                    let (answer, latency_ms) = self
+                        .send(dest, request, event_id, report.tries + 1, first)
+                        .await;
+                    if timed {
+                        report.sent = Some(request.clone());
+                    }
+                    if let CallResult::Unsendable(why) = &answer.result {
+                        // Not the partner's doing: the circuit is not told, and nothing was sent.
+                        report.end = End::Unsendable(why.clone());
+                        return report;
+                    }
+                    let verdict = report.answered(dest, answer, (at, latency_ms));
+                    // Told before the slot is let go: the next call that takes it asks a
+                    // circuit that knows of this one.
+                    dest.report(!matches!(verdict, Verdict::Retry { .. }), probe)
+                        .await;
+                    drop(slot);
+                    // A probe is one call: its answer decides for the others.
+                    let pause = pauses.next().filter(|_| !probe);
+                    match next_try(&verdict, pause, policy.pause_cap(), dest.circuit_closed()) {
+                        Some(pause) => {
+                            last = Some(verdict);
+                            tokio::time::sleep(pause).await;
+                        }
+                        None => {
+                            report.end = End::Answered(verdict);
+                            return report;
+                        }
+                    }
+                }
+                Err(end) => {
+                    report.end = end;
                     return report;
                 }
             }
+        }
+    }
+
+    /// What is asked again right before each call, after the waits for a slot and the rate
+    /// limit: a pause that came meanwhile, the holds, and the circuit (asked last, as it may
+    /// hand this call the probe). `last`: the answer to the attempt's previous call, which
+    /// stands when the circuit opened during the pause after it. `Ok(probe)`: the call may go,
+    /// and whether it is the half-open circuit's probe, whose answer decides for the others.
+    async fn ready_to_call(
+        &self,
+        dest: &Destination,
+        holds: &[&Held],
+        event_id: &str,
+        last: Option<Verdict>,
+    ) -> Result<bool, End> {
+        if self.paused.is_paused(dest.name()) {
+            return Err(End::Paused);
+        }
+        self.still_held(dest, holds, event_id).await?;
+        match dest.admit().await {
+            Admit::Call => Ok(false),
+            Admit::Probe => Ok(true),
+            Admit::Wait(open_for) => Err(match last {
+                // A call failed, and the circuit opened before the next: the failure stands.
+                Some(verdict) => End::Answered(verdict),
+                None => End::CircuitOpen(open_for),
+            }),
         }
     }
 

@@ -55,6 +55,13 @@ impl Destination {
         permit
     }
 
+    /// How much longer the circuit stays open, as this replica knows it without asking
+    /// anyone; `None` when a call may be due (the circuit decides with [`Destination::admit`],
+    /// right before the call).
+    pub fn circuit_waits(&self) -> Option<std::time::Duration> {
+        self.circuit.waits()
+    }
+
     /// Whether the circuit lets a call through now.
     pub async fn admit(&self) -> Admit {
         let admit = self.circuit.admit().await;

@@ -266,6 +266,8 @@ pub struct Dest {
     #[serde(skip_serializing_if = "Option::is_none")]
     rate_limit_per_sec: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     click_lifetime_days: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     missing: Option<String>,
@@ -308,6 +310,7 @@ impl Dest {
             base_url: None,
             timeout_ms: None,
             rate_limit_per_sec: None,
+            concurrency: None,
             click_lifetime_days: None,
             missing: None,
             matcher: Match {
@@ -375,6 +378,12 @@ impl Dest {
 
     pub fn rate_limit(mut self, per_sec: u32) -> Dest {
         self.rate_limit_per_sec = Some(per_sec);
+        self
+    }
+
+    /// Calls in flight at once, per relay process.
+    pub fn concurrency(mut self, n: usize) -> Dest {
+        self.concurrency = Some(n);
         self
     }
 

@@ -294,6 +294,13 @@ impl Macros {
             .any(|u| u == "status" || self.derived.get(u).is_some_and(|d| d.from == "status"))
     }
 
+    /// Whether any of `used` is the time of the try (`now`), or a macro of the destination's
+    /// own from it: a request that carries it is rendered again right before each try.
+    pub fn sends_now(&self, used: &[String]) -> bool {
+        used.iter()
+            .any(|u| u == "now" || self.derived.get(u).is_some_and(|d| d.from == "now"))
+    }
+
     /// Whether `name` is written as a JSON number when it is a JSON string alone.
     pub fn is_number(&self, name: &str) -> bool {
         self.derived.get(name).is_some_and(|d| d.number)

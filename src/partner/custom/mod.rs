@@ -438,6 +438,12 @@ impl Custom {
         self.body.is_some()
     }
 
+    /// Whether its requests carry the time of the try (the `now` macro, or one of its own
+    /// from it).
+    pub fn sends_now(&self) -> bool {
+        self.macros.sends_now(&self.used)
+    }
+
     pub fn status_class(&self, event: &ConversionEvent) -> Option<(&'static str, bool)> {
         if !self.status_order {
             return None;
