@@ -15,13 +15,24 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 
 /// Liveness and readiness, shared between the relay and the HTTP listener.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Health {
     ready: AtomicBool,
-    /// The store stopped answering (Redis away): deliveries wait until it is back.
-    store_down: AtomicBool,
+    /// Whether the store answered its last check: while it does not (Redis away), the relay
+    /// takes no messages, and nothing is sent.
+    store: tokio::sync::watch::Sender<bool>,
     /// Reloads under way that keep the relay ready (see [`Health::hold_ready`]).
     held: AtomicUsize,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health {
+            ready: AtomicBool::new(false),
+            store: tokio::sync::watch::Sender::new(true),
+            held: AtomicUsize::new(0),
+        }
+    }
 }
 
 /// Keeps a ready relay ready while it changes configuration: the old generation finishing its
@@ -38,11 +49,17 @@ impl Drop for ReadyHold {
 impl Health {
     /// Whether the store answered its last check.
     pub fn store_reachable(&self) -> bool {
-        !self.store_down.load(Ordering::Relaxed)
+        *self.store.borrow()
     }
 
     pub fn set_store_reachable(&self, v: bool) {
-        self.store_down.store(!v, Ordering::Relaxed);
+        self.store
+            .send_if_modified(|up| std::mem::replace(up, v) != v);
+    }
+
+    /// Whether the store answers, as it changes: the sessions take messages only while it does.
+    pub fn store_watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.store.subscribe()
     }
 
     /// Ready: connected to the broker and consuming from every relay queue, or changing
@@ -144,7 +161,7 @@ fn readiness(consuming: Consuming, store: bool) -> (StatusCode, &'static str) {
         ),
         (Consuming::Yes | Consuming::Reloading, false) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "degraded: the store does not answer; deliveries wait (none is sent without its claim) until it is back\n",
+            "degraded: the store does not answer; the relay takes no messages and sends nothing (none is sent without its claim) until it is back\n",
         ),
     }
 }
@@ -164,7 +181,8 @@ pub async fn watch_store(
                 tracing::info!(message = "the store answers again");
             } else {
                 tracing::error!(
-                    message = "the store does not answer; deliveries wait until it is back"
+                    message =
+                        "the store does not answer; the relay takes no messages until it is back"
                 );
             }
         }

@@ -105,6 +105,15 @@ impl Drop for Redis {
     }
 }
 
+/// Events the relay has taken off the events queue.
+fn taken(running: &postback_relay::relay::Running) -> u64 {
+    running
+        .metrics
+        .events_consumed
+        .with_label_values(&["lead"])
+        .get()
+}
+
 async fn readyz(addr: std::net::SocketAddr) -> (u16, String) {
     match reqwest::get(format!("http://{addr}/readyz")).await {
         Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
@@ -160,9 +169,15 @@ async fn redis_stopped_and_restarted_mid_flow_loses_nothing_and_doubles_nothing(
         .await;
         let degraded = readyz(running.http_addr).await.1;
         let sent_while_down = env.sandbox.requests().await.unwrap().len();
+        let taken_while_down = taken(&running);
         // Longer than a claim's renewal, a record's retries and the readiness probe.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
         let sent_after = env.sandbox.requests().await.unwrap().len();
+        let taken_after = taken(&running);
+        assert_eq!(
+            taken_after, taken_while_down,
+            "the relay took events while the store did not answer"
+        );
         redis.up();
         eventually(Duration::from_secs(20), "/readyz ready again", || async {
             readyz(running.http_addr).await.0 == 200

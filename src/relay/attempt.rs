@@ -135,6 +135,10 @@ impl Relay {
             Some(recovery) => keys::recovered(dest.name(), &event.event_id, recovery),
             None => keys::delivery(dest.name(), &event.event_id),
         };
+        if !self.health.store_reachable() {
+            // Known to be away: no need to wait for it to say so.
+            return Err(Stop::Wait(Wait::StoreUnavailable));
+        }
         let claim = match self.store.claim(&key, lease).await {
             Ok(Claim::Acquired(held)) => held,
             Ok(Claim::Delivered) => {

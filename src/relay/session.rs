@@ -300,7 +300,10 @@ impl Relay {
             .collect()
     }
 
-    /// Takes messages and hands each to a task of its own, until the session ends.
+    /// Takes messages and hands each to a task of its own, until the session ends. While the
+    /// store does not answer, it takes none: nothing could be sent without a claim, and the
+    /// messages wait in their queues, in order, their retry budget unspent, rather than being
+    /// moved to the retry tiers and back until the store returns.
     async fn consume(
         self: &Arc<Self>,
         session: &mut Session,
@@ -314,7 +317,9 @@ impl Relay {
         } = session;
         let (recorder, settler, failed) = (&session.recorder, &session.settler, &session.failed);
         let (conn, pub_conn) = (&session.conn, &session.pub_conn);
+        let mut store = self.health.store_watch();
         loop {
+            let taking = *store.borrow_and_update();
             let next = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return SessionEnd::Shutdown,
@@ -332,8 +337,9 @@ impl Relay {
                     }
                     continue;
                 }
-                next = events.consumer.next() => (events.queue, next),
-                next = deliveries.consumer.next() => (deliveries.queue, next),
+                Ok(()) = store.changed() => continue,
+                next = events.consumer.next(), if taking => (events.queue, next),
+                next = deliveries.consumer.next(), if taking => (deliveries.queue, next),
             };
             match next {
                 (queue, Some(Ok(message))) => {
