@@ -298,3 +298,45 @@ async fn a_broker_node_gone_moves_the_relay_to_the_next_address() {
     );
     eprintln!("moved to the next broker address in {moved_in:?}");
 }
+
+/// The node the relay is on goes silent (a host gone without a word: no reset, no close), and
+/// the relay finds its connections dead by their heartbeats. It moves to the next address
+/// without first waiting on connections it knows are dead: from the moment it stops being
+/// ready, the reconnect's pause (0.5 s) and the silent node's connect timeout (2 s) are all
+/// it takes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_broker_node_is_left_without_waiting_on_its_dead_connections() {
+    let env = Env::new().await;
+    let (first, second) = (Proxy::start().await, Proxy::start().await);
+    let config = env.default_config().broker_nodes(
+        &format!("{}?heartbeat=1", first.url()),
+        &[second.url()],
+        2,
+    );
+    let running = env.start(&config).await;
+    first.silence();
+    let silent_at = Instant::now();
+    let health = running.health.clone();
+    eventually(WAIT, "the silent node noticed", || {
+        let h = health.clone();
+        async move { !h.is_ready() }
+    })
+    .await;
+    let noticed = silent_at.elapsed();
+    eventually(WAIT, "consuming through the next address", || {
+        let h = health.clone();
+        async move { h.is_ready() }
+    })
+    .await;
+    let moved = silent_at.elapsed() - noticed;
+    eprintln!("noticed the silent node in {noticed:?}, consuming again {moved:?} later");
+    assert!(
+        moved < Duration::from_millis(3_500),
+        "{moved:?} from noticing the dead node to consuming again: more than the pause and one connect timeout"
+    );
+    env.publish(&event("after", "lead", "after", None)).await;
+    until(&running, "delivered through the next address", |m| {
+        deliveries(m, "powerspace", "delivered") == 1
+    })
+    .await;
+}

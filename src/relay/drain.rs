@@ -75,11 +75,16 @@ impl Relay {
             ..
         } = session;
         self.adopt(tasks);
-        let closing = async {
-            let _ = conn.close(200, "reconnecting".into()).await;
-            let _ = pub_conn.close(200, "reconnecting".into()).await;
+        // The next session does not wait for this one's connections: one that failed is
+        // known dead, and the other, to the same node, is likely dead too, and would hold the
+        // reconnect for the whole close budget. Those that still look alive are closed on the
+        // side, within the budget.
+        let closing = async move {
+            let _ = tokio::join!(close_if_alive(&conn), close_if_alive(&pub_conn));
         };
-        let _ = tokio::time::timeout(CLOSE_BUDGET, closing).await;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(CLOSE_BUDGET, closing).await;
+        });
     }
 
     /// Keeps a lost session's work running, and forgets the finished work of earlier ones.
@@ -98,6 +103,13 @@ impl Relay {
         for mut tasks in orphans {
             finish(&mut tasks, deadline).await;
         }
+    }
+}
+
+/// Closes `conn` unless it is known to be closed or failed already.
+async fn close_if_alive(conn: &lapin::Connection) {
+    if conn.status().connected() {
+        let _ = conn.close(200, "reconnecting".into()).await;
     }
 }
 
