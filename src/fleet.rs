@@ -54,6 +54,11 @@ impl Fleet {
     pub(crate) fn paused_key(&self) -> String {
         crate::pause::key(&self.prefix)
     }
+
+    /// The fleet's mark, which tells that Redis forgot ([`crate::pause`]).
+    pub(crate) fn mark_key(&self) -> String {
+        crate::pause::mark_key(&self.prefix)
+    }
 }
 
 /// A destination's rate limit: this process's own, or the fleet's.

@@ -150,6 +150,8 @@ pub struct Metrics {
     pub store_up: IntGauge,
     /// Broker connections made after the first.
     pub broker_reconnects: IntCounter,
+    /// Times the store's Redis was found to have forgotten the fleet's state.
+    pub store_state_lost: IntCounter,
     /// Configuration reloads (SIGHUP), by result: `applied` or `refused`.
     pub config_reloads: IntCounterVec,
 }
@@ -260,6 +262,10 @@ impl Metrics {
             broker_reconnects: r.counter(
                 "broker_reconnects_total",
                 "Broker connections made after the first one.",
+            ),
+            store_state_lost: r.counter(
+                "store_state_lost_total",
+                "Times this relay found that the store's Redis had forgotten the fleet's state (a restart without its data, a flush, an eviction). The pauses it knew are written back; which deliveries were accepted and which statuses were sent before is lost.",
             ),
             registry: r.0.clone(),
         };

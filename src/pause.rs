@@ -6,10 +6,18 @@
 //! beside the store's file (`{store path}.paused.json`), written whole and renamed into place.
 //! A running relay reads it again every [`POLL`], so a pause or a resume takes effect within
 //! that time (plus the first retry delay for a delivery already waiting).
+//!
+//! Redis can forget (a restart without its data, a flush, an eviction), and an empty hash
+//! reads like a fleet where nothing is paused. So the relay keeps a mark beside the hash
+//! (`{prefix}:mark`, a value the first relay sets) and reads both at once: a mark gone or
+//! changed means Redis forgot, and the relay writes back every pause it knew before taking it
+//! in, warns, and counts it (`postback_relay_store_state_lost_total`). What it cannot write
+//! back (which deliveries were accepted, which statuses were sent) is lost: the warning says
+//! so.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -50,7 +58,39 @@ pub enum Pauses {
     Redis {
         conn: redis::aio::ConnectionManager,
         key: String,
+        /// The fleet's mark: gone or changed when Redis forgot.
+        mark: String,
     },
+}
+
+/// The paused destinations as read, with the fleet's mark when they are in Redis.
+struct Read {
+    paused: BTreeMap<String, Paused>,
+    /// `None` for the file, or a Redis without a mark.
+    mark: Option<String>,
+}
+
+/// Reads the mark and the paused destinations at once.
+static READ: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new("return {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2])}")
+});
+
+/// Writes back the pauses a relay knew (each unless set since), sets the mark unless one is
+/// set, and reads both at once.
+static RESTORE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "for i = 2, #ARGV, 2 do redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) end
+         redis.call('SET', KEYS[1], ARGV[1], 'NX')
+         return {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2])}",
+    )
+});
+
+/// A field another program wrote wrongly still pauses its destination.
+fn who_of(v: &[u8]) -> Paused {
+    serde_json::from_slice(v).unwrap_or(Paused {
+        by: "unknown".into(),
+        at: DateTime::<Utc>::UNIX_EPOCH,
+    })
 }
 
 impl Pauses {
@@ -66,6 +106,7 @@ impl Pauses {
                 Ok(Pauses::Redis {
                     conn,
                     key: key(key_prefix),
+                    mark: mark_key(key_prefix),
                 })
             }
         }
@@ -78,6 +119,7 @@ impl Pauses {
             (Some(fleet), _) => Pauses::Redis {
                 conn: fleet.conn(),
                 key: fleet.paused_key(),
+                mark: fleet.mark_key(),
             },
             (None, StoreConfig::Embedded { path, .. }) => Pauses::File(beside(path)),
             (None, StoreConfig::Redis { key_prefix, .. }) => {
@@ -91,24 +133,38 @@ impl Pauses {
     pub async fn list(&self) -> Result<BTreeMap<String, Paused>, PauseError> {
         match self {
             Pauses::File(path) => read_file(path),
-            Pauses::Redis { conn, key } => {
-                let all: BTreeMap<String, Vec<u8>> = redis::cmd("HGETALL")
-                    .arg(key)
-                    .query_async(&mut conn.clone())
-                    .await?;
-                // A field another program wrote wrongly still pauses its destination.
-                Ok(all
-                    .into_iter()
-                    .map(|(name, v)| {
-                        let who = serde_json::from_slice(&v).unwrap_or(Paused {
-                            by: "unknown".into(),
-                            at: DateTime::<Utc>::UNIX_EPOCH,
-                        });
-                        (name, who)
-                    })
-                    .collect())
+            Pauses::Redis { .. } => Ok(self.read().await?.paused),
+        }
+    }
+
+    /// Every paused destination, and the fleet's mark with them (for Redis).
+    async fn read(&self) -> Result<Read, PauseError> {
+        match self {
+            Pauses::File(path) => Ok(Read {
+                paused: read_file(path)?,
+                mark: None,
+            }),
+            Pauses::Redis { conn, key, mark } => {
+                let mut read = READ.key(mark);
+                read.key(key);
+                Ok(of_redis(read.invoke_async(&mut conn.clone()).await?))
             }
         }
+    }
+
+    /// Writes back `known` (each destination unless Redis has it since), marks Redis as the
+    /// fleet's unless it is marked, and reads it all again. Redis only.
+    async fn restore(&self, known: &BTreeMap<String, Paused>) -> Result<Read, PauseError> {
+        let Pauses::Redis { conn, key, mark } = self else {
+            return self.read().await;
+        };
+        let mut restore = RESTORE.key(mark);
+        restore.key(key).arg(uuid::Uuid::new_v4().to_string());
+        for (name, who) in known {
+            let who = serde_json::to_string(who).expect("a Paused serializes");
+            restore.arg(name).arg(who);
+        }
+        Ok(of_redis(restore.invoke_async(&mut conn.clone()).await?))
     }
 
     /// Pauses `destination`; false when it already was.
@@ -122,7 +178,7 @@ impl Pauses {
                 write_file(path, &all)?;
                 Ok(new)
             }
-            Pauses::Redis { conn, key } => {
+            Pauses::Redis { conn, key, .. } => {
                 let value = serde_json::to_string(&who).expect("a Paused serializes");
                 let set: i64 = redis::cmd("HSETNX")
                     .arg(key)
@@ -147,7 +203,7 @@ impl Pauses {
                 }
                 Ok(was)
             }
-            Pauses::Redis { conn, key } => {
+            Pauses::Redis { conn, key, .. } => {
                 let removed: i64 = redis::cmd("HDEL")
                     .arg(key)
                     .arg(destination)
@@ -181,9 +237,23 @@ fn lock_file(path: &std::path::Path) -> Result<std::fs::File, PauseError> {
     Ok(f)
 }
 
+/// What [`READ`] and [`RESTORE`] answer: the mark, and the hash's fields.
+fn of_redis((mark, all): (Option<String>, BTreeMap<String, Vec<u8>>)) -> Read {
+    Read {
+        paused: all.into_iter().map(|(n, v)| (n, who_of(&v))).collect(),
+        mark,
+    }
+}
+
 /// The Redis hash of paused destinations under the store's prefix.
 pub(crate) fn key(prefix: &str) -> String {
     format!("{prefix}:paused")
+}
+
+/// The fleet's mark in Redis under the store's prefix: a Redis without it has forgotten the
+/// fleet's state, or never held it.
+pub(crate) fn mark_key(prefix: &str) -> String {
+    format!("{prefix}:mark")
 }
 
 /// The file beside the embedded store's.
@@ -255,21 +325,65 @@ fn write_file(path: &std::path::Path, all: &BTreeMap<String, Paused>) -> Result<
     Ok(())
 }
 
-/// What a running relay knows of the paused destinations, as last read.
+/// What a running relay knows of the paused destinations, as last read, and of the fleet's
+/// mark in Redis; kept across reloads.
 #[derive(Clone, Default)]
-pub struct Board(Arc<RwLock<BTreeMap<String, Paused>>>);
+pub struct Board(Arc<RwLock<Known>>);
+
+#[derive(Default)]
+struct Known {
+    paused: BTreeMap<String, Paused>,
+    mark: Option<String>,
+}
+
+/// How a read's mark compares with the one known before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Marked {
+    /// The same mark: Redis remembers.
+    Same,
+    /// The first read that found one: taken as it is.
+    First,
+    /// None yet, and none known: a Redis no relay used, or one that forgot before this relay
+    /// started (nothing tells the two apart); the relay marks it.
+    Unmarked,
+    /// The mark known is gone or changed: Redis forgot the fleet's state.
+    Forgotten,
+}
+
+fn marked(known: Option<&str>, read: Option<&str>) -> Marked {
+    match (known, read) {
+        (Some(k), Some(r)) if k == r => Marked::Same,
+        (Some(_), _) => Marked::Forgotten,
+        (None, Some(_)) => Marked::First,
+        (None, None) => Marked::Unmarked,
+    }
+}
 
 impl Board {
     pub fn is_paused(&self, destination: &str) -> bool {
         self.0
             .read()
             .expect("pause board lock")
+            .paused
             .contains_key(destination)
     }
 
+    fn paused(&self) -> BTreeMap<String, Paused> {
+        self.0.read().expect("pause board lock").paused.clone()
+    }
+
+    fn mark(&self) -> Option<String> {
+        self.0.read().expect("pause board lock").mark.clone()
+    }
+
     /// Takes in what was read; gives the destinations whose state changed, with the new state.
-    fn update(&self, now: BTreeMap<String, Paused>) -> Vec<(String, Option<Paused>)> {
-        let mut held = self.0.write().expect("pause board lock");
+    fn update(&self, read: Read) -> Vec<(String, Option<Paused>)> {
+        let mut known = self.0.write().expect("pause board lock");
+        if read.mark.is_some() {
+            known.mark = read.mark;
+        }
+        let now = read.paused;
+        let held = &mut known.paused;
         let mut changed: Vec<_> = now
             .iter()
             .filter(|(name, _)| !held.contains_key(*name))
@@ -329,7 +443,7 @@ impl Watch {
     }
 
     async fn read(&self) {
-        match self.pauses.list().await {
+        match self.remembered().await {
             Ok(now) => {
                 for (name, who) in self.board.update(now) {
                     match who {
@@ -353,6 +467,34 @@ impl Watch {
             }
         }
     }
+
+    /// The paused destinations, after making sure Redis has not forgotten them: when it has,
+    /// every pause this relay knew is written back first.
+    async fn remembered(&self) -> Result<Read, PauseError> {
+        let read = self.pauses.read().await?;
+        let Pauses::Redis { .. } = self.pauses else {
+            return Ok(read);
+        };
+        match marked(self.board.mark().as_deref(), read.mark.as_deref()) {
+            Marked::Same | Marked::First => Ok(read),
+            Marked::Unmarked => {
+                tracing::info!(
+                    message = "the store's Redis holds no mark of the fleet: a new store, or one that lost its data before this relay started; marking it"
+                );
+                self.pauses.restore(&BTreeMap::new()).await
+            }
+            Marked::Forgotten => {
+                let known = self.board.paused();
+                let restored = self.pauses.restore(&known).await?;
+                self.metrics.store_state_lost.inc();
+                tracing::warn!(
+                    message = "the store's Redis forgot the fleet's state (a restart without its data, a flush or an eviction): the pauses this relay knew are written back; which deliveries were accepted and which statuses were sent before is lost, so a redelivered event may be sent again and a status after a later one",
+                    paused_restored = known.len(),
+                );
+                Ok(restored)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -368,18 +510,28 @@ mod tests {
 
     #[test]
     fn the_board_says_what_changed() {
+        let read = |paused: BTreeMap<String, Paused>| Read { paused, mark: None };
         let board = Board::default();
-        let changed = board.update(BTreeMap::from([("a".into(), who())]));
+        let changed = board.update(read(BTreeMap::from([("a".into(), who())])));
         assert_eq!(changed.len(), 1);
         assert!(board.is_paused("a") && !board.is_paused("b"));
         assert!(
             board
-                .update(BTreeMap::from([("a".into(), who())]))
+                .update(read(BTreeMap::from([("a".into(), who())])))
                 .is_empty()
         );
-        let changed = board.update(BTreeMap::new());
+        let changed = board.update(read(BTreeMap::new()));
         assert_eq!(changed, vec![("a".to_owned(), None)]);
         assert!(!board.is_paused("a"));
+    }
+
+    #[test]
+    fn a_mark_gone_or_changed_says_redis_forgot() {
+        assert_eq!(marked(Some("a"), Some("a")), Marked::Same);
+        assert_eq!(marked(Some("a"), None), Marked::Forgotten);
+        assert_eq!(marked(Some("a"), Some("b")), Marked::Forgotten);
+        assert_eq!(marked(None, Some("b")), Marked::First);
+        assert_eq!(marked(None, None), Marked::Unmarked);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::partner::{per_click, until_clicks};
+use common::process::metric;
 use common::{Circuit, Env, RelayProcess as Process, Retry, event, eventually, free_port};
 use postback_relay::sandbox::Rule;
 
@@ -37,22 +38,6 @@ async fn until_all_consume(env: &Env) {
         || async { env.consumers(&events).await.unwrap_or(0) >= REPLICAS as u32 },
     )
     .await;
-}
-
-/// A process's metric line's value, summed over the lines that contain every one of `parts`.
-async fn metric(port: u16, name: &str, parts: &[&str]) -> Option<f64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let values: Vec<f64> = text
-        .lines()
-        .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// The most requests the partner saw in any one second.

@@ -7,8 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::partner::until_clicks;
-use common::process::stderr;
-use common::{Circuit, Cli, ConfigBuilder, Env, Retry, deliveries, event, eventually, until};
+use common::process::{metric, stderr};
+use common::redis::{Persist, Redis};
+use common::{
+    Circuit, Cli, ConfigBuilder, Env, RelayProcess, Retry, deliveries, event, eventually, until,
+};
 use postback_relay::metrics::Metrics;
 use postback_relay::sandbox::Rule;
 
@@ -160,4 +163,118 @@ async fn pausing_an_unknown_destination_is_refused_and_changes_nothing() {
     assert!(listed.contains("no destination is paused"), "{listed}");
     let out = cli("resume", &file).args(&["powerspace"]).ok();
     assert!(String::from_utf8_lossy(&out.stdout).contains("was not paused"));
+}
+
+/// Redis comes back empty (a restart without its data): its hash of paused destinations is
+/// gone, and an empty hash reads like nothing paused. Each relay finds the fleet's mark gone,
+/// writes back the pause it knew, warns and counts it: the paused partner gets nothing, and
+/// `destination list` still shows who paused it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_outlives_a_redis_that_comes_back_empty() {
+    const N: usize = 20;
+    const REPLICAS: usize = 2;
+    let Some(mut redis) = Redis::start(Persist::Nothing) else {
+        return;
+    };
+    let env = Env::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = env
+        .config()
+        .destination(destination(&env))
+        .redis_at(&redis.url());
+    let relays: Vec<(RelayProcess, u16, std::path::PathBuf)> = (0..REPLICAS)
+        .map(|i| {
+            let port = common::free_port();
+            let own = config
+                .clone()
+                .listen(&format!("127.0.0.1:{port}"))
+                .write(&dir);
+            let (mine, log) = (
+                dir.path().join(format!("relay-{i}.toml")),
+                dir.path().join(format!("relay-{i}.log")),
+            );
+            std::fs::rename(&own, &mine).unwrap();
+            let process = RelayProcess::run_with(mine.to_str().unwrap(), &[], Some(&log));
+            (process, port, log)
+        })
+        .collect();
+    let file = dir.path().join("relay-0.toml").display().to_string();
+    let on_every = |name: &'static str, want: f64| {
+        let ports: Vec<u16> = relays.iter().map(|(_, p, _)| *p).collect();
+        async move {
+            for p in ports {
+                if metric(p, name, &["powerspace"]).await != Some(want)
+                    && metric(p, name, &[]).await != Some(want)
+                {
+                    return false;
+                }
+            }
+            true
+        }
+    };
+    eventually(Duration::from_secs(30), "every relay up", || {
+        on_every("postback_relay_destination_paused", 0.0)
+    })
+    .await;
+    cli("pause", &file)
+        .args(&["powerspace", "--by", "tester"])
+        .ok();
+    eventually(Duration::from_secs(10), "the pause seen", || {
+        on_every("postback_relay_destination_paused", 1.0)
+    })
+    .await;
+
+    redis.down();
+    redis.up();
+    eventually(Duration::from_secs(30), "Redis' forgetting noticed", || {
+        on_every("postback_relay_store_state_lost_total", 1.0)
+    })
+    .await;
+    for i in 0..N {
+        env.publish(&event(
+            &format!("e{i}"),
+            "lead",
+            &format!("empty-{i}"),
+            None,
+        ))
+        .await;
+    }
+    // Every event comes off the queue and waits, paused, for a few rounds.
+    env.until_holds(
+        &env.topology().events,
+        0,
+        Duration::from_secs(30),
+        "events taken",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = env.sandbox.requests().await.unwrap();
+    assert!(
+        sent.is_empty(),
+        "{} requests to a paused partner",
+        sent.len()
+    );
+    assert!(on_every("postback_relay_destination_paused", 1.0).await);
+    let listed = String::from_utf8_lossy(&cli("list", &file).ok().stdout).into_owned();
+    assert!(listed.contains("powerspace\tpaused by tester"), "{listed}");
+    for (_, _, log) in &relays {
+        let log = std::fs::read_to_string(log).unwrap();
+        assert!(
+            log.contains("forgot the fleet's state") && log.contains("\"WARN\""),
+            "{log}"
+        );
+        assert!(!log.contains("destination resumed"), "{log}");
+    }
+
+    cli("resume", &file).args(&["powerspace"]).ok();
+    until_clicks(
+        &env.sandbox,
+        N,
+        true,
+        Duration::from_secs(30),
+        "every event",
+    )
+    .await;
+    let per = common::partner::per_click(&env.sandbox.requests().await.unwrap(), true);
+    assert!(per.values().all(|c| *c == 1), "none twice");
 }

@@ -6,104 +6,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::partner::{per_click, until_clicks};
+use common::redis::{Persist, Redis};
 use common::{Env, Retry, event, eventually};
-
-/// A redis-server of the test's own; killed when dropped.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        let installed = Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !installed {
-            assert!(
-                std::env::var("CI").is_err(),
-                "redis-server is required in CI (scripts/test installs it)"
-            );
-            eprintln!("skipped: redis-server is not installed");
-            return None;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Redis {
-            child: None,
-            port,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        redis.up();
-        Some(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts the server (again) on its port and data directory, and waits for it.
-    fn up(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--dir", self.dir.path().to_str().unwrap()])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let answered = redis::Client::open(self.url())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if answered.is_ok() {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops the server the way an orchestrator does (SIGTERM), and waits for it to exit.
-    fn down(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// Events the relay has taken off the events queue.
 fn taken(running: &postback_relay::relay::Running) -> u64 {
@@ -124,7 +31,7 @@ async fn readyz(addr: std::net::SocketAddr) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_stopped_and_restarted_mid_flow_loses_nothing_and_doubles_nothing() {
     const N: usize = 300;
-    let Some(mut redis) = Redis::start() else {
+    let Some(mut redis) = Redis::start(Persist::AppendOnly) else {
         return;
     };
     let env = Env::new().await;

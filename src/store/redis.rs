@@ -93,6 +93,29 @@ static RAISE: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
+/// Redis' `maxmemory_policy`, from `INFO memory`'s text.
+fn eviction_policy(info: &str) -> Option<&str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+        .map(str::trim)
+}
+
+/// Warns when Redis may evict keys under memory pressure: claims and records would go
+/// without a word (the fleet's mark, which has no expiry, survives a `volatile-*` policy).
+/// A server that does not answer `INFO` (some managed services restrict it) is left alone.
+async fn warn_if_evicting(conn: &mut redis::aio::ConnectionManager) {
+    let info: Result<String, _> = redis::cmd("INFO").arg("memory").query_async(conn).await;
+    if let Ok(info) = info
+        && let Some(policy) = eviction_policy(&info)
+        && policy != "noeviction"
+    {
+        tracing::warn!(
+            message = "the store's Redis may evict keys under memory pressure, and with them claims and records of accepted deliveries: set maxmemory-policy noeviction",
+            maxmemory_policy = policy
+        );
+    }
+}
+
 impl RedisStore {
     pub(super) async fn open(
         url: &str,
@@ -107,6 +130,7 @@ impl RedisStore {
             .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let client = redis::Client::open(info)?;
         let conn = redis::aio::ConnectionManager::new(client).await?;
+        warn_if_evicting(&mut conn.clone()).await;
         let renewals = Arc::new(Renewals::default());
         let batch = Batcher::start(conn.clone());
         tokio::spawn(renew_held(Arc::downgrade(&renewals), batch.clone()));
@@ -332,5 +356,15 @@ async fn renew_held(renewals: Weak<Renewals>, batch: Batcher) {
             }
         });
         futures_util::future::join_all(renewing).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_eviction_policy_is_read_from_info_memory() {
+        let info = "# Memory\r\nused_memory:1\r\nmaxmemory_policy:allkeys-lru\r\nmem_fragmentation_ratio:1\r\n";
+        assert_eq!(super::eviction_policy(info), Some("allkeys-lru"));
+        assert_eq!(super::eviction_policy("# Memory\r\n"), None);
     }
 }

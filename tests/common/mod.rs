@@ -11,6 +11,7 @@ pub mod partner;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod redis;
 pub mod wait;
 
 pub use config::{
