@@ -260,6 +260,78 @@ macros = { am = { from = "amount", money = "minor" } }
 }
 
 #[test]
+fn less_takes_amounts_of_the_order_off_a_money_macro() {
+    let mut e = order();
+    let o = e.order.as_mut().unwrap();
+    o.shipping = Some("5.00".parse().unwrap());
+    o.tax = Some("15".parse().unwrap());
+    let r = ok(
+        r#"[destinations.template]
+syntax = "brace"
+url = "https://p.example/?net={net}&cents={cents}&exact={exact}&a={amount}"
+[destinations.template.macros]
+net = { from = "amount", less = ["shipping", "tax"] }
+cents = { from = "amount", less = ["tax"], money = "minor" }
+exact = { from = "amount", less = ["shipping"], money = "decimal" }
+"#,
+        &e,
+    );
+    // Two decimals unless a form is given; the amount itself is unchanged.
+    assert!(
+        r.url.ends_with("?net=69.99&cents=7499&exact=84.99&a=89.99"),
+        "{}",
+        r.url
+    );
+    // An amount the order lacks counts 0; without the amount itself there is no value.
+    let dest = "[destinations.template]\nsyntax = \"brace\"\nurl = \"https://p.example/?net={net}\"\nmacros = { net = { from = \"amount\", less = [\"shipping\", \"tax\"] } }\n";
+    assert!(ok(dest, &order()).url.ends_with("?net=89.99"));
+    let mut no_amount = e.clone();
+    no_amount.order.as_mut().unwrap().amount = None;
+    assert!(ok(dest, &no_amount).url.ends_with("?net="));
+    // Below zero: a render error naming the amounts.
+    let mut over = e.clone();
+    over.order.as_mut().unwrap().shipping = Some("80".parse().unwrap());
+    let err = render(dest, &over).unwrap_err();
+    assert!(matches!(err, RenderError::Invalid(_)));
+    assert_eq!(
+        err.to_string(),
+        "macro net: order.shipping (80) and order.tax (15) come to more than order.amount (89.99)"
+    );
+    // Exactly the amount: zero.
+    over.order.as_mut().unwrap().shipping = Some("74.99".parse().unwrap());
+    assert!(ok(dest, &over).url.ends_with("?net=0.00"));
+    // What it is for, checked at load.
+    for (macros, want) in [
+        (
+            "x = { from = \"click_id\", less = [\"tax\"] }",
+            "template.macros.x.less`: is for an amount of the order (amount, shipping, tax, commission)",
+        ),
+        (
+            "x = { from = \"amount\", less = [\"tracked_amount\"] }",
+            "template.macros.x.less`: \"tracked_amount\" is not an amount of the order other than amount (shipping, tax, commission)",
+        ),
+        (
+            "x = { from = \"amount\", less = [\"amount\"] }",
+            "\"amount\" is not an amount of the order other than amount",
+        ),
+        (
+            "x = { from = \"amount\", less = [\"tax\", \"tax\"] }",
+            "template.macros.x.less`: names tax twice",
+        ),
+        (
+            "x = { from = \"amount\", less = [\"tax\"], time = \"unix\" }",
+            "not a time",
+        ),
+    ] {
+        let e = load(&format!(
+            "[destinations.template]\nsyntax = \"brace\"\nurl = \"https://p.example/?x={{x}}\"\nmacros = {{ {macros} }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains(want), "{macros}: {e}");
+    }
+}
+
+#[test]
 fn the_status_goes_through_the_destinations_map() {
     let with_status = |s: &str| {
         let mut e = order();
