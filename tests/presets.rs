@@ -5,7 +5,8 @@ mod common;
 
 use chrono::{DateTime, Utc};
 use common::{ConfigBuilder, Dest, Event};
-use postback_relay::partner::{Method, Request};
+use postback_relay::partner::{Method, RenderError, Request};
+use serde_json::json;
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-22T10:00:05Z")
@@ -13,21 +14,27 @@ fn now() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-/// The request `table` (a `[template]` table) renders for `event`.
-fn render(network: &str, table: &str, event: Event) -> Request {
+/// What `table` (a `[template]` table) renders for `event`.
+fn try_render(network: &str, table: &str, event: Event) -> Result<Request, RenderError> {
     let d = ConfigBuilder::new()
         .destination(Dest::template("p", network, table))
         .load_destination();
-    d.partner
-        .render_at("p", &event.parsed(), now())
-        .unwrap_or_else(|e| panic!("{e}"))
+    d.partner.render_at("p", &event.parsed(), now())
 }
 
+/// The request `table` (a `[template]` table) renders for `event`.
+fn render(network: &str, table: &str, event: Event) -> Request {
+    try_render(network, table, event).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Order 10045: 89.99 EUR paid, shipping and tax included, of which the merchant pays 8.99
+/// commission.
 fn order(network: &str) -> Event {
     Event::attributed("evt-1", "order", network, "5f2c1a9e3b")
         .order("10045", "89.99")
         .currency("EUR")
         .status(Some("paid"))
+        .set("/order/commission", json!("8.99"))
 }
 
 fn get(url: &str) -> Request {
@@ -58,7 +65,7 @@ settings = { tracking_domain = "https://www.trk.example.com", network_id = "123"
     same(
         render("everflow", table, order("everflow")),
         get(
-            "https://www.trk.example.com/?nid=123&transaction_id=5f2c1a9e3b&amount=89.99&order_id=10045",
+            "https://www.trk.example.com/?nid=123&transaction_id=5f2c1a9e3b&amount=89.99&currency=EUR&order_id=10045",
         ),
     );
     // A lead without an order: its parameters are left out (the preset's missing = "skip").
@@ -81,7 +88,7 @@ settings = { tracker = "https://tracker.example.com", postback_key = "8c1f2e" }
     same(
         render("keitaro", table, order("keitaro")),
         get(
-            "https://tracker.example.com/8c1f2e/postback?subid=5f2c1a9e3b&tid=10045&status=sale&payout=89.99&currency=EUR",
+            "https://tracker.example.com/8c1f2e/postback?subid=5f2c1a9e3b&tid=10045&status=sale&payout=8.99&currency=EUR",
         ),
     );
     // A refund moves the conversion to rejected.
@@ -89,13 +96,12 @@ settings = { tracker = "https://tracker.example.com", postback_key = "8c1f2e" }
         render(
             "keitaro",
             table,
-            Event::attributed("evt-3", "order_status", "keitaro", "5f2c1a9e3b")
-                .order("10045", "89.99")
-                .currency("EUR")
+            order("keitaro")
+                .set("/type", json!("order_status"))
                 .status(Some("refunded")),
         ),
         get(
-            "https://tracker.example.com/8c1f2e/postback?subid=5f2c1a9e3b&tid=10045&status=rejected&payout=89.99&currency=EUR",
+            "https://tracker.example.com/8c1f2e/postback?subid=5f2c1a9e3b&tid=10045&status=rejected&payout=8.99&currency=EUR",
         ),
     );
     // A lead has no order status: its type says lead.
@@ -118,7 +124,7 @@ settings = { tracking_domain = "https://yourcompany.voluumtrk.com" }
     same(
         render("voluum", table, order("voluum")),
         get(
-            "https://yourcompany.voluumtrk.com/postback?cid=5f2c1a9e3b&payout=89.99&txid=10045&currency=EUR",
+            "https://yourcompany.voluumtrk.com/postback?cid=5f2c1a9e3b&payout=8.99&txid=10045&currency=EUR",
         ),
     );
 }
@@ -132,8 +138,80 @@ settings = { tracker = "https://tracker.example.com" }
     same(
         render("binom", table, order("binom")),
         get(
-            "https://tracker.example.com/click.php?cnv_id=5f2c1a9e3b&payout=89.99&cnv_status=approved&cnv_currency=EUR",
+            "https://tracker.example.com/click.php?cnv_id=5f2c1a9e3b&payout=8.99&cnv_status=approved&cnv_currency=EUR",
         ),
+    );
+}
+
+#[test]
+fn payout_is_the_commission_and_without_one_the_tracker_takes_the_offers_own() {
+    let presets = [
+        (
+            "keitaro",
+            r#"settings = { tracker = "https://tracker.example.com", postback_key = "8c1f2e" }"#,
+        ),
+        (
+            "voluum",
+            r#"settings = { tracking_domain = "https://yourcompany.voluumtrk.com" }"#,
+        ),
+        (
+            "binom",
+            r#"settings = { tracker = "https://tracker.example.com" }"#,
+        ),
+    ];
+    for (name, settings) in presets {
+        let table = format!("preset = \"{name}\"\n{settings}\n");
+        let with = render(name, &table, order(name));
+        assert!(with.url.contains("&payout=8.99&"), "{name}: {}", with.url);
+        // An order without a commission leaves payout out (missing = "skip").
+        let without = order(name).set("/order/commission", json!(null));
+        let r = render(name, &table, without);
+        assert!(!r.url.contains("payout="), "{name}: {}", r.url);
+        assert!(r.url.contains("currency=EUR"), "{name}: {}", r.url);
+    }
+}
+
+#[test]
+fn everflow_sends_the_sale_amount_with_or_without_shipping_and_tax() {
+    let settings =
+        r#"settings = { tracking_domain = "https://www.trk.example.com", network_id = "123" }"#;
+    let sale = || {
+        order("everflow")
+            .set("/order/shipping", json!("5.00"))
+            .set("/order/tax", json!("15.00"))
+    };
+    // The sale amount as paid, by default.
+    let r = render(
+        "everflow",
+        &format!("preset = \"everflow\"\n{settings}\n"),
+        sale(),
+    );
+    assert!(r.url.contains("&amount=89.99&currency=EUR&"), "{}", r.url);
+    // Less shipping and tax, when the destination says so.
+    let less = format!(
+        "preset = \"everflow\"\n{settings}\nmacros = {{ sale_amount = {{ from = \"amount\", less = [\"shipping\", \"tax\"] }} }}\n"
+    );
+    let r = render("everflow", &less, sale());
+    assert!(r.url.contains("&amount=69.99&currency=EUR&"), "{}", r.url);
+    // An amount the order lacks counts 0.
+    let r = render(
+        "everflow",
+        &less,
+        order("everflow").set("/order/tax", json!("15.00")),
+    );
+    assert!(r.url.contains("&amount=74.99&"), "{}", r.url);
+    // More shipping and tax than the amount: refused, naming them.
+    let e = try_render(
+        "everflow",
+        &less,
+        order("everflow")
+            .set("/order/shipping", json!("50.00"))
+            .set("/order/tax", json!("45.00")),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "macro sale_amount: order.shipping (50.00) and order.tax (45.00) come to more than order.amount (89.99)"
     );
 }
 
