@@ -229,6 +229,165 @@ headers = { "X-Source" = "{network}" }
     assert_eq!(r.headers["X-Source"], "keitaro");
 }
 
+/// The error loading `table` (a `[template]` table) gives.
+fn refused(network: &str, table: &str) -> String {
+    ConfigBuilder::new()
+        .destination(Dest::template("p", network, table))
+        .error()
+}
+
+#[test]
+fn an_origin_setting_is_a_url_to_start_from() {
+    let keitaro = |tracker: &str| {
+        format!(
+            "preset = \"keitaro\"\nsettings = {{ tracker = \"{tracker}\", postback_key = \"8c1f2e\" }}\n"
+        )
+    };
+    let want = "https://tracker.example.com/8c1f2e/postback?subid=5f2c1a9e3b&tid=10045&status=sale&payout=8.99&currency=EUR";
+    // A trailing `/` is dropped: with it or without, the same request.
+    for tracker in [
+        "https://tracker.example.com",
+        "https://tracker.example.com/",
+        "HTTPS://Tracker.Example.com:443/",
+    ] {
+        same(
+            render("keitaro", &keitaro(tracker), order("keitaro")),
+            get(want),
+        );
+    }
+    // A tracker in a subfolder.
+    let r = render(
+        "keitaro",
+        &keitaro("https://example.com/kt/"),
+        order("keitaro"),
+    );
+    assert!(
+        r.url.starts_with("https://example.com/kt/8c1f2e/postback?"),
+        "{}",
+        r.url
+    );
+    let expected = "expected an origin: an http or https URL with a host and, if the tracker lives in a subfolder, its path (like https://tracker.example.com or https://example.com/tracker), without user, password, query, fragment, `.` or `..` segments";
+    for (tracker, problem) in [
+        (
+            "https://tracker.example.com/../admin",
+            "holds a `.` or `..` path segment",
+        ),
+        (
+            "https://tracker.example.com/%2e%2e/admin",
+            "holds a `.` or `..` path segment",
+        ),
+        (
+            "https://tracker.example.com/a/./b",
+            "holds a `.` or `..` path segment",
+        ),
+        ("https://tracker.example.com/?x=1", "holds a query (`?`)"),
+        ("https://tracker.example.com?", "holds a query (`?`)"),
+        ("https://tracker.example.com/#top", "holds a fragment (`#`)"),
+        (
+            "https://user:pw@tracker.example.com",
+            "holds a user or password",
+        ),
+        ("ftp://tracker.example.com", "is an ftp URL"),
+        (
+            "tracker.example.com",
+            "is not a URL (relative URL without a base)",
+        ),
+        (
+            "https://tracker.example.com/a//b",
+            "holds an empty path segment (`//`)",
+        ),
+    ] {
+        let e = refused("keitaro", &keitaro(tracker));
+        assert!(
+            e.contains(&format!(
+                "`destinations[0].template.settings.tracker`: {problem}; {expected}"
+            )),
+            "{tracker}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_segment_setting_is_one_path_segment() {
+    let keitaro = |key: &str| {
+        format!(
+            "preset = \"keitaro\"\nsettings = {{ tracker = \"https://tracker.example.com\", postback_key = \"{key}\" }}\n"
+        )
+    };
+    let r = render("keitaro", &keitaro("A-z_0.9~"), order("keitaro"));
+    assert!(
+        r.url
+            .starts_with("https://tracker.example.com/A-z_0.9~/postback?"),
+        "{}",
+        r.url
+    );
+    let expected = "expected a path segment: letters, digits, `-`, `.`, `_` and `~` only (RFC 3986 unreserved), not `.` or `..`";
+    for (key, problem) in [
+        ("../admin", "holds '/'"),
+        ("k?x=1", "holds '?'"),
+        ("k#x", "holds '#'"),
+        ("k%2F", "holds '%'"),
+        ("k\u{e9}", "holds '\u{e9}'"),
+        ("..", "is `..`"),
+        (".", "is `.`"),
+    ] {
+        let e = refused("keitaro", &keitaro(key));
+        assert!(
+            e.contains(&format!(
+                "`destinations[0].template.settings.postback_key`: {problem}; {expected}"
+            )),
+            "{key}: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_value_setting_stays_data_in_its_query_parameter() {
+    let table = r#"
+preset = "everflow"
+settings = { tracking_domain = "https://www.trk.example.com", network_id = "1&nid=2?x#y %" }
+"#;
+    let r = render("everflow", table, order("everflow"));
+    assert!(
+        r.url.starts_with(
+            "https://www.trk.example.com/?nid=1%26nid%3D2%3Fx%23y%20%25&transaction_id="
+        ),
+        "{}",
+        r.url
+    );
+    let u = url::Url::parse(&r.url).unwrap();
+    let nids: Vec<String> = u
+        .query_pairs()
+        .filter(|(k, _)| k == "nid")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    assert_eq!(nids, ["1&nid=2?x#y %"]);
+    // The checks every setting has.
+    for (value, want) in [
+        ("", "template.settings.network_id`: is empty"),
+        (
+            "a\\nb",
+            "template.settings.network_id`: must be plain text (no `<<`, no control characters)",
+        ),
+        (
+            "<<tracking_domain>>",
+            "template.settings.network_id`: must be plain text",
+        ),
+        (
+            "{click_id}",
+            "template.settings.network_id`: holds the macro syntax's delimiter",
+        ),
+    ] {
+        let e = refused(
+            "everflow",
+            &format!(
+                "preset = \"everflow\"\nsettings = {{ tracking_domain = \"https://www.trk.example.com\", network_id = \"{value}\" }}\n"
+            ),
+        );
+        assert!(e.contains(want), "{value}: {e}");
+    }
+}
+
 #[test]
 fn hostile_values_stay_inside_their_parameter_in_every_preset() {
     let presets = [
