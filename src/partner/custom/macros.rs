@@ -94,6 +94,10 @@ pub struct MacroOptions {
     /// `tax`), one the order lacks counting 0. Two decimals unless `money` says.
     #[serde(default)]
     pub less: Vec<String>,
+    /// Values, as written, for which the macro has none (so that the destination's `missing`
+    /// decides): `omit = ["base"]` on a conversion leaves out the parameter for base ones.
+    #[serde(default)]
+    pub omit: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -110,6 +114,7 @@ struct Derived {
     case: Option<Case>,
     number: bool,
     less: Vec<String>,
+    omit: Vec<String>,
 }
 
 /// A destination's macros, checked.
@@ -239,6 +244,9 @@ impl Macros {
                 (None, None) => Form::Text,
             };
             check_less(&key(".less"), &m.from, &m.less)?;
+            for v in &m.omit {
+                check_value(&key(".omit"), v)?;
+            }
             if m.zone.is_some() && !matches!(form, Form::Time(..)) {
                 return Err(key_err(key(".zone"), "is for a time (with `time = ...`)"));
             }
@@ -260,6 +268,7 @@ impl Macros {
                     case: m.case,
                     number: m.number,
                     less: m.less.clone(),
+                    omit: m.omit.clone(),
                 },
             );
         }
@@ -311,9 +320,9 @@ impl Macros {
         self.derived.get(name).is_some_and(|d| d.number)
     }
 
-    /// The value of `name` for an event, `None` when the event has none. An error is a
-    /// value that exists but cannot be written as the destination says (a status its map
-    /// does not have, an amount in minor units without a currency).
+    /// The value of `name` for an event, `None` when the event has none or it is one its
+    /// macro omits. An error is a value that exists but cannot be written as the destination
+    /// says (a status its map does not have, an amount in minor units without a currency).
     pub fn value(&self, name: &str, c: &Context<'_>) -> Result<Option<String>, RenderError> {
         let Some(d) = self.derived.get(name) else {
             return self.base(name, c);
@@ -333,7 +342,8 @@ impl Macros {
             None => v,
             Some(Case::Lower) => v.to_lowercase(),
             Some(Case::Upper) => v.to_uppercase(),
-        }))
+        })
+        .filter(|v| !d.omit.contains(v)))
     }
 
     fn base(&self, name: &str, c: &Context<'_>) -> Result<Option<String>, RenderError> {

@@ -332,6 +332,51 @@ exact = { from = "amount", less = ["shipping"], money = "decimal" }
 }
 
 #[test]
+fn omit_names_values_for_which_a_macro_has_none() {
+    let dest = |missing: &str| {
+        format!(
+            r#"missing = "{missing}"
+[destinations.template]
+syntax = "brace"
+url = "https://p.example/?e={{ev}}&c={{conversion}}&cur={{cur}}"
+[destinations.template.macros]
+ev = {{ from = "conversion", omit = ["order", "base"] }}
+cur = {{ from = "currency", case = "lower", omit = ["eur"] }}
+"#
+        )
+    };
+    // An omitted value is no value: `missing` says what is sent.
+    assert_eq!(
+        ok(&dest("skip"), &order()).url,
+        "https://p.example/?c=order"
+    );
+    assert_eq!(
+        ok(&dest("empty"), &order()).url,
+        "https://p.example/?e=&c=order&cur="
+    );
+    assert!(matches!(
+        render(&dest("fail"), &order()),
+        Err(RenderError::MissingValue(m)) if m.0 == "{ev}"
+    ));
+    // Any other value is sent; the value compared is the one written (here in lower case).
+    let mut usd = order();
+    usd.kind = crate::event::EventType::Lead;
+    usd.order.as_mut().unwrap().currency = serde_json::from_str("\"USD\"").unwrap();
+    assert_eq!(
+        ok(&dest("skip"), &usd).url,
+        "https://p.example/?e=lead&c=lead&cur=usd"
+    );
+    let e = load(
+        "[destinations.template]\nsyntax = \"brace\"\nurl = \"https://p.example/?e={ev}\"\nmacros = { ev = { from = \"conversion\", omit = [\"a\\u0007\"] } }\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("template.macros.ev.omit`: holds a control character"),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_status_goes_through_the_destinations_map() {
     let with_status = |s: &str| {
         let mut e = order();
