@@ -1,5 +1,6 @@
-//! Every preset in `presets/`, rendered for sample events: the exact request each sends, as
-//! its network's public postback documentation describes it. Pure rendering: no broker.
+//! Every preset in `presets/`, rendered for sample events: the exact request each sends for an
+//! order, a lead, a status update and a rebill, as its network's public postback documentation
+//! describes it, and how each setting is checked. Pure rendering: no broker.
 
 mod common;
 
@@ -14,12 +15,15 @@ fn now() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
+/// What destination `d` renders for `event`.
+fn try_render_with(d: Dest, event: Event) -> Result<Request, RenderError> {
+    let d = ConfigBuilder::new().destination(d).load_destination();
+    d.partner.render_at("p", &event.parsed(), now())
+}
+
 /// What `table` (a `[template]` table) renders for `event`.
 fn try_render(network: &str, table: &str, event: Event) -> Result<Request, RenderError> {
-    let d = ConfigBuilder::new()
-        .destination(Dest::template("p", network, table))
-        .load_destination();
-    d.partner.render_at("p", &event.parsed(), now())
+    try_render_with(Dest::template("p", network, table), event)
 }
 
 /// The request `table` (a `[template]` table) renders for `event`.
@@ -35,6 +39,27 @@ fn order(network: &str) -> Event {
         .currency("EUR")
         .status(Some("paid"))
         .set("/order/commission", json!("8.99"))
+}
+
+/// A lead on the same click: no order.
+fn lead(network: &str) -> Event {
+    Event::attributed("evt-2", "lead", network, "5f2c1a9e3b")
+}
+
+/// Order 10045 refunded.
+fn refund(network: &str) -> Event {
+    order(network)
+        .set("/event_id", json!("evt-3"))
+        .set("/type", json!("order_status"))
+        .status(Some("refunded"))
+}
+
+/// A rebill of the subscription the click brought: 29.90 EUR, 2.99 commission.
+fn rebill(network: &str) -> Event {
+    Event::attributed("evt-4", "rebill", network, "5f2c1a9e3b")
+        .order("10045-2", "29.90")
+        .currency("EUR")
+        .set("/order/commission", json!("2.99"))
 }
 
 fn get(url: &str) -> Request {
@@ -56,26 +81,74 @@ fn same(r: Request, want: Request) {
     );
 }
 
+/// The preset takes no event of this type.
+fn not_taken(r: Result<Request, RenderError>, event_type: &str) {
+    match r {
+        Err(RenderError::UnsupportedType { event_type: t, .. }) => assert_eq!(t, event_type),
+        other => panic!("{event_type}: {other:?}"),
+    }
+}
+
 #[test]
 fn everflow() {
     let table = r#"
 preset = "everflow"
 settings = { tracking_domain = "https://www.trk.example.com", network_id = "123" }
 "#;
+    let base = "https://www.trk.example.com/?nid=123&transaction_id=5f2c1a9e3b";
+    // An order is a base conversion: no event_id.
     same(
         render("everflow", table, order("everflow")),
+        get(&format!("{base}&amount=89.99&currency=EUR&order_id=10045")),
+    );
+    // A lead is a base conversion too; without an order, its parameters are left out (the
+    // preset's missing = "skip").
+    same(render("everflow", table, lead("everflow")), get(base));
+    // Everflow's postback takes no status update, and a rebill is an event only once its
+    // advertiser event id is given.
+    not_taken(
+        try_render("everflow", table, refund("everflow")),
+        "order_status",
+    );
+    not_taken(try_render("everflow", table, rebill("everflow")), "rebill");
+    same(
+        try_render_with(
+            Dest::template("p", "everflow", table).conversion("rebill", "17"),
+            rebill("everflow"),
+        )
+        .unwrap(),
+        get(&format!(
+            "{base}&event_id=17&amount=29.90&currency=EUR&order_id=10045-2"
+        )),
+    );
+}
+
+#[test]
+fn everflow_sends_advertiser_params_a_coupon_and_a_verification_token() {
+    let settings = r#"settings = { tracking_domain = "https://www.trk.example.com", network_id = "123", verification_token = "t0k&n" }"#;
+    let table = format!("preset = \"everflow\"\n{settings}\n");
+    let with_params = || {
+        order("everflow")
+            .param("adv1", "blue")
+            .param("adv5", "x y")
+            .param("coupon_code", "SPRING")
+            .customer("cust-9")
+    };
+    same(
+        render("everflow", &table, with_params()),
         get(
-            "https://www.trk.example.com/?nid=123&transaction_id=5f2c1a9e3b&amount=89.99&currency=EUR&order_id=10045",
+            "https://www.trk.example.com/?nid=123&transaction_id=5f2c1a9e3b&amount=89.99&currency=EUR&order_id=10045&coupon_code=SPRING&adv1=blue&adv5=x%20y&verification_token=t0k%26n",
         ),
     );
-    // A lead without an order: its parameters are left out (the preset's missing = "skip").
-    same(
-        render(
-            "everflow",
-            table,
-            Event::attributed("evt-2", "lead", "everflow", "5f2c1a9e3b"),
-        ),
-        get("https://www.trk.example.com/?nid=123&transaction_id=5f2c1a9e3b"),
+    // adv2 from another field, without rewriting the URL.
+    let table = format!(
+        "preset = \"everflow\"\n{settings}\nmacros = {{ adv2 = {{ from = \"customer_id\" }} }}\n"
+    );
+    let r = render("everflow", &table, with_params());
+    assert!(
+        r.url.contains("&adv1=blue&adv2=cust-9&adv5=x%20y&"),
+        "{}",
+        r.url
     );
 }
 
@@ -85,33 +158,31 @@ fn keitaro() {
 preset = "keitaro"
 settings = { tracker = "https://tracker.example.com", postback_key = "8c1f2e" }
 "#;
+    let base = "https://tracker.example.com/8c1f2e/postback?subid=5f2c1a9e3b";
     same(
         render("keitaro", table, order("keitaro")),
-        get(
-            "https://tracker.example.com/8c1f2e/postback?subid=5f2c1a9e3b&tid=10045&status=sale&payout=8.99&currency=EUR",
-        ),
-    );
-    // A refund moves the conversion to rejected.
-    same(
-        render(
-            "keitaro",
-            table,
-            order("keitaro")
-                .set("/type", json!("order_status"))
-                .status(Some("refunded")),
-        ),
-        get(
-            "https://tracker.example.com/8c1f2e/postback?subid=5f2c1a9e3b&tid=10045&status=rejected&payout=8.99&currency=EUR",
-        ),
+        get(&format!(
+            "{base}&tid=10045&status=sale&payout=8.99&currency=EUR"
+        )),
     );
     // A lead has no order status: its type says lead.
     same(
-        render(
-            "keitaro",
-            table,
-            Event::attributed("evt-4", "lead", "keitaro", "5f2c1a9e3b"),
-        ),
-        get("https://tracker.example.com/8c1f2e/postback?subid=5f2c1a9e3b&status=lead"),
+        render("keitaro", table, lead("keitaro")),
+        get(&format!("{base}&status=lead")),
+    );
+    // A refund moves the conversion to rejected.
+    same(
+        render("keitaro", table, refund("keitaro")),
+        get(&format!(
+            "{base}&tid=10045&status=rejected&payout=8.99&currency=EUR"
+        )),
+    );
+    // A rebill is Keitaro's own status, with a transaction of its own.
+    same(
+        render("keitaro", table, rebill("keitaro")),
+        get(&format!(
+            "{base}&tid=10045-2&status=rebill&payout=2.99&currency=EUR"
+        )),
     );
 }
 
@@ -121,11 +192,39 @@ fn voluum() {
 preset = "voluum"
 settings = { tracking_domain = "https://yourcompany.voluumtrk.com" }
 "#;
+    let base = "https://yourcompany.voluumtrk.com/postback?cid=5f2c1a9e3b";
+    // et names the custom conversion, so that a lead and a sale of one click are two
+    // conversions, not a duplicate.
     same(
         render("voluum", table, order("voluum")),
-        get(
-            "https://yourcompany.voluumtrk.com/postback?cid=5f2c1a9e3b&payout=8.99&txid=10045&currency=EUR",
-        ),
+        get(&format!(
+            "{base}&et=sale&payout=8.99&txid=10045&currency=EUR"
+        )),
+    );
+    same(
+        render("voluum", table, lead("voluum")),
+        get(&format!("{base}&et=lead")),
+    );
+    not_taken(
+        try_render("voluum", table, refund("voluum")),
+        "order_status",
+    );
+    same(
+        render("voluum", table, rebill("voluum")),
+        get(&format!(
+            "{base}&et=rebill&payout=2.99&txid=10045-2&currency=EUR"
+        )),
+    );
+    // A name the Voluum account knows under another.
+    same(
+        try_render_with(
+            Dest::template("p", "voluum", table).conversion("order", "purchase"),
+            order("voluum"),
+        )
+        .unwrap(),
+        get(&format!(
+            "{base}&et=purchase&payout=8.99&txid=10045&currency=EUR"
+        )),
     );
 }
 
@@ -135,10 +234,39 @@ fn binom() {
 preset = "binom"
 settings = { tracker = "https://tracker.example.com" }
 "#;
+    let base = "https://tracker.example.com/click.php?cnv_id=5f2c1a9e3b";
+    // cnv_status says what the conversion is, cnv_status2 the merchant status' class.
     same(
         render("binom", table, order("binom")),
+        get(&format!(
+            "{base}&payout=8.99&cnv_status=sale&cnv_status2=approved&cnv_currency=EUR"
+        )),
+    );
+    same(
+        render("binom", table, lead("binom")),
+        get(&format!("{base}&cnv_status=lead")),
+    );
+    same(
+        render("binom", table, refund("binom")),
+        get(&format!(
+            "{base}&payout=8.99&cnv_status=status&cnv_status2=rejected&cnv_currency=EUR"
+        )),
+    );
+    same(
+        render("binom", table, rebill("binom")),
+        get(&format!(
+            "{base}&payout=2.99&cnv_status=rebill&cnv_currency=EUR"
+        )),
+    );
+    // Binom 2's path.
+    let binom2 = r#"
+preset = "binom"
+settings = { tracker = "https://tracker.example.com/", path = "click" }
+"#;
+    same(
+        render("binom", binom2, order("binom")),
         get(
-            "https://tracker.example.com/click.php?cnv_id=5f2c1a9e3b&payout=8.99&cnv_status=approved&cnv_currency=EUR",
+            "https://tracker.example.com/click?cnv_id=5f2c1a9e3b&payout=8.99&cnv_status=sale&cnv_status2=approved&cnv_currency=EUR",
         ),
     );
 }

@@ -641,6 +641,29 @@ fn preset_settings_stand_only_where_their_kind_allows() {
     assert_eq!(r.url, "https://t.example.com/?n=a%20b%25%26");
     assert_eq!(r.headers["X-Net"], "a b%25&");
     assert_eq!(r.body.as_deref(), Some(r#"{"n":"a b%&"}"#));
+    // An optional setting not given leaves out its query parameter, and only a query
+    // parameter can be left out.
+    let r = ok(
+        &format!("{everflow}url = \"<<tracking_domain>>/?t=<<verification_token>>&n=1\"\n"),
+        &order(),
+    );
+    assert_eq!(r.url, "https://t.example.com/?n=1");
+    let r = ok(
+        &format!("{everflow}url = \"<<tracking_domain>>/?t=<<verification_token>>\"\n"),
+        &order(),
+    );
+    assert_eq!(r.url, "https://t.example.com/");
+    let e = load(&format!(
+        "{everflow}headers = {{ X-T = \"<<verification_token>>\" }}\n"
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("template.headers.X-T`: setting verification_token is optional: it may only stand in the URL's query"),
+        "{e}"
+    );
+    // A default stands for a setting not given.
+    let binom = "[destinations.template]\npreset = \"binom\"\nsettings = { tracker = \"https://t.example.com\" }\nurl = \"<<tracker>>/<<path>>\"\n";
+    assert_eq!(ok(binom, &order()).url, "https://t.example.com/click.php");
 }
 
 #[test]
