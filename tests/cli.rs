@@ -168,7 +168,7 @@ fn render_and_check_config_speak_of_template_destinations() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "keitaro\tGET https://tracker.example.com/8c1f2e/postback?subid=5f2c1a9e3b&tid=10045&status=sale&payout=89.99&currency=EUR\n"
+        "keitaro\tGET https://tracker.example.com/8c1f2e/postback?subid=5f2c1a9e3b&tid=10045&status=sale&payout=8.99&currency=EUR\n"
     );
     // A signed JSON webhook: render shows its headers and body as sent, the secret never.
     let dir = tempfile::tempdir().unwrap();

@@ -83,6 +83,7 @@ settings = {{ tracker = "{base}", postback_key = "k3y" }}
             .order("10045", "89.99")
             .currency("EUR")
             .status(Some("paid"))
+            .set("/order/commission", json!("8.99"))
             .body(),
     )
     .await;
@@ -143,7 +144,7 @@ settings = {{ tracker = "{base}", postback_key = "k3y" }}
     assert_eq!(postback[0].method, "GET");
     assert_eq!(
         postback[0].query.as_deref(),
-        Some("subid=clk%2F1%20%26x&tid=10045&status=sale&payout=89.99&currency=EUR")
+        Some("subid=clk%2F1%20%26x&tid=10045&status=sale&payout=8.99&currency=EUR")
     );
     assert!(env.take_dead_letters().await.is_empty());
 }

@@ -29,6 +29,9 @@ const TIMES: &[&str] = &["occurred_at", "clicked_at", "now"];
 /// The fields holding an amount: two decimals with a dot unless a macro says.
 const AMOUNTS: &[&str] = &["amount", "shipping", "tax", "commission", "tracked_amount"];
 
+/// The amounts of the order, all in its currency: what `less` takes one from another.
+const ORDER_AMOUNTS: &[&str] = &["amount", "shipping", "tax", "commission"];
+
 /// Longest text a status map or a conversion may send.
 const MAX_VALUE_LEN: usize = 256;
 
@@ -87,6 +90,14 @@ pub struct MacroOptions {
     /// amounts and Unix times).
     #[serde(default)]
     pub number: bool,
+    /// For an amount of the order: other amounts of the order taken off it (`shipping`,
+    /// `tax`), one the order lacks counting 0. Two decimals unless `money` says.
+    #[serde(default)]
+    pub less: Vec<String>,
+    /// Values, as written, for which the macro has none (so that the destination's `missing`
+    /// decides): `omit = ["base"]` on a conversion leaves out the parameter for base ones.
+    #[serde(default)]
+    pub omit: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -102,6 +113,8 @@ struct Derived {
     form: Form,
     case: Option<Case>,
     number: bool,
+    less: Vec<String>,
+    omit: Vec<String>,
 }
 
 /// A destination's macros, checked.
@@ -226,8 +239,14 @@ impl Macros {
                     };
                     Form::Money(f, dp)
                 }
+                // An amount less others is still an amount: two decimals, as the field's own.
+                (None, None) if !m.less.is_empty() => Form::Money(MoneyFormat::Fixed, 2),
                 (None, None) => Form::Text,
             };
+            check_less(&key(".less"), &m.from, &m.less)?;
+            for v in &m.omit {
+                check_value(&key(".omit"), v)?;
+            }
             if m.zone.is_some() && !matches!(form, Form::Time(..)) {
                 return Err(key_err(key(".zone"), "is for a time (with `time = ...`)"));
             }
@@ -248,6 +267,8 @@ impl Macros {
                     form,
                     case: m.case,
                     number: m.number,
+                    less: m.less.clone(),
+                    omit: m.omit.clone(),
                 },
             );
         }
@@ -306,9 +327,9 @@ impl Macros {
         self.derived.get(name).is_some_and(|d| d.number)
     }
 
-    /// The value of `name` for an event, `None` when the event has none. An error is a
-    /// value that exists but cannot be written as the destination says (a status its map
-    /// does not have, an amount in minor units without a currency).
+    /// The value of `name` for an event, `None` when the event has none or it is one its
+    /// macro omits. An error is a value that exists but cannot be written as the destination
+    /// says (a status its map does not have, an amount in minor units without a currency).
     pub fn value(&self, name: &str, c: &Context<'_>) -> Result<Option<String>, RenderError> {
         let Some(d) = self.derived.get(name) else {
             return self.base(name, c);
@@ -318,14 +339,18 @@ impl Macros {
             Form::Time(f, zone) => time_of(&d.from, c).map(|t| write_time(t, *f, *zone)),
             Form::Money(f, dp) => match money_of(&d.from, c.event) {
                 None => None,
-                Some((m, currency)) => Some(write_money(name, m, currency, *f, *dp)?),
+                Some((m, currency)) => {
+                    let m = take_off(name, &d.from, m, &d.less, c.event)?;
+                    Some(write_money(name, m, currency, *f, *dp)?)
+                }
             },
         };
         Ok(v.map(|v| match d.case {
             None => v,
             Some(Case::Lower) => v.to_lowercase(),
             Some(Case::Upper) => v.to_uppercase(),
-        }))
+        })
+        .filter(|v| !d.omit.contains(v)))
     }
 
     fn base(&self, name: &str, c: &Context<'_>) -> Result<Option<String>, RenderError> {
@@ -410,6 +435,72 @@ fn money_of<'e>(field: &str, e: &'e ConversionEvent) -> Option<(Money, Option<&'
             .map(|m| (m, o.tracked_currency.as_ref().map(|c| c.as_str()))),
         _ => None,
     }
+}
+
+/// Checks a macro's `less`: other amounts of the order than its own, each once.
+fn check_less(key: &str, from: &str, less: &[String]) -> Result<(), KeyError> {
+    if less.is_empty() {
+        return Ok(());
+    }
+    if !ORDER_AMOUNTS.contains(&from) {
+        return Err(key_err(
+            key,
+            format!(
+                "is for an amount of the order ({})",
+                ORDER_AMOUNTS.join(", ")
+            ),
+        ));
+    }
+    for (i, l) in less.iter().enumerate() {
+        if l == from || !ORDER_AMOUNTS.contains(&l.as_str()) {
+            let others: Vec<&str> = ORDER_AMOUNTS
+                .iter()
+                .copied()
+                .filter(|a| *a != from)
+                .collect();
+            return Err(key_err(
+                key,
+                format!(
+                    "{l:?} is not an amount of the order other than {from} ({})",
+                    others.join(", ")
+                ),
+            ));
+        }
+        if less[..i].contains(l) {
+            return Err(key_err(key, format!("names {l} twice")));
+        }
+    }
+    Ok(())
+}
+
+/// `m`, the order's `from`, less the order's amounts named in `less` (one it lacks counts
+/// 0). Amounts are never negative: more taken off than there is is an error naming them.
+fn take_off(
+    name: &str,
+    from: &str,
+    m: Money,
+    less: &[String],
+    e: &ConversionEvent,
+) -> Result<Money, RenderError> {
+    let parts: Vec<(&str, Money)> = less
+        .iter()
+        .filter_map(|l| money_of(l, e).map(|(p, _)| (l.as_str(), p)))
+        .collect();
+    let mut left = m;
+    for (_, p) in &parts {
+        left = left.checked_sub(*p).ok_or_else(|| {
+            let named: Vec<String> = parts
+                .iter()
+                .map(|(l, p)| format!("order.{l} ({p})"))
+                .collect();
+            let verb = if parts.len() == 1 { "is" } else { "come to" };
+            RenderError::Invalid(format!(
+                "macro {name}: {} {verb} more than order.{from} ({m})",
+                named.join(" and ")
+            ))
+        })?;
+    }
+    Ok(left)
 }
 
 fn write_money(

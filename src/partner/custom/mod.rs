@@ -20,6 +20,7 @@
 
 mod macros;
 pub mod preset;
+pub mod settings;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -40,7 +41,8 @@ pub struct Options {
     /// A preset from `presets/` whose settings the rest of this table adds to or changes.
     #[serde(default)]
     pub preset: Option<String>,
-    /// Values the preset asks for (its tracking domain, say), put in its text at load.
+    /// Values the preset asks for (its tracking domain, say), each checked for the kind the
+    /// preset gives it and put in its text at load.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
     /// `brace` ({name}), `hash` (#name#), `bang` (!!!name!!!) or `bracket` ([name]).

@@ -1,13 +1,15 @@
 //! Presets: template destinations for well-known networks and trackers, as data files in
 //! `presets/` (built into the binary). A preset holds a `[template]` table like a
-//! destination's, the settings it needs from the user (written `<<name>>` in its text), and
-//! the event types it takes. A destination that names a preset may change or add any key.
+//! destination's, the settings it needs from the user (written `<<name>>` in its text, each
+//! of a kind that says how it is checked and written), and the event types it takes. A
+//! destination that names a preset may change or add any key.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 use super::Options;
+use super::settings::{Place, Setting};
 use crate::event::EventType;
 use crate::partner::template::Missing;
 use crate::partner::{KeyError, key_err};
@@ -30,9 +32,9 @@ pub struct Preset {
     /// The `missing` rule of a destination that sets none.
     #[serde(default)]
     pub missing: Option<Missing>,
-    /// Setting name -> what to give.
+    /// Setting name -> what it is and what to give.
     #[serde(default)]
-    pub settings: BTreeMap<String, String>,
+    pub settings: BTreeMap<String, Setting>,
     /// Event type -> what the partner is told (`conversion`): the types it takes.
     pub conversions: BTreeMap<EventType, String>,
     pub template: Options,
@@ -67,7 +69,8 @@ const OPEN: &str = "<<";
 const CLOSE: &str = ">>";
 
 /// Applies `o`'s preset, if it names one: the preset's table, with `o`'s keys over it (a
-/// table such as `headers` or `status_map` key by key), and the settings put in its text.
+/// table such as `headers` or `status_map` key by key), and the settings put in its text,
+/// each checked for its kind and written for where it stands.
 pub fn resolve(o: &Options) -> Result<Resolved, KeyError> {
     let Some(name) = &o.preset else {
         if let Some(k) = o.settings.keys().next() {
@@ -138,14 +141,35 @@ pub fn resolve(o: &Options) -> Result<Resolved, KeyError> {
         signature: o.signature.clone().or(p.signature),
         status_order: o.status_order.or(p.status_order),
     };
-    // Settings go in as text, before the templates are read; a value may not hold a macro.
+    // Each setting given, or its default, checked for what it is; a value may not hold a
+    // macro, since settings go in as text before the templates are read.
     let syntax = options.syntax;
-    let fill = |key: &str, text: &str| -> Result<String, KeyError> {
+    let mut values: BTreeMap<&str, String> = BTreeMap::new();
+    for (k, setting) in &preset.settings {
+        let Some(v) = o.settings.get(k).or(setting.default.as_ref()) else {
+            continue;
+        };
+        let key = format!("template.settings.{k}");
+        if syntax.is_some_and(|s| s.opens_in(v)) {
+            return Err(key_err(
+                key,
+                "holds the macro syntax's delimiter: a setting is text, not a template",
+            ));
+        }
+        values.insert(k, setting.kind.check(v).map_err(|m| key_err(key, m))?);
+    }
+    // One piece of text with its settings written in, `None` when it holds an optional
+    // setting not given (which only a parameter of the query can be left out for).
+    let fill = |key: &str,
+                text: &str,
+                place: &dyn Fn(usize) -> Place|
+     -> Result<Option<String>, KeyError> {
         let mut out = String::new();
-        let mut rest = text;
-        while let Some(i) = rest.find(OPEN) {
-            out.push_str(&rest[..i]);
-            let after = &rest[i + OPEN.len()..];
+        let mut at = 0;
+        while let Some(i) = text[at..].find(OPEN) {
+            let start = at + i;
+            out.push_str(&text[at..start]);
+            let after = &text[start + OPEN.len()..];
             let end = after.find(CLOSE).ok_or_else(|| {
                 key_err(key, format!("`{OPEN}` without `{CLOSE}` in preset {name}"))
             })?;
@@ -156,40 +180,74 @@ pub fn resolve(o: &Options) -> Result<Resolved, KeyError> {
                     format!("preset {name} uses an undeclared setting {setting:?}"),
                 )
             })?;
-            let v = o.settings.get(setting).ok_or_else(|| {
-                key_err(
-                    format!("template.settings.{setting}"),
-                    format!("required by preset {name}: {described}"),
-                )
-            })?;
-            if syntax.is_some_and(|s| s.opens_in(v)) {
-                return Err(key_err(
-                    format!("template.settings.{setting}"),
-                    "holds the macro syntax's delimiter: a setting is text, not a template",
-                ));
+            let place = place(start);
+            match values.get(setting) {
+                Some(v) => out.push_str(
+                    &described
+                        .kind
+                        .write(setting, v, place)
+                        .map_err(|m| key_err(key, m))?,
+                ),
+                None if described.required() => {
+                    return Err(key_err(
+                        format!("template.settings.{setting}"),
+                        format!("required by preset {name}: {}", described.about),
+                    ));
+                }
+                None if place == Place::Query => return Ok(None),
+                None => {
+                    return Err(key_err(
+                        key,
+                        format!(
+                            "setting {setting} is optional: it may only stand in the URL's query, whose parameter is left out without it"
+                        ),
+                    ));
+                }
             }
-            out.push_str(v);
-            rest = &after[end + CLOSE.len()..];
+            at = start + OPEN.len() + end + CLOSE.len();
         }
-        out.push_str(rest);
-        Ok(out)
+        out.push_str(&text[at..]);
+        Ok(Some(out))
+    };
+    // Outside the query, nothing is left out: an optional setting there is refused above.
+    let fill_all = |key: &str, text: &str, place: Place| -> Result<String, KeyError> {
+        Ok(fill(key, text, &|_| place)?.unwrap_or_default())
     };
     if let Some(u) = &options.url {
-        options.url = Some(fill("template.url", u)?);
+        let key = "template.url";
+        let (path, query) = match u.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (u.as_str(), None),
+        };
+        let start = |i: usize| if i == 0 { Place::Start } else { Place::Path };
+        let mut url = fill(key, path, &start)?.unwrap_or_default();
+        if let Some(query) = query {
+            let mut kept = Vec::new();
+            for pair in query.split('&') {
+                kept.extend(fill(key, pair, &|_| Place::Query)?);
+            }
+            // Every parameter left out: no query at all.
+            if !kept.is_empty() {
+                url.push('?');
+                url.push_str(&kept.join("&"));
+            }
+        }
+        options.url = Some(url);
     }
     for (k, v) in options.headers.iter_mut() {
-        *v = fill(&format!("template.headers.{k}"), v)?;
+        *v = fill_all(&format!("template.headers.{k}"), v, Place::Header)?;
     }
+    let fill_body = |key: &str, text: &str| fill_all(key, text, Place::Body);
     if let Some(b) = &mut options.body {
         if let Some(t) = &b.text {
-            b.text = Some(fill("template.body.text", t)?);
+            b.text = Some(fill_body("template.body.text", t)?);
         }
         if let Some(j) = &mut b.json {
-            fill_json(j, "template.body.json", &fill)?;
+            fill_json(j, "template.body.json", &fill_body)?;
         }
         if let Some(f) = &mut b.form {
             for (k, v) in f.iter_mut() {
-                fill_json(v, &format!("template.body.form.{k}"), &fill)?;
+                fill_json(v, &format!("template.body.form.{k}"), &fill_body)?;
             }
         }
     }

@@ -260,6 +260,123 @@ macros = { am = { from = "amount", money = "minor" } }
 }
 
 #[test]
+fn less_takes_amounts_of_the_order_off_a_money_macro() {
+    let mut e = order();
+    let o = e.order.as_mut().unwrap();
+    o.shipping = Some("5.00".parse().unwrap());
+    o.tax = Some("15".parse().unwrap());
+    let r = ok(
+        r#"[destinations.template]
+syntax = "brace"
+url = "https://p.example/?net={net}&cents={cents}&exact={exact}&a={amount}"
+[destinations.template.macros]
+net = { from = "amount", less = ["shipping", "tax"] }
+cents = { from = "amount", less = ["tax"], money = "minor" }
+exact = { from = "amount", less = ["shipping"], money = "decimal" }
+"#,
+        &e,
+    );
+    // Two decimals unless a form is given; the amount itself is unchanged.
+    assert!(
+        r.url.ends_with("?net=69.99&cents=7499&exact=84.99&a=89.99"),
+        "{}",
+        r.url
+    );
+    // An amount the order lacks counts 0; without the amount itself there is no value.
+    let dest = "[destinations.template]\nsyntax = \"brace\"\nurl = \"https://p.example/?net={net}\"\nmacros = { net = { from = \"amount\", less = [\"shipping\", \"tax\"] } }\n";
+    assert!(ok(dest, &order()).url.ends_with("?net=89.99"));
+    let mut no_amount = e.clone();
+    no_amount.order.as_mut().unwrap().amount = None;
+    assert!(ok(dest, &no_amount).url.ends_with("?net="));
+    // Below zero: a render error naming the amounts.
+    let mut over = e.clone();
+    over.order.as_mut().unwrap().shipping = Some("80".parse().unwrap());
+    let err = render(dest, &over).unwrap_err();
+    assert!(matches!(err, RenderError::Invalid(_)));
+    assert_eq!(
+        err.to_string(),
+        "macro net: order.shipping (80) and order.tax (15) come to more than order.amount (89.99)"
+    );
+    // Exactly the amount: zero.
+    over.order.as_mut().unwrap().shipping = Some("74.99".parse().unwrap());
+    assert!(ok(dest, &over).url.ends_with("?net=0.00"));
+    // What it is for, checked at load.
+    for (macros, want) in [
+        (
+            "x = { from = \"click_id\", less = [\"tax\"] }",
+            "template.macros.x.less`: is for an amount of the order (amount, shipping, tax, commission)",
+        ),
+        (
+            "x = { from = \"amount\", less = [\"tracked_amount\"] }",
+            "template.macros.x.less`: \"tracked_amount\" is not an amount of the order other than amount (shipping, tax, commission)",
+        ),
+        (
+            "x = { from = \"amount\", less = [\"amount\"] }",
+            "\"amount\" is not an amount of the order other than amount",
+        ),
+        (
+            "x = { from = \"amount\", less = [\"tax\", \"tax\"] }",
+            "template.macros.x.less`: names tax twice",
+        ),
+        (
+            "x = { from = \"amount\", less = [\"tax\"], time = \"unix\" }",
+            "not a time",
+        ),
+    ] {
+        let e = load(&format!(
+            "[destinations.template]\nsyntax = \"brace\"\nurl = \"https://p.example/?x={{x}}\"\nmacros = {{ {macros} }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains(want), "{macros}: {e}");
+    }
+}
+
+#[test]
+fn omit_names_values_for_which_a_macro_has_none() {
+    let dest = |missing: &str| {
+        format!(
+            r#"missing = "{missing}"
+[destinations.template]
+syntax = "brace"
+url = "https://p.example/?e={{ev}}&c={{conversion}}&cur={{cur}}"
+[destinations.template.macros]
+ev = {{ from = "conversion", omit = ["order", "base"] }}
+cur = {{ from = "currency", case = "lower", omit = ["eur"] }}
+"#
+        )
+    };
+    // An omitted value is no value: `missing` says what is sent.
+    assert_eq!(
+        ok(&dest("skip"), &order()).url,
+        "https://p.example/?c=order"
+    );
+    assert_eq!(
+        ok(&dest("empty"), &order()).url,
+        "https://p.example/?e=&c=order&cur="
+    );
+    assert!(matches!(
+        render(&dest("fail"), &order()),
+        Err(RenderError::MissingValue(m)) if m.0 == "{ev}"
+    ));
+    // Any other value is sent; the value compared is the one written (here in lower case).
+    let mut usd = order();
+    usd.kind = crate::event::EventType::Lead;
+    usd.order.as_mut().unwrap().currency = serde_json::from_str("\"USD\"").unwrap();
+    assert_eq!(
+        ok(&dest("skip"), &usd).url,
+        "https://p.example/?e=lead&c=lead&cur=usd"
+    );
+    let e = load(
+        "[destinations.template]\nsyntax = \"brace\"\nurl = \"https://p.example/?e={ev}\"\nmacros = { ev = { from = \"conversion\", omit = [\"a\\u0007\"] } }\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("template.macros.ev.omit`: holds a control character"),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_status_goes_through_the_destinations_map() {
     let with_status = |s: &str| {
         let mut e = order();
@@ -457,6 +574,15 @@ fn every_preset_loads_and_asks_for_its_settings() {
     for (name, _) in super::preset::PRESETS {
         let p = super::preset::get(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(!p.docs.is_empty() && !p.description.is_empty(), "{name}");
+        for (k, setting) in &p.settings {
+            assert!(!setting.about.is_empty(), "{name}.{k}");
+            if let Some(d) = &setting.default {
+                setting
+                    .kind
+                    .check(d)
+                    .unwrap_or_else(|e| panic!("{name}.{k}: {e}"));
+            }
+        }
         let e = load(&format!("[destinations.template]\npreset = \"{name}\"\n")).unwrap_err();
         assert!(
             e.contains("template.settings.") && e.contains("required by preset"),
@@ -474,6 +600,70 @@ fn every_preset_loads_and_asks_for_its_settings() {
         e.contains("has no such setting (it has: tracking_domain)"),
         "{e}"
     );
+}
+
+#[test]
+fn preset_settings_stand_only_where_their_kind_allows() {
+    let keitaro = "[destinations.template]\npreset = \"keitaro\"\nsettings = { tracker = \"https://t.example.com\", postback_key = \"k\" }\n";
+    let e = load(&format!(
+        "{keitaro}url = \"https://x.example/<<tracker>>\"\n"
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("template.url`: setting tracker is an origin (where the tracker is): it may only begin the URL"),
+        "{e}"
+    );
+    let e = load(&format!("{keitaro}url = \"<<postback_key>>/x\"\n")).unwrap_err();
+    assert!(e.contains("setting postback_key is a path segment"), "{e}");
+    // A segment stands as it is in the path or the query.
+    let r = ok(
+        &format!("{keitaro}url = \"<<tracker>>/a/<<postback_key>>?k=<<postback_key>>\"\n"),
+        &order(),
+    );
+    assert_eq!(r.url, "https://t.example.com/a/k?k=k");
+    let everflow = "[destinations.template]\npreset = \"everflow\"\nsettings = { tracking_domain = \"https://t.example.com\", network_id = \"a b%&\" }\n";
+    let e = load(&format!(
+        "{everflow}url = \"<<tracking_domain>>/<<network_id>>\"\n"
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("template.url`: setting network_id is a value, for the query, a header or a body, not the URL's path"),
+        "{e}"
+    );
+    // A value is written for where it stands: encoded in the query and a header, as it is
+    // in a body, whose serializer writes it.
+    let r = ok(
+        &format!(
+            "{everflow}method = \"POST\"\nurl = \"<<tracking_domain>>/?n=<<network_id>>\"\nheaders = {{ X-Net = \"<<network_id>>\" }}\nbody = {{ json = {{ n = \"<<network_id>>\" }} }}\n"
+        ),
+        &order(),
+    );
+    assert_eq!(r.url, "https://t.example.com/?n=a%20b%25%26");
+    assert_eq!(r.headers["X-Net"], "a b%25&");
+    assert_eq!(r.body.as_deref(), Some(r#"{"n":"a b%&"}"#));
+    // An optional setting not given leaves out its query parameter, and only a query
+    // parameter can be left out.
+    let r = ok(
+        &format!("{everflow}url = \"<<tracking_domain>>/?t=<<verification_token>>&n=1\"\n"),
+        &order(),
+    );
+    assert_eq!(r.url, "https://t.example.com/?n=1");
+    let r = ok(
+        &format!("{everflow}url = \"<<tracking_domain>>/?t=<<verification_token>>\"\n"),
+        &order(),
+    );
+    assert_eq!(r.url, "https://t.example.com/");
+    let e = load(&format!(
+        "{everflow}headers = {{ X-T = \"<<verification_token>>\" }}\n"
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("template.headers.X-T`: setting verification_token is optional: it may only stand in the URL's query"),
+        "{e}"
+    );
+    // A default stands for a setting not given.
+    let binom = "[destinations.template]\npreset = \"binom\"\nsettings = { tracker = \"https://t.example.com\" }\nurl = \"<<tracker>>/<<path>>\"\n";
+    assert_eq!(ok(binom, &order()).url, "https://t.example.com/click.php");
 }
 
 #[test]
