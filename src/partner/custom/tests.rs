@@ -682,3 +682,65 @@ signature = { scheme = "header", header = "X-Signature", secrets = ["key"] }"#,
             .contains("REDACTED")
     );
 }
+
+#[test]
+fn a_text_body_with_macros_is_refused_as_json_or_a_form() {
+    // A text body inserts each value as it is: as JSON or a form, a click id (from the
+    // landing URL, so from anyone) holding `","payout":"9999` or `&payout=9999` would add a
+    // member or a field.
+    let table = |text: &str, content_type: &str| {
+        format!(
+            "[destinations.template]\nsyntax = \"brace\"\nmethod = \"POST\"\nurl = \"https://p.example/\"\nbody = {{ text = '{text}', content_type = \"{content_type}\" }}\n"
+        )
+    };
+    let json = r#"{"click":"{click_id}","payout":"1"}"#;
+    let form = "click={click_id}&payout=1";
+    for (text, content_type, instead) in [
+        (json, "application/json", "body.json"),
+        (json, "Application/JSON; charset=utf-8", "body.json"),
+        (json, "application/vnd.partner+json", "body.json"),
+        (json, " application/problem+JSON ;v=2", "body.json"),
+        (form, "application/x-www-form-urlencoded", "body.form"),
+        (
+            form,
+            "application/x-www-form-urlencoded; charset=UTF-8",
+            "body.form",
+        ),
+    ] {
+        let e = load(&table(text, content_type)).unwrap_err();
+        assert!(
+            e.contains("destinations[0].template.body.content_type`") && e.contains(instead),
+            "{content_type}: {e}"
+        );
+    }
+    // The same through a Content-Type header of the template's own.
+    let e = load(&format!(
+        "{}headers = {{ Content-Type = \"application/json\" }}\n",
+        table(json, "text/plain")
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("destinations[0].template.headers.Content-Type`") && e.contains("body.json"),
+        "{e}"
+    );
+    // Without a macro, the text is sent as written; with another type, values go as they are.
+    let fixed = ok(
+        &table(r#"{"payout":"1"}"#, "application/json"),
+        &order(),
+    );
+    assert_eq!(fixed.body.as_deref(), Some(r#"{"payout":"1"}"#));
+    assert_eq!(fixed.headers["Content-Type"], "application/json");
+    let plain = ok(&table("click {click_id}", "text/plain"), &order());
+    assert_eq!(plain.body.as_deref(), Some("click clk 1/2&x=y"));
+    // What body.json sends for the same click: one member, whatever the click holds.
+    let injected = event(json!({
+        "event_id": "evt-9", "type": "lead", "occurred_at": "2026-11-22T10:00:00Z",
+        "attribution": { "network": "n", "click_id": "x\",\"payout\":\"9999" }
+    }));
+    let r = ok(
+        "[destinations.template]\nsyntax = \"brace\"\nmethod = \"POST\"\nurl = \"https://p.example/\"\nbody = { json = { click = \"{click_id}\", payout = \"1\" } }\n",
+        &injected,
+    );
+    let body: serde_json::Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(body, json!({ "click": "x\",\"payout\":\"9999", "payout": "1" }));
+}
