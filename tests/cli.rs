@@ -75,6 +75,11 @@ fn check_config_names_the_key_and_exits_non_zero() {
             "broker.failover_urls[0]",
             "not an AMQP URL",
         ),
+        (
+            example_with("worker.partner_proxy", "socks5://relay:pr0xy-pw@proxy:1080"),
+            "worker.partner_proxy",
+            "http:// or https://",
+        ),
         ("[broker".to_owned(), "not valid TOML", ""),
     ];
     for (text, key, problem) in cases {
@@ -83,6 +88,7 @@ fn check_config_names_the_key_and_exits_non_zero() {
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
         let err = stderr(&out);
         assert!(err.contains(key) && err.contains(problem), "{err}");
+        assert!(!err.contains("pr0xy-pw"), "{err}");
     }
     let missing = relay_cmd(&["run", "--config", "/nonexistent.toml"]);
     assert_eq!(missing.status.code(), Some(2));
@@ -487,4 +493,151 @@ fn demo_with_a_remote_broker_down_starts_nothing_and_says_why() {
     );
     assert!(!err.contains("secret"), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("starting a node"));
+}
+
+/// A forward proxy on loopback that answers every request itself (200, no body), and keeps
+/// the head of each request it was sent.
+struct RecordingProxy {
+    addr: std::net::SocketAddr,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RecordingProxy {
+    async fn start() -> RecordingProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let kept = heads.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    kept.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&head).into_owned());
+                    let _ = conn
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        RecordingProxy { addr, heads, task }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RecordingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partner_calls_take_the_environments_proxy_unless_told_otherwise() {
+    let env = Env::new().await;
+    env.declare().await;
+    let proxy = RecordingProxy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let partner = env
+        .sandbox
+        .base_url()
+        .trim_start_matches("http://")
+        .to_owned();
+    // reqwest reads HTTP_PROXY (http_proxy, ALL_PROXY) for http:// partners, and passes by it
+    // only the hosts NO_PROXY lists: loopback is not passed by unless listed, so a partner on
+    // 127.0.0.1 goes through a proxy on 127.0.0.1 as any other would.
+    let proxy_url = format!("http://{}", proxy.addr);
+    let environment = [
+        ("HTTP_PROXY", proxy_url.as_str()),
+        ("NO_PROXY", ""),
+        ("no_proxy", ""),
+    ];
+    let run = |config: common::ConfigBuilder, name: &str, envs: &[(&str, &str)]| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, config.toml()).unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        Cli::new(&["check-config", "--config", &path]).ok();
+        let log = dir.path().join(format!("{name}.log"));
+        (Process::run_with(&path, envs, Some(&log)), log)
+    };
+    let wait = Duration::from_secs(30);
+    let proxied = |n: usize| {
+        let heads = proxy.heads.clone();
+        common::eventually(wait, "calls through the proxy", move || {
+            let len = heads.lock().unwrap().len();
+            async move { len >= n }
+        })
+    };
+
+    // By default, as curl does: through the proxy the environment names.
+    let (relay, default_log) = run(env.default_config(), "default", &environment);
+    env.publish(&event("px1", "lead", "via-proxy", None)).await;
+    proxied(1).await;
+    assert!(relay.terminate().success());
+    let heads = proxy.heads();
+    assert!(
+        heads[0].starts_with(&format!(
+            "GET http://{partner}/ld?qci=via-proxy HTTP/1.1\r\n"
+        )),
+        "{heads:?}"
+    );
+    assert_eq!(env.sandbox.stats().await.unwrap().total, 0);
+
+    // `none`: straight to the partner, whatever the environment says.
+    let (relay, none_log) = run(
+        env.default_config().partner_proxy("none"),
+        "none",
+        &environment,
+    );
+    env.publish(&event("px2", "lead", "direct", None)).await;
+    until_received(&env.sandbox, 1, wait, "the call straight to the partner").await;
+    assert!(relay.terminate().success());
+    assert_eq!(proxy.heads().len(), 1, "{:?}", proxy.heads());
+
+    // A proxy of the configuration's own, with the environment's left out; its password is
+    // sent to the proxy and written nowhere.
+    let own = format!("http://relay:pr0xy-s3cret@{}", proxy.addr);
+    let (relay, own_log) = run(
+        env.default_config().partner_proxy(&own),
+        "own",
+        &[("NO_PROXY", "127.0.0.1")],
+    );
+    env.publish(&event("px3", "lead", "own-proxy", None)).await;
+    proxied(2).await;
+    assert!(relay.terminate().success());
+    let head = proxy.heads()[1].to_ascii_lowercase();
+    assert!(
+        head.contains(&format!(
+            "get http://{partner}/ld?qci=own-proxy http/1.1\r\n"
+        )) && head.contains("proxy-authorization: basic "),
+        "{head}"
+    );
+
+    // Each relay said at start which proxy its partner calls take: host and port only.
+    let said = |log: &std::path::Path, want: &str| {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(text.contains(want), "{want} in {text}");
+        assert!(!text.contains("pr0xy-s3cret"), "{text}");
+    };
+    said(
+        &default_log,
+        &format!("the environment's proxy: http://{} for http://", proxy.addr),
+    );
+    said(&none_log, "no proxy");
+    said(&own_log, &format!("the proxy http://{}", proxy.addr));
 }

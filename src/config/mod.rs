@@ -11,10 +11,12 @@ use self::env::expand_env;
 mod check;
 mod destination;
 mod env;
+mod proxy;
 #[cfg(test)]
 mod tests;
 
 pub use destination::{CircuitConfig, DestinationConfig, MatchRule};
+pub use proxy::{PartnerProxy, shown as shown_proxy};
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -135,6 +137,8 @@ pub struct WorkerConfig {
     pub shutdown_grace_secs: u64,
     /// How often queue depths are sampled into `postback_relay_queue_messages`.
     pub queue_sample_secs: u64,
+    /// The HTTP proxy partner calls go through: the environment's (default), none, or a URL.
+    pub partner_proxy: PartnerProxy,
 }
 
 impl Default for WorkerConfig {
@@ -143,6 +147,7 @@ impl Default for WorkerConfig {
             max_event_bytes: 1024 * 1024,
             shutdown_grace_secs: 30,
             queue_sample_secs: 15,
+            partner_proxy: PartnerProxy::Environment,
         }
     }
 }
@@ -314,6 +319,9 @@ impl Config {
             for s in signature.iter().flat_map(|s| &s.secrets) {
                 all.add(s);
             }
+        }
+        if let Some(password) = self.worker.partner_proxy.password() {
+            all.add(&password);
         }
         let mut urls = self.broker.addresses();
         if let crate::store::StoreConfig::Redis { url, .. } = &self.store {

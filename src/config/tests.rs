@@ -351,3 +351,58 @@ fn a_status_wait_beyond_the_retry_age_is_refused() {
     load("172800").unwrap();
     load("0").unwrap();
 }
+
+#[test]
+fn the_partner_proxy_is_the_environments_none_or_a_url() {
+    let load = |value: &str| {
+        Config::from_toml(
+            &format!("[worker]\npartner_proxy = {value:?}\n{MINIMAL}"),
+            &|n| (n == "PROXY_PASSWORD").then(|| "env-pr0xy-pass".to_owned()),
+        )
+    };
+    let c = Config::from_toml(MINIMAL, &|_| None).unwrap();
+    assert_eq!(c.worker.partner_proxy, PartnerProxy::Environment);
+    assert_eq!(
+        load("environment").unwrap().worker.partner_proxy,
+        PartnerProxy::Environment
+    );
+    assert_eq!(
+        load("none").unwrap().worker.partner_proxy,
+        PartnerProxy::None
+    );
+    let c = load("http://relay:s3cret-pw@proxy.internal:3128").unwrap();
+    let PartnerProxy::Url(url) = &c.worker.partner_proxy else {
+        panic!("{:?}", c.worker.partner_proxy)
+    };
+    assert_eq!(url.host_str(), Some("proxy.internal"));
+    // Shown as its host and port only, in the log line and in Debug output alike; the
+    // password is a secret the relay keeps out of what it writes.
+    assert_eq!(
+        c.worker.partner_proxy.to_string(),
+        "the proxy http://proxy.internal:3128"
+    );
+    let debug = format!("{:?}", c.worker);
+    assert!(!debug.contains("s3cret-pw"), "{debug}");
+    assert!(c.secrets.scrub("x s3cret-pw y").contains("REDACTED"));
+    let c = load("https://${PROXY_PASSWORD}@proxy.internal").unwrap();
+    assert_eq!(
+        c.worker.partner_proxy.to_string(),
+        "the proxy https://proxy.internal:443"
+    );
+    for (value, want) in [
+        ("Environment ", "\"environment\", \"none\" or"),
+        ("", "\"environment\", \"none\" or"),
+        ("socks5://proxy.internal:1080", "http:// or https://"),
+        ("proxy.internal:3128", "http:// or https://"),
+        ("http://u:hunter2-pw@proxy.internal:3128/path", "no path"),
+        ("http://u:hunter2-pw@proxy.internal:3128/?q", "no path"),
+        ("http://:3128", "http:// or https://"),
+    ] {
+        let e = load(value).unwrap_err().to_string();
+        assert!(
+            e.contains("config key `worker.partner_proxy`") && e.contains(want),
+            "{value:?}: {e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}

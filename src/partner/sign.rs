@@ -5,9 +5,9 @@
 //! - `standard_webhooks` (<https://www.standardwebhooks.com/>): headers `webhook-id` (the
 //!   event's id, the same on every attempt), `webhook-timestamp` (Unix seconds of the
 //!   attempt) and `webhook-signature` (`v1,<base64>`, space-separated, one per active secret)
-//!   over `{id}.{timestamp}.{body}`. A secret is base64, `whsec_` before it or not, and
-//!   its key is the bytes it encodes, as the standard's libraries read it. A request
-//!   without a body (GET) cannot be signed so: the standard signs a body.
+//!   over `{id}.{timestamp}.{body}`. A secret is base64 (padded with `=` or not), `whsec_`
+//!   before it or not, and its key is the bytes it encodes, as the standard's libraries read
+//!   it. A request without a body (GET) cannot be signed so: the standard signs a body.
 //! - `header`: the partner's own header, holding `prefix` and the HMAC of the payload (the
 //!   body, or the URL) in hex or base64, one per active secret, separated by `,`; its
 //!   secrets are used as their UTF-8 bytes.
@@ -16,13 +16,21 @@
 //! a signature by each, so the partner accepts it with either while it moves to the new one.
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{KeyError, Rendered, key_err};
+
+/// How a Standard Webhooks secret is read: standard base64 with its `=` padding or without
+/// it (a 32-byte key is 43 characters unpadded), as the standard's libraries take both.
+const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// Signatures a request carries at most: the current secret and the one it replaces.
 pub const MAX_SECRETS: usize = 2;
@@ -140,10 +148,10 @@ pub fn compile(o: &Options, at: &str, has_body: bool) -> Result<Signer, KeyError
         let bytes = match o.scheme {
             Scheme::StandardWebhooks => {
                 let b64 = s.strip_prefix("whsec_").unwrap_or(s);
-                STANDARD.decode(b64).map_err(|_| {
+                SECRET_BASE64.decode(b64).map_err(|_| {
                     key_err(
                         &k,
-                        "is not base64: a Standard Webhooks secret is its key in base64, with whsec_ before it or not, as the standard's libraries read it",
+                        "is not base64: a Standard Webhooks secret is its key in base64 (padded with = or not), with whsec_ before it or not, as the standard's libraries read it",
                     )
                 })?
             }
@@ -344,6 +352,40 @@ mod tests {
         );
         // With whsec_ or without, the key is what the base64 encodes.
         assert_eq!(one(&["bmV3LXNlY3JldA=="]), new);
+    }
+
+    #[test]
+    fn a_standard_webhooks_secret_is_read_with_or_without_base64_padding() {
+        // A 32-byte key is 44 characters of base64 with its `=`, 43 without: the standard's
+        // libraries read both, so a secret copied from either form gives the same key.
+        let padded = format!("whsec_{}", STANDARD.encode([0x5a_u8; 32]));
+        assert!(padded.ends_with('='), "{padded}");
+        let unpadded = padded.trim_end_matches('=').to_owned();
+        assert_eq!(unpadded.len(), "whsec_".len() + 43);
+        let at = DateTime::from_timestamp(1_614_265_330, 0).unwrap();
+        let signature = |secret: &str| {
+            let mut r = post("{}");
+            compile(&opts(Scheme::StandardWebhooks, &[secret]), "s", true)
+                .unwrap_or_else(|e| panic!("{secret}: {e}"))
+                .sign(&mut r, "e1", at);
+            r.headers["webhook-signature"].clone()
+        };
+        let expected = format!(
+            "v1,{}",
+            STANDARD.encode(hmac(&[0x5a_u8; 32], &[b"e1.1614265330.{}"]))
+        );
+        assert_eq!(signature(&padded), expected);
+        assert_eq!(signature(&unpadded), expected);
+        assert_eq!(signature(unpadded.trim_start_matches("whsec_")), expected);
+        // Padding that is wrong rather than absent is still refused.
+        let e = compile(
+            &opts(Scheme::StandardWebhooks, &[&format!("{padded}=")]),
+            "signature",
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is not base64"), "{e}");
     }
 
     #[test]

@@ -114,10 +114,16 @@ impl Relay {
                     .with_label_values(&[&d.name, &crate::retry::tier_label(*tier)]);
             }
         }
+        let proxy = &config.worker.partner_proxy;
+        let client = crate::dispatch::Client::with_proxy(proxy)?;
+        tracing::info!(
+            message = "partner calls' proxy",
+            proxy = %crate::dispatch::proxy_in_use(proxy)
+        );
         Ok(Relay {
             destinations: Destinations::new(&config, &metrics, shared.store.fleet().as_ref()),
             topology,
-            client: crate::dispatch::Client::new()?,
+            client,
             store: shared.store.clone(),
             config,
             metrics,

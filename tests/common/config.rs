@@ -58,6 +58,8 @@ struct Worker {
     shutdown_grace_secs: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     queue_sample_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partner_proxy: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -106,6 +108,7 @@ impl ConfigBuilder {
             worker: Some(Worker {
                 shutdown_grace_secs: 5,
                 queue_sample_secs: None,
+                partner_proxy: None,
             }),
             http: Some(Http {
                 listen: "127.0.0.1:0".into(),
@@ -193,6 +196,15 @@ impl ConfigBuilder {
             .as_mut()
             .expect("a test configuration (Env::config) has a [worker] section")
             .queue_sample_secs = Some(secs);
+        self
+    }
+
+    /// `worker.partner_proxy`: `environment`, `none` or a proxy URL.
+    pub fn partner_proxy(mut self, proxy: &str) -> ConfigBuilder {
+        self.worker
+            .as_mut()
+            .expect("a test configuration (Env::config) has a [worker] section")
+            .partner_proxy = Some(proxy.to_owned());
         self
     }
 

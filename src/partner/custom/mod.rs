@@ -10,7 +10,8 @@
 //! - header: kept as it is but for `%` and what a header cannot hold (control characters,
 //!   non-ASCII), which are percent-encoded;
 //! - form field: form-encoded; JSON: a JSON string (or a number, for a macro that says so);
-//!   text body: as it is (the partner's format is the template's).
+//!   text body: as it is (the partner's format is the template's), so a text body with
+//!   macros may not be sent as JSON or a form, whose values `json` and `form` encode.
 //!
 //! The scheme, host and port are template text: a macro may appear in the path, the query,
 //! headers and the body only. A macro the destination does not know is a config error at
@@ -325,6 +326,24 @@ pub fn compile(o: Option<&Options>) -> Result<Compiled, KeyError> {
                         "is not valid in an HTTP header",
                     )
                 })?;
+                // A text body holds each value as it is: sent as JSON or a form, a value
+                // could add to its structure. The type may come from either key.
+                if t.placeholders().next().is_some() {
+                    let header = o
+                        .headers
+                        .iter()
+                        .find(|(h, _)| h.eq_ignore_ascii_case("content-type"))
+                        .map(|(h, v)| (format!("template.headers.{h}"), v.as_str()));
+                    let given = b
+                        .content_type
+                        .as_deref()
+                        .map(|ct| ("template.body.content_type".to_owned(), ct));
+                    for (key, ct) in given.into_iter().chain(header) {
+                        if let Some(refusal) = structured_text(ct) {
+                            return Err(key_err(key, refusal));
+                        }
+                    }
+                }
                 (Body::Text(t), ct)
             };
             if !has_header(&headers, "content-type") {
@@ -353,6 +372,32 @@ pub fn compile(o: Option<&Options>) -> Result<Compiled, KeyError> {
         missing: resolved.missing,
         signature: o.signature.clone(),
     })
+}
+
+/// Why a text body with macros cannot be sent as `content_type`, when it is JSON
+/// (`application/json`, any `+json` type) or a form: its values go in as they are, so a
+/// value could add to the structure. Media types are matched without regard to case and
+/// without their parameters (`; charset=utf-8`).
+fn structured_text(content_type: &str) -> Option<String> {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let (adds, instead) = if media == "application/json" || media.ends_with("+json") {
+        (
+            "close its string and add members (`\",\"payout\":\"9999`)",
+            "body.json",
+        )
+    } else if media == "application/x-www-form-urlencoded" {
+        ("add fields (`&payout=9999`)", "body.form")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{content_type:?} with macros in a text body: a text body holds each value as it is, so a value (a click id comes from a landing URL, so from anyone) could {adds}; write the body as {instead}, which encodes each value"
+    ))
 }
 
 fn json(

@@ -755,9 +755,9 @@ fn secrets_stay_out_of_template_errors() {
         "{e}"
     );
     assert!(!e.contains("tok"), "{e}");
-    // The same secret under another syntax is text.
+    // The same delimiter under another syntax is text.
     load_with(
-        "tok{click_id}en",
+        "tok{session}en",
         "syntax = \"hash\"\nurl = \"https://p.example/pb\"\nheaders = { Authorization = \"Bearer ${KEY}\" }\n",
     );
 }
@@ -870,5 +870,178 @@ signature = { scheme = "header", header = "X-Signature", secrets = ["key"] }"#,
         c.secrets
             .scrub("x VE9QU0VDUkVULVNJR05JTkc= y")
             .contains("REDACTED")
+    );
+}
+
+#[test]
+fn a_text_body_with_macros_is_refused_as_json_or_a_form() {
+    // A text body inserts each value as it is: as JSON or a form, a click id (from the
+    // landing URL, so from anyone) holding `","payout":"9999` or `&payout=9999` would add a
+    // member or a field.
+    let table = |text: &str, content_type: &str| {
+        format!(
+            "[destinations.template]\nsyntax = \"brace\"\nmethod = \"POST\"\nurl = \"https://p.example/\"\nbody = {{ text = '{text}', content_type = \"{content_type}\" }}\n"
+        )
+    };
+    let json = r#"{"click":"{click_id}","payout":"1"}"#;
+    let form = "click={click_id}&payout=1";
+    for (text, content_type, instead) in [
+        (json, "application/json", "body.json"),
+        (json, "Application/JSON; charset=utf-8", "body.json"),
+        (json, "application/vnd.partner+json", "body.json"),
+        (json, " application/problem+JSON ;v=2", "body.json"),
+        (form, "application/x-www-form-urlencoded", "body.form"),
+        (
+            form,
+            "application/x-www-form-urlencoded; charset=UTF-8",
+            "body.form",
+        ),
+    ] {
+        let e = load(&table(text, content_type)).unwrap_err();
+        assert!(
+            e.contains("destinations[0].template.body.content_type`") && e.contains(instead),
+            "{content_type}: {e}"
+        );
+    }
+    // The same through a Content-Type header of the template's own.
+    let e = load(&format!(
+        "{}headers = {{ Content-Type = \"application/json\" }}\n",
+        table(json, "text/plain")
+    ))
+    .unwrap_err();
+    assert!(
+        e.contains("destinations[0].template.headers.Content-Type`") && e.contains("body.json"),
+        "{e}"
+    );
+    // Without a macro, the text is sent as written; with another type, values go as they are.
+    let fixed = ok(&table(r#"{"payout":"1"}"#, "application/json"), &order());
+    assert_eq!(fixed.body.as_deref(), Some(r#"{"payout":"1"}"#));
+    assert_eq!(fixed.headers["Content-Type"], "application/json");
+    let plain = ok(&table("click {click_id}", "text/plain"), &order());
+    assert_eq!(plain.body.as_deref(), Some("click clk 1/2&x=y"));
+    // What body.json sends for the same click: one member, whatever the click holds.
+    let injected = event(json!({
+        "event_id": "evt-9", "type": "lead", "occurred_at": "2026-11-22T10:00:00Z",
+        "attribution": { "network": "n", "click_id": "x\",\"payout\":\"9999" }
+    }));
+    let r = ok(
+        "[destinations.template]\nsyntax = \"brace\"\nmethod = \"POST\"\nurl = \"https://p.example/\"\nbody = { json = { click = \"{click_id}\", payout = \"1\" } }\n",
+        &injected,
+    );
+    let body: serde_json::Value = serde_json::from_str(r.body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({ "click": "x\",\"payout\":\"9999", "payout": "1" })
+    );
+}
+
+#[test]
+fn a_malformed_macro_is_a_config_error_pointing_at_it() {
+    // Each was taken as text, and sent literally on every event.
+    for (syntax, url, shown, want) in [
+        (
+            "brace",
+            "https://p.example/pb?c={click-id}&o=1",
+            "{click-id}",
+            "malformed placeholder {click-id} at character 24 (did you mean {click_id}?)",
+        ),
+        (
+            "brace",
+            "https://p.example/pb?c={ click_id }&o=1",
+            "{ click_id }",
+            "malformed placeholder { click_id } at character 24 (did you mean {click_id}?)",
+        ),
+        (
+            "brace",
+            "https://p.example/pb?c={\u{441}lick_id}",
+            "{\u{441}lick_id}",
+            "malformed placeholder {\u{441}lick_id} at character 24 (did you mean {click_id}?)",
+        ),
+        (
+            "brace",
+            "https://p.example/pb?c={click_id",
+            "{click_id",
+            "unclosed placeholder {click_id at character 24 (did you mean {click_id}?)",
+        ),
+        (
+            "brace",
+            "https://p.example/pb?c={click_id&o={order_id}",
+            "{click_id",
+            "unclosed placeholder {click_id at character 24 (did you mean {click_id}?)",
+        ),
+        (
+            "bang",
+            "https://p.example/pb?c=!!!click_id!!",
+            "!!!click_id",
+            "unclosed placeholder !!!click_id at character 24 (did you mean !!!click_id!!!?)",
+        ),
+        (
+            "bracket",
+            "https://p.example/pb?c={click_id}",
+            "{click_id}",
+            "placeholder {click_id} at character 24 is not in this template's syntax (did you mean [click_id]?)",
+        ),
+        (
+            "brace",
+            "https://p.example/pb?c=!!!click_id!!!",
+            "!!!click_id!!!",
+            "placeholder !!!click_id!!! at character 24 is not in this template's syntax (did you mean {click_id}?)",
+        ),
+        (
+            "hash",
+            "https://p.example/pb?c={click_id}",
+            "{click_id}",
+            "placeholder {click_id} at character 24 is not in this template's syntax (did you mean #click_id#?)",
+        ),
+    ] {
+        let e = load(&format!(
+            "[destinations.template]\nsyntax = \"{syntax}\"\nurl = \"{url}\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains(&format!("destinations[0].template.url`: {want}\n")),
+            "{url}: {e}"
+        );
+        // Under the message, the URL with the placeholder pointed at.
+        let lines: Vec<&str> = e.lines().collect();
+        let caret = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with('^'))
+            .unwrap();
+        let col = lines[caret].chars().position(|c| c == '^').unwrap();
+        let width = lines[caret].chars().filter(|c| *c == '^').count();
+        let above: String = lines[caret - 1].chars().skip(col).take(width).collect();
+        assert_eq!(above, shown, "{e}");
+    }
+    // In a header and a body too.
+    let e = load(
+        "[destinations.template]\nsyntax = \"brace\"\nmethod = \"POST\"\nurl = \"https://p.example/\"\nheaders = { X-Click = \"{click-id}\" }\nbody = { json = {} }\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("template.headers.X-Click`: malformed placeholder {click-id}"),
+        "{e}"
+    );
+    let e = load(
+        "[destinations.template]\nsyntax = \"hash\"\nmethod = \"POST\"\nurl = \"https://p.example/\"\nbody = { form = { c = \"#click_id\" } }\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("template.body.form.c`: unclosed placeholder #click_id at character 1"),
+        "{e}"
+    );
+    // What looks like a placeholder but is not one stays valid: PHP-style array keys in a
+    // query, braces and `#` in a text body.
+    let r = ok(
+        "[destinations.template]\nsyntax = \"brace\"\nmethod = \"POST\"\nurl = \"https://p.example/pb?data[order_id]={order_id}&data[click][]={click_id}\"\nbody = { text = 'order #{order_id}: {\"n\": {\"a\": 1}} {} { ok }' }\n",
+        &order(),
+    );
+    assert_eq!(
+        r.url,
+        "https://p.example/pb?data[order_id]=10045&data[click][]=clk%201%2F2%26x%3Dy"
+    );
+    assert_eq!(
+        r.body.as_deref(),
+        Some(r#"order #10045: {"n": {"a": 1}} {} { ok }"#)
     );
 }

@@ -4,7 +4,9 @@
 //!
 //! Rules, each tested below:
 //! - templates are parsed once, at config load; a placeholder the destination does not know,
-//!   or written in the wrong case, is a config error there, not a surprise at send time;
+//!   or written in the wrong case, is a config error there, not a surprise at send time; so
+//!   is text that means a known placeholder but is none (`{click-id}`, `{click_id&`,
+//!   `!!!click_id!!!` in a brace template), which would be sent as written;
 //! - rendering is one pass: a value is never scanned for placeholders, so `!!!x!!!` or `#x#`
 //!   inside a click ID stays data;
 //! - every value is percent-encoded exactly once where it lands (UTF-8, space as `%20`, and
@@ -88,14 +90,38 @@ pub struct Template {
     parts: Vec<Part>,
 }
 
-/// Why a template cannot be used.
+/// Why a template cannot be used. `at` is always the placeholder's position in the template,
+/// in characters from 1, and `shown` the text there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    /// `at` is the placeholder's position in the template, in characters from 1.
     #[error("unknown placeholder {shown} at character {at}{hint}")]
     Unknown {
         shown: String,
         hint: String,
+        at: usize,
+    },
+    /// A known name between the delimiters, written so that it is no name (`{click-id}`,
+    /// `{ click_id }`, a look-alike letter): it would be sent as written.
+    #[error("malformed placeholder {shown} at character {at} (did you mean {meant}?)")]
+    Malformed {
+        shown: String,
+        meant: String,
+        at: usize,
+    },
+    /// A known name after an opening delimiter that is never closed (`{click_id&`).
+    #[error("unclosed placeholder {shown} at character {at} (did you mean {meant}?)")]
+    Unclosed {
+        shown: String,
+        meant: String,
+        at: usize,
+    },
+    /// A known name in another syntax's delimiters (`!!!click_id!!!` in a brace template).
+    #[error(
+        "placeholder {shown} at character {at} is not in this template's syntax (did you mean {meant}?)"
+    )]
+    OtherSyntax {
+        shown: String,
+        meant: String,
         at: usize,
     },
 }
@@ -104,7 +130,10 @@ impl TemplateError {
     /// The message, and under it the template with the placeholder pointed at: what
     /// `check-config` prints.
     pub fn pointed(&self, text: &str) -> String {
-        let TemplateError::Unknown { shown, at, .. } = self;
+        let (TemplateError::Unknown { shown, at, .. }
+        | TemplateError::Malformed { shown, at, .. }
+        | TemplateError::Unclosed { shown, at, .. }
+        | TemplateError::OtherSyntax { shown, at, .. }) = self;
         format!("{self}\n{}", point(text, *at, shown.chars().count()))
     }
 }
@@ -140,20 +169,210 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '.'
 }
 
+/// Whether `known` takes `name`: the name itself, a prefix entry (`params.*`) or `*`.
+fn accepts(known: &[&str], name: &str) -> bool {
+    known.iter().any(|k| {
+        *k == "*"
+            || *k == name
+            || k.strip_suffix('*')
+                .is_some_and(|p| p.ends_with('.') && name.starts_with(p) && name.len() > p.len())
+    })
+}
+
+/// The Latin letter (or `-`) a character imitates: Cyrillic and Greek look-alikes, full-width
+/// forms and dashes, as a name copied from a document or typed on another keyboard holds them.
+fn look_alike(c: char) -> Option<char> {
+    Some(match c {
+        'а' => 'a',
+        'е' => 'e',
+        'о' | 'ο' => 'o',
+        'р' | 'ρ' => 'p',
+        'с' | 'ϲ' => 'c',
+        'у' => 'y',
+        'х' | 'χ' => 'x',
+        'ѕ' => 's',
+        'і' | 'ι' => 'i',
+        'ј' => 'j',
+        'ԁ' => 'd',
+        'һ' => 'h',
+        'ԛ' => 'q',
+        'ԝ' => 'w',
+        'ӏ' => 'l',
+        'ν' => 'v',
+        'κ' => 'k',
+        'А' | 'Α' => 'A',
+        'В' | 'Β' => 'B',
+        'Е' | 'Ε' => 'E',
+        'К' | 'Κ' => 'K',
+        'М' | 'Μ' => 'M',
+        'Н' | 'Η' => 'H',
+        'О' | 'Ο' => 'O',
+        'Р' | 'Ρ' => 'P',
+        'С' | 'Ϲ' => 'C',
+        'Т' | 'Τ' => 'T',
+        'Х' | 'Χ' => 'X',
+        'Ѕ' => 'S',
+        'І' | 'Ι' => 'I',
+        'Ј' => 'J',
+        'Ү' | 'Υ' => 'Y',
+        'Ζ' => 'Z',
+        'Ν' => 'N',
+        '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0)?,
+        _ => return None,
+    })
+}
+
+/// Characters that show as nothing: zero-width spaces and joiners, the soft hyphen.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
+    )
+}
+
+/// The known name `text` means, when it is a near miss of one: the same once spaces and
+/// invisible characters are taken out, look-alikes read as the letters they imitate and `-`
+/// as `_`; or the same in another case; or one edit away per four letters of the name
+/// (`clik_id`). A template that defines its own names (`*`) has no near misses.
+fn meant(text: &str, known: &[&str]) -> Option<String> {
+    if known.contains(&"*") {
+        return None;
+    }
+    let name: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && !invisible(*c))
+        .map(|c| match look_alike(c).unwrap_or(c) {
+            '-' => '_',
+            c => c,
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) || !name.chars().all(is_name_char) {
+        return None;
+    }
+    if accepts(known, &name) {
+        return Some(name);
+    }
+    let names = || known.iter().filter(|k| !k.ends_with('*'));
+    if let Some(k) = names().find(|k| k.eq_ignore_ascii_case(&name)) {
+        return Some((*k).to_owned());
+    }
+    names()
+        .map(|k| (strsim::levenshtein(&name, k), *k))
+        .filter(|(d, k)| *d <= k.len() / 4)
+        .min()
+        .map(|(_, k)| k.to_owned())
+}
+
+/// What may follow a placeholder left open (`{click_id&o=1`, `!!!click_id!!`, `{click_id` at
+/// the end): punctuation that ends a value in a URL, a header or a body. A name followed by
+/// a letter or `:` (`{status: ok}`, `#type of`) is text.
+const ENDS_A_VALUE: &[char] = &[
+    '&', '/', '?', '=', ';', ',', '"', '\'', '<', '>', ')', '{', '}', '[', ']', '!', '#', '|',
+];
+
+/// After an opening delimiter that opens no placeholder (`after` is the text that follows it,
+/// `at` its position): a known name written wrong up to the closing delimiter, or left open.
+fn near_miss(after: &str, syntax: Syntax, known: &[&str], at: usize) -> Option<TemplateError> {
+    let (open, close) = syntax.delimiters();
+    if let Some(end) = after.find(close).filter(|e| *e > 0) {
+        let inner = &after[..end];
+        if let Some(name) = meant(inner, known) {
+            return Some(TemplateError::Malformed {
+                shown: format!("{open}{inner}{close}"),
+                meant: syntax.show(&name),
+                at,
+            });
+        }
+    }
+    let start = after.len() - after.trim_start().len();
+    let len = after[start..]
+        .find(|c: char| !(is_name_char(c) || c == '-' || look_alike(c).is_some() || invisible(c)))
+        .unwrap_or(after.len() - start);
+    let run = &after[start..start + len];
+    let next = after[start + len..].trim_start().chars().next();
+    if run.is_empty() || next.is_some_and(|c| !ENDS_A_VALUE.contains(&c)) {
+        return None;
+    }
+    let name = meant(run, known)?;
+    Some(TemplateError::Unclosed {
+        shown: format!("{open}{}", &after[..start + len]),
+        meant: syntax.show(&name),
+        at,
+    })
+}
+
+/// The first placeholder of another syntax around a known name (`{click_id}` in a bracket
+/// template). A `[name]` right after a letter, a digit, `_`, `.` or `]` is an index, as in
+/// PHP-style array keys (`data[order_id]=`), not a placeholder.
+fn other_syntax(text: &str, syntax: Syntax, known: &[&str]) -> Option<TemplateError> {
+    if known.contains(&"*") {
+        return None;
+    }
+    let mut first: Option<(usize, TemplateError)> = None;
+    for other in [Syntax::Bang, Syntax::Hash, Syntax::Brace, Syntax::Bracket] {
+        if other == syntax {
+            continue;
+        }
+        let (open, close) = other.delimiters();
+        let mut from = 0;
+        while let Some(i) = text[from..].find(open) {
+            let start = from + i;
+            from = start + open.len();
+            if first.as_ref().is_some_and(|(s, _)| *s < start) {
+                break;
+            }
+            let Some(name) = text[from..]
+                .find(close)
+                .filter(|e| *e > 0)
+                .map(|end| &text[from..from + end])
+            else {
+                continue;
+            };
+            let index = other == Syntax::Bracket
+                && text[..start]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| is_name_char(c) || c == ']');
+            if index || !name.chars().all(is_name_char) {
+                continue;
+            }
+            let meant = if accepts(known, name) {
+                Some(name)
+            } else {
+                known
+                    .iter()
+                    .find(|k| !k.ends_with('*') && k.eq_ignore_ascii_case(name))
+                    .copied()
+            };
+            if let Some(meant) = meant {
+                first = Some((
+                    start,
+                    TemplateError::OtherSyntax {
+                        shown: other.show(name),
+                        meant: syntax.show(meant),
+                        at: text[..start].chars().count() + 1,
+                    },
+                ));
+                break;
+            }
+        }
+    }
+    first.map(|(_, e)| e)
+}
+
 impl Template {
     /// Parses `text`, accepting only the placeholder names in `known` (case-sensitive). A
     /// known entry ending in `.*` accepts any name with that prefix (`params.*`); `["*"]`
     /// accepts every name (a structure that defines its own names).
+    ///
+    /// Text that means a known placeholder but is none is refused too, rather than sent as
+    /// written on every event: a known name (or a near miss of one) written wrong between
+    /// the delimiters (`{click-id}`, `{ click_id }`, a look-alike letter), left open
+    /// (`{click_id&`), or in another syntax's delimiters (`!!!click_id!!!` in a brace
+    /// template).
     pub fn parse(text: &str, syntax: Syntax, known: &[&str]) -> Result<Template, TemplateError> {
-        let accepts = |name: &str| {
-            known.iter().any(|k| {
-                *k == "*"
-                    || *k == name
-                    || k.strip_suffix('*').is_some_and(|p| {
-                        p.ends_with('.') && name.starts_with(p) && name.len() > p.len()
-                    })
-            })
-        };
+        let accepts = |name: &str| accepts(known, name);
         let (open, close) = syntax.delimiters();
         let mut parts = Vec::new();
         let mut text_buf = String::new();
@@ -200,6 +419,9 @@ impl Template {
                     rest = &after[end + close.len()..];
                 }
                 None => {
+                    if let Some(e) = near_miss(after, syntax, known, position(text, rest, start)) {
+                        return Err(e);
+                    }
                     // `!!!` never occurs in a URL by chance: a `!!!...!!!` span that is not a
                     // name is a mistyped placeholder, and must not be sent as it is.
                     if syntax == Syntax::Bang
@@ -215,6 +437,9 @@ impl Template {
                     rest = after;
                 }
             }
+        }
+        if let Some(e) = other_syntax(text, syntax, known) {
+            return Err(e);
         }
         text_buf.push_str(rest);
         if !text_buf.is_empty() {

@@ -198,3 +198,148 @@ fn extracts_values_from_structures() {
     let adjacent = Template::parse("#affid##clickId#", Syntax::Hash, &known).unwrap();
     assert!(adjacent.has_adjacent_placeholders());
 }
+
+#[test]
+fn malformed_unclosed_and_foreign_placeholders_are_refused_with_a_suggestion() {
+    let known = ["click_id", "order_id", "amount", "tax", "params.*"];
+    let refused = |text: &str, syntax: Syntax| match Template::parse(text, syntax, &known) {
+        Err(e) => e.to_string(),
+        Ok(t) => panic!("{text:?} was taken: {t:?}"),
+    };
+    let cases: &[(&str, Syntax, &str)] = &[
+        (
+            "?c={click-id}",
+            Syntax::Brace,
+            "malformed placeholder {click-id} at character 4 (did you mean {click_id}?)",
+        ),
+        (
+            "?c={ click_id }",
+            Syntax::Brace,
+            "malformed placeholder { click_id } at character 4 (did you mean {click_id}?)",
+        ),
+        // A Cyrillic "с" (U+0441) in place of the Latin "c".
+        (
+            "?c={\u{441}lick_id}",
+            Syntax::Brace,
+            "malformed placeholder {\u{441}lick_id} at character 4 (did you mean {click_id}?)",
+        ),
+        (
+            "?c={clik-id}",
+            Syntax::Brace,
+            "malformed placeholder {clik-id} at character 4 (did you mean {click_id}?)",
+        ),
+        (
+            "?c={click_id",
+            Syntax::Brace,
+            "unclosed placeholder {click_id at character 4 (did you mean {click_id}?)",
+        ),
+        (
+            "?c={click_id&o={order_id}",
+            Syntax::Brace,
+            "unclosed placeholder {click_id at character 4 (did you mean {click_id}?)",
+        ),
+        (
+            "?c={click_id {order_id}",
+            Syntax::Brace,
+            "unclosed placeholder {click_id at character 4 (did you mean {click_id}?)",
+        ),
+        (
+            "?c=!!!click_id!!",
+            Syntax::Bang,
+            "unclosed placeholder !!!click_id at character 4 (did you mean !!!click_id!!!?)",
+        ),
+        (
+            "?c=!!!click_id!!&o=!!!order_id!!!",
+            Syntax::Bang,
+            "unclosed placeholder !!!click_id at character 4 (did you mean !!!click_id!!!?)",
+        ),
+        (
+            "?c=#click_id",
+            Syntax::Hash,
+            "unclosed placeholder #click_id at character 4 (did you mean #click_id#?)",
+        ),
+        (
+            "?c={click_id}",
+            Syntax::Bracket,
+            "placeholder {click_id} at character 4 is not in this template's syntax (did you mean [click_id]?)",
+        ),
+        (
+            "?c=!!!click_id!!!",
+            Syntax::Brace,
+            "placeholder !!!click_id!!! at character 4 is not in this template's syntax (did you mean {click_id}?)",
+        ),
+        (
+            "é=#order_id#",
+            Syntax::Brace,
+            "placeholder #order_id# at character 3 is not in this template's syntax (did you mean {order_id}?)",
+        ),
+        (
+            "?c=[click_id]",
+            Syntax::Hash,
+            "placeholder [click_id] at character 4 is not in this template's syntax (did you mean #click_id#?)",
+        ),
+        (
+            "?s={params.sub1}",
+            Syntax::Bang,
+            "placeholder {params.sub1} at character 4 is not in this template's syntax (did you mean !!!params.sub1!!!?)",
+        ),
+    ];
+    for (text, syntax, want) in cases {
+        assert_eq!(refused(text, *syntax), *want, "{text:?}");
+    }
+    // Every kind's syntax alike: a publisher callback's URL, say.
+    for (text, want) in [
+        (
+            "?c=!!!clickRef!!",
+            "unclosed placeholder !!!clickRef at character 4",
+        ),
+        (
+            "?c=!!!click Ref!!!",
+            "malformed placeholder !!!click Ref!!!",
+        ),
+        (
+            "?c={clickRef}",
+            "placeholder {clickRef} at character 4 is not",
+        ),
+    ] {
+        let e = Template::parse(text, Syntax::Bang, KNOWN)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(want), "{text:?}: {e}");
+    }
+    // check-config's pointed line: the carets under the whole malformed placeholder.
+    let e = Template::parse("?c={ click_id }&x=1", Syntax::Brace, &known).unwrap_err();
+    assert_eq!(
+        e.pointed("?c={ click_id }&x=1"),
+        format!(
+            "{e}\n    ?c={{ click_id }}&x=1\n       {}",
+            "^".repeat("{ click_id }".len())
+        )
+    );
+}
+
+#[test]
+fn text_that_only_looks_like_a_placeholder_stays_text() {
+    let known = ["click_id", "order_id", "amount", "tax", "type", "status"];
+    for (text, syntax) in [
+        // PHP-style array keys in a query, beside brace placeholders.
+        ("?data[order_id]={order_id}&d[a][click_id]=1", Syntax::Brace),
+        ("?data[order_id]=#order_id#", Syntax::Hash),
+        // Braces in a text body: JSON, code, an empty pair.
+        (r#"{"click": "{click_id}", "n": {"a": 1}}"#, Syntax::Brace),
+        ("if (x) { return {order_id}; } {} { }", Syntax::Brace),
+        ("{status: ok} {a b}", Syntax::Brace),
+        // `#` in text, under hash and brace.
+        ("order #12 #tag, a #type of thing: #order_id#", Syntax::Hash),
+        ("#fff #1 {order_id}", Syntax::Brace),
+        ("wow!!! and more", Syntax::Bang),
+        // Another syntax's delimiters around what is no macro.
+        ("{nope} [x] !!!z!!!", Syntax::Hash),
+        ("http://[::1]:8080/p?c={click_id}", Syntax::Brace),
+    ] {
+        let t = Template::parse(text, syntax, &known);
+        assert!(t.is_ok(), "{text:?}: {t:?}");
+    }
+    // A structure defines its own names: nothing is a near miss of them.
+    assert!(Template::parse("#a-b# #c", Syntax::Hash, &["*"]).is_ok());
+}
