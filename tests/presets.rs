@@ -177,9 +177,15 @@ settings = { tracker = "https://tracker.example.com", postback_key = "8c1f2e" }
             "{base}&tid=10045&status=rejected&payout=8.99&currency=EUR"
         )),
     );
-    // A rebill is Keitaro's own status, with a transaction of its own.
+    // A rebill is Keitaro's own status, with a transaction of its own, paid or not.
     same(
         render("keitaro", table, rebill("keitaro")),
+        get(&format!(
+            "{base}&tid=10045-2&status=rebill&payout=2.99&currency=EUR"
+        )),
+    );
+    same(
+        render("keitaro", table, rebill("keitaro").status(Some("paid"))),
         get(&format!(
             "{base}&tid=10045-2&status=rebill&payout=2.99&currency=EUR"
         )),
@@ -249,7 +255,7 @@ settings = { tracker = "https://tracker.example.com" }
     same(
         render("binom", table, refund("binom")),
         get(&format!(
-            "{base}&payout=8.99&cnv_status=status&cnv_status2=rejected&cnv_currency=EUR"
+            "{base}&payout=8.99&cnv_status=sale&cnv_status2=rejected&cnv_currency=EUR"
         )),
     );
     same(

@@ -371,9 +371,17 @@ impl Macros {
     /// itself first, then its HOQU class: hold, approved, rejected); without a map, its HOQU
     /// class. An event without a status takes its type's entry in `status_by_type`, if any.
     fn status(&self, event: &ConversionEvent) -> Result<Option<String>, RenderError> {
+        let by_type = self.status_by_type.get(&event.kind).cloned();
+        // An order and its updates carry the order's state; any other type (a lead, a
+        // registration, a rebill...) is a conversion of its own kind, which its entry names
+        // whatever state its order is in (a paid rebill is a rebill).
+        let carries_state = matches!(event.kind, EventType::Order | EventType::OrderStatus);
+        if by_type.is_some() && !carries_state {
+            return Ok(by_type);
+        }
         let merchant = event.order.as_ref().and_then(|o| o.status.as_deref());
         let Some(s) = merchant else {
-            return Ok(self.status_by_type.get(&event.kind).cloned());
+            return Ok(by_type);
         };
         let norm = s.trim().to_lowercase();
         if let Some(v) = self.status_map.get(&norm) {
