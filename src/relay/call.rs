@@ -136,14 +136,6 @@ impl Relay {
         taken: &Taken<'_>,
     ) -> (Outcome, Vec<Call>, Option<Request>) {
         let config = &dest.config;
-        // An open circuit is known without waiting for a slot: the delivery goes back to the
-        // retry tiers at once. The circuit is asked again, and decides, right before each call.
-        if let Some(open_for) = dest.circuit_waits() {
-            let now = (Utc::now(), rand::random());
-            let not_now = NotNow::CircuitOpen(open_for);
-            let waits = after(not_now, delivery, config, request, None, taken, now);
-            return (waits, Vec::new(), None);
-        }
         let tries = if first {
             config.retry.immediate_attempts
         } else {
@@ -194,11 +186,12 @@ impl Relay {
 
     /// Calls the partner up to `tries` times in a row while the answer is retryable, pausing
     /// with exponential backoff and jitter between calls. Each call first waits for a
-    /// concurrency slot and the rate limit; then, right before it goes, the destination must
-    /// not be paused, every one of `holds` (the delivery's claim, the conversion's lock) must
-    /// still be held, and the circuit must let it through; a request that carries the time is
-    /// made again then. Reports every call to the circuit before its slot is let go, and the
-    /// time from `taken` (the message coming off its queue) to the first call.
+    /// concurrency slot; then, unless the destination was paused or its circuit is open, for
+    /// the rate limit's turn; then, right before it goes, a request that carries the time is
+    /// made again, the destination must still not be paused, every one of `holds` (the
+    /// delivery's claim, the conversion's lock) must still be held, and the circuit must let
+    /// it through. Reports every call to the circuit before its slot is let go, and the time
+    /// from `taken` (the message coming off its queue) to the first call.
     async fn tries(
         &self,
         dest: &Destination,
@@ -225,82 +218,119 @@ impl Relay {
             sent: None,
         };
         let timed = dest.config.partner.timed();
-        let event_id = event.event_id.as_str();
         let mut last: Option<Verdict> = None;
         loop {
-            let slot = dest.slot().await;
-            match self.ready_to_call(dest, holds, event_id, last.take()).await {
-                Ok(probe) => {
-                    let remade;
-                    let request = if timed {
-                        match dest
-                            .config
-                            .partner
-                            .render_at(dest.name(), event, Utc::now())
-                        {
-                            Ok(r) => {
-                                remade = r;
-                                &remade
-                            }
-                            Err(e) => {
-                                report.end = End::Unrenderable(e.to_string());
-                                return report;
-                            }
-                        }
-                    } else {
-                        req
-                    };
-                    let at = Utc::now();
-                    let first = (report.tries == 0).then_some(taken);
-                    let (answer, latency_ms) = self
-                        .send(dest, request, event_id, report.tries + 1, first)
-                        .await;
-                    if timed {
-                        report.sent = Some(request.clone());
-                    }
-                    if let CallResult::Unsendable(why) = &answer.result {
-                        // Not the partner's doing: the circuit is not told, and nothing was sent.
-                        report.end = End::Unsendable(why.clone());
-                        return report;
-                    }
-                    let verdict = report.answered(dest, answer, (at, latency_ms));
-                    // Told before the slot is let go: the next call that takes it asks a
-                    // circuit that knows of this one.
-                    dest.report(!matches!(verdict, Verdict::Retry { .. }), probe)
-                        .await;
-                    drop(slot);
-                    // A probe is one call: its answer decides for the others.
-                    let pause = pauses.next().filter(|_| !probe);
-                    match next_try(&verdict, pause, policy.pause_cap(), dest.circuit_closed()) {
-                        Some(pause) => {
-                            last = Some(verdict);
-                            tokio::time::sleep(pause).await;
-                        }
-                        None => {
-                            report.end = End::Answered(verdict);
-                            return report;
-                        }
-                    }
-                }
+            let slot = dest.concurrency_slot().await;
+            // Asked before the rate limit's turn is booked: a delivery that cannot call now
+            // takes no turn from those that can.
+            if let Err(end) = self.may_call(dest, &mut last) {
+                report.end = end;
+                return report;
+            }
+            dest.rate_turn().await;
+            let called = self
+                .call(
+                    dest,
+                    (req, event, timed),
+                    holds,
+                    &mut last,
+                    taken,
+                    &mut report,
+                )
+                .await;
+            let (verdict, probe) = match called {
+                Ok(called) => called,
                 Err(end) => {
                     report.end = end;
+                    return report;
+                }
+            };
+            drop(slot);
+            // A probe is one call: its answer decides for the others.
+            let pause = pauses.next().filter(|_| !probe);
+            match next_try(&verdict, pause, policy.pause_cap(), dest.circuit_closed()) {
+                Some(pause) => {
+                    last = Some(verdict);
+                    tokio::time::sleep(pause).await;
+                }
+                None => {
+                    report.end = End::Answered(verdict);
                     return report;
                 }
             }
         }
     }
 
+    /// One call, once its waits are over: the request made again if it carries the time, the
+    /// checks right before it ([`Relay::ready_to_call`]), the call, and its answer told to
+    /// the circuit (before the caller lets its slot go). The answer's verdict, and whether
+    /// the call was the probe; or why no call went.
+    async fn call(
+        &self,
+        dest: &Destination,
+        (req, event, timed): (&Request, &ConversionEvent, bool),
+        holds: &[&Held],
+        last: &mut Option<Verdict>,
+        taken: Instant,
+        report: &mut Report,
+    ) -> Result<(Verdict, bool), End> {
+        let event_id = event.event_id.as_str();
+        let remade = match timed {
+            true => Some(
+                dest.config
+                    .partner
+                    .render_at(dest.name(), event, Utc::now())
+                    .map_err(|e| End::Unrenderable(e.to_string()))?,
+            ),
+            false => None,
+        };
+        let request = remade.as_ref().unwrap_or(req);
+        let probe = self.ready_to_call(dest, holds, event_id, last).await?;
+        let at = Utc::now();
+        let first = (report.tries == 0).then_some(taken);
+        let (answer, latency_ms) = self
+            .send(dest, request, event_id, report.tries + 1, first)
+            .await;
+        if let CallResult::Unsendable(why) = &answer.result {
+            // Not the partner's doing, and nothing was sent: the circuit hears of it only when
+            // the call was its probe, which is given back as a failure so that another goes.
+            if probe {
+                dest.report(false, true).await;
+            }
+            return Err(End::Unsendable(why.clone()));
+        }
+        if remade.is_some() {
+            report.sent = remade;
+        }
+        let verdict = report.answered(dest, answer, (at, latency_ms));
+        dest.report(!matches!(verdict, Verdict::Retry { .. }), probe)
+            .await;
+        Ok((verdict, probe))
+    }
+
+    /// What is known without asking anyone, before the rate limit's turn: a pause, or an open
+    /// circuit. `last`: the answer to the attempt's previous call, which stands when the
+    /// circuit opened during the pause after it.
+    fn may_call(&self, dest: &Destination, last: &mut Option<Verdict>) -> Result<(), End> {
+        if self.paused.is_paused(dest.name()) {
+            return Err(End::Paused);
+        }
+        match dest.circuit_waits() {
+            Some(open_for) => Err(circuit_open(open_for, last.take())),
+            None => Ok(()),
+        }
+    }
+
     /// What is asked again right before each call, after the waits for a slot and the rate
     /// limit: a pause that came meanwhile, the holds, and the circuit (asked last, as it may
-    /// hand this call the probe). `last`: the answer to the attempt's previous call, which
-    /// stands when the circuit opened during the pause after it. `Ok(probe)`: the call may go,
-    /// and whether it is the half-open circuit's probe, whose answer decides for the others.
+    /// hand this call the probe). `Ok(probe)`: the call may go, and whether it is the
+    /// half-open circuit's probe, whose answer decides for the others.
     async fn ready_to_call(
         &self,
         dest: &Destination,
         holds: &[&Held],
         event_id: &str,
-        last: Option<Verdict>,
+        last: &mut Option<Verdict>,
     ) -> Result<bool, End> {
         if self.paused.is_paused(dest.name()) {
             return Err(End::Paused);
@@ -309,11 +339,7 @@ impl Relay {
         match dest.admit().await {
             Admit::Call => Ok(false),
             Admit::Probe => Ok(true),
-            Admit::Wait(open_for) => Err(match last {
-                // A call failed, and the circuit opened before the next: the failure stands.
-                Some(verdict) => End::Answered(verdict),
-                None => End::CircuitOpen(open_for),
-            }),
+            Admit::Wait(open_for) => Err(circuit_open(open_for, last.take())),
         }
     }
 
@@ -400,6 +426,16 @@ impl Relay {
             }
         }
         (answer, latency_ms)
+    }
+}
+
+/// Why an attempt stops at an open circuit: the answer to its previous call when it made one
+/// (a call failed, and the circuit opened before the next: the failure stands), or the
+/// circuit itself.
+fn circuit_open(open_for: Duration, last: Option<Verdict>) -> End {
+    match last {
+        Some(verdict) => End::Answered(verdict),
+        None => End::CircuitOpen(open_for),
     }
 }
 

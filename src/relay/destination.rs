@@ -41,18 +41,19 @@ impl Destination {
         &self.config.name
     }
 
-    /// Waits for a concurrency slot and, if the destination has one, the rate limit's permit.
-    /// The slot is held until the returned value is dropped.
-    pub async fn slot(&self) -> SemaphorePermit<'_> {
-        let permit = self
-            .concurrency
+    /// Waits for a concurrency slot, held until the returned value is dropped.
+    pub async fn concurrency_slot(&self) -> SemaphorePermit<'_> {
+        self.concurrency
             .acquire()
             .await
-            .expect("the semaphore is never closed");
+            .expect("the semaphore is never closed")
+    }
+
+    /// Waits for the rate limit's turn, if the destination has one.
+    pub async fn rate_turn(&self) {
         if let Some(rate) = &self.rate {
             rate.until_ready().await;
         }
-        permit
     }
 
     /// How much longer the circuit stays open, as this replica knows it without asking
