@@ -28,6 +28,10 @@ use crate::store::StoreConfig;
 /// How often a running relay reads the paused destinations again.
 pub const POLL: Duration = Duration::from_secs(1);
 
+/// How recent a relay's last reading must be for it to write back what it knew when Redis
+/// forgot: an older one may undo what operators changed since (a destination resumed).
+const FRESH: Duration = Duration::from_secs(5);
+
 /// Who paused a destination, and when.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Paused {
@@ -334,6 +338,8 @@ pub struct Board(Arc<RwLock<Known>>);
 struct Known {
     paused: BTreeMap<String, Paused>,
     mark: Option<String>,
+    /// When Redis (or the file) last answered.
+    read_at: Option<std::time::Instant>,
 }
 
 /// How a read's mark compares with the one known before.
@@ -376,9 +382,16 @@ impl Board {
         self.0.read().expect("pause board lock").mark.clone()
     }
 
+    /// Whether the last reading is at most `within` old.
+    fn fresh(&self, within: Duration) -> bool {
+        let read_at = self.0.read().expect("pause board lock").read_at;
+        read_at.is_some_and(|t| t.elapsed() <= within)
+    }
+
     /// Takes in what was read; gives the destinations whose state changed, with the new state.
     fn update(&self, read: Read) -> Vec<(String, Option<Paused>)> {
         let mut known = self.0.write().expect("pause board lock");
+        known.read_at = Some(std::time::Instant::now());
         if read.mark.is_some() {
             known.mark = read.mark;
         }
@@ -483,13 +496,24 @@ impl Watch {
                 );
                 self.pauses.restore(&BTreeMap::new()).await
             }
-            Marked::Forgotten => {
+            Marked::Forgotten if self.board.fresh(FRESH) => {
                 let known = self.board.paused();
                 let restored = self.pauses.restore(&known).await?;
                 self.metrics.store_state_lost.inc();
                 tracing::warn!(
                     message = "the store's Redis forgot the fleet's state (a restart without its data, a flush or an eviction): the pauses this relay knew are written back; which deliveries were accepted and which statuses were sent before is lost, so a redelivered event may be sent again and a status after a later one",
                     paused_restored = known.len(),
+                );
+                Ok(restored)
+            }
+            Marked::Forgotten => {
+                // What this relay knew is too old to write back over what operators may have
+                // done since; a relay that read Redis more recently writes back its own.
+                let restored = self.pauses.restore(&BTreeMap::new()).await?;
+                self.metrics.store_state_lost.inc();
+                tracing::warn!(
+                    message = "the store's Redis forgot the fleet's state (a restart without its data, a flush or an eviction), and this relay's last reading is too old to write its pauses back: check them with `destination list`; which deliveries were accepted and which statuses were sent before is lost, so a redelivered event may be sent again and a status after a later one",
+                    last_read_older_than_secs = FRESH.as_secs(),
                 );
                 Ok(restored)
             }
