@@ -190,6 +190,13 @@ settings = { tracker = "https://tracker.example.com", postback_key = "8c1f2e" }
             "{base}&tid=10045-2&status=rebill&payout=2.99&currency=EUR"
         )),
     );
+    // A rebill whose charge was declined is no revenue.
+    same(
+        render("keitaro", table, rebill("keitaro").status(Some("declined"))),
+        get(&format!(
+            "{base}&tid=10045-2&status=rejected&payout=2.99&currency=EUR"
+        )),
+    );
 }
 
 #[test]

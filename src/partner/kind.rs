@@ -268,6 +268,16 @@ pub fn compile(spec: &Spec<'_>) -> Result<Partner, KeyError> {
         }
     };
     let missing = missing.unwrap_or_default();
+    if let (Missing::Fail, Format::Template(t)) = (missing, &format)
+        && let Some(name) = t.omitting()
+    {
+        return Err(key_err(
+            "missing",
+            format!(
+                "fail would refuse every event for which macro {name} has no value on purpose (its omit list); use skip, which leaves its field out"
+            ),
+        ));
+    }
     if missing == Missing::Skip && kind != Kind::Template {
         return Err(key_err(
             "missing",

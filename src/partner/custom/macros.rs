@@ -322,6 +322,13 @@ impl Macros {
             .any(|u| u == "now" || self.derived.get(u).is_some_and(|d| d.from == "now"))
     }
 
+    /// The first of `used` that has no value for some values on purpose (`omit`).
+    pub fn omitting<'u>(&self, used: &'u [String]) -> Option<&'u str> {
+        used.iter()
+            .find(|u| self.derived.get(*u).is_some_and(|d| !d.omit.is_empty()))
+            .map(String::as_str)
+    }
+
     /// Whether `name` is written as a JSON number when it is a JSON string alone.
     pub fn is_number(&self, name: &str) -> bool {
         self.derived.get(name).is_some_and(|d| d.number)
@@ -372,14 +379,16 @@ impl Macros {
     /// class. An event without a status takes its type's entry in `status_by_type`, if any.
     fn status(&self, event: &ConversionEvent) -> Result<Option<String>, RenderError> {
         let by_type = self.status_by_type.get(&event.kind).cloned();
+        let merchant = event.order.as_ref().and_then(|o| o.status.as_deref());
         // An order and its updates carry the order's state; any other type (a lead, a
         // registration, a rebill...) is a conversion of its own kind, which its entry names
-        // whatever state its order is in (a paid rebill is a rebill).
+        // (a paid rebill is a rebill), unless its order was rejected (a declined rebill is no
+        // revenue).
         let carries_state = matches!(event.kind, EventType::Order | EventType::OrderStatus);
-        if by_type.is_some() && !carries_state {
+        let rejected = merchant.and_then(map_status) == Some("rejected");
+        if by_type.is_some() && !carries_state && !rejected {
             return Ok(by_type);
         }
-        let merchant = event.order.as_ref().and_then(|o| o.status.as_deref());
         let Some(s) = merchant else {
             return Ok(by_type);
         };

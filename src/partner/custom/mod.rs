@@ -385,7 +385,8 @@ fn structured_text(content_type: &str) -> Option<String> {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    let (adds, instead) = if media == "application/json" || media.ends_with("+json") {
+    let json = media.ends_with("/json") || media.ends_with("+json") || media.ends_with("/x-json");
+    let (adds, instead) = if json {
         (
             "close its string and add members (`\",\"payout\":\"9999`)",
             "body.json",
@@ -483,6 +484,11 @@ impl Custom {
     /// Whether its requests have a body.
     pub fn has_body(&self) -> bool {
         self.body.is_some()
+    }
+
+    /// A macro its templates use that has no value for some values on purpose (`omit`).
+    pub fn omitting(&self) -> Option<&str> {
+        self.macros.omitting(&self.used)
     }
 
     /// Whether its requests carry the time of the try (the `now` macro, or one of its own

@@ -411,6 +411,17 @@ impl Template {
                             at: position(text, rest, start),
                         });
                     }
+                    // `{{name}}`, as Mustache writes it, would send the value in braces.
+                    let doubled = matches!(syntax, Syntax::Brace | Syntax::Bracket)
+                        && text[..text.len() - rest.len() + start].ends_with(open)
+                        && after[end + close.len()..].starts_with(close);
+                    if doubled && !known.contains(&"*") {
+                        return Err(TemplateError::Malformed {
+                            shown: format!("{open}{open}{name}{close}{close}"),
+                            meant: syntax.show(name),
+                            at: position(text, rest, start) - 1,
+                        });
+                    }
                     text_buf.push_str(&rest[..start]);
                     if !text_buf.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut text_buf)));

@@ -207,6 +207,17 @@ fn malformed_unclosed_and_foreign_placeholders_are_refused_with_a_suggestion() {
         Ok(t) => panic!("{text:?} was taken: {t:?}"),
     };
     let cases: &[(&str, Syntax, &str)] = &[
+        // Mustache's double braces would send the value in braces.
+        (
+            "?c={{click_id}}",
+            Syntax::Brace,
+            "malformed placeholder {{click_id}} at character 4 (did you mean {click_id}?)",
+        ),
+        (
+            "?c=[[click_id]]",
+            Syntax::Bracket,
+            "malformed placeholder [[click_id]] at character 4 (did you mean [click_id]?)",
+        ),
         (
             "?c={click-id}",
             Syntax::Brace,
