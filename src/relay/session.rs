@@ -337,7 +337,9 @@ impl Relay {
                     }
                     continue;
                 }
-                Ok(()) = store.changed() => continue,
+                // Waited on only while taking nothing: while taking, the next message or tick
+                // reads the store's state at the top of the loop.
+                Ok(()) = store.changed(), if !taking => continue,
                 next = events.consumer.next(), if taking => (events.queue, next),
                 next = deliveries.consumer.next(), if taking => (deliveries.queue, next),
             };
