@@ -332,7 +332,15 @@ fn write_file(path: &std::path::Path, all: &BTreeMap<String, Paused>) -> Result<
 /// What a running relay knows of the paused destinations, as last read, and of the fleet's
 /// mark in Redis; kept across reloads.
 #[derive(Clone, Default)]
-pub struct Board(Arc<RwLock<Known>>);
+pub struct Board(Arc<BoardInner>);
+
+#[derive(Default)]
+struct BoardInner {
+    known: RwLock<Known>,
+    /// Whether any destination is paused: asked before each call, it spares the lock and the
+    /// look-up while none is, as is usual.
+    any: std::sync::atomic::AtomicBool,
+}
 
 #[derive(Default)]
 struct Known {
@@ -367,30 +375,30 @@ fn marked(known: Option<&str>, read: Option<&str>) -> Marked {
 
 impl Board {
     pub fn is_paused(&self, destination: &str) -> bool {
-        self.0
-            .read()
-            .expect("pause board lock")
-            .paused
-            .contains_key(destination)
+        self.0.any.load(std::sync::atomic::Ordering::Acquire)
+            && self.known().paused.contains_key(destination)
+    }
+
+    fn known(&self) -> std::sync::RwLockReadGuard<'_, Known> {
+        self.0.known.read().expect("pause board lock")
     }
 
     fn paused(&self) -> BTreeMap<String, Paused> {
-        self.0.read().expect("pause board lock").paused.clone()
+        self.known().paused.clone()
     }
 
     fn mark(&self) -> Option<String> {
-        self.0.read().expect("pause board lock").mark.clone()
+        self.known().mark.clone()
     }
 
     /// Whether the last reading is at most `within` old.
     fn fresh(&self, within: Duration) -> bool {
-        let read_at = self.0.read().expect("pause board lock").read_at;
-        read_at.is_some_and(|t| t.elapsed() <= within)
+        self.known().read_at.is_some_and(|t| t.elapsed() <= within)
     }
 
     /// Takes in what was read; gives the destinations whose state changed, with the new state.
     fn update(&self, read: Read) -> Vec<(String, Option<Paused>)> {
-        let mut known = self.0.write().expect("pause board lock");
+        let mut known = self.0.known.write().expect("pause board lock");
         known.read_at = Some(std::time::Instant::now());
         if read.mark.is_some() {
             known.mark = read.mark;
@@ -408,6 +416,8 @@ impl Board {
                 .map(|name| (name.clone(), None)),
         );
         *held = now;
+        let any = !held.is_empty();
+        self.0.any.store(any, std::sync::atomic::Ordering::Release);
         changed
     }
 }
