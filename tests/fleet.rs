@@ -251,14 +251,7 @@ async fn an_outage_gets_no_calls_past_the_opening_but_those_in_flight_and_the_pr
     tokio::time::sleep(Duration::from_millis(3 * OPEN_MS as u64)).await;
     env.sandbox.clear_rules().await.unwrap();
 
-    until_clicks(
-        &env.sandbox,
-        N,
-        true,
-        Duration::from_secs(90),
-        "every event",
-    )
-    .await;
+    common::partner::each_accepted_once(&env.sandbox, N, Duration::from_secs(90)).await;
     let requests = env.sandbox.requests().await.unwrap();
     let failed: Vec<_> = requests.iter().filter(|r| r.status == 503).collect();
     let (first, last) = (failed[0].received_at, failed[failed.len() - 1].received_at);
@@ -280,7 +273,5 @@ async fn an_outage_gets_no_calls_past_the_opening_but_those_in_flight_and_the_pr
         (last - first).num_milliseconds(),
         REPLICAS * CONCURRENCY
     );
-    let per = per_click(&requests, true);
-    assert!(per.values().all(|c| *c == 1), "none twice");
     drop(relays);
 }

@@ -267,14 +267,5 @@ async fn a_pause_outlives_a_redis_that_comes_back_empty() {
     }
 
     cli("resume", &file).args(&["powerspace"]).ok();
-    until_clicks(
-        &env.sandbox,
-        N,
-        true,
-        Duration::from_secs(30),
-        "every event",
-    )
-    .await;
-    let per = common::partner::per_click(&env.sandbox.requests().await.unwrap(), true);
-    assert!(per.values().all(|c| *c == 1), "none twice");
+    common::partner::each_accepted_once(&env.sandbox, N, Duration::from_secs(30)).await;
 }

@@ -54,3 +54,11 @@ pub async fn until_clicks(
     })
     .await;
 }
+
+/// Waits until the partner has accepted `n` clicks, and checks that it accepted none twice.
+pub async fn each_accepted_once(sandbox: &Client, n: usize, timeout: Duration) {
+    until_clicks(sandbox, n, true, timeout, "every event").await;
+    let per = per_click(&sandbox.requests().await.unwrap(), true);
+    let twice: Vec<_> = per.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "accepted twice: {twice:?}");
+}
