@@ -4,9 +4,12 @@
 //!
 //! The journal never decides delivery: the broker and the store do. It is written off the hot
 //! path: [`Journal::record`] hands an entry to a bounded buffer and returns at once; one
-//! writer task commits what has queued up in batches. When the buffer is full (the file is
-//! slow or unwritable) an entry is dropped and counted with its reason, never waited for.
-//! Entries older than the retention are pruned by the writer, in small steps between batches.
+//! writer task commits what has queued up in batches. A batch that cannot be committed (the
+//! file or the database is away) is kept and tried again until it commits; entries queue
+//! behind it, and only when the buffer is full is an entry dropped and counted with its
+//! reason, never waited for. A journal that cannot be opened holds up no delivery: the relay
+//! starts without it, and the writer keeps trying. Entries older than the retention are
+//! pruned by the writer, in small steps between batches.
 //!
 //! The schema is versioned: the files in `src/journal/migrations/` are applied in order at
 //! start-up, each once.
@@ -208,6 +211,8 @@ pub enum JournalError {
     Missing(String),
     #[error("journal: the blocking task failed: {0}")]
     Task(String),
+    #[error("journal: no answer while {0} within {1:?}")]
+    Timeout(&'static str, Duration),
 }
 
 /// The journal's own series.
@@ -217,7 +222,14 @@ pub(crate) struct Metrics {
     dropped: IntCounterVec,
     /// Seconds from the oldest entry of the last committed batch to its commit.
     lag: Gauge,
+    /// Handed over and not committed yet.
     buffered: IntGauge,
+    /// 1 while the last commit failed (the batch is kept and tried again).
+    failing: IntGauge,
+    /// Commits that failed.
+    write_errors: IntCounter,
+    /// Times the SQLite file was found removed or replaced under the relay, and made again.
+    replaced: IntCounter,
 }
 
 impl Metrics {
@@ -230,7 +242,7 @@ impl Metrics {
             dropped: IntCounterVec::new(
                 Opts::new(
                     "postback_relay_journal_dropped_total",
-                    "Journal entries not written, by reason (buffer_full, stopped, write_failed).",
+                    "Journal entries not written, by reason: buffer_full (the writer was a whole buffer behind), stopped (handed over after the writer stopped, or not committed by the stop's deadline).",
                 ),
                 &["reason"],
             )?,
@@ -240,14 +252,29 @@ impl Metrics {
             )?,
             buffered: IntGauge::new(
                 "postback_relay_journal_buffered",
-                "Journal entries waiting for the writer.",
+                "Journal entries handed to the writer and not committed yet.",
+            )?,
+            failing: IntGauge::new(
+                "postback_relay_journal_failing",
+                "1 while the journal's last commit failed: the batch is kept and tried again, and entries wait in the buffer.",
+            )?,
+            write_errors: IntCounter::new(
+                "postback_relay_journal_write_errors_total",
+                "Journal commits that failed (each is tried again).",
+            )?,
+            replaced: IntCounter::new(
+                "postback_relay_journal_file_replaced_total",
+                "Times the journal's SQLite file was found removed or replaced under the relay, and made again.",
             )?,
         };
         registry.register(Box::new(m.written.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
         registry.register(Box::new(m.lag.clone()))?;
         registry.register(Box::new(m.buffered.clone()))?;
-        for reason in ["buffer_full", "stopped", "write_failed"] {
+        registry.register(Box::new(m.failing.clone()))?;
+        registry.register(Box::new(m.write_errors.clone()))?;
+        registry.register(Box::new(m.replaced.clone()))?;
+        for reason in ["buffer_full", "stopped"] {
             m.dropped.with_label_values(&[reason]);
         }
         Ok(m)
@@ -262,23 +289,42 @@ pub struct Journal {
 }
 
 /// The journal's writer task: [`Writer::close`] refuses new entries and waits until every
-/// entry queued before it is committed.
+/// entry queued before it is committed, or until its deadline.
 pub struct Writer {
     task: tokio::task::JoinHandle<()>,
     stop: tokio_util::sync::CancellationToken,
+    metrics: Metrics,
 }
 
 impl Writer {
-    pub async fn close(self) {
+    /// Refuses new entries and waits until every entry handed over is committed, or until
+    /// `deadline`: then the writer is stopped, and what it had not committed is counted
+    /// (`stopped`) and logged with its size. A stop never waits longer for a journal that
+    /// is away or does not answer.
+    pub async fn close(self, deadline: tokio::time::Instant) {
         self.stop.cancel();
-        let _ = self.task.await;
+        let mut task = self.task;
+        if tokio::time::timeout_at(deadline, &mut task).await.is_ok() {
+            return;
+        }
+        task.abort();
+        let _ = task.await;
+        let left = self.metrics.buffered.get().max(0);
+        self.metrics.buffered.set(0);
+        self.metrics
+            .dropped
+            .with_label_values(&[Dropped::Stopped.as_str()])
+            .inc_by(left.unsigned_abs());
+        tracing::error!(
+            message = "journal entries not written before the stop: the journal did not take them in time",
+            entries = left
+        );
     }
 }
 
-/// How long a failed commit waits before it is tried again; the batch is kept meanwhile.
-const RETRY_WRITE: Duration = Duration::from_millis(500);
-/// A batch whose commit failed this many times in a row is dropped (counted `write_failed`).
-const MAX_WRITE_TRIES: u32 = 20;
+/// Longest a journal call may take (a commit, a pruning step, connecting): past it, the
+/// connection is dropped and the call tried again.
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Journal {
     /// Opens (or creates) the journal, brings its schema up to date, and starts its writer.
@@ -294,7 +340,8 @@ impl Journal {
         let stop = tokio_util::sync::CancellationToken::new();
         let task = match config.kind {
             JournalKind::Embedded => {
-                let sink = sqlite::FileSink::new(sqlite::Db::open(config.path.clone()).await?);
+                let sink =
+                    sqlite::FileSink::open(config.path.clone(), metrics.replaced.clone()).await;
                 let w = writer::write_all(sink, queued, metrics.clone(), retention, stop.clone());
                 tokio::spawn(w)
             }
@@ -304,7 +351,12 @@ impl Journal {
                 tokio::spawn(w)
             }
         };
-        Ok((Journal { queue, metrics }, Writer { task, stop }))
+        let writer = Writer {
+            task,
+            stop,
+            metrics: metrics.clone(),
+        };
+        Ok((Journal { queue, metrics }, writer))
     }
 
     /// Hands `entry` to the writer, without waiting. When the writer is behind by a whole

@@ -198,19 +198,63 @@ fn migrate(conn: &mut Connection, shown: &str) -> Result<(), JournalError> {
     }
 }
 
-/// The file as the writer's sink: each commit and pruning step on a blocking thread.
-pub(super) struct FileSink(Option<Db>);
+/// The file as the writer's sink: each commit and pruning step on a blocking thread. It opens
+/// the file when it can (a directory that cannot be written, a full disk, a file of a newer
+/// relay: the writer tries again), and before each step makes sure the file is still the one
+/// it opened: one removed or replaced under the relay is noticed, counted, and made again,
+/// rather than written to where nobody can read it.
+pub(super) struct FileSink {
+    path: PathBuf,
+    db: Option<Db>,
+    /// The opened file's device and inode.
+    identity: Option<(u64, u64)>,
+    replaced: prometheus::IntCounter,
+}
+
+/// A file's device and inode, if it exists.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
 
 impl FileSink {
-    pub(super) fn new(db: Db) -> FileSink {
-        FileSink(Some(db))
+    /// The sink on `path`, opened now if it can be; if not, the error is logged, and each
+    /// commit tries again.
+    pub(super) async fn open(path: PathBuf, replaced: prometheus::IntCounter) -> FileSink {
+        let mut sink = FileSink {
+            path,
+            db: None,
+            identity: None,
+            replaced,
+        };
+        if let Err(e) = sink.ensure_open().await {
+            tracing::error!(message = "journal: cannot open its file; deliveries go on without it, its entries wait in its buffer, and it is tried again", error = %e);
+        }
+        sink
+    }
+
+    /// The file open, and still the one at its path.
+    async fn ensure_open(&mut self) -> Result<(), JournalError> {
+        if self.db.is_some() {
+            if identity(&self.path) == self.identity {
+                return Ok(());
+            }
+            tracing::error!(message = "journal: its file was removed or replaced under the relay (what it held went with it); making a new one", path = %self.path.display());
+            self.replaced.inc();
+            self.db = None;
+        }
+        let db = Db::open(self.path.clone()).await?;
+        self.identity = identity(&self.path);
+        self.db = Some(db);
+        Ok(())
     }
 
     async fn with<T: Send + 'static>(
         &mut self,
         f: impl FnOnce(&mut Db) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, JournalError> {
-        let mut db = self.0.take().ok_or_else(|| {
+        self.ensure_open().await?;
+        let mut db = self.db.take().ok_or_else(|| {
             JournalError::Task("the journal's connection was lost with a crashed task".into())
         })?;
         let (db, result) = blocking(move || {
@@ -218,7 +262,7 @@ impl FileSink {
             (db, r)
         })
         .await?;
-        self.0 = Some(db);
+        self.db = Some(db);
         Ok(result?)
     }
 }

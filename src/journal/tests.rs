@@ -67,7 +67,9 @@ async fn entries_are_read_back_by_event_order_destination_time_and_outcome() {
         journal.record(e).unwrap();
     }
     drop(journal);
-    writer.close().await;
+    writer
+        .close(tokio::time::Instant::now() + std::time::Duration::from_secs(30))
+        .await;
     assert_eq!(
         counter(&registry, "postback_relay_journal_written_total", None),
         4
@@ -162,7 +164,9 @@ async fn a_full_buffer_drops_and_counts_instead_of_waiting() {
         ]
     );
     drop(journal);
-    writer.close().await;
+    writer
+        .close(tokio::time::Instant::now() + std::time::Duration::from_secs(30))
+        .await;
     let dropped = "postback_relay_journal_dropped_total";
     assert_eq!(counter(&registry, dropped, Some("buffer_full")), 3);
     assert_eq!(
@@ -340,17 +344,128 @@ async fn an_event_is_kept_once_for_all_its_entries_and_outlives_its_first_one() 
     assert_eq!(reader.event("e1").unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_path_that_cannot_be_opened_is_a_clear_error() {
+/// Waits, with a deadline, until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within 30 s: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn gauge(registry: &Registry, name: &str) -> i64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == name)
+        .flat_map(|f| f.get_metric().iter())
+        .map(|m| m.get_gauge().get_value() as i64)
+        .sum()
+}
+
+/// A file that cannot be opened (its directory missing, read-only, a full disk) holds up no
+/// delivery: the journal opens without it, its entries wait in its buffer, and the writer
+/// keeps trying; once the file can be made, they are written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_that_cannot_be_opened_yet_is_tried_until_it_can() {
     let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-yet");
     let config = JournalConfig {
-        path: dir.path().join("no-such-dir").join("journal.db"),
+        path: missing.join("journal.db"),
         ..JournalConfig::default()
     };
-    let err = Journal::open(&config, &Registry::new())
-        .await
-        .err()
+    let registry = Registry::new();
+    let (journal, writer) = Journal::open(&config, &registry).await.unwrap();
+    for i in 0..3 {
+        let e = entry(
+            &format!("e{i}"),
+            "d",
+            "2026-11-20T10:00:00Z",
+            Outcome::Delivered,
+        );
+        journal.record(e).unwrap();
+    }
+    until("the writer reports it fails", || {
+        gauge(&registry, "postback_relay_journal_failing") == 1
+    })
+    .await;
+    assert_eq!(gauge(&registry, "postback_relay_journal_buffered"), 3);
+    std::fs::create_dir(&missing).unwrap();
+    until("the entries written", || {
+        counter(&registry, "postback_relay_journal_written_total", None) == 3
+    })
+    .await;
+    assert_eq!(gauge(&registry, "postback_relay_journal_failing"), 0);
+    drop(journal);
+    writer
+        .close(tokio::time::Instant::now() + std::time::Duration::from_secs(30))
+        .await;
+    let reader = sqlite::FileReader::open(&config.path).unwrap();
+    let all = reader
+        .entries(&Filter {
+            limit: 10,
+            ..Filter::default()
+        })
         .unwrap();
-    assert!(matches!(err, JournalError::Open { .. }), "{err}");
-    assert!(err.to_string().contains("no-such-dir"), "{err}");
+    assert_eq!(all.len(), 3);
+}
+
+/// The file removed under a running writer (an operator's `rm`, a clean-up job): the writer
+/// notices before its next commit, counts it, and makes a new file, rather than writing
+/// where nobody can read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_removed_under_the_writer_is_noticed_and_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&dir, 100);
+    let registry = Registry::new();
+    let (journal, writer) = Journal::open(&config, &registry).await.unwrap();
+    let record = |i: usize| {
+        let e = entry(
+            &format!("e{i}"),
+            "d",
+            "2026-11-20T10:00:00Z",
+            Outcome::Delivered,
+        );
+        journal.record(e).unwrap();
+    };
+    record(0);
+    until("the first entry written", || {
+        counter(&registry, "postback_relay_journal_written_total", None) == 1
+    })
+    .await;
+    for f in ["journal.db", "journal.db-wal", "journal.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(f));
+    }
+    record(1);
+    record(2);
+    until("the later entries written", || {
+        counter(&registry, "postback_relay_journal_written_total", None) == 3
+    })
+    .await;
+    assert_eq!(
+        counter(
+            &registry,
+            "postback_relay_journal_file_replaced_total",
+            None
+        ),
+        1
+    );
+    drop(journal);
+    writer
+        .close(tokio::time::Instant::now() + std::time::Duration::from_secs(30))
+        .await;
+    let reader = sqlite::FileReader::open(&config.path).unwrap();
+    let ids: Vec<String> = reader
+        .entries(&Filter {
+            limit: 10,
+            ..Filter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(ids, ["e1", "e2"], "the new file holds what came after");
 }

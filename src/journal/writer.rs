@@ -1,6 +1,7 @@
 //! The journal's writer task: commits what has queued up, batch by batch, into its sink (the
-//! SQLite file or PostgreSQL), tries a failed commit again before it drops it and counts
-//! it, and prunes what is past the retention in small steps between batches.
+//! SQLite file or PostgreSQL), keeps a batch that fails and tries it again until it commits
+//! (entries queue behind it meanwhile, and only a full buffer drops any), and prunes what is
+//! past the retention in small steps between batches.
 
 use std::future::Future;
 use std::time::Duration;
@@ -59,8 +60,7 @@ pub(super) async fn write_all<S: Sink>(
                 if !stopping {
                     stopping = gather(&mut queued, &mut batch, &stop).await;
                 }
-                metrics.buffered.sub(batch.len() as i64);
-                commit_with_retries(&mut sink, std::mem::take(&mut batch), &metrics).await;
+                commit_until_done(&mut sink, std::mem::take(&mut batch), &metrics).await;
             }
             _ = stop.cancelled(), if !stopping => {
                 stopping = true;
@@ -100,36 +100,56 @@ async fn gather(
     false
 }
 
-/// Commits a batch, trying again while the journal refuses it (a full disk, a lock held by
-/// another program, a database restarting); entries keep queuing behind it meanwhile, up to
-/// the buffer.
-async fn commit_with_retries<S: Sink>(sink: &mut S, mut batch: Vec<Entry>, metrics: &Metrics) {
-    for tries in 1..=super::MAX_WRITE_TRIES {
+/// The first pause after a failed commit; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// While commits keep failing, the failure is logged again this often.
+const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Commits a batch, trying it again while the journal refuses it (a full disk, a lock held by
+/// another program, a database that is down or restarting), for as long as it takes: entries
+/// keep queuing behind it meanwhile, and only once the buffer is full are new ones dropped
+/// (counted `buffer_full`). A stop that cannot wait for it counts what is left
+/// ([`super::Writer::close`]). `buffered` counts the batch until it is committed.
+async fn commit_until_done<S: Sink>(sink: &mut S, mut batch: Vec<Entry>, metrics: &Metrics) {
+    let mut pause = RETRY_FIRST;
+    let mut failing_since: Option<tokio::time::Instant> = None;
+    let mut logged: Option<tokio::time::Instant> = None;
+    loop {
         let (back, result) = sink.commit(batch).await;
         batch = back;
         match result {
             Ok(()) => {
+                metrics.buffered.sub(batch.len() as i64);
                 metrics.written.inc_by(batch.len() as u64);
+                metrics.failing.set(0);
                 if let Some(oldest) = batch.iter().map(|e| e.at).min() {
                     let lag = (Utc::now() - oldest).num_milliseconds().max(0);
                     metrics.lag.set(lag as f64 / 1000.0);
                 }
+                if let Some(since) = failing_since {
+                    tracing::info!(
+                        message = "journal writes again",
+                        failed_for_secs = since.elapsed().as_secs(),
+                        entries = batch.len()
+                    );
+                }
                 return;
             }
             Err(e) => {
-                tracing::warn!(message = "journal write failed; trying again", tries, error = %e);
-                tokio::time::sleep(super::RETRY_WRITE).await;
+                metrics.failing.set(1);
+                metrics.write_errors.inc();
+                let now = tokio::time::Instant::now();
+                failing_since.get_or_insert(now);
+                if logged.is_none_or(|at| now - at >= LOG_EVERY) {
+                    logged = Some(now);
+                    tracing::error!(message = "journal write failed; the batch is kept and tried again, and entries wait in the buffer", entries = batch.len(), buffered = metrics.buffered.get(), error = %e);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
             }
         }
     }
-    metrics
-        .dropped
-        .with_label_values(&["write_failed"])
-        .inc_by(batch.len() as u64);
-    tracing::error!(
-        message = "journal entries dropped after repeated write failures",
-        entries = batch.len()
-    );
 }
 
 /// Removes what is past the retention, a step at a time, letting the writer's batches in
@@ -167,6 +187,111 @@ mod tests {
         async fn prune_step(&mut self, _: DateTime<Utc>) -> Result<usize, JournalError> {
             Ok(0)
         }
+    }
+
+    /// Fails its first `fails` commits (or every one, with `usize::MAX`), then keeps what it
+    /// is given.
+    #[derive(Clone, Default)]
+    struct Flaky {
+        fails: Arc<Mutex<usize>>,
+        kept: Arc<Mutex<Vec<Entry>>>,
+    }
+
+    impl Sink for Flaky {
+        async fn commit(&mut self, batch: Vec<Entry>) -> (Vec<Entry>, Result<(), JournalError>) {
+            let mut fails = self.fails.lock().unwrap();
+            if *fails > 0 {
+                *fails = fails.saturating_sub(1);
+                return (
+                    batch,
+                    Err(JournalError::Task("the database is away".into())),
+                );
+            }
+            self.kept.lock().unwrap().extend(batch.iter().cloned());
+            (batch, Ok(()))
+        }
+
+        async fn prune_step(&mut self, _: DateTime<Utc>) -> Result<usize, JournalError> {
+            Ok(0)
+        }
+    }
+
+    /// A journal away for a long while (here 60 failed commits, some minutes of backoff) loses
+    /// nothing that the buffer could hold: the batch is kept and tried until it commits.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_is_kept_until_it_commits_however_long_the_journal_is_away() {
+        let sink = Flaky::default();
+        *sink.fails.lock().unwrap() = 60;
+        let (tx, rx) = tokio::sync::mpsc::channel(1_000);
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(write_all(
+            sink.clone(),
+            rx,
+            metrics.clone(),
+            chrono::Duration::days(30),
+            stop.clone(),
+        ));
+        for i in 0..700 {
+            tx.send(entry(i)).await.unwrap();
+            metrics.buffered.inc();
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(
+            metrics.failing.get(),
+            1,
+            "failing while the journal is away"
+        );
+        assert_eq!(
+            metrics.buffered.get(),
+            700,
+            "the batch out counts as waiting"
+        );
+        drop(tx);
+        task.await.unwrap();
+        assert_eq!(sink.kept.lock().unwrap().len(), 700);
+        assert_eq!(metrics.written.get(), 700);
+        assert_eq!(metrics.write_errors.get(), 60);
+        assert_eq!(metrics.failing.get(), 0);
+        assert_eq!(metrics.buffered.get(), 0);
+        let dropped: u64 = ["buffer_full", "stopped"]
+            .iter()
+            .map(|r| metrics.dropped.with_label_values(&[r]).get())
+            .sum();
+        assert_eq!(dropped, 0);
+    }
+
+    /// A stop does not wait past its deadline for a journal that never answers: the writer
+    /// is stopped, and what it had not committed is counted as `stopped`.
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_waits_no_longer_than_its_deadline_and_counts_what_is_left() {
+        let sink = Flaky::default();
+        *sink.fails.lock().unwrap() = usize::MAX;
+        let (tx, rx) = tokio::sync::mpsc::channel(1_000);
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(write_all(
+            sink.clone(),
+            rx,
+            metrics.clone(),
+            chrono::Duration::days(30),
+            stop.clone(),
+        ));
+        for i in 0..30 {
+            tx.send(entry(i)).await.unwrap();
+            metrics.buffered.inc();
+        }
+        let writer = crate::journal::Writer {
+            task,
+            stop,
+            metrics: metrics.clone(),
+        };
+        let started = tokio::time::Instant::now();
+        writer.close(started + Duration::from_secs(3)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert_eq!(metrics.dropped.with_label_values(&["stopped"]).get(), 30);
+        assert_eq!(metrics.buffered.get(), 0);
+        assert!(tx.send(entry(99)).await.is_err(), "closed to new entries");
     }
 
     fn entry(i: usize) -> Entry {

@@ -172,6 +172,10 @@ impl Running {
     }
 }
 
+/// What the journal's writer is given after the drain, however long the drain took: time to
+/// commit the last batch to a journal that answers.
+const JOURNAL_LAST_BATCH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Binds the operations listener and starts consuming; both stop when `shutdown` is cancelled.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RelayError> {
     let config = Arc::new(config);
@@ -215,11 +219,32 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         shutdown.clone(),
     ));
     let (asks, asked) = tokio::sync::mpsc::channel(1);
+    let grace = std::time::Duration::from_secs(config.worker.shutdown_grace_secs);
+    // When the stop was asked: the journal's writer has until the grace is over from then.
+    let stop_asked = {
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            s.cancelled().await;
+            tokio::time::Instant::now()
+        })
+    };
     let task = tokio::spawn(async move {
+        let stopping = shutdown.clone();
         let result = reload::supervise(shared, config, shutdown, asked).await;
         if let Some(writer) = writer {
-            // What the stopped relay recorded reaches the journal before the stop ends.
-            writer.close().await;
+            // What the stopped relay recorded reaches the journal before the stop ends, if
+            // the journal takes it within the grace (and a moment for the last batch).
+            let asked_at = match stopping.is_cancelled() {
+                true => stop_asked
+                    .await
+                    .unwrap_or_else(|_| tokio::time::Instant::now()),
+                false => {
+                    stop_asked.abort();
+                    tokio::time::Instant::now()
+                }
+            };
+            let last_batch = tokio::time::Instant::now() + JOURNAL_LAST_BATCH;
+            writer.close((asked_at + grace).max(last_batch)).await;
         }
         // A scraper holding a keep-alive connection must not hold up the stop.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http).await;

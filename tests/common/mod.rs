@@ -8,6 +8,7 @@ pub mod config;
 pub mod env;
 pub mod events;
 pub mod partner;
+pub mod pg_server;
 pub mod postgres;
 pub mod process;
 pub mod proxy;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{Client, NoTls};
 
 use super::sqlite::ms;
-use super::{Entry, JournalError};
+use super::{CALL_TIMEOUT, Entry, JournalError};
 
 mod queries;
 
@@ -38,8 +38,14 @@ impl Pg {
         Ok(pg)
     }
 
+    /// A connection, within [`CALL_TIMEOUT`]: a server that does not answer is given up on,
+    /// and tried again by the next call.
     async fn client(url: &str) -> Result<Client, JournalError> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        let config: tokio_postgres::Config = url.parse()?;
+        let connecting = config.connect(NoTls);
+        let (client, connection) = tokio::time::timeout(CALL_TIMEOUT, connecting)
+            .await
+            .map_err(|_| JournalError::Timeout("connecting", CALL_TIMEOUT))??;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(message = "journal: the PostgreSQL connection ended", error = %e);
@@ -206,17 +212,41 @@ impl PgSink {
     }
 }
 
-impl super::writer::Sink for PgSink {
-    async fn commit(&mut self, batch: Vec<Entry>) -> (Vec<Entry>, Result<(), JournalError>) {
+impl PgSink {
+    /// `call` on the connection within [`CALL_TIMEOUT`]; after a failure or a timeout the
+    /// connection is let go (a server that froze never answers on it), and the next call
+    /// connects again.
+    async fn within<T>(
+        &mut self,
+        what: &'static str,
+        call: impl AsyncFnOnce(&mut Pg) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
         let result = match self.pg().await {
-            Ok(pg) => pg.commit(&batch).await,
+            Ok(pg) => tokio::time::timeout(CALL_TIMEOUT, call(pg))
+                .await
+                .unwrap_or(Err(JournalError::Timeout(what, CALL_TIMEOUT))),
             Err(e) => Err(e),
         };
+        if result.is_err() {
+            self.pg = None;
+        }
+        result
+    }
+}
+
+impl super::writer::Sink for PgSink {
+    async fn commit(&mut self, batch: Vec<Entry>) -> (Vec<Entry>, Result<(), JournalError>) {
+        let result = self
+            .within("committing", async |pg: &mut Pg| pg.commit(&batch).await)
+            .await;
         (batch, result)
     }
 
     async fn prune_step(&mut self, before: DateTime<Utc>) -> Result<usize, JournalError> {
         let step = super::writer::PRUNE_STEP as i64;
-        self.pg().await?.prune_step(before, step).await
+        self.within("pruning", async |pg: &mut Pg| {
+            pg.prune_step(before, step).await
+        })
+        .await
     }
 }
