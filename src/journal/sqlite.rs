@@ -135,14 +135,24 @@ impl Db {
         tx.commit()
     }
 
-    /// Removes up to [`PRUNE_STEP`] entries older than `before`, in one transaction; returns
-    /// how many went. A body on one of them moves, with its time, to the newest other entry of
-    /// its event, so that an event is kept as long as any entry tells of it.
+    /// Removes up to [`PRUNE_STEP`] rows older than `before`, in one transaction; returns
+    /// how many went. Entries first: a body on one of them moves, with its time, to the newest
+    /// other entry of its event, so that an event is kept as long as any entry tells of it.
+    /// Then, with what the step has left, operator actions and recoveries asked before, with
+    /// the events each recovery sent.
     pub(super) fn prune_step(&mut self, before: DateTime<Utc>) -> rusqlite::Result<usize> {
         let before = ms(before);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let entries = Db::prune_entries(&tx, before)?;
+        let others = Db::prune_records(&tx, before, PRUNE_STEP - entries)?;
+        tx.commit()?;
+        Ok(entries + others)
+    }
+
+    /// Up to [`PRUNE_STEP`] entries before `before`, their bodies handed over.
+    fn prune_entries(tx: &rusqlite::Transaction<'_>, before: i64) -> rusqlite::Result<usize> {
         let step: Vec<(i64, String)> = tx
             .prepare_cached("SELECT id, event_id FROM entries WHERE at < ?1 ORDER BY at LIMIT ?2")?
             .query_map(rusqlite::params![before, PRUNE_STEP], |r| {
@@ -163,8 +173,44 @@ impl Db {
                 remove.execute([id])?;
             }
         }
-        tx.commit()?;
         Ok(step.len())
+    }
+
+    /// Up to `room` operator actions, and events sent by recoveries, from before `before`;
+    /// a recovery goes with the last event it sent.
+    fn prune_records(
+        tx: &rusqlite::Transaction<'_>,
+        before: i64,
+        room: usize,
+    ) -> rusqlite::Result<usize> {
+        if room == 0 {
+            return Ok(0);
+        }
+        let actions = tx
+            .prepare_cached(
+                "DELETE FROM actions WHERE id IN
+                   (SELECT id FROM actions WHERE at < ?1 ORDER BY at LIMIT ?2)",
+            )?
+            .execute(rusqlite::params![before, room])?;
+        let room = room - actions;
+        if room == 0 {
+            return Ok(actions);
+        }
+        let recovered = tx
+            .prepare_cached(
+                "DELETE FROM recovered WHERE (recovery_id, event_id) IN
+                   (SELECT r.recovery_id, r.event_id FROM recovered r
+                      JOIN recoveries c ON c.id = r.recovery_id
+                    WHERE c.asked_at < ?1 LIMIT ?2)",
+            )?
+            .execute(rusqlite::params![before, room])?;
+        let recoveries = tx
+            .prepare_cached(
+                "DELETE FROM recoveries WHERE asked_at < ?1
+                   AND NOT EXISTS (SELECT 1 FROM recovered WHERE recovery_id = recoveries.id)",
+            )?
+            .execute([before])?;
+        Ok(actions + recovered + recoveries.min(room - recovered))
     }
 }
 

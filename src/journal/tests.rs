@@ -469,3 +469,55 @@ async fn a_file_removed_under_the_writer_is_noticed_and_made_again() {
         .collect();
     assert_eq!(ids, ["e1", "e2"], "the new file holds what came after");
 }
+
+/// Operator actions and recoveries asked before the cut-off go with the entries, a step at a
+/// time; the newer ones stay.
+#[test]
+fn pruning_removes_old_actions_and_recoveries_with_what_they_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let mut db = sqlite::Db::open_now(&path).unwrap();
+    let old = sqlite::ms("2026-01-01T00:00:00Z".parse().unwrap());
+    let new = sqlite::ms("2026-11-20T00:00:00Z".parse().unwrap());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for (id, at) in [("r-old", old), ("r-new", new)] {
+            conn.execute(
+                "INSERT INTO recoveries (id, destination, since, until, outcome, asked_by, asked_at)
+                 VALUES (?1, 'd', 0, NULL, 'delivered', 'ops', ?2)",
+                rusqlite::params![id, at],
+            )
+            .unwrap();
+            for i in 0..(writer::PRUNE_STEP + 10) {
+                conn.execute(
+                    "INSERT INTO recovered (recovery_id, event_id, sent_at) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![id, format!("e{i}"), at],
+                )
+                .unwrap();
+            }
+        }
+        for at in [old, old, new] {
+            conn.execute(
+                "INSERT INTO actions (at, who, action, filter, count) VALUES (?1, 'ops', 'replay', '{}', 1)",
+                [at],
+            )
+            .unwrap();
+        }
+    }
+    let before = "2026-06-01T00:00:00Z".parse().unwrap();
+    // A step takes as many rows as it may while more are left, then what remains.
+    assert_eq!(db.prune_step(before).unwrap(), writer::PRUNE_STEP);
+    assert!(db.prune_step(before).unwrap() < writer::PRUNE_STEP);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM actions"), 1);
+    assert_eq!(count("SELECT count(*) FROM recoveries"), 1);
+    assert_eq!(
+        count("SELECT count(*) FROM recovered WHERE recovery_id = 'r-old'"),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM recovered WHERE recovery_id = 'r-new'"),
+        writer::PRUNE_STEP as i64 + 10
+    );
+}

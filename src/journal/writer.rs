@@ -32,7 +32,8 @@ pub(super) trait Sink: Send + 'static {
         batch: Vec<Entry>,
     ) -> impl Future<Output = (Vec<Entry>, Result<(), JournalError>)> + Send;
 
-    /// Removes up to [`PRUNE_STEP`] entries older than `before`; how many went.
+    /// Removes up to [`PRUNE_STEP`] rows older than `before` (entries first, then operator
+    /// actions and recoveries); how many went: as many as the step takes while more are left.
     fn prune_step(
         &mut self,
         before: DateTime<Utc>,
@@ -51,8 +52,12 @@ pub(super) async fn write_all<S: Sink>(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The cut-off of a pruning under way: one step at a time, each after any batch that is
+    // waiting, so that a commit waits on at most one step.
+    let mut pruning: Option<DateTime<Utc>> = None;
     loop {
         tokio::select! {
+            biased;
             n = queued.recv_many(&mut batch, MAX_BATCH) => {
                 if n == 0 {
                     return;
@@ -66,8 +71,14 @@ pub(super) async fn write_all<S: Sink>(
                 stopping = true;
                 queued.close();
             }
-            _ = prune.tick(), if !stopping => {
-                prune_old(&mut sink, Utc::now() - retention).await;
+            _ = prune.tick(), if !stopping && pruning.is_none() => {
+                pruning = Some(Utc::now() - retention);
+            }
+            () = std::future::ready(()), if !stopping && pruning.is_some() => {
+                let before = pruning.expect("a pruning under way");
+                if !prune_one_step(&mut sink, before).await {
+                    pruning = None;
+                }
             }
         }
     }
@@ -152,17 +163,13 @@ async fn commit_until_done<S: Sink>(sink: &mut S, mut batch: Vec<Entry>, metrics
     }
 }
 
-/// Removes what is past the retention, a step at a time, letting the writer's batches in
-/// between steps.
-async fn prune_old<S: Sink>(sink: &mut S, before: DateTime<Utc>) {
-    loop {
-        match sink.prune_step(before).await {
-            Ok(n) if n == PRUNE_STEP => tokio::task::yield_now().await,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(message = "journal pruning failed", error = %e);
-                return;
-            }
+/// One step of removing what is past the retention; whether there is more.
+async fn prune_one_step<S: Sink>(sink: &mut S, before: DateTime<Utc>) -> bool {
+    match sink.prune_step(before).await {
+        Ok(n) => n >= PRUNE_STEP,
+        Err(e) => {
+            tracing::warn!(message = "journal pruning failed; tried again at the next round", error = %e);
+            false
         }
     }
 }
@@ -259,6 +266,71 @@ mod tests {
             .map(|r| metrics.dropped.with_label_values(&[r]).get())
             .sum();
         assert_eq!(dropped, 0);
+    }
+
+    /// Prunes in 300 steps of 40 ms, as a backlog of expired entries would, and keeps a record
+    /// of when each entry is committed.
+    #[derive(Clone, Default)]
+    struct SlowPrune {
+        steps: Arc<Mutex<usize>>,
+        committed: Arc<Mutex<Vec<(String, tokio::time::Instant)>>>,
+    }
+
+    impl Sink for SlowPrune {
+        async fn commit(&mut self, batch: Vec<Entry>) -> (Vec<Entry>, Result<(), JournalError>) {
+            let now = tokio::time::Instant::now();
+            let mut c = self.committed.lock().unwrap();
+            c.extend(batch.iter().map(|e| (e.event_id.clone(), now)));
+            (batch, Ok(()))
+        }
+
+        async fn prune_step(&mut self, _: DateTime<Utc>) -> Result<usize, JournalError> {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            let mut steps = self.steps.lock().unwrap();
+            *steps = steps.saturating_sub(1);
+            Ok(if *steps > 0 { PRUNE_STEP } else { 7 })
+        }
+    }
+
+    /// A long pruning (12 s of steps) goes a step at a time between batches: no entry waits
+    /// more than the linger and one step to be committed.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_pruning_holds_no_commit_back_more_than_one_step() {
+        let sink = SlowPrune::default();
+        *sink.steps.lock().unwrap() = 300;
+        let (tx, rx) = tokio::sync::mpsc::channel(10_000);
+        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
+        let task = tokio::spawn(write_all(
+            sink.clone(),
+            rx,
+            metrics.clone(),
+            chrono::Duration::days(30),
+            CancellationToken::new(),
+        ));
+        let mut sent = std::collections::HashMap::new();
+        for i in 0..400 {
+            let e = entry(i);
+            sent.insert(e.event_id.clone(), tokio::time::Instant::now());
+            tx.send(e).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(7)).await;
+        }
+        assert!(
+            *sink.steps.lock().unwrap() > 0,
+            "the pruning still under way"
+        );
+        drop(tx);
+        task.await.unwrap();
+        let committed = sink.committed.lock().unwrap();
+        assert_eq!(committed.len(), 400);
+        let longest = committed
+            .iter()
+            .map(|(id, at)| *at - sent[id])
+            .max()
+            .unwrap();
+        assert!(
+            longest <= LINGER + Duration::from_millis(45),
+            "an entry waited {longest:?} for its commit"
+        );
     }
 
     /// A stop does not wait past its deadline for a journal that never answers: the writer

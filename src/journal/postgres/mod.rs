@@ -160,7 +160,9 @@ impl Pg {
         Ok(())
     }
 
-    /// Removes up to `step` entries older than `before`, then the events no entry refers to.
+    /// Removes up to `step` entries older than `before`, then the events no entry refers to;
+    /// with what the step has left, operator actions and recoveries asked before, with the
+    /// events each recovery sent. How many entries, actions and recovered events went.
     pub(super) async fn prune_step(
         &mut self,
         before: DateTime<Utc>,
@@ -184,7 +186,40 @@ impl Pg {
                 &[&ms(before), &step],
             )
             .await?;
-        Ok(gone as usize)
+        let room = step - gone as i64;
+        if room <= 0 {
+            return Ok(gone as usize);
+        }
+        let actions = self
+            .client
+            .execute(
+                "DELETE FROM actions WHERE id IN
+                   (SELECT id FROM actions WHERE at < $1 ORDER BY at LIMIT $2)",
+                &[&ms(before), &room],
+            )
+            .await?;
+        let room = room - actions as i64;
+        if room <= 0 {
+            return Ok((gone + actions) as usize);
+        }
+        let recovered = self
+            .client
+            .execute(
+                "DELETE FROM recovered WHERE (recovery_id, event_id) IN
+                   (SELECT r.recovery_id, r.event_id FROM recovered r
+                      JOIN recoveries c ON c.id = r.recovery_id
+                    WHERE c.asked_at < $1 LIMIT $2)",
+                &[&ms(before), &room],
+            )
+            .await?;
+        self.client
+            .execute(
+                "DELETE FROM recoveries c WHERE asked_at < $1
+                   AND NOT EXISTS (SELECT 1 FROM recovered r WHERE r.recovery_id = c.id)",
+                &[&ms(before)],
+            )
+            .await?;
+        Ok((gone + actions + recovered) as usize)
     }
 }
 
@@ -248,5 +283,83 @@ impl super::writer::Sink for PgSink {
             pg.prune_step(before, step).await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database of the test's own on the PostgreSQL the tests use, and its URL; `None`
+    /// outside CI when no server answers.
+    async fn database() -> Option<(Client, String, String)> {
+        let admin = std::env::var("POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
+        let Ok(client) = Pg::client(&admin).await else {
+            assert!(std::env::var("CI").is_err(), "PostgreSQL is required in CI");
+            return None;
+        };
+        let name = format!("j_unit_{}", uuid::Uuid::new_v4().simple());
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&name);
+        Some((client, name, url.to_string()))
+    }
+
+    #[tokio::test]
+    async fn pruning_removes_old_actions_and_recoveries_with_what_they_sent() {
+        let Some((admin, name, url)) = database().await else {
+            return;
+        };
+        let mut pg = Pg::connect(&url).await.unwrap();
+        let old = ms("2026-01-01T00:00:00Z".parse().unwrap());
+        let new = ms("2026-11-20T00:00:00Z".parse().unwrap());
+        for (id, at) in [("r-old", old), ("r-new", new)] {
+            pg.client
+                .execute(
+                    "INSERT INTO recoveries (id, destination, since, until, outcome, asked_by, asked_at)
+                     VALUES ($1, 'd', 0, NULL, 'delivered', 'ops', $2)",
+                    &[&id, &at],
+                )
+                .await
+                .unwrap();
+            pg.client
+                .execute(
+                    "INSERT INTO recovered (recovery_id, event_id, sent_at)
+                     SELECT $1, 'e' || i, $2 FROM generate_series(1, 30) i",
+                    &[&id, &at],
+                )
+                .await
+                .unwrap();
+        }
+        for at in [old, old, new] {
+            pg.client
+                .execute(
+                    "INSERT INTO actions (at, who, action, filter, count)
+                     VALUES ($1, 'ops', 'replay', '{}', 1)",
+                    &[&at],
+                )
+                .await
+                .unwrap();
+        }
+        let before = "2026-06-01T00:00:00Z".parse().unwrap();
+        assert_eq!(pg.prune_step(before, 20).await.unwrap(), 20, "a full step");
+        assert!(pg.prune_step(before, 20).await.unwrap() < 20, "the rest");
+        let count =
+            async |sql: &str| -> i64 { pg.client.query_one(sql, &[]).await.unwrap().get(0) };
+        assert_eq!(count("SELECT count(*) FROM actions").await, 1);
+        assert_eq!(count("SELECT count(*) FROM recoveries").await, 1);
+        assert_eq!(
+            count("SELECT count(*) FROM recovered WHERE recovery_id = 'r-new'").await,
+            30
+        );
+        drop(pg);
+        admin
+            .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .await
+            .unwrap();
     }
 }
