@@ -300,3 +300,98 @@ async fn recover_refuses_bad_input_and_changes_nothing() {
     assert!(stderr(&out).contains("--since"), "{}", stderr(&out));
     assert!(!env.journal_path().exists(), "nothing created");
 }
+
+/// A recovery goes through the conversion's status order, as the relay's own deliveries do:
+/// recovering the window that held the `hold`s of conversions approved since sends none of
+/// them (it would take them back to hold at HOQU), and recovering the approvals sends each
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_never_takes_a_status_back() {
+    const N: usize = 10;
+    let env = Env::new().await;
+    let base = env.sandbox.base_url().to_owned();
+    let config = env.config().destination(
+        Dest::hoqu(
+            "hoqu",
+            &format!("{base}/hoqu"),
+            common::Hoqu::new("k3y-for-tests", "fixed")
+                .action("lead")
+                .status_wait_secs(0),
+        )
+        .retry(common::Retry::fast()),
+    );
+    let running = env.start(&config).await;
+    let status = |kind: &str, id: &str, i: usize, status: &str| {
+        common::Event::attributed(id, kind, "hoqu", &format!("clk-{i}"))
+            .order(&format!("o-{i}"), "30")
+            .status(Some(status))
+            .body()
+    };
+    let holds_from = Utc::now() - chrono::Duration::seconds(1);
+    for i in 0..N {
+        env.publish(&status("order", &format!("h{i}"), i, "pending"))
+            .await;
+    }
+    until(&running, "the holds sent", |m| {
+        deliveries(m, "hoqu", "delivered") >= N as u64
+    })
+    .await;
+    let approvals_from = Utc::now();
+    for i in 0..N {
+        env.publish(&status("order_status", &format!("a{i}"), i, "paid"))
+            .await;
+    }
+    until(&running, "the approvals sent", |m| {
+        deliveries(m, "hoqu", "delivered") >= 2 * N as u64
+    })
+    .await;
+    let filter = Filter {
+        destination: Some("hoqu".into()),
+        outcomes: vec!["delivered".into()],
+        limit: 1_000,
+        ..Filter::default()
+    };
+    env.until_journaled(&filter, 2 * N).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = config.write(&dir);
+    let sent = |status: &'static str| {
+        let env = &env;
+        async move {
+            env.sandbox
+                .requests()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.param("status").as_deref() == Some(status))
+                .count()
+        }
+    };
+
+    // The holds' window: each hold is superseded by the approval sent since.
+    let (since, until_t) = (holds_from.to_rfc3339(), approvals_from.to_rfc3339());
+    let out = recover(&path, &["hoqu", "--since", &since, "--until", &until_t]).ok();
+    assert!(
+        stderr(&out).contains(&format!("recovered {N} event(s)")),
+        "{}",
+        stderr(&out)
+    );
+    until(&running, "the recovered holds superseded", |m| {
+        deliveries(m, "hoqu", "superseded") >= N as u64
+    })
+    .await;
+    assert_eq!(
+        sent("hold").await,
+        N,
+        "no hold sent again after its approval"
+    );
+
+    // The approvals' window: each approval is the last status sent, and goes again.
+    let since = approvals_from.to_rfc3339();
+    recover(&path, &["hoqu", "--since", &since]).ok();
+    until(&running, "the approvals sent again", |m| {
+        deliveries(m, "hoqu", "delivered") >= 3 * N as u64
+    })
+    .await;
+    assert_eq!(sent("approved").await, 2 * N);
+    assert_eq!(sent("hold").await, N);
+}

@@ -26,16 +26,30 @@ pub(super) enum StatusStep {
     Wait,
 }
 
+/// Whose status it is: the relay's own delivery, or a recovery sending again what was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Sender {
+    Relay,
+    Recovery,
+}
+
 /// The status order's decision, given the rank already sent for the conversion and how long
-/// this delivery has been trying.
+/// this delivery has been trying. A recovery may send again the status last sent (the
+/// partner lost it), never an earlier one, and an update it sends waits for nothing.
 pub(super) fn status_step(
     sent: Option<u8>,
     status: &StatusOf,
     trying_for: chrono::Duration,
+    sender: Sender,
 ) -> StatusStep {
+    let again = sender == Sender::Recovery;
     match sent {
-        Some(rank) if rank >= status.rank => StatusStep::Superseded,
-        None if status.update && trying_for < status.wait_for_conversion => StatusStep::Wait,
+        Some(rank) if rank > status.rank || (rank == status.rank && !again) => {
+            StatusStep::Superseded
+        }
+        None if !again && status.update && trying_for < status.wait_for_conversion => {
+            StatusStep::Wait
+        }
         _ => StatusStep::Send,
     }
 }
@@ -86,11 +100,11 @@ impl Relay {
             }
         };
         let lease = config.retry.claim_lease(config.timeout());
-        // A recovery sends again what was sent: it neither asks nor moves the status order.
+        // A recovery goes through the status order too: it sends again the status last sent,
+        // never one that a later status replaced.
         let status = config
             .partner
             .status_of(event)
-            .filter(|_| delivery.recovery.is_none())
             .map(|s| (keys::conversion(&config.name, &s.order), s));
         let (claim, lock) = match self.hold(dest, event, &delivery, &status, lease, now).await {
             Ok(holds) => holds,
@@ -189,7 +203,11 @@ impl Relay {
             .status(conversion)
             .await
             .map_err(|e| unavailable(&e))?;
-        match status_step(sent, status, now - delivery.budget_start()) {
+        let sender = match delivery.recovery {
+            Some(_) => Sender::Recovery,
+            None => Sender::Relay,
+        };
+        match status_step(sent, status, now - delivery.budget_start(), sender) {
             StatusStep::Send => Ok(lock),
             StatusStep::Superseded => Err(Stop::Now(Outcome::Superseded {
                 event_id: event_id.to_owned(),
@@ -247,24 +265,34 @@ mod tests {
     fn statuses_never_go_backwards_and_updates_wait_for_their_conversion() {
         let soon = chrono::Duration::seconds(10);
         let late = chrono::Duration::seconds(301);
-        assert_eq!(status_step(None, &status(1, false), soon), StatusStep::Send);
+        let step = |sent, s, t| status_step(sent, &s, t, Sender::Relay);
+        assert_eq!(step(None, status(1, false), soon), StatusStep::Send);
+        assert_eq!(step(Some(1), status(2, false), soon), StatusStep::Send);
+        assert_eq!(step(Some(2), status(2, true), soon), StatusStep::Superseded);
+        assert_eq!(step(Some(3), status(1, true), late), StatusStep::Superseded);
+        assert_eq!(step(None, status(2, true), soon), StatusStep::Wait);
         assert_eq!(
-            status_step(Some(1), &status(2, false), soon),
-            StatusStep::Send
-        );
-        assert_eq!(
-            status_step(Some(2), &status(2, true), soon),
-            StatusStep::Superseded
-        );
-        assert_eq!(
-            status_step(Some(3), &status(1, true), late),
-            StatusStep::Superseded
-        );
-        assert_eq!(status_step(None, &status(2, true), soon), StatusStep::Wait);
-        assert_eq!(
-            status_step(None, &status(2, true), late),
+            step(None, status(2, true), late),
             StatusStep::Send,
             "a final status may be sent directly after the wait"
+        );
+    }
+
+    #[test]
+    fn a_recovery_sends_the_last_status_again_never_an_earlier_one() {
+        let soon = chrono::Duration::seconds(10);
+        let step = |sent, s| status_step(sent, &s, soon, Sender::Recovery);
+        assert_eq!(step(Some(2), status(2, true)), StatusStep::Send, "the same");
+        assert_eq!(
+            step(Some(2), status(1, false)),
+            StatusStep::Superseded,
+            "a hold after an approval"
+        );
+        assert_eq!(step(Some(1), status(2, true)), StatusStep::Send);
+        assert_eq!(
+            step(None, status(2, true)),
+            StatusStep::Send,
+            "waits for nothing"
         );
     }
 }
