@@ -271,3 +271,103 @@ async fn an_unreachable_postgresql_journal_holds_up_no_delivery() {
         "nothing could be written"
     );
 }
+
+/// What `deliveries` says of a delivery and of a query cut at its limit: an event published
+/// again after it was delivered reads `delivered` (its second pass, `duplicate`, is in its
+/// timeline); a query that stops at `--limit` says so and how to read on; a partner's answer
+/// is kept as README says, its first 1 KiB; an event no destination took is kept too.
+#[tokio::test]
+async fn deliveries_headlines_the_state_says_when_it_stops_and_keeps_1_kib_of_an_answer() {
+    let env = Env::new().await;
+    // The partner echoes the request: a 3 KiB click id makes a 3 KiB answer.
+    env.sandbox
+        .add_rule(&Rule::answer(200).on_query("long-").echoing())
+        .await
+        .unwrap();
+    let config = env.default_config();
+    let running = env.start(&config).await;
+    let again = common::event("twice", "lead", "clk-twice", None);
+    env.publish(&again).await;
+    until(&running, "delivered", |m| {
+        common::deliveries(m, "powerspace", "delivered") == 1
+    })
+    .await;
+    env.publish(&again).await;
+    until(&running, "the duplicate", |m| {
+        common::deliveries(m, "powerspace", "duplicate") == 1
+    })
+    .await;
+    let long = format!("long-{}", "x".repeat(3000));
+    env.publish(&common::event("long", "lead", &long, None))
+        .await;
+    for i in 0..4 {
+        env.publish(&common::event(
+            &format!("n{i}"),
+            "lead",
+            &format!("c{i}"),
+            None,
+        ))
+        .await;
+    }
+    // No destination takes this network: dead-lettered unroutable, and kept in the journal.
+    let nowhere = Event::attributed("nowhere", "lead", "no-such-network", "c-x").body();
+    env.publish(&nowhere).await;
+    until(&running, "every event settled", |m| {
+        m.events_acked.get() >= 8
+    })
+    .await;
+
+    let all = Filter {
+        limit: 1000,
+        ..Filter::default()
+    };
+    let journaled = env.until_journaled(&all, 8).await;
+    let answer = journaled
+        .iter()
+        .find(|e| e.event_id == "long")
+        .and_then(|e| e.response.clone())
+        .unwrap();
+    assert_eq!(answer.len(), 1024, "the first 1 KiB of the answer");
+    let unroutable = journaled.iter().find(|e| e.event_id == "nowhere").unwrap();
+    assert_eq!(unroutable.destination, "");
+    assert_eq!(
+        unroutable.outcome,
+        Outcome::DeadLettered("unroutable".into())
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = config.write(&dir);
+    let out = Cli::new(&["deliveries", "--config", &path, "--event-id", "twice"]).ok();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("twice -> powerspace  (lead, order -): delivered"),
+        "{text}"
+    );
+    assert!(text.contains("duplicate"), "{text}");
+    let out = Cli::new(&["deliveries", "--config", &path, "--event-id", "nowhere"]).ok();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(
+            "nowhere -> (no destination)  (lead, order -): dead_lettered (unroutable)"
+        ),
+        "{text}"
+    );
+    let since = "2000-01-01T00:00:00Z";
+    let args = [
+        "deliveries",
+        "--config",
+        &path,
+        "--destination",
+        "powerspace",
+    ];
+    let out = Cli::new(&args)
+        .args(&["--since", since, "--limit", "3"])
+        .ok();
+    let note = stderr(&out);
+    assert!(
+        note.contains("only the first 3 entries are shown") && note.contains("--since 20"),
+        "{note}"
+    );
+    let out = Cli::new(&args).args(&["--since", since]).ok();
+    assert!(!stderr(&out).contains("only the first"), "{}", stderr(&out));
+}

@@ -395,3 +395,55 @@ async fn a_recovery_never_takes_a_status_back() {
     assert_eq!(sent("approved").await, 2 * N);
     assert_eq!(sent("hold").await, N);
 }
+
+/// Events that came when no destination took their network (dead-lettered `unroutable`) are
+/// kept in the journal too: a destination added later for that network gets them with
+/// `--outcome any`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_no_destination_took_are_backfilled_to_one_added_later() {
+    const N: usize = 10;
+    let env = Env::new().await;
+    let first_stop = CancellationToken::new();
+    let first = env
+        .start_until(env.default_config().load(), first_stop.clone())
+        .await;
+    let since = (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+    for i in 0..N {
+        let e = common::Event::attributed(&format!("u{i}"), "lead", "newnet", &format!("u-{i}"));
+        env.publish(&e.body()).await;
+    }
+    until(&first, "each dead-lettered unroutable", |m| {
+        m.dead_letters
+            .with_label_values(&["none", "unroutable"])
+            .get()
+            >= N as u64
+    })
+    .await;
+    let kept = Filter {
+        event_id: Some(format!("u{}", N - 1)),
+        limit: 10,
+        ..Filter::default()
+    };
+    env.until_journaled(&kept, 1).await;
+    first_stop.cancel();
+    first.wait().await.unwrap();
+
+    let added = Dest::powerspace("newnet", &format!("{}/newnet", env.sandbox.base_url()))
+        .networks(&["newnet"])
+        .retry(common::Retry::fast())
+        .circuit(common::Circuit::disabled());
+    let after = env.default_config().destination(added);
+    let running = env.start(&after).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = after.write(&dir);
+    let out = recover(&path, &["newnet", "--since", &since, "--outcome", "any"]).ok();
+    assert!(
+        stderr(&out).contains(&format!("recovered {N} event(s) to newnet")),
+        "{}",
+        stderr(&out)
+    );
+    until(&running, "the backfill delivered", |m| {
+        deliveries(m, "newnet", "delivered") >= N as u64
+    })
+    .await;
+}

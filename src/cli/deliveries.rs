@@ -54,12 +54,27 @@ pub async fn run(
         return Ok(ExitCode::from(2));
     }
     let reader = Reader::open(journal).await?;
-    let found = timelines(reader.entries(filter).await?);
+    let entries = reader.entries(filter).await?;
+    let cut = (entries.len() >= filter.limit)
+        .then(|| entries.last().map(|e| e.at))
+        .flatten();
+    let found = timelines(entries);
     match format {
         RenderFormat::Json => println!("{}", serde_json::to_string_pretty(&found)?),
         RenderFormat::Text => print_text(&found),
     }
+    if let Some(last) = cut {
+        eprintln!("{}", cut_short(filter.limit, last));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What is said when a query stopped at its limit: how to read on.
+fn cut_short(limit: usize, last: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "note: only the first {limit} entries are shown (--limit); there may be more. To read on, run again with --since {} (the entries of that very millisecond show again), or a higher --limit",
+        last.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    )
 }
 
 fn print_text(found: &[Timeline]) {
@@ -69,10 +84,14 @@ fn print_text(found: &[Timeline]) {
     }
     for t in found {
         let order = t.order_id.as_deref().unwrap_or("-");
+        let destination = match t.destination.as_str() {
+            postback_relay::journal::NO_DESTINATION => "(no destination)",
+            d => d,
+        };
         // Every line quotes what came from outside (ids, partners' answers): printable.
         let line = format!(
-            "{} -> {}  ({}, order {order}): {}",
-            t.event_id, t.destination, t.event_type, t.outcome
+            "{} -> {destination}  ({}, order {order}): {}",
+            t.event_id, t.event_type, t.outcome
         );
         println!("{}", super::printable(&line));
         for e in &t.entries {

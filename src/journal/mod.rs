@@ -95,6 +95,10 @@ impl JournalConfig {
     }
 }
 
+/// The destination of an entry for an event no destination took (`unroutable`): no
+/// configured destination has an empty name.
+pub const NO_DESTINATION: &str = "";
+
 /// What happened, as the journal records it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]

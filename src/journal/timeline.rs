@@ -13,7 +13,7 @@ pub struct Timeline {
     pub destination: String,
     pub order_id: Option<String>,
     pub event_type: String,
-    /// The latest entry's outcome, as [`shown`] writes it.
+    /// The delivery's state ([`headline`]).
     pub outcome: String,
     pub entries: Vec<Entry>,
 }
@@ -40,11 +40,21 @@ pub fn timelines(entries: Vec<Entry>) -> Vec<Timeline> {
                 destination: key.1,
                 order_id: last.order_id.clone(),
                 event_type: last.event_type.clone(),
-                outcome: shown(last),
+                outcome: headline(&entries),
                 entries,
             })
         })
         .collect()
+}
+
+/// A delivery's state, from its entries (oldest first): `delivered` once the partner accepted
+/// it, whatever came after (the same event published again reads `duplicate` in its own
+/// entry); otherwise its latest entry's outcome, as [`shown`] writes it.
+pub fn headline(entries: &[Entry]) -> String {
+    if entries.iter().any(|e| e.outcome == Outcome::Delivered) {
+        return Outcome::Delivered.code().to_owned();
+    }
+    entries.last().map(shown).unwrap_or_default()
 }
 
 /// An entry's outcome with its tier or reason: `retry_scheduled (30s)`.
@@ -62,5 +72,47 @@ pub fn answer(e: &Entry) -> String {
         (Some(s), _) => format!("HTTP {s}"),
         (None, Some(c)) => c.clone(),
         (None, None) => "no call".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(outcome: Outcome) -> Entry {
+        Entry {
+            event_id: "e".into(),
+            order_id: None,
+            event_type: "lead".into(),
+            destination: "d".into(),
+            attempt: 1,
+            at: chrono::Utc::now(),
+            outcome,
+            http_status: None,
+            error_class: None,
+            latency_ms: None,
+            request: None,
+            response: None,
+            recovery: None,
+            event: None,
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_headlined_by_its_state_not_its_last_entry() {
+        let retry = || entry(Outcome::RetryScheduled("30s".into()));
+        let delivered_then_again = [
+            retry(),
+            entry(Outcome::Delivered),
+            entry(Outcome::Duplicate),
+        ];
+        assert_eq!(headline(&delivered_then_again), "delivered");
+        assert_eq!(headline(&[retry()]), "retry_scheduled (30s)");
+        let dead = [
+            retry(),
+            entry(Outcome::DeadLettered("retries_exhausted".into())),
+        ];
+        assert_eq!(headline(&dead), "dead_lettered (retries_exhausted)");
+        assert_eq!(headline(&[entry(Outcome::Superseded)]), "superseded");
     }
 }

@@ -140,9 +140,13 @@ impl Relay {
                     Some(event.event_id.clone()),
                     taken.source.clone(),
                 );
-                return self
+                let fate = self
                     .record_all(vec![(None, Outcome::Dead(Box::new(env)))], recorder)
                     .await;
+                if matches!(fate, Fate::Ack) {
+                    self.journal_unroutable(event, decoded.raw.get());
+                }
+                return fate;
             }
             Plan::Send(planned) => planned,
         };

@@ -67,9 +67,13 @@ impl Relay {
         for (dest, a) in attempted {
             let Some(dest) = dest else { continue };
             let mut these = entries(dest.name(), a, about, &tier);
+            // Scrubbed whole, then cut, as a dead letter's answer is.
             for e in &mut these {
                 if let Some(r) = &mut e.response {
-                    self.config.secrets.scrub_in_place(r);
+                    *r = self
+                        .config
+                        .secrets
+                        .scrub_and_cut(r, crate::deadletter::SNIPPET_MAX);
                 }
             }
             if let Some(last) = these.last_mut() {
@@ -78,6 +82,35 @@ impl Relay {
             all.push((stored_before_settling(&a.outcome), these));
         }
         all
+    }
+}
+
+impl Relay {
+    /// Tells the journal of an event no destination took, once its dead letter is confirmed:
+    /// one entry without a destination, holding the event, so that a destination added later
+    /// can be given it (`recover --outcome any`).
+    pub(super) fn journal_unroutable(&self, event: &ConversionEvent, raw: &str) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let _ = journal.record(Entry {
+            event_id: event.event_id.clone(),
+            order_id: event.order.as_ref().and_then(|o| o.id.clone()),
+            event_type: event.kind.as_str().to_owned(),
+            destination: journal::NO_DESTINATION.to_owned(),
+            attempt: 0,
+            at: Utc::now(),
+            outcome: journal::Outcome::DeadLettered(
+                crate::reason::Reason::Unroutable.as_str().into(),
+            ),
+            http_status: None,
+            error_class: None,
+            latency_ms: None,
+            request: None,
+            response: None,
+            recovery: None,
+            event: Some(raw.to_owned()),
+        });
     }
 }
 
