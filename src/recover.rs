@@ -25,6 +25,8 @@ pub struct Report {
     pub sent: u64,
     /// In the window, but their event is no longer in the journal (pruned) or unreadable.
     pub gone: u64,
+    /// Why the running relay could not be asked whether it has loaded the destination.
+    pub unasked: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,45 @@ pub enum RecoverError {
     Publish(#[from] PublishError),
     #[error("cannot write a recovered delivery: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(
+        "the running relay ({url}) has not loaded destination {destination:?}: every recovered delivery would be dead-lettered unroutable. Reload it with this configuration (SIGHUP) or restart it, then recover"
+    )]
+    NotLoaded { destination: String, url: String },
+}
+
+/// Whether the running relay has loaded `destination`: `Ok(None)` when it has, `Ok(Some(why))`
+/// when it cannot be asked (no address known, no answer), an error when it answers without
+/// it. A relay exports each loaded destination's circuit state, and drops it when a reload
+/// removes the destination.
+pub async fn loaded_by_relay(
+    config: &Config,
+    destination: &str,
+) -> Result<Option<String>, RecoverError> {
+    let Some(url) = config.relay_metrics_url() else {
+        return Ok(Some(
+            "http.listen takes any port; set console.relay_metrics_url".into(),
+        ));
+    };
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(5))
+        .build();
+    let page = match client {
+        Ok(c) => c.get(&url).send().await.and_then(|r| r.error_for_status()),
+        Err(e) => return Ok(Some(e.to_string())),
+    };
+    let text = match page {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(e) => return Ok(Some(format!("{url}: {}", e.without_url()))),
+    };
+    let series = format!("postback_relay_circuit_state{{destination=\"{destination}\"}}");
+    match text.lines().any(|l| l.starts_with(&series)) {
+        true => Ok(None),
+        false => Err(RecoverError::NotLoaded {
+            destination: destination.to_owned(),
+            url,
+        }),
+    }
 }
 
 /// The event `c` as the journal kept it, if the destination takes it; `None` when the
@@ -76,6 +117,7 @@ pub async fn recover(
     mut progress: impl FnMut(&Report),
 ) -> Result<Report, RecoverError> {
     let dest = config.destination(&window.destination)?;
+    let unasked = loaded_by_relay(config, &window.destination).await?;
     let id = window.id();
     let mut pinned = window.clone();
     if pinned.until.is_none() {
@@ -83,6 +125,7 @@ pub async fn recover(
     }
     let mut report = Report {
         sent_before: journal.sent(&id).await?,
+        unasked,
         ..Report::default()
     };
     let candidates = journal.candidates(&pinned, &id).await?;
@@ -147,6 +190,13 @@ pub fn said(r: &Report, w: &Window, dry_run: bool) -> String {
     let gone = match r.gone {
         0 => String::new(),
         n => format!("; {n} no longer in the journal"),
+    };
+    let gone = match &r.unasked {
+        None => gone,
+        Some(why) => format!(
+            "{gone}. Note: the running relay could not be asked whether it has loaded {} ({why}); if it has not, every recovered delivery is dead-lettered unroutable",
+            w.destination
+        ),
     };
     if dry_run {
         return format!(

@@ -447,3 +447,40 @@ async fn events_no_destination_took_are_backfilled_to_one_added_later() {
     })
     .await;
 }
+
+/// A recovery to a destination that the running relay has not loaded (its configuration
+/// file has it, the relay was not reloaded since) is refused up front, naming it: every
+/// delivery would be dead-lettered unroutable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_to_a_destination_the_running_relay_has_not_loaded_is_refused() {
+    let env = Env::new().await;
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let running_config = env.default_config().listen(&listen);
+    let running = env.start(&running_config).await;
+    let since = (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+    deliver(&env, &running, "n", 3).await;
+    let late = Dest::powerspace("late", &format!("{}/late", env.sandbox.base_url()))
+        .retry(common::Retry::fast());
+    let edited = running_config.destination(late);
+    let dir = tempfile::tempdir().unwrap();
+    let path = edited.write(&dir);
+    let out = recover(&path, &["late", "--since", &since, "--outcome", "any"]).output();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has not loaded destination \"late\""),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        env.ready(&env.topology().deliveries).await,
+        0,
+        "nothing sent"
+    );
+    // The destination the relay has loaded is recovered as ever.
+    let out = recover(&path, &["powerspace", "--since", &since]).ok();
+    assert!(
+        stderr(&out).contains("recovered 3 event(s)"),
+        "{}",
+        stderr(&out)
+    );
+}

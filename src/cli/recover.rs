@@ -47,8 +47,15 @@ pub async fn recover(config_path: &Path, ask: Ask) -> anyhow::Result<ExitCode> {
             bar.set_length(r.to_send);
             bar.set_position(r.sent);
         })
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", config.secrets.scrub(&e.to_string())))?;
+        .await;
+    let report = match report {
+        Ok(r) => r,
+        Err(e @ postback_relay::recover::RecoverError::NotLoaded { .. }) => {
+            bar.finish_and_clear();
+            return refuse(config.secrets.scrub(&e.to_string()).into_owned());
+        }
+        Err(e) => anyhow::bail!("{}", config.secrets.scrub(&e.to_string())),
+    };
     bar.finish_and_clear();
     eprintln!(
         "{}",

@@ -190,6 +190,24 @@ impl Default for ConsoleConfig {
     }
 }
 
+impl Config {
+    /// The running relay's `/metrics`: `console.relay_metrics_url`, else `http.listen`'s
+    /// (loopback for an unspecified address); `None` when `http.listen` takes any port.
+    pub fn relay_metrics_url(&self) -> Option<String> {
+        self.console.relay_metrics_url.clone().or_else(|| {
+            let l = self.http.listen;
+            (l.port() != 0).then(|| {
+                let host = if l.ip().is_unspecified() {
+                    "127.0.0.1".to_owned()
+                } else {
+                    l.ip().to_string()
+                };
+                format!("http://{host}:{}/metrics", l.port())
+            })
+        })
+    }
+}
+
 /// A destination name the configuration does not have: the commands and the console say so
 /// in the same words.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

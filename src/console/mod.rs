@@ -98,17 +98,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let addr = listener
         .local_addr()
         .map_err(|source| ConsoleError::Listen { addr, source })?;
-    let metrics_url = config.console.relay_metrics_url.clone().or_else(|| {
-        let l = config.http.listen;
-        (l.port() != 0).then(|| {
-            let host = if l.ip().is_unspecified() {
-                "127.0.0.1".to_owned()
-            } else {
-                l.ip().to_string()
-            };
-            format!("http://{host}:{}/metrics", l.port())
-        })
-    });
+    let metrics_url = config.relay_metrics_url();
     let console = Arc::new(Console {
         topology: Topology::from_config(&config),
         auth: auth::Auth::new(config.console.token.clone()),
