@@ -18,6 +18,7 @@ mod access;
 #[cfg(test)]
 mod against_v4;
 mod postgres;
+mod query;
 mod recovery;
 mod sqlite;
 #[cfg(test)]

@@ -372,61 +372,37 @@ impl FileReader {
         Ok(FileReader { conn })
     }
 
-    /// The entries `filter` selects, oldest first.
+    /// The entries `filter` selects, oldest first, each filter through its index
+    /// ([`super::query`]).
     pub fn entries(&self, filter: &Filter) -> Result<Vec<Entry>, JournalError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT event_id, order_id, event_type, destination, attempt, at, outcome, detail,
-                    http_status, error_class, latency_ms, request, response, recovery
-             FROM entries
-             WHERE (?1 IS NULL OR event_id = ?1)
-               AND (?2 IS NULL OR order_id = ?2)
-               AND (?3 IS NULL OR destination = ?3)
-               AND (?4 IS NULL OR at >= ?4)
-               AND (?5 IS NULL OR at < ?5)
-               AND (?6 IS NULL OR instr(?6, ',' || outcome || ',') > 0)
-             ORDER BY at, id LIMIT ?7",
-        )?;
-        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
-        // Codes hold no comma: `,a,b,` finds each whole.
-        let outcomes =
-            (!filter.outcomes.is_empty()).then(|| format!(",{},", filter.outcomes.join(",")));
-        let rows = stmt.query_map(
-            rusqlite::params![
-                filter.event_id,
-                filter.order_id,
-                filter.destination,
-                filter.since.map(ms),
-                filter.until.map(ms),
-                outcomes,
-                limit
-            ],
-            |r| {
-                let code: String = r.get(6)?;
-                let detail: Option<String> = r.get(7)?;
-                Ok(Entry {
-                    event_id: r.get(0)?,
-                    order_id: r.get(1)?,
-                    event_type: r.get(2)?,
-                    destination: r.get(3)?,
-                    attempt: r.get(4)?,
-                    at: from_ms(r.get(5)?),
-                    outcome: Outcome::from_parts(&code, detail).ok_or_else(|| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            6,
-                            rusqlite::types::Type::Text,
-                            format!("unknown outcome {code:?}").into(),
-                        )
-                    })?,
-                    http_status: r.get(8)?,
-                    error_class: r.get(9)?,
-                    latency_ms: r.get(10)?,
-                    request: r.get(11)?,
-                    response: r.get(12)?,
-                    recovery: r.get(13)?,
-                    event: None,
-                })
-            },
-        )?;
+        let q = super::query::entries(filter, super::query::Dialect::Sqlite);
+        let mut stmt = self.conn.prepare_cached(&q.sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(q.params.iter()), |r| {
+            let code: String = r.get(6)?;
+            let detail: Option<String> = r.get(7)?;
+            Ok(Entry {
+                event_id: r.get(0)?,
+                order_id: r.get(1)?,
+                event_type: r.get(2)?,
+                destination: r.get(3)?,
+                attempt: r.get(4)?,
+                at: from_ms(r.get(5)?),
+                outcome: Outcome::from_parts(&code, detail).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        6,
+                        rusqlite::types::Type::Text,
+                        format!("unknown outcome {code:?}").into(),
+                    )
+                })?,
+                http_status: r.get(8)?,
+                error_class: r.get(9)?,
+                latency_ms: r.get(10)?,
+                request: r.get(11)?,
+                response: r.get(12)?,
+                recovery: r.get(13)?,
+                event: None,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

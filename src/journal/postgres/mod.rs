@@ -362,4 +362,42 @@ mod tests {
             .await
             .unwrap();
     }
+
+    /// Each filter is served by an index in PostgreSQL too: with sequential scans priced out,
+    /// every plan searches an index by a condition of the filter, and none reads the whole
+    /// entries table.
+    #[tokio::test]
+    async fn every_filter_has_an_index_plan() {
+        let Some((admin, name, url)) = database().await else {
+            return;
+        };
+        let pg = Pg::connect(&url).await.unwrap();
+        pg.client
+            .batch_execute("SET enable_seqscan = off")
+            .await
+            .unwrap();
+        for (what, f) in crate::journal::query::tests::every_filter() {
+            let q = crate::journal::query::entries(&f, crate::journal::query::Dialect::Postgres);
+            let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
+            let plan: Vec<String> = pg
+                .client
+                .query(&format!("EXPLAIN {}", q.sql), &params)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            // Searched by a condition on an index, not read whole, in any order.
+            assert!(
+                !plan.iter().any(|l| l.contains("Seq Scan"))
+                    && plan.iter().any(|l| l.contains("Index Cond")),
+                "{what}: {plan:#?}"
+            );
+        }
+        drop(pg);
+        admin
+            .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
 }

@@ -9,32 +9,9 @@ use crate::journal::{Entry, Filter, JournalError, Outcome};
 
 impl Pg {
     pub(in crate::journal) async fn entries(&self, f: &Filter) -> Result<Vec<Entry>, JournalError> {
-        let limit = i64::try_from(f.limit).unwrap_or(i64::MAX);
-        let outcomes: Option<Vec<String>> = (!f.outcomes.is_empty()).then(|| f.outcomes.clone());
-        let rows = self
-            .client
-            .query(
-                "SELECT event_id, order_id, event_type, destination, attempt, at, outcome, detail,
-                        http_status, error_class, latency_ms, request, response, recovery
-                 FROM entries
-                 WHERE ($1::text IS NULL OR event_id = $1)
-                   AND ($2::text IS NULL OR order_id = $2)
-                   AND ($3::text IS NULL OR destination = $3)
-                   AND ($4::bigint IS NULL OR at >= $4)
-                   AND ($5::bigint IS NULL OR at < $5)
-                   AND ($6::text[] IS NULL OR outcome = ANY($6))
-                 ORDER BY at, id LIMIT $7",
-                &[
-                    &f.event_id,
-                    &f.order_id,
-                    &f.destination,
-                    &f.since.map(ms),
-                    &f.until.map(ms),
-                    &outcomes,
-                    &limit,
-                ],
-            )
-            .await?;
+        let q = crate::journal::query::entries(f, crate::journal::query::Dialect::Postgres);
+        let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
+        let rows = self.client.query(&q.sql, &params).await?;
         rows.iter()
             .map(|r| {
                 let code: String = r.get(6);
