@@ -19,8 +19,7 @@ use std::num::NonZeroU32;
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::circuit::{Admit, Circuit, State};
-use crate::config::CircuitConfig;
+use crate::circuit::{Admit, Circuit, CircuitConfig, State};
 
 /// How long a replica trusts its snapshot of a closed circuit.
 pub const REFRESH: Duration = Duration::from_millis(200);
@@ -52,12 +51,12 @@ impl Fleet {
 
     /// The hash of paused destinations ([`crate::pause`]).
     pub(crate) fn paused_key(&self) -> String {
-        crate::pause::key(&self.prefix)
+        paused_key(&self.prefix)
     }
 
     /// The fleet's mark, which tells that Redis forgot ([`crate::pause`]).
     pub(crate) fn mark_key(&self) -> String {
-        crate::pause::mark_key(&self.prefix)
+        mark_key(&self.prefix)
     }
 }
 
@@ -72,6 +71,17 @@ pub enum Rate {
         /// Used while Redis cannot be reached.
         fallback: Limiter,
     },
+}
+
+/// The Redis hash of paused destinations under the store's prefix.
+pub(crate) fn paused_key(prefix: &str) -> String {
+    format!("{prefix}:paused")
+}
+
+/// The fleet's mark in Redis under the store's prefix: a Redis without it has forgotten the
+/// fleet's state, or never held it.
+pub(crate) fn mark_key(prefix: &str) -> String {
+    format!("{prefix}:mark")
 }
 
 /// Reserves the next slot of the schedule and says how far away it is, in microseconds of

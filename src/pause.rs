@@ -23,6 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::{mark_key, paused_key};
 use crate::store::StoreConfig;
 
 /// How often a running relay reads the paused destinations again.
@@ -109,7 +110,7 @@ impl Pauses {
                 let conn = redis::aio::ConnectionManager::new(client).await?;
                 Ok(Pauses::Redis {
                     conn,
-                    key: key(key_prefix),
+                    key: paused_key(key_prefix),
                     mark: mark_key(key_prefix),
                 })
             }
@@ -247,17 +248,6 @@ fn of_redis((mark, all): (Option<String>, BTreeMap<String, Vec<u8>>)) -> Read {
         paused: all.into_iter().map(|(n, v)| (n, who_of(&v))).collect(),
         mark,
     }
-}
-
-/// The Redis hash of paused destinations under the store's prefix.
-pub(crate) fn key(prefix: &str) -> String {
-    format!("{prefix}:paused")
-}
-
-/// The fleet's mark in Redis under the store's prefix: a Redis without it has forgotten the
-/// fleet's state, or never held it.
-pub(crate) fn mark_key(prefix: &str) -> String {
-    format!("{prefix}:mark")
 }
 
 /// The file beside the embedded store's.

@@ -5,7 +5,6 @@
 //! entry. The same terms for the file and for PostgreSQL; `tests` checks each plan.
 
 use super::Filter;
-use super::sqlite::ms;
 
 /// Where the statement runs: the placeholders and the list test differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,11 +58,14 @@ pub(super) fn entries(f: &Filter, dialect: Dialect) -> Query {
     if let Some(since) = f.since {
         terms.push(format!(
             "at >= {}",
-            next(Param::Int(ms(since)), &mut params)
+            next(Param::Int(since.timestamp_millis()), &mut params)
         ));
     }
     if let Some(until) = f.until {
-        terms.push(format!("at < {}", next(Param::Int(ms(until)), &mut params)));
+        terms.push(format!(
+            "at < {}",
+            next(Param::Int(until.timestamp_millis()), &mut params)
+        ));
     }
     if !f.outcomes.is_empty() {
         let term = match dialect {

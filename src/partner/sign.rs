@@ -252,7 +252,7 @@ impl Signer {
         match self.scheme {
             Scheme::StandardWebhooks => {
                 // The id goes in a header: written as a header can hold it, and signed as sent.
-                let id = super::custom::header_text(id);
+                let id = crate::encode::header_text(id);
                 let ts = now.timestamp().to_string();
                 let sigs: Vec<String> = self
                     .keys

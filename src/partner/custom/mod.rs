@@ -437,24 +437,7 @@ fn json(
     })
 }
 
-/// A value as a header holds it: `%`, control characters, non-ASCII and a space at either
-/// end (which HTTP trims) percent-encoded (UTF-8), everything else as it is.
-pub fn header_text(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    let last = v.chars().count().saturating_sub(1);
-    for (i, c) in v.chars().enumerate() {
-        let edge_space = c == ' ' && (i == 0 || i == last);
-        if c == '%' || edge_space || !(c == ' ' || c.is_ascii_graphic()) {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::encode::header_text;
 
 /// Fills one template with its values, each written by the encoder given.
 type Fill<'a> = dyn Fn(&Template, &dyn Fn(&str) -> String) -> Result<String, Unfilled> + 'a;
