@@ -229,16 +229,7 @@ mod tests {
     async fn a_batch_is_kept_until_it_commits_however_long_the_journal_is_away() {
         let sink = Flaky::default();
         *sink.fails.lock().unwrap() = 60;
-        let (tx, rx) = tokio::sync::mpsc::channel(1_000);
-        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(write_all(
-            sink.clone(),
-            rx,
-            metrics.clone(),
-            chrono::Duration::days(30),
-            stop.clone(),
-        ));
+        let (tx, _stop, task, metrics) = writer(&sink);
         for i in 0..700 {
             tx.send(entry(i)).await.unwrap();
             metrics.buffered.inc();
@@ -298,15 +289,7 @@ mod tests {
     async fn a_long_pruning_holds_no_commit_back_more_than_one_step() {
         let sink = SlowPrune::default();
         *sink.steps.lock().unwrap() = 300;
-        let (tx, rx) = tokio::sync::mpsc::channel(10_000);
-        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
-        let task = tokio::spawn(write_all(
-            sink.clone(),
-            rx,
-            metrics.clone(),
-            chrono::Duration::days(30),
-            CancellationToken::new(),
-        ));
+        let (tx, _stop, task, _) = writer(&sink);
         let mut sent = std::collections::HashMap::new();
         for i in 0..400 {
             let e = entry(i);
@@ -339,16 +322,7 @@ mod tests {
     async fn a_stop_waits_no_longer_than_its_deadline_and_counts_what_is_left() {
         let sink = Flaky::default();
         *sink.fails.lock().unwrap() = usize::MAX;
-        let (tx, rx) = tokio::sync::mpsc::channel(1_000);
-        let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(write_all(
-            sink.clone(),
-            rx,
-            metrics.clone(),
-            chrono::Duration::days(30),
-            stop.clone(),
-        ));
+        let (tx, stop, task, metrics) = writer(&sink);
         for i in 0..30 {
             tx.send(entry(i)).await.unwrap();
             metrics.buffered.inc();
@@ -386,8 +360,8 @@ mod tests {
     }
 
     /// A writer committing to `sink`: its queue, its stop, its task and its metrics.
-    fn writer(
-        sink: &Batches,
+    fn writer<S: Sink + Clone>(
+        sink: &S,
     ) -> (
         tokio::sync::mpsc::Sender<Entry>,
         CancellationToken,
