@@ -496,24 +496,28 @@ impl Watch {
                 );
                 self.pauses.restore(&BTreeMap::new()).await
             }
-            Marked::Forgotten if self.board.fresh(FRESH) => {
-                let known = self.board.paused();
+            Marked::Forgotten => {
+                // What a relay knew is written back only if it is recent: an older reading
+                // could undo what operators did since; a relay that read Redis more recently
+                // writes back its own.
+                let fresh = self.board.fresh(FRESH);
+                let known = if fresh {
+                    self.board.paused()
+                } else {
+                    BTreeMap::new()
+                };
                 let restored = self.pauses.restore(&known).await?;
                 self.metrics.store_state_lost.inc();
+                let pauses = match fresh {
+                    true => "the pauses this relay knew are written back",
+                    false => {
+                        "this relay's last reading is too old to write its pauses back: check them with `destination list`"
+                    }
+                };
                 tracing::warn!(
-                    message = "the store's Redis forgot the fleet's state (a restart without its data, a flush or an eviction): the pauses this relay knew are written back; which deliveries were accepted and which statuses were sent before is lost, so a redelivered event may be sent again and a status after a later one",
+                    message = "the store's Redis forgot the fleet's state (a restart without its data, a flush or an eviction); which deliveries were accepted and which statuses were sent before is lost, so a redelivered event may be sent again and a status after a later one",
+                    pauses,
                     paused_restored = known.len(),
-                );
-                Ok(restored)
-            }
-            Marked::Forgotten => {
-                // What this relay knew is too old to write back over what operators may have
-                // done since; a relay that read Redis more recently writes back its own.
-                let restored = self.pauses.restore(&BTreeMap::new()).await?;
-                self.metrics.store_state_lost.inc();
-                tracing::warn!(
-                    message = "the store's Redis forgot the fleet's state (a restart without its data, a flush or an eviction), and this relay's last reading is too old to write its pauses back: check them with `destination list`; which deliveries were accepted and which statuses were sent before is lost, so a redelivered event may be sent again and a status after a later one",
-                    last_read_older_than_secs = FRESH.as_secs(),
                 );
                 Ok(restored)
             }

@@ -176,8 +176,9 @@ impl Db {
         Ok(step.len())
     }
 
-    /// Up to `room` operator actions, and events sent by recoveries, from before `before`;
-    /// a recovery goes with the last event it sent.
+    /// Up to `room` operator actions, and events sent by recoveries, from before `before`
+    /// (how many: what counts against the step); a recovery goes with the last event it
+    /// sent.
     fn prune_records(
         tx: &rusqlite::Transaction<'_>,
         before: i64,
@@ -204,13 +205,12 @@ impl Db {
                     WHERE c.asked_at < ?1 LIMIT ?2)",
             )?
             .execute(rusqlite::params![before, room])?;
-        let recoveries = tx
-            .prepare_cached(
-                "DELETE FROM recoveries WHERE asked_at < ?1
-                   AND NOT EXISTS (SELECT 1 FROM recovered WHERE recovery_id = recoveries.id)",
-            )?
-            .execute([before])?;
-        Ok(actions + recovered + recoveries.min(room - recovered))
+        tx.prepare_cached(
+            "DELETE FROM recoveries WHERE asked_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM recovered WHERE recovery_id = recoveries.id)",
+        )?
+        .execute([before])?;
+        Ok(actions + recovered)
     }
 }
 

@@ -93,24 +93,42 @@ impl Relay {
         let Some(journal) = &self.journal else {
             return;
         };
-        let _ = journal.record(Entry {
-            event_id: event.event_id.clone(),
-            order_id: event.order.as_ref().and_then(|o| o.id.clone()),
-            event_type: event.kind.as_str().to_owned(),
-            destination: journal::NO_DESTINATION.to_owned(),
-            attempt: 0,
-            at: Utc::now(),
-            outcome: journal::Outcome::DeadLettered(
-                crate::reason::Reason::Unroutable.as_str().into(),
-            ),
-            http_status: None,
-            error_class: None,
-            latency_ms: None,
-            request: None,
-            response: None,
-            recovery: None,
-            event: Some(raw.to_owned()),
-        });
+        let unroutable = crate::reason::Reason::Unroutable.as_str().to_owned();
+        let outcome = journal::Outcome::DeadLettered(unroutable);
+        let mut only = entry(
+            event,
+            journal::NO_DESTINATION,
+            None,
+            (0, Utc::now(), outcome),
+        );
+        only.event = Some(raw.to_owned());
+        let _ = journal.record(only);
+    }
+}
+
+/// An entry about `event` at `destination`: its attempt number, time and outcome, nothing
+/// of a call yet.
+fn entry(
+    event: &ConversionEvent,
+    destination: &str,
+    recovery: Option<&str>,
+    (attempt, at, outcome): (u32, chrono::DateTime<Utc>, journal::Outcome),
+) -> Entry {
+    Entry {
+        event_id: event.event_id.clone(),
+        order_id: event.order.as_ref().and_then(|o| o.id.clone()),
+        event_type: event.kind.as_str().to_owned(),
+        destination: destination.to_owned(),
+        attempt,
+        at,
+        outcome,
+        http_status: None,
+        error_class: None,
+        latency_ms: None,
+        request: None,
+        response: None,
+        recovery: recovery.map(str::to_owned),
+        event: None,
     }
 }
 
@@ -156,22 +174,13 @@ pub(super) fn entries(
     tier: &dyn Fn(Duration) -> String,
 ) -> Vec<Entry> {
     let (last, attempts) = journal_outcome(&attempted.outcome, tier);
-    let event = about.event;
-    let base = |attempt: u32, at, outcome| Entry {
-        event_id: event.event_id.clone(),
-        order_id: event.order.as_ref().and_then(|o| o.id.clone()),
-        event_type: event.kind.as_str().to_owned(),
-        destination: destination.to_owned(),
-        attempt,
-        at,
-        outcome,
-        http_status: None,
-        error_class: None,
-        latency_ms: None,
-        request: None,
-        response: None,
-        recovery: about.recovery.map(str::to_owned),
-        event: None,
+    let base = |attempt: u32, at, outcome| {
+        entry(
+            about.event,
+            destination,
+            about.recovery,
+            (attempt, at, outcome),
+        )
     };
     if attempted.calls.is_empty() {
         let mut only = base(attempts.unwrap_or(0), Utc::now(), last);
