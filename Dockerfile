@@ -34,6 +34,9 @@ COPY --from=build /src/target/release/postback-relay /usr/local/bin/postback-rel
 COPY config/example.toml /etc/postback-relay/example.toml
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
+# The allocator gives freed memory back to the system after 10 ms instead of its default of
+# 10 s for its arenas: a drain's peak memory is some 10 MB lower (docs/BENCHMARKS.md).
+ENV MIMALLOC_PURGE_DELAY=10
 WORKDIR /var/lib/postback-relay
 # /metrics, /healthz, /readyz
 EXPOSE 9464
