@@ -35,6 +35,34 @@ pub(super) struct Db {
     conn: Connection,
 }
 
+/// An entry from a row of [`super::query::COLUMNS`].
+pub(super) fn entry_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let code: String = r.get(6)?;
+    let detail: Option<String> = r.get(7)?;
+    Ok(Entry {
+        event_id: r.get(0)?,
+        order_id: r.get(1)?,
+        event_type: r.get(2)?,
+        destination: r.get(3)?,
+        attempt: r.get(4)?,
+        at: from_ms(r.get(5)?),
+        outcome: Outcome::from_parts(&code, detail).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                6,
+                rusqlite::types::Type::Text,
+                format!("unknown outcome {code:?}").into(),
+            )
+        })?,
+        http_status: r.get(8)?,
+        error_class: r.get(9)?,
+        latency_ms: r.get(10)?,
+        request: r.get(11)?,
+        response: r.get(12)?,
+        recovery: r.get(13)?,
+        event: None,
+    })
+}
+
 pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
@@ -349,6 +377,10 @@ pub struct FileReader {
 }
 
 impl FileReader {
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Opens an existing journal read-only.
     pub fn open(path: &Path) -> Result<FileReader, JournalError> {
         let shown = path.display().to_string();
@@ -377,32 +409,7 @@ impl FileReader {
     pub fn entries(&self, filter: &Filter) -> Result<Vec<Entry>, JournalError> {
         let q = super::query::entries(filter, super::query::Dialect::Sqlite);
         let mut stmt = self.conn.prepare_cached(&q.sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(q.params.iter()), |r| {
-            let code: String = r.get(6)?;
-            let detail: Option<String> = r.get(7)?;
-            Ok(Entry {
-                event_id: r.get(0)?,
-                order_id: r.get(1)?,
-                event_type: r.get(2)?,
-                destination: r.get(3)?,
-                attempt: r.get(4)?,
-                at: from_ms(r.get(5)?),
-                outcome: Outcome::from_parts(&code, detail).ok_or_else(|| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        6,
-                        rusqlite::types::Type::Text,
-                        format!("unknown outcome {code:?}").into(),
-                    )
-                })?,
-                http_status: r.get(8)?,
-                error_class: r.get(9)?,
-                latency_ms: r.get(10)?,
-                request: r.get(11)?,
-                response: r.get(12)?,
-                recovery: r.get(13)?,
-                event: None,
-            })
-        })?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(q.params.iter()), entry_of)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
