@@ -15,10 +15,13 @@ use crate::dlq::{DeadLetter, Filter};
 use crate::reason::Reason;
 
 impl Console {
-    /// A page, scrubbed of the configuration's secrets.
+    /// A page, scrubbed of the configuration's secrets (also where the page escaped them),
+    /// with every control or invisible character shown escaped ([`crate::text::printable_lines`]):
+    /// the page's own markup has none, so each one found came from a value.
     pub(super) fn page(&self, m: Markup) -> Response {
         let html = m.into_string();
-        Html(self.config.secrets.scrub(&html).into_owned()).into_response()
+        let clean = self.page_secrets.scrub(&html);
+        Html(crate::text::printable_lines(&clean).into_owned()).into_response()
     }
 
     pub(super) fn scrubbed(&self, e: &dyn std::fmt::Display) -> String {
