@@ -11,7 +11,7 @@ pub fn actions(found: Result<Paged<(Cursor, Action)>, String>) -> Markup {
         "Actions",
         html! {
             h1 { "Actions" }
-            p.muted { "What operators did from the console and the commands (replays, recoveries, pauses), newest first, as the journal keeps it." }
+            p.muted { "What operators did (the console's replays, recoveries, pauses and resumes, and the recoveries of the recover command), newest first, as the journal keeps it." }
             @match &found {
                 Err(note) => p.note #note { (note) },
                 Ok(page) => {
