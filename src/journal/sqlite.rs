@@ -12,12 +12,13 @@ use super::{Entry, JournalError, Outcome};
 
 /// The schema's versions, in order: version N is the Nth file. A file is never changed once
 /// released; a change is a new file.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("migrations/0001_deliveries.sql"),
     include_str!("migrations/0002_recoveries.sql"),
     include_str!("migrations/0003_events_by_rowid.sql"),
     include_str!("migrations/0004_no_events_order_index.sql"),
     include_str!("migrations/0005_bodies_in_entries.sql"),
+    include_str!("migrations/0008_retries_by_time.sql"),
 ];
 
 use super::writer::PRUNE_STEP;

@@ -82,6 +82,9 @@ pub fn next_attempt(e: &Entry) -> Option<DateTime<Utc>> {
     Some(e.at + chrono::Duration::from_std(delay).ok()?)
 }
 
+/// The outcome of an entry that schedules a retry.
+const RETRY: &str = "retry_scheduled";
+
 /// Adds `p` and returns its placeholder.
 fn next(p: Param, params: &mut Vec<Param>, dialect: Dialect) -> String {
     params.push(p);
@@ -103,11 +106,17 @@ pub(super) fn deliveries(b: &Browse, dialect: Dialect) -> Query {
     let mut params = Vec::new();
     let p = &mut params;
     let mut terms = Vec::new();
+    // Retries are few among the entries: their own index (`entries_retry`, partial, so the
+    // outcome is written as it is, not as a parameter) serves them first, also at one
+    // destination; SQLite is told not to prefer the destination's index (`+`).
+    let retries = b.waiting || b.outcome.as_deref() == Some(RETRY);
     if let Some(d) = &b.destination {
-        terms.push(format!(
-            "e.destination = {}",
-            next(Param::Text(d.clone()), p, dialect)
-        ));
+        let column = match (retries, dialect) {
+            (true, Dialect::Sqlite) => "+e.destination",
+            _ => "e.destination",
+        };
+        let v = next(Param::Text(d.clone()), p, dialect);
+        terms.push(format!("{column} = {v}"));
     }
     if let Some(since) = b.since {
         let v = next(Param::Int(since.timestamp_millis()), p, dialect);
@@ -120,19 +129,24 @@ pub(super) fn deliveries(b: &Browse, dialect: Dialect) -> Query {
     if let Some(c) = b.before {
         terms.push(below(c, p, dialect, "e."));
     }
-    if let Some(o) = &b.outcome {
-        terms.push(format!(
-            "e.outcome = {}",
-            next(Param::Text(o.clone()), p, dialect)
-        ));
+    if retries {
+        terms.push(format!("e.outcome = '{RETRY}'"));
+    } else if let Some(o) = &b.outcome {
+        let v = next(Param::Text(o.clone()), p, dialect);
+        terms.push(format!("e.outcome = {v}"));
     }
     if b.waiting {
         let in_process = next(Param::Text(super::IN_PROCESS.into()), p, dialect);
-        // Nothing later for the same delivery: searched in the index by event and time.
+        // Nothing later for the same delivery: searched in the index by event and time
+        // (SQLite, without statistics, may otherwise walk the destination's whole index).
+        let later = match dialect {
+            Dialect::Sqlite => "entries l INDEXED BY entries_event",
+            Dialect::Postgres => "entries l",
+        };
         terms.push(format!(
-            "e.outcome = 'retry_scheduled' AND e.detail <> {in_process} \
-             AND NOT EXISTS (SELECT 1 FROM entries l WHERE l.event_id = e.event_id \
-             AND l.at >= e.at AND l.destination = e.destination AND (l.at > e.at OR l.id > e.id))"
+            "e.detail <> {in_process} AND NOT EXISTS (SELECT 1 FROM {later} \
+             WHERE l.event_id = e.event_id AND l.at >= e.at AND l.destination = e.destination \
+             AND (l.at > e.at OR l.id > e.id))"
         ));
     }
     let limit = next(

@@ -226,6 +226,15 @@ fn every_page() -> Vec<(&'static str, Query, Query)> {
                 ..Browse::default()
             }),
         ),
+        (
+            "retries at a destination",
+            b(Browse {
+                outcome: Some("retry_scheduled".into()),
+                destination: dest(),
+                before: c,
+                ..Browse::default()
+            }),
+        ),
     ];
     all.push((
         "actions",
@@ -272,6 +281,18 @@ fn every_page_reads_an_index_in_its_order_in_the_file() {
                 && !plan.iter().any(|l| l.contains("TEMP B-TREE")),
             "{what}: {plan:?}"
         );
+        // Retries through their own index; what came after each, by event.
+        if what.contains("waiting") || what.contains("retries") {
+            assert!(reads[0].contains("INDEX entries_retry"), "{what}: {plan:?}");
+        }
+        if what.contains("waiting") {
+            assert!(
+                reads
+                    .iter()
+                    .any(|l| l.starts_with("SEARCH l USING INDEX entries_event")),
+                "{what}: {plan:?}"
+            );
+        }
     }
 }
 

@@ -14,9 +14,10 @@ mod queries;
 
 pub(super) use queries::entry_of;
 
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../migrations/postgres/0001_deliveries.sql"),
     include_str!("../migrations/postgres/0002_no_events_order_index.sql"),
+    include_str!("../migrations/postgres/0005_retries_by_time.sql"),
 ];
 
 /// The advisory lock that one process at a time takes to migrate.
