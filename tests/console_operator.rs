@@ -333,3 +333,40 @@ fn check_config_refuses_operators_it_cannot_tell_apart_without_echoing_tokens() 
         .output();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn operators_alone_guard_a_console_off_loopback_and_each_token_is_long_enough() {
+    let env = Env::new().await;
+    let mut config = console_config(env.default_config().load(), None);
+    config.console.listen = "0.0.0.0:0".parse().unwrap();
+    config.console.token = None;
+    config.console.operators[0].token = "short".into();
+    let e = postback_relay::console::start(config.clone(), env.shutdown.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        e.to_string()
+            .starts_with("console.operators[0].token is 5 characters long"),
+        "{e}"
+    );
+    config.console.operators[0].token = ALICE.into();
+    config.console.listen = "127.0.0.1:0".parse().unwrap();
+    let console = postback_relay::console::start(config, env.shutdown.clone())
+        .await
+        .unwrap();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", console.addr);
+    assert_eq!(
+        status(http.get(format!("{base}/")).send().await.unwrap()),
+        401
+    );
+    let alice = http
+        .get(format!("{base}/"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(alice), 200);
+}

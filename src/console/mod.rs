@@ -36,7 +36,8 @@ use crate::config::Config;
 pub enum ConsoleError {
     #[error(
         "console.listen {0} is not a loopback address: set console.token (from the environment, \
-         token = \"${{CONSOLE_TOKEN}}\") so that every request must carry it"
+         token = \"${{CONSOLE_TOKEN}}\") or console.operators so that every request must carry \
+         a token"
     )]
     NoToken(SocketAddr),
     #[error("{0} is {1} characters long: use at least 16")]
@@ -94,6 +95,10 @@ pub fn check(config: &Config) -> Result<(), ConsoleError> {
     for (key, _, token) in all {
         let n = token.chars().count();
         if n < crate::config::operators::MIN_TOKEN_CHARS {
+            let key = match key.as_str() {
+                "console.token" => key,
+                _ => format!("{key}.token"),
+            };
             return Err(ConsoleError::ShortToken(key, n));
         }
     }
