@@ -207,6 +207,15 @@ async fn a_login_is_a_form_post_over_https_or_loopback_and_a_proxy_may_name_the_
     assert_eq!(in_url.status().as_u16(), 400);
     assert!(in_url.headers().get("set-cookie").is_none());
 
+    // The login page's stylesheet needs no token, and has every page's headers.
+    let css = http
+        .get(format!("{base}/console.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status().as_u16(), 200);
+    assert_eq!(css.headers()["x-content-type-options"], "nosniff");
+
     let plain = login("relay.example:8081", None, TOKEN).await.unwrap();
     assert_eq!(plain.status().as_u16(), 403);
     assert!(plain.headers().get("set-cookie").is_none());

@@ -240,12 +240,16 @@ pub async fn recover_form(State(c): State<Arc<Console>>) -> Response {
     c.page(view::recover_form(&c.destinations(), &c.auth.form_token))
 }
 
+/// The stylesheet: served without a token too (the login page uses it), with the headers
+/// every page has.
 pub async fn css() -> Response {
-    (
+    let mut res = (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         view::CSS,
     )
-        .into_response()
+        .into_response();
+    super::auth::secure(res.headers_mut());
+    res
 }
 
 #[cfg(test)]
