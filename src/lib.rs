@@ -53,3 +53,4 @@ pub mod relay;
 pub mod retry;
 pub mod sandbox;
 pub mod store;
+pub mod text;

@@ -291,9 +291,12 @@ fn init_logging(format: LogFormat, command: &Command) {
     use tracing_subscriber::EnvFilter;
     // A running relay logs its work. The other commands speak for themselves on the terminal,
     // so they log only problems (and not lapin's own report of a channel they closed on
-    // purpose) unless RUST_LOG says more.
+    // purpose) unless RUST_LOG says more. The console says on its pages what the broker
+    // answered; lapin's ERROR for each queue a page asked after and did not find (a passive
+    // declare closes its channel) would add lines to its log at every page load.
     let default = match command {
-        Command::Run { .. } | Command::Sandbox { .. } | Command::Console { .. } => "info",
+        Command::Run { .. } | Command::Sandbox { .. } => "info",
+        Command::Console { .. } => "info,lapin=off",
         Command::Demo { .. } => "error,lapin=off",
         _ => "warn,lapin=off",
     };

@@ -108,6 +108,24 @@ impl Secrets {
         self.forms.is_empty()
     }
 
+    /// These secrets, and each of their forms as an HTML page writes it (`&`, `<`, `>` and
+    /// `"` escaped): for scrubbing a rendered page, where a secret holding one of those
+    /// characters no longer reads as itself.
+    pub fn with_html_forms(&self) -> Secrets {
+        let mut all = self.clone();
+        for f in &self.forms {
+            let html = f
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;");
+            if !all.forms.contains(&html) {
+                all.forms.push(html);
+            }
+        }
+        all
+    }
+
     /// `text` with every secret replaced by `REDACTED`. Where two secrets overlap, the whole
     /// overlapping stretch goes.
     pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
@@ -211,6 +229,20 @@ fn lower_hex(encoded: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_is_found_in_a_page_that_escaped_it() {
+        let s = Secrets::new([r#"a&b<c>d"e"#]).with_html_forms();
+        let page = maud::html! { td { "order " (r#"x-a&b<c>d"e-y"#) } }.into_string();
+        assert!(page.contains("&amp;"), "{page}");
+        let clean = s.scrub(&page);
+        assert_eq!(clean, "<td>order x-REDACTED-y</td>");
+        let plain = Secrets::new([r#"a&b<c>d"e"#]);
+        assert!(
+            !plain.scrub(&page).contains(REDACTED),
+            "the raw form alone misses it"
+        );
+    }
 
     #[test]
     fn every_form_of_a_secret_is_replaced() {

@@ -9,134 +9,14 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
+use common::browser::{WAIT, browser, count, log_in, screenshot, text, until_page};
 use common::{Env, deliveries, event, eventually, free_port, until};
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use postback_relay::journal::Filter;
 use postback_relay::sandbox::Rule;
 
-const WAIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "console-test-token-7f3a9c";
-
-/// chromedriver on a free port, killed when dropped.
-struct Driver {
-    child: Child,
-    port: u16,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A headless chromium session; `None` (the test is skipped) when chromium is not installed
-/// outside CI. In CI it must be: `scripts/test` installs it.
-async fn browser() -> Option<(Driver, Client)> {
-    let installed = ["/usr/bin/chromedriver", "/usr/bin/chromium"]
-        .iter()
-        .all(|p| std::path::Path::new(p).exists());
-    if !installed {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "chromium and chromium-driver are missing (scripts/test installs them)"
-        );
-        eprintln!("skipped: chromium and chromium-driver are not installed");
-        return None;
-    }
-    let port = free_port();
-    let child = Command::new("/usr/bin/chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let driver = Driver {
-        child,
-        port,
-        _profile: profile,
-    };
-    eventually(WAIT, "chromedriver listens", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-    let args = [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
-        &format!("--user-data-dir={}", driver._profile.path().display()),
-    ];
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
-    );
-    let client = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("a chromium session");
-    Some((driver, client))
-}
-
-/// The text of `css` on the current page, once it is there (a click's page may still load).
-async fn text(b: &Client, css: &str) -> String {
-    for _ in 0..(WAIT.as_millis() / 100) {
-        if let Ok(e) = b.find(Locator::Css(css)).await {
-            return e.text().await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "no {css} on {}:\n{}",
-        b.current_url().await.unwrap(),
-        b.source().await.unwrap()
-    );
-}
-
-async fn count(b: &Client, css: &str) -> usize {
-    b.find_all(Locator::Css(css)).await.unwrap().len()
-}
-
-/// Waits until the page at `url` (loaded again each time) has `css` with text containing
-/// `want`.
-async fn until_page(b: &Client, url: &str, css: &str, want: &str) {
-    for _ in 0..(WAIT.as_millis() / 200) {
-        b.goto(url).await.unwrap();
-        if let Ok(e) = b.find(Locator::Css(css)).await
-            && e.text().await.is_ok_and(|t| t.contains(want))
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!(
-        "{url}: no {css} with {want:?}:\n{}",
-        b.source().await.unwrap()
-    );
-}
-
-async fn screenshot(b: &Client, name: &str) {
-    if let Some(dir) = std::env::var_os("CONSOLE_SCREENSHOTS") {
-        let png = b.screenshot().await.unwrap();
-        std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
-    }
-}
 
 #[tokio::test]
 async fn an_operator_reads_filters_opens_and_replays_in_a_real_browser() {
@@ -186,9 +66,7 @@ async fn an_operator_reads_filters_opens_and_replays_in_a_real_browser() {
     refuses_without_the_token(&base, console.addr).await;
 
     // The overview, with the journal's numbers and the relay's circuit state.
-    b.goto(&format!("{base}/login?token={TOKEN}"))
-        .await
-        .unwrap();
+    log_in(&b, &base, TOKEN).await;
     assert_eq!(b.current_url().await.unwrap().path(), "/");
     assert_eq!(text(&b, "#dest-powerspace .delivered-hour").await, "3");
     assert_eq!(text(&b, "#dest-powerspace .dead-hour").await, "2");
@@ -204,6 +82,17 @@ async fn an_operator_reads_filters_opens_and_replays_in_a_real_browser() {
         .click()
         .await
         .unwrap();
+    assert!(
+        text(&b, "#preview")
+            .await
+            .contains("Nothing has changed yet")
+    );
+    b.find(Locator::Id("confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     until_page(
         &b,
         &format!("{base}/"),
@@ -214,7 +103,7 @@ async fn an_operator_reads_filters_opens_and_replays_in_a_real_browser() {
     assert!(
         text(&b, "#dest-powerspace .paused")
             .await
-            .contains("by console")
+            .contains("by operator")
     );
     until(&running, "the relay sees the pause", |m| {
         m.destination_paused
@@ -366,7 +255,9 @@ async fn refuses_without_the_token(base: &str, addr: SocketAddr) {
         .unwrap();
     assert_eq!(status(wrong), 401);
     let login = http
-        .get(format!("{base}/login?token=nope"))
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=not-the-token-at-all")
         .send()
         .await
         .unwrap();

@@ -10,13 +10,13 @@ pub async fn console(config_path: &Path) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let guarded = config.console.token.is_some();
+    let guarded = config.console.token.is_some() || !config.console.operators.is_empty();
     let stop = CancellationToken::new();
     let running = match postback_relay::console::start(config, stop.clone()).await {
         Ok(r) => r,
         Err(
             e @ (postback_relay::console::ConsoleError::NoToken(_)
-            | postback_relay::console::ConsoleError::ShortToken(_)),
+            | postback_relay::console::ConsoleError::ShortToken(..)),
         ) => {
             eprintln!("error: {}: {e}", config_path.display());
             return Ok(ExitCode::from(2));
@@ -24,7 +24,7 @@ pub async fn console(config_path: &Path) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let how = if guarded {
-        "every request needs the token: open /login?token=<console.token> once"
+        "every request needs an operator's token: log in at /login"
     } else {
         "loopback only, no token"
     };

@@ -296,23 +296,8 @@ pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// `text` with its control characters escaped (`\u{1b}`), so that what a producer or a
-/// partner wrote (an event id, a partner's answer) cannot drive the operator's terminal:
-/// move the cursor, clear the screen, set the window's title.
-pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return text.into();
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out.into()
-}
+/// What came from outside, escaped for the terminal (the console renders it the same way).
+pub use postback_relay::text::printable;
 
 /// One dead letter on one line, as `dlq list` and `replay --dry-run` print it; what it
 /// quotes is printable.
@@ -389,18 +374,6 @@ pub async fn wait_for_signal() {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn control_characters_are_printed_escaped_and_the_rest_as_it_is() {
-        assert_eq!(super::printable("plain, é ✓"), "plain, é ✓");
-        assert!(matches!(
-            super::printable("plain"),
-            std::borrow::Cow::Borrowed(_)
-        ));
-        assert_eq!(
-            super::printable("x\u{1b}]0;PWNED\u{7}\u{1b}[2J\r\n"),
-            "x\\u{1b}]0;PWNED\\u{7}\\u{1b}[2J\\r\\n"
-        );
-    }
     use super::*;
 
     fn written<T: Serialize + ?Sized>(value: &T, secrets: &Secrets) -> String {

@@ -13,6 +13,11 @@ impl Config {
         check_broker(&self.broker)?;
         check_worker(&self.worker)?;
         check_journal(&self.journal)?;
+        super::operators::check(
+            self.console.token.as_deref(),
+            &self.console.operators,
+            self.console.operator_header.as_deref(),
+        )?;
         self.store
             .check_ttl()
             .map_err(|m| key_err("store.ttl_secs", m))?;

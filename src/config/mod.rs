@@ -11,6 +11,7 @@ use self::env::expand_env;
 mod check;
 mod destination;
 mod env;
+pub mod operators;
 mod proxy;
 #[cfg(test)]
 mod tests;
@@ -173,8 +174,16 @@ impl Default for HttpConfig {
 pub struct ConsoleConfig {
     /// Where the console listens; off loopback it needs a `token`.
     pub listen: SocketAddr,
-    /// The access token every request must carry, from the environment (`${CONSOLE_TOKEN}`).
+    /// The access token every request must carry, from the environment (`${CONSOLE_TOKEN}`);
+    /// who logs in with it is named `operator`.
     pub token: Option<String>,
+    /// More operators, each with a name and a token of their own: their actions are written
+    /// to the journal with their name.
+    pub operators: Vec<operators::Operator>,
+    /// A header an authenticating proxy in front of the console names the operator in
+    /// (`X-Forwarded-User`): believed only on a request that also carries a token or a
+    /// session (or, without tokens, on loopback).
+    pub operator_header: Option<String>,
     /// The relay's `/metrics`, for circuit states and the oldest dead letter [default: from
     /// `http.listen`].
     pub relay_metrics_url: Option<String>,
@@ -185,6 +194,8 @@ impl Default for ConsoleConfig {
         ConsoleConfig {
             listen: "127.0.0.1:8081".parse().expect("valid address"),
             token: None,
+            operators: Vec::new(),
+            operator_header: None,
             relay_metrics_url: None,
         }
     }
@@ -337,6 +348,10 @@ impl Config {
             for s in signature.iter().flat_map(|s| &s.secrets) {
                 all.add(s);
             }
+        }
+        for (_, _, token) in operators::all(self.console.token.as_deref(), &self.console.operators)
+        {
+            all.add(&token);
         }
         if let Some(password) = self.worker.partner_proxy.password() {
             all.add(&password);

@@ -1,10 +1,11 @@
 //! The console's actions: a replay of dead letters and a recovery by time window, each
 //! previewed first (a dry run: how many, to where) and run as a job once confirmed; and a
-//! destination paused or resumed (at once: either is undone by the other). Each is written to
-//! the journal's actions.
+//! destination paused (once confirmed: its deliveries stop) or resumed (at once). Each is
+//! written to the journal's actions with the operator who asked.
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::{RawForm, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -12,6 +13,7 @@ use chrono::Utc;
 use maud::Markup;
 
 use super::Console;
+use super::auth::Operator;
 use super::handlers::{bad, failed, filter_of, parse_time};
 use super::jobs::State as JobState;
 use super::view::{self, FilterForm, RecoverForm};
@@ -40,8 +42,12 @@ fn not_ours(c: &Console, fs: &[(String, String)]) -> Option<Response> {
     })
 }
 
-/// Pauses or resumes a destination, for every relay on the store.
-pub async fn pause(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Response {
+/// Pauses (once confirmed) or resumes a destination, for every relay on the store.
+pub async fn pause(
+    State(c): State<Arc<Console>>,
+    Extension(who): Extension<Operator>,
+    RawForm(body): RawForm,
+) -> Response {
     let fs = fields(&body);
     if let Some(refused) = not_ours(&c, &fs) {
         return refused;
@@ -50,18 +56,21 @@ pub async fn pause(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Res
     if let Err(e) = c.config.destination(name) {
         return bad(&c, &e.to_string());
     }
+    let verb = field(&fs, "verb");
+    if verb == "pause" && field(&fs, "confirm") != "yes" {
+        return c.page(view::pause_confirm(name, &c.auth.form_token));
+    }
     let pauses = match c.pauses().await {
         Ok(p) => p,
         Err(e) => return bad(&c, &e),
     };
-    let verb = field(&fs, "verb");
     let changed = match verb {
         "pause" => {
-            let who = crate::pause::Paused {
-                by: "console".into(),
+            let paused = crate::pause::Paused {
+                by: who.0.clone(),
                 at: Utc::now(),
             };
-            pauses.pause(name, who).await
+            pauses.pause(name, paused).await
         }
         "resume" => pauses.resume(name).await,
         other => return bad(&c, &format!("verb {other:?}: pause or resume")),
@@ -70,6 +79,7 @@ pub async fn pause(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Res
         Ok(changed) => {
             act(
                 &c,
+                &who,
                 verb,
                 serde_json::json!({ "destination": name }),
                 u64::from(changed),
@@ -81,7 +91,11 @@ pub async fn pause(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Res
     }
 }
 
-pub async fn replay(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Response {
+pub async fn replay(
+    State(c): State<Arc<Console>>,
+    Extension(who): Extension<Operator>,
+    RawForm(body): RawForm,
+) -> Response {
     let fs = fields(&body);
     if let Some(refused) = not_ours(&c, &fs) {
         return refused;
@@ -140,7 +154,7 @@ pub async fn replay(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Re
     });
     let id = c.jobs.start("Replaying dead letters".into(), 0);
     let console = c.clone();
-    tokio::spawn(async move { run_replay(console, id, filter, described).await });
+    tokio::spawn(async move { run_replay(console, who, id, filter, described).await });
     Redirect::to(&format!("/jobs/{id}")).into_response()
 }
 
@@ -193,7 +207,13 @@ async fn replay_preview(
     }
 }
 
-async fn run_replay(c: Arc<Console>, id: u64, filter: Filter, described: serde_json::Value) {
+async fn run_replay(
+    c: Arc<Console>,
+    who: Operator,
+    id: u64,
+    filter: Filter,
+    described: serde_json::Value,
+) {
     // Letters chosen so far: what a replay that stops partway has sent at most.
     let chosen = std::sync::atomic::AtomicU64::new(0);
     let result = async {
@@ -222,7 +242,7 @@ async fn run_replay(c: Arc<Console>, id: u64, filter: Filter, described: serde_j
     .await;
     match result {
         Ok(r) => {
-            act(&c, "replay", described, r.replayed).await;
+            act(&c, &who, "replay", described, r.replayed).await;
             let said = format!(
                 "Replayed {} dead letter(s) of {} examined; the other {} stay in {}.",
                 r.replayed,
@@ -244,7 +264,7 @@ async fn run_replay(c: Arc<Console>, id: u64, filter: Filter, described: serde_j
                 d.insert("stopped".into(), serde_json::json!(said));
             }
             let at_most = chosen.load(std::sync::atomic::Ordering::Relaxed);
-            act(&c, "replay_stopped", described, at_most).await;
+            act(&c, &who, "replay_stopped", described, at_most).await;
             c.jobs.update(id, |j| {
                 j.state = JobState::Failed;
                 j.result = Some(said);
@@ -254,13 +274,13 @@ async fn run_replay(c: Arc<Console>, id: u64, filter: Filter, described: serde_j
 }
 
 /// Writes an action to the journal; a journal that cannot take it is logged.
-async fn act(c: &Console, action: &str, filter: serde_json::Value, count: u64) {
+async fn act(c: &Console, who: &Operator, action: &str, filter: serde_json::Value, count: u64) {
     if !c.config.journal.enabled {
         return;
     }
     let a = Action {
         at: Utc::now(),
-        who: "console".into(),
+        who: who.0.clone(),
         action: action.into(),
         filter: filter.to_string(),
         count,
@@ -288,7 +308,11 @@ pub fn window_of(f: &RecoverForm, known: &[String]) -> Result<Window, String> {
     Window::new(f.destination.clone(), since, until, outcome).map_err(|e| e.to_string())
 }
 
-pub async fn recover(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Response {
+pub async fn recover(
+    State(c): State<Arc<Console>>,
+    Extension(who): Extension<Operator>,
+    RawForm(body): RawForm,
+) -> Response {
     let f: RecoverForm = match serde_urlencoded_form(&body) {
         Some(f) => f,
         None => return bad(&c, "The form could not be read."),
@@ -315,7 +339,7 @@ pub async fn recover(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> R
         Err(e) => return failed(&c, &e),
     };
     if f.confirm != "yes" {
-        return match crate::recover::recover(&c.config, journal, &window, "console", true, |_| {})
+        return match crate::recover::recover(&c.config, journal, &window, &who.0, true, |_| {})
             .await
         {
             Ok(r) => {
@@ -346,10 +370,9 @@ pub async fn recover(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> R
                 j.total = r.to_send;
             })
         };
-        let result =
-            crate::recover::recover(&c.config, journal, &window, "console", false, progress)
-                .await
-                .map_err(|e| c.scrubbed(&e));
+        let result = crate::recover::recover(&c.config, journal, &window, &who.0, false, progress)
+            .await
+            .map_err(|e| c.scrubbed(&e));
         c.jobs.update(id, |j| match result {
             Ok(r) => {
                 j.done = r.sent;

@@ -1,91 +1,105 @@
-//! Who may use the console: the access token (a bearer header, or a session cookie set by
-//! `/login?token=`, good for [`SESSION_TTL`]), and a per-process form token with a
-//! same-origin check on every POST.
+//! Who may use the console, and who they are: an operator's access token (a bearer header,
+//! or the session cookie a login sets, see `login`), the name an authenticating proxy gives
+//! in `console.operator_header`, and a per-process form token with a same-origin check on
+//! every POST.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 
 use super::Console;
+use super::sessions::{Sessions, same};
+use crate::config::ConsoleConfig;
+use crate::config::operators;
 
-/// Sessions kept at most; the oldest goes first.
-const MAX_SESSIONS: usize = 1000;
-const COOKIE: &str = "postback_relay_console";
-/// How long a session lasts from its login: a working day, then the token is asked again.
-pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// The session cookie: `__Host-` makes the browser keep it to this host and path `/`, sent
+/// over a secure connection only, and refuse one set by another service on the same host.
+pub const COOKIE: &str = "__Host-postback_relay_console";
+
+/// The operator a request acts for, as the guard found them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operator(pub String);
+
+/// Who a console without tokens (on loopback only) acts for.
+pub const LOOPBACK_OPERATOR: &str = "loopback";
+
+/// Why a request is not served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No token, no session (or an ended one).
+    Unknown,
+    /// `console.operator_header` holds what cannot be a name.
+    BadHeader(String),
+}
 
 pub(crate) struct Auth {
-    token: Option<String>,
-    /// Each session's id and when it was made.
-    sessions: Mutex<VecDeque<(String, Instant)>>,
-    ttl: Duration,
+    /// Each operator's name and token.
+    operators: Vec<(String, String)>,
+    /// The proxy's header naming the operator, when configured.
+    header: Option<String>,
+    pub sessions: Sessions,
     /// Carried by every form; a POST without it is refused.
     pub form_token: String,
 }
 
 impl Auth {
-    pub fn new(token: Option<String>) -> Auth {
-        Auth::lasting(token, SESSION_TTL)
-    }
-
-    fn lasting(token: Option<String>, ttl: Duration) -> Auth {
+    pub fn new(c: &ConsoleConfig) -> Auth {
         Auth {
-            token,
-            sessions: Mutex::default(),
-            ttl,
+            operators: operators::all(c.token.as_deref(), &c.operators)
+                .into_iter()
+                .map(|(_, name, token)| (name, token))
+                .collect(),
+            header: c.operator_header.clone(),
+            sessions: Sessions::default(),
             form_token: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
 
-    fn session_ok(&self, id: &str) -> bool {
-        self.session_ok_at(id, Instant::now())
+    /// Whether a token is needed (any operator is configured).
+    pub fn required(&self) -> bool {
+        !self.operators.is_empty()
     }
 
-    fn session_ok_at(&self, id: &str, now: Instant) -> bool {
-        self.sessions
-            .lock()
-            .map(|mut s| {
-                // The oldest first: the expired ones leave from the front.
-                while s
-                    .front()
-                    .is_some_and(|(_, made)| now.duration_since(*made) >= self.ttl)
-                {
-                    s.pop_front();
-                }
-                s.iter().any(|(k, _)| same(k, id))
-            })
-            .unwrap_or(false)
-    }
-
-    fn new_session(&self) -> String {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        if let Ok(mut s) = self.sessions.lock() {
-            if s.len() >= MAX_SESSIONS {
-                s.pop_front();
+    /// The operator whose token this is. Every token is compared, whole.
+    pub fn by_token(&self, token: &str) -> Option<&str> {
+        let mut found = None;
+        for (name, t) in &self.operators {
+            if same(t, token) && found.is_none() {
+                found = Some(name.as_str());
             }
-            s.push_back((id.clone(), Instant::now()));
         }
-        id
+        found
     }
 
-    /// Whether the request carries the access token (or a session made with it).
-    pub fn allows(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.token else {
-            return true;
+    /// Who the request is from: its bearer token's operator, or its session's; without
+    /// tokens, [`LOOPBACK_OPERATOR`]. Then, when `console.operator_header` is configured
+    /// and the request has it, the name in it.
+    pub fn who(&self, headers: &HeaderMap) -> Result<Operator, Refusal> {
+        let known = if self.required() {
+            let bearer = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(bearer_credentials)
+                .and_then(|b| self.by_token(b).map(str::to_owned));
+            bearer
+                .or_else(|| cookie(headers, COOKIE).and_then(|id| self.sessions.who(id)))
+                .ok_or(Refusal::Unknown)?
+        } else {
+            LOOPBACK_OPERATOR.to_owned()
         };
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_credentials);
-        if bearer.is_some_and(|b| same(b, token)) {
-            return true;
+        let Some(h) = &self.header else {
+            return Ok(Operator(known));
+        };
+        match headers.get(h.as_str()).map(|v| v.to_str()) {
+            None => Ok(Operator(known)),
+            Some(Ok(name)) if operators::name_problem(name).is_none() => {
+                Ok(Operator(name.to_owned()))
+            }
+            Some(_) => Err(Refusal::BadHeader(h.clone())),
         }
-        cookie(headers, COOKIE).is_some_and(|id| self.session_ok(id))
     }
 }
 
@@ -98,13 +112,7 @@ fn bearer_credentials(value: &str) -> Option<&str> {
         .then(|| rest.trim_start_matches(' '))
 }
 
-/// Compares without stopping at the first difference.
-fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -154,32 +162,46 @@ pub fn loopback_host(headers: &HeaderMap) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Refuses requests without the access token; adds the headers every page has.
-pub async fn guard(State(c): State<Arc<Console>>, req: Request, next: Next) -> Response {
-    if c.auth.token.is_none() && !loopback_host(req.headers()) {
+/// Refuses requests without the access token; names the operator (an [`Operator`] in the
+/// request's extensions); adds the headers every page has.
+pub async fn guard(State(c): State<Arc<Console>>, mut req: Request, next: Next) -> Response {
+    if !c.auth.required() && !loopback_host(req.headers()) {
         return refused(
             StatusCode::FORBIDDEN,
             "Refused: this console answers to a loopback address only.",
         );
     }
-    if !c.auth.allows(req.headers()) {
-        return refused(
-            StatusCode::UNAUTHORIZED,
-            "This console needs its access token: open /login?token=... or send Authorization: Bearer.",
-        );
-    }
+    let who = match c.auth.who(req.headers()) {
+        Ok(who) => who,
+        Err(Refusal::Unknown) => {
+            return refused(
+                StatusCode::UNAUTHORIZED,
+                "This console needs an operator's access token: log in at /login, or send Authorization: Bearer.",
+            );
+        }
+        Err(Refusal::BadHeader(h)) => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "Refused: the {h} header does not hold an operator's name (printable, at most {} characters).",
+                    operators::MAX_NAME_CHARS
+                ),
+            );
+        }
+    };
     if req.method() == Method::POST && !same_origin(req.headers()) {
         return refused(
             StatusCode::FORBIDDEN,
             "Refused: an action from another site.",
         );
     }
+    req.extensions_mut().insert(who);
     let mut res = next.run(req).await;
     secure(res.headers_mut());
     res
 }
 
-fn secure(h: &mut HeaderMap) {
+pub(super) fn secure(h: &mut HeaderMap) {
     let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
         h.insert(k, header::HeaderValue::from_static(v));
     };
@@ -201,51 +223,6 @@ pub fn refused(status: StatusCode, why: &str) -> Response {
     res
 }
 
-#[derive(serde::Deserialize)]
-pub struct Login {
-    token: Option<String>,
-}
-
-/// `/login?token=`: a session cookie for a browser that shows the token once.
-pub async fn login(
-    State(c): State<Arc<Console>>,
-    headers: HeaderMap,
-    Query(q): Query<Login>,
-) -> Response {
-    let Some(expected) = &c.auth.token else {
-        if !loopback_host(&headers) {
-            return refused(
-                StatusCode::FORBIDDEN,
-                "Refused: this console answers to a loopback address only.",
-            );
-        }
-        return Redirect::to("/").into_response();
-    };
-    match q.token {
-        Some(t) if same(&t, expected) => {
-            let id = c.auth.new_session();
-            let mut res = Redirect::to("/").into_response();
-            // Secure when the browser came over HTTPS (a proxy in front says so); a plain
-            // HTTP console would otherwise never get its cookie back.
-            let https = headers
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-            let cookie = format!(
-                "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
-                c.auth.ttl.as_secs(),
-                if https { "; Secure" } else { "" }
-            );
-            if let Ok(v) = header::HeaderValue::from_str(&cookie) {
-                res.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            secure(res.headers_mut());
-            res
-        }
-        _ => refused(StatusCode::UNAUTHORIZED, "That token does not match."),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,37 +235,109 @@ mod tests {
         h
     }
 
-    #[test]
-    fn the_token_or_a_session_made_with_it_is_required() {
-        let a = Auth::new(Some("0123456789abcdef".into()));
-        assert!(!a.allows(&headers(&[])));
-        assert!(!a.allows(&headers(&[("authorization", "Bearer wrong")])));
-        assert!(a.allows(&headers(&[("authorization", "Bearer 0123456789abcdef")])));
-        assert!(a.allows(&headers(&[("authorization", "bearer 0123456789abcdef")])));
-        assert!(a.allows(&headers(&[("authorization", "BEARER  0123456789abcdef")])));
-        assert!(!a.allows(&headers(&[("authorization", "Bearer0123456789abcdef")])));
-        assert!(!a.allows(&headers(&[("authorization", "Basic 0123456789abcdef")])));
-        let id = a.new_session();
-        assert!(a.allows(&headers(&[("cookie", &format!("x=1; {COOKIE}={id}"))])));
-        assert!(!a.allows(&headers(&[("cookie", &format!("{COOKIE}=forged"))])));
-        assert!(Auth::new(None).allows(&headers(&[])));
+    fn auth(operators: &[(&str, &str)], header: Option<&str>) -> Auth {
+        Auth::new(&ConsoleConfig {
+            token: Some("0123456789abcdef".into()),
+            operators: operators
+                .iter()
+                .map(|(name, token)| operators::Operator {
+                    name: (*name).into(),
+                    token: (*token).into(),
+                })
+                .collect(),
+            operator_header: header.map(str::to_owned),
+            ..ConsoleConfig::default()
+        })
+    }
+
+    fn who(a: &Auth, pairs: &[(&'static str, &str)]) -> Result<String, Refusal> {
+        a.who(&headers(pairs)).map(|o| o.0)
     }
 
     #[test]
-    fn a_session_ends_when_its_time_is_up() {
-        let a = Auth::lasting(Some("0123456789abcdef".into()), Duration::from_secs(60));
-        let id = a.new_session();
-        let with = headers(&[("cookie", &format!("{COOKIE}={id}"))]);
-        assert!(a.allows(&with));
-        let later = Instant::now() + Duration::from_secs(59);
-        assert!(a.session_ok_at(&id, later));
-        assert!(
-            !a.session_ok_at(&id, later + Duration::from_secs(1)),
-            "an expired session"
+    fn a_token_or_a_session_made_with_one_names_its_operator() {
+        let a = auth(&[("alice", "alice-token-0123456789")], None);
+        assert_eq!(who(&a, &[]), Err(Refusal::Unknown));
+        assert_eq!(
+            who(&a, &[("authorization", "Bearer wrong")]),
+            Err(Refusal::Unknown)
         );
-        assert!(a.sessions.lock().unwrap().is_empty(), "and it is gone");
-        // The token itself still works.
-        assert!(a.allows(&headers(&[("authorization", "Bearer 0123456789abcdef")])));
+        let op = Ok("operator".to_owned());
+        assert_eq!(who(&a, &[("authorization", "Bearer 0123456789abcdef")]), op);
+        assert_eq!(who(&a, &[("authorization", "bearer 0123456789abcdef")]), op);
+        assert_eq!(
+            who(&a, &[("authorization", "BEARER  0123456789abcdef")]),
+            op
+        );
+        assert_eq!(
+            who(&a, &[("authorization", "Bearer0123456789abcdef")]),
+            Err(Refusal::Unknown)
+        );
+        assert_eq!(
+            who(&a, &[("authorization", "Basic 0123456789abcdef")]),
+            Err(Refusal::Unknown)
+        );
+        assert_eq!(
+            who(&a, &[("authorization", "Bearer alice-token-0123456789")]),
+            Ok("alice".to_owned())
+        );
+        let id = a.sessions.start("alice");
+        assert_eq!(
+            who(&a, &[("cookie", &format!("x=1; {COOKIE}={id}"))]),
+            Ok("alice".to_owned())
+        );
+        assert_eq!(
+            who(&a, &[("cookie", &format!("{COOKIE}=forged"))]),
+            Err(Refusal::Unknown)
+        );
+        assert_eq!(
+            who(&a, &[("cookie", &format!("postback_relay_console={id}"))]),
+            Err(Refusal::Unknown),
+            "only the __Host- cookie"
+        );
+        a.sessions.end(&id);
+        assert_eq!(
+            who(&a, &[("cookie", &format!("{COOKIE}={id}"))]),
+            Err(Refusal::Unknown)
+        );
+        let open = Auth::new(&ConsoleConfig::default());
+        assert_eq!(who(&open, &[]), Ok(LOOPBACK_OPERATOR.to_owned()));
+    }
+
+    #[test]
+    fn the_proxy_header_names_an_operator_who_has_a_token_already() {
+        let a = auth(&[], Some("X-Forwarded-User"));
+        let bearer = ("authorization", "Bearer 0123456789abcdef");
+        assert_eq!(
+            who(&a, &[("x-forwarded-user", "carol")]),
+            Err(Refusal::Unknown),
+            "a header alone is not a login"
+        );
+        assert_eq!(
+            who(&a, &[bearer, ("x-forwarded-user", "carol")]),
+            Ok("carol".to_owned())
+        );
+        assert_eq!(who(&a, &[bearer]), Ok("operator".to_owned()));
+        assert_eq!(
+            who(&a, &[bearer, ("x-forwarded-user", "ca\u{202e}rol")]),
+            Err(Refusal::BadHeader("X-Forwarded-User".into()))
+        );
+        assert_eq!(
+            who(&a, &[bearer, ("x-forwarded-user", &"x".repeat(65))]),
+            Err(Refusal::BadHeader("X-Forwarded-User".into()))
+        );
+        let mut h = headers(&[bearer]);
+        h.insert(
+            "x-forwarded-user",
+            axum::http::HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        );
+        assert!(a.who(&h).is_err(), "not ASCII: refused, never guessed");
+        let unset = auth(&[], None);
+        assert_eq!(
+            who(&unset, &[bearer, ("x-forwarded-user", "mallory")]),
+            Ok("operator".to_owned()),
+            "not configured: ignored"
+        );
     }
 
     #[test]

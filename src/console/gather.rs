@@ -54,7 +54,7 @@ impl Overview {
 }
 
 /// The journal to read; `None` when there is none yet (or it is turned off).
-async fn reader(c: &Console) -> Result<Option<Reader>, String> {
+pub(super) async fn reader(c: &Console) -> Result<Option<Reader>, String> {
     if !c.config.journal.enabled {
         return Ok(None);
     }
@@ -259,7 +259,12 @@ fn scrubbed(c: &Console, mut found: Vec<Timeline>) -> Vec<Timeline> {
                 secrets.scrub_in_place(d);
             }
         }
-        secrets.scrub_in_place(&mut t.outcome);
+        for text in [&mut t.event_id, &mut t.outcome]
+            .into_iter()
+            .chain(t.order_id.as_mut())
+        {
+            secrets.scrub_in_place(text);
+        }
     }
     found
 }

@@ -15,10 +15,13 @@ use crate::dlq::{DeadLetter, Filter};
 use crate::reason::Reason;
 
 impl Console {
-    /// A page, scrubbed of the configuration's secrets.
+    /// A page, scrubbed of the configuration's secrets (also where the page escaped them),
+    /// with every control or invisible character shown escaped ([`crate::text::printable_lines`]):
+    /// the page's own markup has none, so each one found came from a value.
     pub(super) fn page(&self, m: Markup) -> Response {
         let html = m.into_string();
-        Html(self.config.secrets.scrub(&html).into_owned()).into_response()
+        let clean = self.page_secrets.scrub(&html);
+        Html(crate::text::printable_lines(&clean).into_owned()).into_response()
     }
 
     pub(super) fn scrubbed(&self, e: &dyn std::fmt::Display) -> String {
@@ -237,12 +240,16 @@ pub async fn recover_form(State(c): State<Arc<Console>>) -> Response {
     c.page(view::recover_form(&c.destinations(), &c.auth.form_token))
 }
 
+/// The stylesheet: served without a token too (the login page uses it), with the headers
+/// every page has.
 pub async fn css() -> Response {
-    (
+    let mut res = (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         view::CSS,
     )
-        .into_response()
+        .into_response();
+    super::auth::secure(res.headers_mut());
+    res
 }
 
 #[cfg(test)]

@@ -4,17 +4,21 @@
 //! rendered on the server (no script); every read pages or streams, so a queue of 100,000
 //! dead letters is never held in memory.
 //!
-//! Security: off loopback the console refuses to start without `console.token`. With a
-//! token, every request carries it (`Authorization: Bearer`, or the session cookie that
-//! `/login?token=` sets); actions are POSTs carrying a per-process form token, from this
-//! origin only; every page is scrubbed of the configuration's secrets; every action is
-//! written to the journal with its time, filter and count.
+//! Security: off loopback the console refuses to start without `console.token` (or
+//! `console.operators`). With tokens, every request carries one (`Authorization: Bearer`, or
+//! the session cookie that the login form sets) and is made by the operator it names;
+//! actions are POSTs carrying a per-process form token, from this origin only; every page is
+//! scrubbed of the configuration's secrets; every action is written to the journal with its
+//! operator, time, filter and count.
 
 mod actions;
 mod auth;
+mod browse;
 mod gather;
 mod handlers;
 mod jobs;
+mod login;
+mod sessions;
 mod view;
 
 use std::net::SocketAddr;
@@ -32,11 +36,12 @@ use crate::config::Config;
 pub enum ConsoleError {
     #[error(
         "console.listen {0} is not a loopback address: set console.token (from the environment, \
-         token = \"${{CONSOLE_TOKEN}}\") so that every request must carry it"
+         token = \"${{CONSOLE_TOKEN}}\") or console.operators so that every request must carry \
+         a token"
     )]
     NoToken(SocketAddr),
-    #[error("console.token is {0} characters long: use at least 16")]
-    ShortToken(usize),
+    #[error("{0} is {1} characters long: use at least 16")]
+    ShortToken(String, usize),
     #[error("cannot listen on {addr} (console.listen): {source}")]
     Listen {
         addr: SocketAddr,
@@ -52,6 +57,8 @@ pub(crate) struct Console {
     jobs: jobs::Jobs,
     http: reqwest::Client,
     metrics_url: Option<String>,
+    /// The configuration's secrets, also as a page writes them (escaped).
+    page_secrets: crate::redact::Secrets,
     /// The paused destinations' place, opened at the first use.
     pauses: tokio::sync::OnceCell<crate::pause::Pauses>,
 }
@@ -81,11 +88,21 @@ impl Running {
 /// Checks the console's configuration: off loopback, a token is required.
 pub fn check(config: &Config) -> Result<(), ConsoleError> {
     let c = &config.console;
-    match &c.token {
-        None if !c.listen.ip().is_loopback() => Err(ConsoleError::NoToken(c.listen)),
-        Some(t) if t.chars().count() < 16 => Err(ConsoleError::ShortToken(t.chars().count())),
-        _ => Ok(()),
+    let all = crate::config::operators::all(c.token.as_deref(), &c.operators);
+    if all.is_empty() && !c.listen.ip().is_loopback() {
+        return Err(ConsoleError::NoToken(c.listen));
     }
+    for (key, _, token) in all {
+        let n = token.chars().count();
+        if n < crate::config::operators::MIN_TOKEN_CHARS {
+            let key = match key.as_str() {
+                "console.token" => key,
+                _ => format!("{key}.token"),
+            };
+            return Err(ConsoleError::ShortToken(key, n));
+        }
+    }
+    Ok(())
 }
 
 /// Binds `console.listen` and serves until `shutdown`.
@@ -101,13 +118,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let metrics_url = config.relay_metrics_url();
     let console = Arc::new(Console {
         topology: Topology::from_config(&config),
-        auth: auth::Auth::new(config.console.token.clone()),
+        auth: auth::Auth::new(&config.console),
         jobs: jobs::Jobs::default(),
         http: reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(2))
             .build()
             .unwrap_or_default(),
         metrics_url,
+        page_secrets: config.secrets.with_html_forms(),
         pauses: tokio::sync::OnceCell::new(),
         config: Arc::new(config),
     });
@@ -133,11 +151,14 @@ fn router(console: Arc<Console>) -> Router {
             get(handlers::recover_form).post(actions::recover),
         )
         .route("/jobs/{id}", get(handlers::job))
-        .route("/console.css", get(handlers::css))
+        .route("/deliveries", get(browse::deliveries))
+        .route("/actions", get(browse::actions))
+        .route("/logout", post(login::logout))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),
             auth::guard,
         ))
-        .route("/login", get(auth::login))
+        .route("/login", get(login::show).post(login::submit))
+        .route("/console.css", get(handlers::css))
         .with_state(console)
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
+use super::browse::{Browse, Browsed, Cursor};
 use super::postgres::Pg;
 use super::recovery::{Action, Candidate, FileRecoveries, Window};
 use super::sqlite::FileReader;
@@ -129,6 +130,34 @@ impl Reader {
     /// The event as published, if the journal still holds it.
     pub async fn event(&self, event_id: &str) -> Result<Option<String>, JournalError> {
         self.0.event(event_id).await
+    }
+
+    /// A page of delivery entries, newest first ([`super::browse`]).
+    pub async fn browse(&self, b: &Browse) -> Result<Vec<Browsed>, JournalError> {
+        match &self.0 {
+            Backend::File(f) => {
+                let b = b.clone();
+                on_file(f, move |r| super::browse::deliveries_in_file(r.conn(), &b)).await
+            }
+            Backend::Postgres(p) => super::browse::deliveries_in_pg(p, b).await,
+        }
+    }
+
+    /// A page of the operators' actions, newest first, below `before`.
+    pub async fn actions(
+        &self,
+        before: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Vec<(Cursor, Action)>, JournalError> {
+        match &self.0 {
+            Backend::File(f) => {
+                on_file(f, move |r| {
+                    super::browse::actions_in_file(r.conn(), before, limit)
+                })
+                .await
+            }
+            Backend::Postgres(p) => super::browse::actions_in_pg(p, before, limit).await,
+        }
     }
 
     /// Per destination, how many entries of each outcome there are from `since` on.

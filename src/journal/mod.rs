@@ -17,6 +17,7 @@
 mod access;
 #[cfg(test)]
 mod against_v4;
+pub mod browse;
 mod postgres;
 mod query;
 mod recovery;
@@ -99,6 +100,10 @@ impl JournalConfig {
 /// The destination of an entry for an event no destination took (`unroutable`): no
 /// configured destination has an empty name.
 pub const NO_DESTINATION: &str = "";
+
+/// The tier a `retry_scheduled` entry names for a try made again at once, in the same
+/// process (not a delay tier).
+pub const IN_PROCESS: &str = "in_process";
 
 /// What happened, as the journal records it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,12 +12,13 @@ use super::{Entry, JournalError, Outcome};
 
 /// The schema's versions, in order: version N is the Nth file. A file is never changed once
 /// released; a change is a new file.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("migrations/0001_deliveries.sql"),
     include_str!("migrations/0002_recoveries.sql"),
     include_str!("migrations/0003_events_by_rowid.sql"),
     include_str!("migrations/0004_no_events_order_index.sql"),
     include_str!("migrations/0005_bodies_in_entries.sql"),
+    include_str!("migrations/0008_retries_by_time.sql"),
 ];
 
 use super::writer::PRUNE_STEP;
@@ -33,6 +34,34 @@ const CACHE_KIB: i64 = 8 * 1024;
 
 pub(super) struct Db {
     conn: Connection,
+}
+
+/// An entry from a row of [`super::query::COLUMNS`].
+pub(super) fn entry_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let code: String = r.get(6)?;
+    let detail: Option<String> = r.get(7)?;
+    Ok(Entry {
+        event_id: r.get(0)?,
+        order_id: r.get(1)?,
+        event_type: r.get(2)?,
+        destination: r.get(3)?,
+        attempt: r.get(4)?,
+        at: from_ms(r.get(5)?),
+        outcome: Outcome::from_parts(&code, detail).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                6,
+                rusqlite::types::Type::Text,
+                format!("unknown outcome {code:?}").into(),
+            )
+        })?,
+        http_status: r.get(8)?,
+        error_class: r.get(9)?,
+        latency_ms: r.get(10)?,
+        request: r.get(11)?,
+        response: r.get(12)?,
+        recovery: r.get(13)?,
+        event: None,
+    })
 }
 
 pub(super) fn ms(t: DateTime<Utc>) -> i64 {
@@ -349,6 +378,10 @@ pub struct FileReader {
 }
 
 impl FileReader {
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Opens an existing journal read-only.
     pub fn open(path: &Path) -> Result<FileReader, JournalError> {
         let shown = path.display().to_string();
@@ -377,32 +410,7 @@ impl FileReader {
     pub fn entries(&self, filter: &Filter) -> Result<Vec<Entry>, JournalError> {
         let q = super::query::entries(filter, super::query::Dialect::Sqlite);
         let mut stmt = self.conn.prepare_cached(&q.sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(q.params.iter()), |r| {
-            let code: String = r.get(6)?;
-            let detail: Option<String> = r.get(7)?;
-            Ok(Entry {
-                event_id: r.get(0)?,
-                order_id: r.get(1)?,
-                event_type: r.get(2)?,
-                destination: r.get(3)?,
-                attempt: r.get(4)?,
-                at: from_ms(r.get(5)?),
-                outcome: Outcome::from_parts(&code, detail).ok_or_else(|| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        6,
-                        rusqlite::types::Type::Text,
-                        format!("unknown outcome {code:?}").into(),
-                    )
-                })?,
-                http_status: r.get(8)?,
-                error_class: r.get(9)?,
-                latency_ms: r.get(10)?,
-                request: r.get(11)?,
-                response: r.get(12)?,
-                recovery: r.get(13)?,
-                event: None,
-            })
-        })?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(q.params.iter()), entry_of)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -162,7 +162,7 @@ pub(super) fn journal_outcome(
 }
 
 /// The tier an in-process try waits in, as the journal names it.
-pub(super) const IN_PROCESS: &str = "in_process";
+pub(super) const IN_PROCESS: &str = journal::IN_PROCESS;
 
 /// One destination's entries: a call followed by another call of the same attempt was
 /// retried in-process; the last call (or the attempt itself, when it made none) carries the

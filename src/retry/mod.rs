@@ -232,5 +232,25 @@ pub fn tier_label(d: Duration) -> String {
     }
 }
 
+/// The delay a tier's label names ([`tier_label`]'s inverse); `None` for what is not one.
+pub fn tier_delay(label: &str) -> Option<Duration> {
+    let (digits, unit_ms) = if let Some(d) = label.strip_suffix("ms") {
+        (d, 1)
+    } else if let Some(d) = label.strip_suffix('h') {
+        (d, 3_600_000)
+    } else if let Some(d) = label.strip_suffix('m') {
+        (d, 60_000)
+    } else if let Some(d) = label.strip_suffix('s') {
+        (d, 1_000)
+    } else {
+        return None;
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(Duration::from_millis(n.checked_mul(unit_ms)?))
+}
+
 #[cfg(test)]
 mod tests;

@@ -191,3 +191,25 @@ fn tier_labels() {
     assert_eq!(tier_label(Duration::from_secs(30)), "30s");
     assert_eq!(tier_label(Duration::from_millis(250)), "250ms");
 }
+
+#[test]
+fn a_tier_label_gives_its_delay_back() {
+    for ms in [
+        250, 1_000, 30_000, 90_000, 300_000, 3_600_000, 7_200_000, 86_400_000,
+    ] {
+        let d = Duration::from_millis(ms);
+        assert_eq!(tier_delay(&tier_label(d)), Some(d), "{ms} ms");
+    }
+    for not in [
+        "",
+        "in_process",
+        "s",
+        "-5s",
+        "5 s",
+        "1.5h",
+        "99999999999999999999h",
+        "5d",
+    ] {
+        assert_eq!(tier_delay(not), None, "{not:?}");
+    }
+}

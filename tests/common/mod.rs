@@ -4,7 +4,9 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod broker;
+pub mod browser;
 pub mod config;
+pub mod console;
 pub mod env;
 pub mod events;
 pub mod partner;

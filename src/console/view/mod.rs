@@ -9,8 +9,12 @@ use super::gather::{Counts, Overview};
 use super::jobs::{Job, State};
 use crate::journal::timeline::{Timeline, answer, shown};
 
+mod actions;
+mod deliveries;
 mod letters;
 
+pub use actions::{actions, pause_confirm};
+pub use deliveries::{DeliveriesForm, OUTCOMES, Paged, deliveries};
 pub use letters::{FilterForm, dead, letter, preview};
 
 pub const CSS: &str = r#"
@@ -35,6 +39,8 @@ button.secondary { background: #6b7280; } button.danger { background: #b3261e; }
 .note { background: #fff8e1; border: 1px solid #f2d675; padding: 8px 12px; margin-bottom: 12px; }
 .panel { background: #fff; border: 1px solid #e3e6eb; padding: 12px 16px; margin-bottom: 12px; }
 dl { display: grid; grid-template-columns: 180px 1fr; gap: 4px 12px; margin: 0; } dt { color: #4b5563; }
+td, dd, code { overflow-wrap: anywhere; }
+header form { margin-left: auto; } header button { background: transparent; color: #cfd6e4; padding: 0; }
 "#;
 
 pub(super) fn layout(title: &str, body: Markup) -> Markup {
@@ -59,6 +65,9 @@ fn page(title: &str, refresh: bool, body: Markup) -> Markup {
                     a href="/dead" { "Dead letters" }
                     a href="/search" { "Search" }
                     a href="/recover" { "Recover" }
+                    a href="/deliveries" { "Deliveries" }
+                    a href="/actions" { "Actions" }
+                    form.inline method="post" action="/logout" { button #log-out type="submit" { "Log out" } }
                 }
                 main { (body) }
             }

@@ -12,9 +12,12 @@ use super::{CALL_TIMEOUT, Entry, JournalError};
 
 mod queries;
 
-const MIGRATIONS: [&str; 2] = [
+pub(super) use queries::entry_of;
+
+const MIGRATIONS: [&str; 3] = [
     include_str!("../migrations/postgres/0001_deliveries.sql"),
     include_str!("../migrations/postgres/0002_no_events_order_index.sql"),
+    include_str!("../migrations/postgres/0005_retries_by_time.sql"),
 ];
 
 /// The advisory lock that one process at a time takes to migrate.
@@ -28,6 +31,10 @@ pub(super) struct Pg {
 }
 
 impl Pg {
+    pub(in crate::journal) fn conn(&self) -> &Client {
+        &self.client
+    }
+
     /// Connects and brings the schema up to date.
     pub(super) async fn connect(url: &str) -> Result<Pg, JournalError> {
         let mut pg = Pg {
@@ -287,12 +294,12 @@ impl super::writer::Sink for PgSink {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A database of the test's own on the PostgreSQL the tests use, and its URL; `None`
     /// outside CI when no server answers.
-    async fn database() -> Option<(Client, String, String)> {
+    pub(in crate::journal) async fn database() -> Option<(Client, String, String)> {
         let admin = std::env::var("POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
         let Ok(client) = Pg::client(&admin).await else {

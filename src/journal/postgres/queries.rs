@@ -12,32 +12,7 @@ impl Pg {
         let q = crate::journal::query::entries(f, crate::journal::query::Dialect::Postgres);
         let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
         let rows = self.client.query(&q.sql, &params).await?;
-        rows.iter()
-            .map(|r| {
-                let code: String = r.get(6);
-                let detail: Option<String> = r.get(7);
-                let outcome = Outcome::from_parts(&code, detail)
-                    .ok_or_else(|| JournalError::Task(format!("unknown outcome {code:?}")))?;
-                Ok(Entry {
-                    event_id: r.get(0),
-                    order_id: r.get(1),
-                    event_type: r.get(2),
-                    destination: r.get(3),
-                    attempt: u32::try_from(r.get::<_, i32>(4)).unwrap_or(0),
-                    at: from_ms(r.get(5)),
-                    outcome,
-                    http_status: r
-                        .get::<_, Option<i32>>(8)
-                        .and_then(|s| u16::try_from(s).ok()),
-                    error_class: r.get(9),
-                    latency_ms: r.get(10),
-                    request: r.get(11),
-                    response: r.get(12),
-                    recovery: r.get(13),
-                    event: None,
-                })
-            })
-            .collect()
+        rows.iter().map(entry_of).collect()
     }
 
     pub(in crate::journal) async fn event(
@@ -205,4 +180,30 @@ impl Pg {
             })
             .collect())
     }
+}
+
+/// An entry from a row of [`crate::journal::query::COLUMNS`].
+pub(in crate::journal) fn entry_of(r: &tokio_postgres::Row) -> Result<Entry, JournalError> {
+    let code: String = r.get(6);
+    let detail: Option<String> = r.get(7);
+    let outcome = Outcome::from_parts(&code, detail)
+        .ok_or_else(|| JournalError::Task(format!("unknown outcome {code:?}")))?;
+    Ok(Entry {
+        event_id: r.get(0),
+        order_id: r.get(1),
+        event_type: r.get(2),
+        destination: r.get(3),
+        attempt: u32::try_from(r.get::<_, i32>(4)).unwrap_or(0),
+        at: from_ms(r.get(5)),
+        outcome,
+        http_status: r
+            .get::<_, Option<i32>>(8)
+            .and_then(|s| u16::try_from(s).ok()),
+        error_class: r.get(9),
+        latency_ms: r.get(10),
+        request: r.get(11),
+        response: r.get(12),
+        recovery: r.get(13),
+        event: None,
+    })
 }
