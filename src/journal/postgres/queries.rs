@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Pg;
-use crate::journal::recovery::{Action, Candidate, Which, Window};
+use crate::journal::recovery::{Action, Candidate, Which, Window, window_end};
 use crate::journal::sqlite::{from_ms, ms};
 use crate::journal::{Entry, Filter, JournalError, Outcome};
 
@@ -94,15 +94,14 @@ impl Pg {
                  WHERE ev.event_id IN (
                      SELECT event_id FROM entries
                      WHERE destination = $1 AND outcome = 'delivered' AND recovery IS NULL
-                       AND at >= $2 AND ($3::bigint IS NULL OR at < $3))
+                       AND at >= $2 AND at < $3)
                    AND NOT EXISTS (SELECT 1 FROM recovered r
                                    WHERE r.recovery_id = $4 AND r.event_id = ev.event_id)
                  ORDER BY ev.first_at, ev.event_id"
             }
             Which::Any => {
                 "SELECT ev.event_id, ev.first_at FROM events ev
-                 WHERE $1::text IS NOT NULL AND ev.first_at >= $2
-                   AND ($3::bigint IS NULL OR ev.first_at < $3)
+                 WHERE $1::text IS NOT NULL AND ev.first_at >= $2 AND ev.first_at < $3
                    AND NOT EXISTS (SELECT 1 FROM recovered r
                                    WHERE r.recovery_id = $4 AND r.event_id = ev.event_id)
                  ORDER BY ev.first_at, ev.event_id"
@@ -110,7 +109,7 @@ impl Pg {
         };
         let rows = self
             .client
-            .query(sql, &[&w.destination, &ms(w.since), &w.until.map(ms), &id])
+            .query(sql, &[&w.destination, &ms(w.since), &window_end(w), &id])
             .await?;
         Ok(rows
             .iter()
