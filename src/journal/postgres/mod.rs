@@ -10,11 +10,13 @@ use tokio_postgres::{Client, NoTls};
 use super::sqlite::ms;
 use super::{CALL_TIMEOUT, Entry, JournalError};
 
+mod counts;
 mod queries;
 
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../migrations/postgres/0001_deliveries.sql"),
     include_str!("../migrations/postgres/0002_no_events_order_index.sql"),
+    include_str!("../migrations/postgres/0003_counts_per_minute.sql"),
 ];
 
 /// The advisory lock that one process at a time takes to migrate.
@@ -93,7 +95,8 @@ impl Pg {
         Ok(())
     }
 
-    /// Commits `batch` in one transaction, one statement per table.
+    /// Commits `batch` in one transaction, one statement per table (the per-minute counts
+    /// included).
     pub(super) async fn commit(&mut self, batch: &[Entry]) -> Result<(), JournalError> {
         self.reconnect_if_closed().await?;
         let mut ev = (vec![], vec![], vec![], vec![], vec![]);
@@ -156,13 +159,15 @@ impl Pg {
             ],
         )
         .await?;
+        counts::add(&tx, batch).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Removes up to `step` entries older than `before`, then the events no entry refers to;
     /// with what the step has left, operator actions and recoveries asked before, with the
-    /// events each recovery sent. How many entries, actions and recovered events went.
+    /// events each recovery sent, and the per-minute counts of whole minutes before. How many
+    /// entries, actions, recovered events and counts went.
     pub(super) async fn prune_step(
         &mut self,
         before: DateTime<Utc>,
@@ -219,7 +224,9 @@ impl Pg {
                 &[&ms(before)],
             )
             .await?;
-        Ok((gone + actions + recovered) as usize)
+        let room = room - recovered as i64;
+        let counts = counts::prune(&self.client, before, room).await?;
+        Ok((gone + actions + recovered + counts) as usize)
     }
 }
 
@@ -292,7 +299,7 @@ mod tests {
 
     /// A database of the test's own on the PostgreSQL the tests use, and its URL; `None`
     /// outside CI when no server answers.
-    async fn database() -> Option<(Client, String, String)> {
+    pub(in crate::journal::postgres) async fn database() -> Option<(Client, String, String)> {
         let admin = std::env::var("POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
         let Ok(client) = Pg::client(&admin).await else {

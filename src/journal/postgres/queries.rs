@@ -51,24 +51,6 @@ impl Pg {
             .map(|r| r.get(0)))
     }
 
-    pub(in crate::journal) async fn counts(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<(String, String, u64)>, JournalError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT destination, outcome, count(*) FROM entries WHERE at >= $1
-                 GROUP BY destination, outcome",
-                &[&ms(since)],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64))
-            .collect())
-    }
-
     pub(in crate::journal) async fn pinned_until(
         &self,
         w: &Window,
