@@ -9,6 +9,7 @@ use super::gather::{Counts, Overview};
 use super::jobs::{Job, State};
 use crate::journal::timeline::{Timeline, answer, shown};
 
+pub mod chart;
 mod letters;
 
 pub use letters::{FilterForm, dead, letter, preview};
@@ -134,7 +135,10 @@ pub fn overview(o: &Overview, csrf: &str) -> Markup {
                 }
                 @for r in &o.rows {
                     tr id={ "dest-" (r.name) } {
-                        td { a href={ "/dead?destination=" (r.name) } { (r.name) } }
+                        td {
+                            a href={ "/dead?destination=" (r.name) } { (r.name) } " "
+                            a.chart href={ "/destinations/" (r.name) } title="success rate and latency per hour" { "chart" }
+                        }
                         td { (r.kind) }
                         td.num { (rate(r.hour)) }
                         td.num.delivered-hour { (r.hour.delivered) }
