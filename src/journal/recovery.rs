@@ -125,19 +125,24 @@ pub(super) fn window_end(w: &Window) -> i64 {
 fn candidates_sql(which: Which) -> &'static str {
     match which {
         Which::Delivered => {
-            // An event is first seen where its body is kept; one without a body is
-            // no longer in the journal, and cannot be sent again.
+            // An event is first seen where its body is kept (`first_at` is set on that
+            // entry only); one without a body is no longer in the journal, and cannot be
+            // sent again. Most often the body is on an entry the window has read already
+            // (the delivery's own first entry): only for the others is the event's entry
+            // with the body looked up by its id.
             "SELECT event_id, first_at FROM (
-                 SELECT d.event_id AS event_id,
-                        (SELECT b.first_at FROM entries b
-                         WHERE b.event_id = d.event_id AND b.body IS NOT NULL) AS first_at
-                 FROM (SELECT DISTINCT event_id FROM entries
-                       WHERE destination = ?1 AND outcome = 'delivered'
-                         AND recovery IS NULL
-                         AND at >= ?2 AND at < ?3) d
-                 WHERE NOT EXISTS (SELECT 1 FROM recovered r
-                                   WHERE r.recovery_id = ?4 AND r.event_id = d.event_id))
+                 SELECT e.event_id AS event_id,
+                        coalesce(max(e.first_at),
+                                 (SELECT b.first_at FROM entries b
+                                  WHERE b.event_id = e.event_id AND b.first_at IS NOT NULL))
+                          AS first_at
+                 FROM entries e
+                 WHERE e.destination = ?1 AND e.outcome = 'delivered' AND e.recovery IS NULL
+                   AND e.at >= ?2 AND e.at < ?3
+                 GROUP BY e.event_id) d
              WHERE first_at IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM recovered r
+                               WHERE r.recovery_id = ?4 AND r.event_id = d.event_id)
              ORDER BY first_at, event_id"
         }
         Which::Any => {
