@@ -23,7 +23,7 @@ const DESTINATIONS: [&str; 6] = [
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
 /// Keys (events, orders, windows) each look-up is timed with.
-const SAMPLES: usize = 25;
+const SAMPLES: usize = 51;
 
 /// SplitMix64: the same entries on every run, without a dependency.
 struct Rng(u64);
@@ -350,6 +350,8 @@ pub async fn run(sizes: &[u64], dir: &Path) -> anyhow::Result<()> {
         let started = Instant::now();
         let fill_path = path.clone();
         let sample = tokio::task::spawn_blocking(move || fill(&fill_path, n, end)).await??;
+        // On disk before it is read: the kernel's writing back of the fill holds up no read.
+        std::fs::File::open(&path)?.sync_all()?;
         let bytes = std::fs::metadata(&path)?.len();
         eprintln!(
             "journal of {n} entries filled in {:.1} s: {} bytes, {:.0} bytes per entry",
