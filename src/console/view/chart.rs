@@ -156,6 +156,14 @@ fn ceiling(max: f64) -> f64 {
         .unwrap_or(10.0 * p)
 }
 
+/// A scale's value in milliseconds: whole when it is (`25 ms`), else to a tenth (`2.5 ms`).
+fn ms(v: f64) -> String {
+    match v.fract() == 0.0 {
+        true => format!("{v:.0} ms"),
+        false => format!("{v:.1} ms"),
+    }
+}
+
 /// The mean latency of the calls per hour: a point each, joined while hours follow each
 /// other with calls.
 pub fn latency(name: &str, hours: &[Hour]) -> Markup {
@@ -190,7 +198,7 @@ pub fn latency(name: &str, hours: &[Hour]) -> Markup {
         svg.chart #latency-chart xmlns="http://www.w3.org/2000/svg" role="img"
             viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } width=(WIDTH) height=(HEIGHT) {
             title { "Mean latency of the calls per hour at " (name) }
-            (grid(0.0, top, "0 ms")) (grid(top / 2.0, top, &format!("{:.0} ms", top / 2.0))) (grid(top, top, &format!("{top:.0} ms")))
+            (grid(0.0, top, "0 ms")) (grid(top / 2.0, top, &ms(top / 2.0))) (grid(top, top, &ms(top)))
             @for run in &runs {
                 polyline points=(run) fill="none" stroke="#1d4ed8" stroke-width="1.5" {}
             }

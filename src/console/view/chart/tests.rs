@@ -116,4 +116,8 @@ fn the_scale_is_a_round_number_above_the_largest() {
     assert_eq!(ceiling(120.0), 200.0);
     assert_eq!(ceiling(1000.0), 1000.0);
     assert_eq!(ceiling(0.3), 0.5);
+    assert_eq!(
+        (ms(25.0), ms(2.5), ms(0.25)),
+        ("25 ms".into(), "2.5 ms".into(), "0.2 ms".into())
+    );
 }
