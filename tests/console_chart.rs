@@ -1,12 +1,17 @@
 //! A destination's charts on the console, over HTTP, against a real relay, RabbitMQ, the
 //! partner sandbox and the journal (the file, and PostgreSQL): the SVG's bars and points
-//! carry the numbers the journal holds, hour by hour, and an unknown destination is refused.
+//! carry the numbers the journal holds, hour by hour, and an unknown destination is refused;
+//! and in Debian's chromium, under the console's Content-Security-Policy, they are drawn.
+//!
+//! `CONSOLE_SCREENSHOTS=docs cargo test --test console_chart` also writes
+//! `docs/console-chart.png`.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use common::{Env, event, until};
+use fantoccini::Locator;
 use postback_relay::journal::{Filter, Outcome, hour_of};
 use postback_relay::sandbox::Rule;
 
@@ -22,7 +27,7 @@ struct Hour {
     latency_ms_sum: f64,
 }
 
-async fn the_chart_shows_what_the_journal_holds(env: Env) {
+async fn the_chart_shows_what_the_journal_holds(env: Env, in_a_browser: bool) {
     env.sandbox
         .add_rule(&Rule::answer(404).on_query("qci=gone"))
         .await
@@ -138,14 +143,66 @@ async fn the_chart_shows_what_the_journal_holds(env: Env) {
     assert_eq!(status, 400);
     assert!(refused.contains("is not a destination"), "{refused}");
     assert!(!refused.contains("<script>alert"), "escaped: {refused}");
+
+    if in_a_browser {
+        drawn_in_a_browser(&builder, &env, &want).await;
+    }
+}
+
+/// The charts as chromium draws them (a console on loopback without a token): each hour with
+/// a final outcome is a bar of some height, each hour with calls a point.
+async fn drawn_in_a_browser(
+    builder: &common::ConfigBuilder,
+    env: &Env,
+    want: &BTreeMap<chrono::DateTime<chrono::Utc>, Hour>,
+) {
+    let Some((_driver, b)) = common::browser::browser().await else {
+        return;
+    };
+    let mut config = builder.load();
+    config.console.listen = "127.0.0.1:0".parse().unwrap();
+    let console = postback_relay::console::start(config, env.shutdown.clone())
+        .await
+        .unwrap();
+    b.goto(&format!("http://{}/destinations/powerspace", console.addr))
+        .await
+        .unwrap();
+    let bars = b
+        .find_all(Locator::Css("#success-chart rect.bar"))
+        .await
+        .unwrap();
+    let hours_with_outcomes = want.values().filter(|h| h.delivered + h.dead > 0).count();
+    assert_eq!(bars.len(), hours_with_outcomes);
+    for bar in &bars {
+        let (_, _, width, height) = bar.rectangle().await.unwrap();
+        assert!(width > 1.0 && height >= 2.0, "drawn: {width} x {height}");
+    }
+    let points = b
+        .find_all(Locator::Css("#latency-chart circle.point"))
+        .await
+        .unwrap();
+    assert_eq!(points.len(), want.values().filter(|h| h.calls > 0).count());
+    let (_, _, width, _) = b
+        .find(Locator::Css("#success-chart"))
+        .await
+        .unwrap()
+        .rectangle()
+        .await
+        .unwrap();
+    assert_eq!(width, 720.0, "the chart has its size");
+    if let Some(dir) = std::env::var_os("CONSOLE_SCREENSHOTS") {
+        let png = b.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join("console-chart.png"), png).unwrap();
+    }
+    b.close().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_chart_shows_what_the_file_journal_holds() {
-    the_chart_shows_what_the_journal_holds(Env::new().await).await;
+    the_chart_shows_what_the_journal_holds(Env::new().await, true).await;
 }
 
 #[tokio::test]
 async fn the_chart_shows_what_the_postgres_journal_holds() {
-    the_chart_shows_what_the_journal_holds(Env::with_postgres_journal().await).await;
+    the_chart_shows_what_the_journal_holds(Env::with_postgres_journal().await, false).await;
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod broker;
+pub mod browser;
 pub mod config;
 pub mod env;
 pub mod events;
