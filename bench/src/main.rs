@@ -4,6 +4,8 @@
 //! cargo build --release --workspace && ./target/release/bench
 #![forbid(unsafe_code)]
 
+mod journal;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,6 +75,13 @@ struct Cli {
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
+    /// Entries in the journals `--only journal` fills and reads.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "20000,1000000,2000000,10000000"
+    )]
+    journal_sizes: Vec<u64>,
     /// Run only these parts (default: all). Latency needs throughput (its rate is half the
     /// measured maximum), so it runs throughput too.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -92,6 +101,9 @@ enum Part {
     /// Instructions per event of the baseline and the relay, counted by valgrind's callgrind:
     /// repeatable where throughput is not. Slow (minutes); runs only when asked for.
     Instructions,
+    /// Journal look-ups, the overview and the recovery window at `--journal-sizes` entries.
+    /// Slow (the fills take minutes); runs only when asked for.
+    Journal,
 }
 
 #[derive(Subcommand)]
@@ -670,6 +682,12 @@ async fn publish_at_rate(
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
+    if cli.only.contains(&Part::Journal) {
+        journal::run(&cli.journal_sizes, &tempfile_dir()?).await?;
+        if cli.only.iter().all(|p| *p == Part::Journal) {
+            return Ok(());
+        }
+    }
     let shutdown = CancellationToken::new();
     let addr = sandbox::spawn(shutdown.clone()).await?;
     let sb = sandbox::Client::new(addr);

@@ -82,6 +82,8 @@ fn by_destination(rows: &[(String, String, u64)]) -> BTreeMap<String, Counts> {
 pub async fn overview(c: &Console) -> Overview {
     let mut notes = Vec::new();
     let now = Utc::now();
+    // From the journal's per-minute counts, in whole minutes: the hour is the minute in
+    // progress and the 60 before it (60 to 61 minutes), the day likewise.
     let counts = match reader(c).await {
         Ok(Some(r)) => async {
             Ok(Some((

@@ -14,6 +14,7 @@
 mod actions;
 mod auth;
 mod browse;
+mod charts;
 mod gather;
 mod handlers;
 mod jobs;
@@ -143,6 +144,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/", get(handlers::overview))
         .route("/dead", get(handlers::dead_letters))
         .route("/dead/{id}", get(handlers::letter))
+        .route("/destinations/{name}", get(charts::destination))
         .route("/replay", post(actions::replay))
         .route("/pause", post(actions::pause))
         .route("/search", get(handlers::search))

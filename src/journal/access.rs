@@ -160,7 +160,8 @@ impl Reader {
         }
     }
 
-    /// Per destination, how many entries of each outcome there are from `since` on.
+    /// Per destination, how many entries of each outcome there are from the minute holding
+    /// `since` on.
     pub async fn counts(
         &self,
         since: DateTime<Utc>,
@@ -168,6 +169,22 @@ impl Reader {
         match &self.0 {
             Backend::File(f) => on_file(f, move |r| r.counts(since)).await,
             Backend::Postgres(p) => p.counts(since).await,
+        }
+    }
+
+    /// `destination`'s counts per hour and outcome, from the minute holding `since` on,
+    /// oldest first.
+    pub async fn per_hour(
+        &self,
+        destination: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<super::HourCount>, JournalError> {
+        match &self.0 {
+            Backend::File(f) => {
+                let d = destination.to_owned();
+                on_file(f, move |r| r.per_hour(&d, since)).await
+            }
+            Backend::Postgres(p) => p.per_hour(destination, since).await,
         }
     }
 }

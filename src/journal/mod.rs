@@ -4,7 +4,8 @@
 //!
 //! The journal never decides delivery: the broker and the store do. It is written off the hot
 //! path: [`Journal::record`] hands an entry to a bounded buffer and returns at once; one
-//! writer task commits what has queued up in batches. A batch that cannot be committed (the
+//! writer task commits what has queued up in batches, and adds each batch to per-minute
+//! counts by destination and outcome (`counts`) in the same transaction. A batch that cannot be committed (the
 //! file or the database is away) is kept and tried again until it commits; entries queue
 //! behind it, and only when the buffer is full is an entry dropped and counted with its
 //! reason, never waited for. A journal that cannot be opened holds up no delivery: the relay
@@ -18,6 +19,9 @@ mod access;
 #[cfg(test)]
 mod against_v4;
 pub mod browse;
+mod counts;
+#[cfg(test)]
+mod counts_in_file;
 mod postgres;
 mod query;
 mod recovery;
@@ -35,6 +39,7 @@ use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
 
 pub use access::{Reader, Recoveries};
+pub use counts::{HourCount, hour_of};
 pub use recovery::{Action, Candidate, Which, Window, WindowError, in_order};
 pub use sqlite::Filter;
 

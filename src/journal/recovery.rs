@@ -112,6 +112,49 @@ pub struct Action {
     pub count: u64,
 }
 
+/// Where `w` ends, in milliseconds: a window without an end reaches past any entry. Always a
+/// bound, never `NULL`, so that the window is one range of the index by destination and time
+/// (a term such as `(?3 IS NULL OR at < ?3)` bounds nothing, and the search would read every
+/// later entry of the destination).
+pub(super) fn window_end(w: &Window) -> i64 {
+    w.until.map(ms).unwrap_or(i64::MAX)
+}
+
+/// The file's statement for a recovery's candidates: `?1` the destination, `?2` and `?3` the
+/// window (both bounds, [`window_end`]), `?4` the recovery's id.
+fn candidates_sql(which: Which) -> &'static str {
+    match which {
+        Which::Delivered => {
+            // An event is first seen where its body is kept (`first_at` is set on that
+            // entry only); one without a body is no longer in the journal, and cannot be
+            // sent again. Most often the body is on an entry the window has read already
+            // (the delivery's own first entry): only for the others is the event's entry
+            // with the body looked up by its id.
+            "SELECT event_id, first_at FROM (
+                 SELECT e.event_id AS event_id,
+                        coalesce(max(e.first_at),
+                                 (SELECT b.first_at FROM entries b
+                                  WHERE b.event_id = e.event_id AND b.first_at IS NOT NULL))
+                          AS first_at
+                 FROM entries e
+                 WHERE e.destination = ?1 AND e.outcome = 'delivered' AND e.recovery IS NULL
+                   AND e.at >= ?2 AND e.at < ?3
+                 GROUP BY e.event_id) d
+             WHERE first_at IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM recovered r
+                               WHERE r.recovery_id = ?4 AND r.event_id = d.event_id)
+             ORDER BY first_at, event_id"
+        }
+        Which::Any => {
+            "SELECT e.event_id, e.first_at FROM entries e
+             WHERE ?1 IS NOT NULL AND e.first_at >= ?2 AND e.first_at < ?3
+               AND NOT EXISTS (SELECT 1 FROM recovered r
+                               WHERE r.recovery_id = ?4 AND r.event_id = e.event_id)
+             ORDER BY e.first_at, e.event_id"
+        }
+    }
+}
+
 /// The journal, opened for recoveries and actions (read and write, beside a running relay).
 pub struct FileRecoveries {
     conn: Connection,
@@ -142,34 +185,9 @@ impl FileRecoveries {
     /// The events of `w` that the recovery `id` has not sent yet, oldest first (ids only; the
     /// bodies are read one at a time).
     pub fn candidates(&self, w: &Window, id: &str) -> Result<Vec<Candidate>, JournalError> {
-        let sql = match w.outcome {
-            Which::Delivered => {
-                // An event is first seen where its body is kept; one without a body is
-                // no longer in the journal, and cannot be sent again.
-                "SELECT event_id, first_at FROM (
-                     SELECT d.event_id AS event_id,
-                            (SELECT b.first_at FROM entries b
-                             WHERE b.event_id = d.event_id AND b.body IS NOT NULL) AS first_at
-                     FROM (SELECT DISTINCT event_id FROM entries
-                           WHERE destination = ?1 AND outcome = 'delivered'
-                             AND recovery IS NULL
-                             AND at >= ?2 AND (?3 IS NULL OR at < ?3)) d
-                     WHERE NOT EXISTS (SELECT 1 FROM recovered r
-                                       WHERE r.recovery_id = ?4 AND r.event_id = d.event_id))
-                 WHERE first_at IS NOT NULL
-                 ORDER BY first_at, event_id"
-            }
-            Which::Any => {
-                "SELECT e.event_id, e.first_at FROM entries e
-                 WHERE ?1 IS NOT NULL AND e.first_at >= ?2 AND (?3 IS NULL OR e.first_at < ?3)
-                   AND NOT EXISTS (SELECT 1 FROM recovered r
-                                   WHERE r.recovery_id = ?4 AND r.event_id = e.event_id)
-                 ORDER BY e.first_at, e.event_id"
-            }
-        };
-        let mut stmt = self.conn.prepare(sql)?;
+        let mut stmt = self.conn.prepare(candidates_sql(w.outcome))?;
         let rows = stmt.query_map(
-            rusqlite::params![w.destination, ms(w.since), w.until.map(ms), id],
+            rusqlite::params![w.destination, ms(w.since), window_end(w), id],
             |r| {
                 Ok(Candidate {
                     event_id: r.get(0)?,
@@ -284,5 +302,35 @@ mod tests {
             ),
             Err(WindowError::Backwards { .. })
         ));
+    }
+
+    /// A recovery's window is one range of an index, bounded at both ends even when the
+    /// window has no end: never every later entry of the destination.
+    #[test]
+    fn a_recovery_window_searches_a_bounded_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::sqlite::Db::open_now(&dir.path().join("journal.db"))
+            .unwrap()
+            .into_conn();
+        for (which, range) in [
+            (Which::Delivered, "(destination=? AND at>? AND at<?)"),
+            (Which::Any, "(first_at>? AND first_at<?)"),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", candidates_sql(which)))
+                .unwrap()
+                .query_map(rusqlite::params!["hoqu", 0i64, i64::MAX, "r"], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|l| l.starts_with("SEARCH") && l.ends_with(range))
+                    && !plan
+                        .iter()
+                        .any(|l| l.starts_with("SCAN entries") || l.starts_with("SCAN e ")),
+                "{which:?}: {plan:?}"
+            );
+        }
     }
 }

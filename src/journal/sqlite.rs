@@ -12,12 +12,13 @@ use super::{Entry, JournalError, Outcome};
 
 /// The schema's versions, in order: version N is the Nth file. A file is never changed once
 /// released; a change is a new file.
-const MIGRATIONS: [&str; 6] = [
+pub(super) const MIGRATIONS: [&str; 7] = [
     include_str!("migrations/0001_deliveries.sql"),
     include_str!("migrations/0002_recoveries.sql"),
     include_str!("migrations/0003_events_by_rowid.sql"),
     include_str!("migrations/0004_no_events_order_index.sql"),
     include_str!("migrations/0005_bodies_in_entries.sql"),
+    include_str!("migrations/0006_counts_per_minute.sql"),
     include_str!("migrations/0008_retries_by_time.sql"),
 ];
 
@@ -114,8 +115,8 @@ impl Db {
         Ok(Db { conn })
     }
 
-    /// Commits `batch` in one transaction: every entry, and each event's body once, on the
-    /// first entry that brings it.
+    /// Commits `batch` in one transaction: every entry, each event's body once, on the
+    /// first entry that brings it, and the batch added to the per-minute counts.
     fn commit(&mut self, batch: &[Entry]) -> rusqlite::Result<()> {
         let tx = self
             .conn
@@ -161,6 +162,7 @@ impl Db {
                 ])?;
             }
         }
+        super::counts::add_in_file(&tx, batch)?;
         tx.commit()
     }
 
@@ -168,7 +170,7 @@ impl Db {
     /// how many went. Entries first: a body on one of them moves, with its time, to the newest
     /// other entry of its event, so that an event is kept as long as any entry tells of it.
     /// Then, with what the step has left, operator actions and recoveries asked before, with
-    /// the events each recovery sent.
+    /// the events each recovery sent, and the per-minute counts of whole minutes before.
     pub(super) fn prune_step(&mut self, before: DateTime<Utc>) -> rusqlite::Result<usize> {
         let before = ms(before);
         let tx = self
@@ -176,8 +178,9 @@ impl Db {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let entries = Db::prune_entries(&tx, before)?;
         let others = Db::prune_records(&tx, before, PRUNE_STEP - entries)?;
+        let counts = super::counts::prune_in_file(&tx, before, PRUNE_STEP - entries - others)?;
         tx.commit()?;
-        Ok(entries + others)
+        Ok(entries + others + counts)
     }
 
     /// Up to [`PRUNE_STEP`] entries before `before`, their bodies handed over.
@@ -414,16 +417,19 @@ impl FileReader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Per destination, how many entries of each outcome there are from `since` on.
+    /// Per destination, how many entries of each outcome there are from the minute holding
+    /// `since` on (from the per-minute counts).
     pub fn counts(&self, since: DateTime<Utc>) -> Result<Vec<(String, String, u64)>, JournalError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT destination, outcome, count(*) FROM entries WHERE at >= ?1
-             GROUP BY destination, outcome",
-        )?;
-        let rows = stmt.query_map([ms(since)], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        super::counts::in_file(&self.conn, since)
+    }
+
+    /// `destination`'s counts per hour and outcome, from the minute holding `since` on.
+    pub fn per_hour(
+        &self,
+        destination: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<super::counts::HourCount>, JournalError> {
+        super::counts::per_hour_in_file(&self.conn, destination, since)
     }
 
     /// The event as published, if the journal still holds it.

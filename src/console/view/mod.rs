@@ -11,6 +11,7 @@ use crate::journal::timeline::{Timeline, answer, shown};
 
 mod actions;
 mod deliveries;
+pub mod chart;
 mod letters;
 
 pub use actions::{actions, pause_confirm};
@@ -143,7 +144,10 @@ pub fn overview(o: &Overview, csrf: &str) -> Markup {
                 }
                 @for r in &o.rows {
                     tr id={ "dest-" (r.name) } {
-                        td { a href={ "/dead?destination=" (r.name) } { (r.name) } }
+                        td {
+                            a href={ "/dead?destination=" (r.name) } { (r.name) } " "
+                            a.chart href={ "/destinations/" (r.name) } title="success rate and latency per hour" { "chart" }
+                        }
                         td { (r.kind) }
                         td.num { (rate(r.hour)) }
                         td.num.delivered-hour { (r.hour.delivered) }

@@ -10,13 +10,15 @@ use tokio_postgres::{Client, NoTls};
 use super::sqlite::ms;
 use super::{CALL_TIMEOUT, Entry, JournalError};
 
+mod counts;
 mod queries;
 
 pub(super) use queries::entry_of;
 
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("../migrations/postgres/0001_deliveries.sql"),
     include_str!("../migrations/postgres/0002_no_events_order_index.sql"),
+    include_str!("../migrations/postgres/0003_counts_per_minute.sql"),
     include_str!("../migrations/postgres/0005_retries_by_time.sql"),
 ];
 
@@ -100,7 +102,8 @@ impl Pg {
         Ok(())
     }
 
-    /// Commits `batch` in one transaction, one statement per table.
+    /// Commits `batch` in one transaction, one statement per table (the per-minute counts
+    /// included).
     pub(super) async fn commit(&mut self, batch: &[Entry]) -> Result<(), JournalError> {
         self.reconnect_if_closed().await?;
         let mut ev = (vec![], vec![], vec![], vec![], vec![]);
@@ -163,13 +166,15 @@ impl Pg {
             ],
         )
         .await?;
+        counts::add(&tx, batch).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Removes up to `step` entries older than `before`, then the events no entry refers to;
     /// with what the step has left, operator actions and recoveries asked before, with the
-    /// events each recovery sent. How many entries, actions and recovered events went.
+    /// events each recovery sent, and the per-minute counts of whole minutes before. How many
+    /// entries, actions, recovered events and counts went.
     pub(super) async fn prune_step(
         &mut self,
         before: DateTime<Utc>,
@@ -226,7 +231,9 @@ impl Pg {
                 &[&ms(before)],
             )
             .await?;
-        Ok((gone + actions + recovered) as usize)
+        let room = room - recovered as i64;
+        let counts = counts::prune(&self.client, before, room).await?;
+        Ok((gone + actions + recovered + counts) as usize)
     }
 }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use super::Pg;
-use crate::journal::recovery::{Action, Candidate, Which, Window};
+use crate::journal::recovery::{Action, Candidate, Which, Window, window_end};
 use crate::journal::sqlite::{from_ms, ms};
 use crate::journal::{Entry, Filter, JournalError, Outcome};
 
@@ -26,24 +26,6 @@ impl Pg {
             .map(|r| r.get(0)))
     }
 
-    pub(in crate::journal) async fn counts(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<(String, String, u64)>, JournalError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT destination, outcome, count(*) FROM entries WHERE at >= $1
-                 GROUP BY destination, outcome",
-                &[&ms(since)],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64))
-            .collect())
-    }
-
     pub(in crate::journal) async fn pinned_until(
         &self,
         w: &Window,
@@ -63,29 +45,10 @@ impl Pg {
         w: &Window,
         id: &str,
     ) -> Result<Vec<Candidate>, JournalError> {
-        let sql = match w.outcome {
-            Which::Delivered => {
-                "SELECT ev.event_id, ev.first_at FROM events ev
-                 WHERE ev.event_id IN (
-                     SELECT event_id FROM entries
-                     WHERE destination = $1 AND outcome = 'delivered' AND recovery IS NULL
-                       AND at >= $2 AND ($3::bigint IS NULL OR at < $3))
-                   AND NOT EXISTS (SELECT 1 FROM recovered r
-                                   WHERE r.recovery_id = $4 AND r.event_id = ev.event_id)
-                 ORDER BY ev.first_at, ev.event_id"
-            }
-            Which::Any => {
-                "SELECT ev.event_id, ev.first_at FROM events ev
-                 WHERE $1::text IS NOT NULL AND ev.first_at >= $2
-                   AND ($3::bigint IS NULL OR ev.first_at < $3)
-                   AND NOT EXISTS (SELECT 1 FROM recovered r
-                                   WHERE r.recovery_id = $4 AND r.event_id = ev.event_id)
-                 ORDER BY ev.first_at, ev.event_id"
-            }
-        };
+        let sql = candidates_sql(w.outcome);
         let rows = self
             .client
-            .query(sql, &[&w.destination, &ms(w.since), &w.until.map(ms), &id])
+            .query(sql, &[&w.destination, &ms(w.since), &window_end(w), &id])
             .await?;
         Ok(rows
             .iter()
@@ -206,4 +169,73 @@ pub(in crate::journal) fn entry_of(r: &tokio_postgres::Row) -> Result<Entry, Jou
         recovery: r.get(13),
         event: None,
     })
+}
+
+/// The statement for a recovery's candidates: `$1` the destination, `$2` and `$3` the window
+/// (both bounds), `$4` the recovery's id.
+fn candidates_sql(which: Which) -> &'static str {
+    match which {
+        Which::Delivered => {
+            "SELECT ev.event_id, ev.first_at FROM events ev
+             WHERE ev.event_id IN (
+                 SELECT event_id FROM entries
+                 WHERE destination = $1 AND outcome = 'delivered' AND recovery IS NULL
+                   AND at >= $2 AND at < $3)
+               AND NOT EXISTS (SELECT 1 FROM recovered r
+                               WHERE r.recovery_id = $4 AND r.event_id = ev.event_id)
+             ORDER BY ev.first_at, ev.event_id"
+        }
+        Which::Any => {
+            "SELECT ev.event_id, ev.first_at FROM events ev
+             WHERE $1::text IS NOT NULL AND ev.first_at >= $2 AND ev.first_at < $3
+               AND NOT EXISTS (SELECT 1 FROM recovered r
+                               WHERE r.recovery_id = $4 AND r.event_id = ev.event_id)
+             ORDER BY ev.first_at, ev.event_id"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recovery's window is searched through an index in PostgreSQL too, bounded at both
+    /// ends: with sequential scans priced out, no plan reads a table whole.
+    #[tokio::test]
+    async fn a_recovery_window_has_an_index_plan() {
+        let Some((admin, name, url)) = super::super::tests::database().await else {
+            return;
+        };
+        let pg = Pg::connect(&url).await.unwrap();
+        pg.client
+            .batch_execute("SET enable_seqscan = off")
+            .await
+            .unwrap();
+        for which in [Which::Delivered, Which::Any] {
+            let plan: Vec<String> = pg
+                .client
+                .query(
+                    &format!("EXPLAIN {}", candidates_sql(which)),
+                    &[&"hoqu", &0i64, &i64::MAX, &"r"],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            // Bounded at both ends (PostgreSQL plans with the values given).
+            assert!(
+                !plan.iter().any(|l| l.contains("Seq Scan"))
+                    && plan.iter().any(|l| {
+                        l.contains("Index Cond") && l.contains("at >= ") && l.contains("at < ")
+                    }),
+                "{which:?}: {plan:#?}"
+            );
+        }
+        drop(pg);
+        admin
+            .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
 }
