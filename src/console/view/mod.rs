@@ -10,8 +10,8 @@ use super::jobs::{Job, State};
 use crate::journal::timeline::{Timeline, answer, shown};
 
 mod actions;
-mod deliveries;
 pub mod chart;
+mod deliveries;
 mod letters;
 
 pub use actions::{actions, pause_confirm};
