@@ -17,6 +17,7 @@
 mod access;
 #[cfg(test)]
 mod against_v4;
+pub mod letters;
 mod postgres;
 mod query;
 mod recovery;
@@ -290,6 +291,8 @@ impl Metrics {
 #[derive(Clone)]
 pub struct Journal {
     queue: tokio::sync::mpsc::Sender<Entry>,
+    /// Dead letters for the index, committed by the same writer.
+    letters: tokio::sync::mpsc::Sender<letters::Letter>,
     metrics: Metrics,
 }
 
@@ -341,6 +344,11 @@ impl Journal {
         let metrics = Metrics::register(registry)
             .map_err(|e| JournalError::Task(format!("journal metrics: {e}")))?;
         let (queue, queued) = tokio::sync::mpsc::channel(config.buffer.max(1));
+        let (letters, letters_queued) = tokio::sync::mpsc::channel(config.buffer.max(1));
+        let queued = writer::Queued {
+            entries: queued,
+            letters: letters_queued,
+        };
         let retention = chrono::Duration::days(i64::from(config.retention_days.max(1)));
         let stop = tokio_util::sync::CancellationToken::new();
         let task = match config.kind {
@@ -361,7 +369,30 @@ impl Journal {
             stop,
             metrics: metrics.clone(),
         };
-        Ok((Journal { queue, metrics }, writer))
+        Ok((
+            Journal {
+                queue,
+                letters,
+                metrics,
+            },
+            writer,
+        ))
+    }
+
+    /// Hands a dead letter confirmed into the queue to the writer, for the index, without
+    /// waiting; a full buffer drops it and counts it, as an entry (the index then differs
+    /// from the queue, which the console shows, until a reindex).
+    pub fn record_letter(&self, letter: letters::Letter) -> Result<(), Dropped> {
+        let dropped = match self.letters.try_send(letter) {
+            Ok(()) => return Ok(()),
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Dropped::BufferFull,
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Dropped::Stopped,
+        };
+        self.metrics
+            .dropped
+            .with_label_values(&[dropped.as_str()])
+            .inc();
+        Err(dropped)
     }
 
     /// Hands `entry` to the writer, without waiting. When the writer is behind by a whole

@@ -10,11 +10,13 @@ use tokio_postgres::{Client, NoTls};
 use super::sqlite::ms;
 use super::{CALL_TIMEOUT, Entry, JournalError};
 
+mod letters;
 mod queries;
 
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("../migrations/postgres/0001_deliveries.sql"),
     include_str!("../migrations/postgres/0002_no_events_order_index.sql"),
+    include_str!("../migrations/postgres/0004_dead_letters.sql"),
 ];
 
 /// The advisory lock that one process at a time takes to migrate.
@@ -275,6 +277,22 @@ impl super::writer::Sink for PgSink {
             .within("committing", async |pg: &mut Pg| pg.commit(&batch).await)
             .await;
         (batch, result)
+    }
+
+    async fn commit_letters(
+        &mut self,
+        letters: Vec<super::letters::Letter>,
+    ) -> (Vec<super::letters::Letter>, Result<(), JournalError>) {
+        let result = self
+            .within("committing", async |pg: &mut Pg| {
+                pg.reconnect_if_closed().await?;
+                let tx = pg.client.transaction().await?;
+                Pg::insert_letters(&tx, &letters).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await;
+        (letters, result)
     }
 
     async fn prune_step(&mut self, before: DateTime<Utc>) -> Result<usize, JournalError> {
