@@ -1,8 +1,9 @@
 //! The operators' web console (`postback-relay console`): an overview per destination, the
-//! dead letters grouped and filtered, one letter opened, replays and recoveries with a
-//! preview and a confirmation, and the journal's timeline of an event or an order. Pages are
-//! rendered on the server (no script); every read pages or streams, so a queue of 100,000
-//! dead letters is never held in memory.
+//! dead letters grouped and filtered, one letter opened, replays, discards and recoveries
+//! with a preview and a confirmation, and the journal's timeline of an event or an order.
+//! Pages are rendered on the server (no script). The dead letters' pages query the journal's
+//! index of dead letters, never the queue; without a journal they read the queue in a task
+//! of their own (`reading`), which an aborted page load does not interrupt.
 //!
 //! Security: off loopback the console refuses to start without `console.token`. With a
 //! token, every request carries it (`Authorization: Bearer`, or the session cookie that
@@ -15,6 +16,9 @@ mod auth;
 mod gather;
 mod handlers;
 mod jobs;
+mod letter_actions;
+mod letters;
+mod reading;
 mod view;
 
 use std::net::SocketAddr;
@@ -126,6 +130,8 @@ fn router(console: Arc<Console>) -> Router {
         .route("/dead", get(handlers::dead_letters))
         .route("/dead/{id}", get(handlers::letter))
         .route("/replay", post(actions::replay))
+        .route("/discard", post(letter_actions::discard))
+        .route("/dead/reindex", post(letter_actions::reindex))
         .route("/pause", post(actions::pause))
         .route("/search", get(handlers::search))
         .route(

@@ -9,6 +9,7 @@ use super::gather::{Counts, Overview};
 use super::jobs::{Job, State};
 use crate::journal::timeline::{Timeline, answer, shown};
 
+mod letter_index;
 mod letters;
 
 pub use letters::{FilterForm, dead, letter, preview};
@@ -157,6 +158,7 @@ pub fn overview(o: &Overview, csrf: &str) -> Markup {
                     }
                 }
             }
+            (letter_index::waiting(o.letters.as_ref()))
             p #oldest {
                 "Oldest dead letter: "
                 @match (o.oldest_dead_age, o.dead_depth()) {
@@ -228,6 +230,7 @@ pub fn job(j: &Job) -> Markup {
             p #state { @match j.state { State::Running => "running", State::Done => "done", State::Failed => "failed" } }
             p #progress { (j.done) @if j.total > 0 { " of " (j.total) } }
             @if let Some(r) = &j.result { p #result { (r) } }
+            (letter_index::results(j))
         },
     )
 }
