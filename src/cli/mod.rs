@@ -11,6 +11,7 @@ mod destination;
 mod dlq;
 mod publish;
 mod recover;
+mod reindex;
 mod render;
 mod replay;
 mod run;
@@ -69,6 +70,7 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(filter) => dlq::list(target, filter, limit, format).await,
                 Err(code) => Ok(code),
             },
+            DlqCommand::Reindex { config, by } => reindex::reindex(&config, &by).await,
         },
         Command::Replay {
             target,
