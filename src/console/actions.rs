@@ -11,32 +11,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 
 use super::Console;
+use super::forms::{act, field, fields, not_ours};
 use super::handlers::{bad, failed, filter_of, parse_time};
 use super::jobs::State as JobState;
 use super::view::{self, FilterForm, RecoverForm};
-use crate::journal::{Action, Recoveries, Which, Window};
-
-/// A form's fields, repeated ones kept (`ids`).
-pub(super) fn fields(body: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body).into_owned().collect()
-}
-
-pub(super) fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map_or("", |(_, v)| v.as_str())
-}
-
-/// The refusal of a form that does not carry this console's form token.
-pub(super) fn not_ours(c: &Console, fs: &[(String, String)]) -> Option<Response> {
-    (field(fs, "csrf") != c.auth.form_token).then(|| {
-        super::auth::refused(
-            StatusCode::FORBIDDEN,
-            "Refused: the form is not this console's (reload the page and try again).",
-        )
-    })
-}
+use crate::journal::{Recoveries, Which, Window};
 
 /// Pauses or resumes a destination, for every relay on the store.
 pub async fn pause(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Response {
@@ -142,27 +121,6 @@ pub async fn replay(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Re
         async move { super::letter_actions::run_replay(console, id, filter, described).await },
     );
     Redirect::to(&format!("/jobs/{id}")).into_response()
-}
-
-/// Writes an action to the journal; a journal that cannot take it is logged.
-pub(super) async fn act(c: &Console, action: &str, filter: serde_json::Value, count: u64) {
-    if !c.config.journal.enabled {
-        return;
-    }
-    let a = Action {
-        at: Utc::now(),
-        who: "console".into(),
-        action: action.into(),
-        filter: filter.to_string(),
-        count,
-    };
-    let written = match Recoveries::open(&c.config.journal).await {
-        Ok(j) => j.act(&a).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = written {
-        tracing::error!(message = "cannot write the action to the journal", action, error = %c.scrubbed(&e));
-    }
 }
 
 /// The window a recovery form asks for, or why it cannot be.

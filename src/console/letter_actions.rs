@@ -13,13 +13,13 @@ use chrono::Utc;
 use maud::Markup;
 
 use super::Console;
-use super::actions::{act, field, fields, not_ours};
+use super::forms::{act, field, fields, not_ours};
 use super::handlers::{bad, failed, filter_of, parse_time};
 use super::jobs::{Came, LetterResult, State as JobState};
 use super::reading::Connection;
 use super::view::{self, FilterForm};
 use crate::dlq::{self, Filter, Sent, Summary};
-use crate::journal::letters::{Letters, Mark, State as Indexed};
+use crate::journal::letters::{Mark, State as Indexed};
 
 /// Who the journal says acted.
 const WHO: &str = "console";
@@ -61,7 +61,7 @@ pub(super) async fn preview(
         ));
     }
     if let Ok(Some(letters)) = super::letters::index(c).await
-        && let Some((_, note)) = super::letters::drift(c, &letters).await
+        && let Some((_, note)) = super::drift::drift(c, &letters).await
     {
         said.push(' ');
         said.push_str(&note);
@@ -347,60 +347,6 @@ async fn run_discard(c: Arc<Console>, id: u64, filter: Filter, described: serde_
         Err(e) => (JobState::Failed, c.scrubbed(&e), "discard_stopped", 0),
     };
     act(&c, action, described, count).await;
-    c.jobs.update(id, |j| {
-        j.state = state;
-        j.result = Some(said);
-    });
-}
-
-/// Rebuilds the index from one read of the queue, as a job.
-pub async fn reindex(State(c): State<Arc<Console>>, RawForm(body): RawForm) -> Response {
-    let fs = fields(&body);
-    if let Some(refused) = not_ours(&c, &fs) {
-        return refused;
-    }
-    let letters = match super::letters::index(&c).await {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            return bad(
-                &c,
-                "There is no index to rebuild: journal.enabled is false, or the relay has not made the journal yet.",
-            );
-        }
-        Err(e) => return failed(&c, &e),
-    };
-    let id = c.jobs.start("Reindexing the dead letters".into(), 0);
-    let console = c.clone();
-    tokio::spawn(async move { run_reindex(console, id, letters).await });
-    Redirect::to(&format!("/jobs/{id}")).into_response()
-}
-
-async fn run_reindex(c: Arc<Console>, id: u64, letters: Letters) {
-    let result = async {
-        let conn = Connection::open(&c.config).await?;
-        let total = dlq::depth(&conn.get().create_channel().await?, &c.topology.dead).await?;
-        c.jobs.update(id, |j| j.total = u64::from(total));
-        let max = c.config.worker.max_event_bytes;
-        let r = dlq::reindex(conn.get(), &c.topology, max, &letters, WHO, |n| {
-            c.jobs.update(id, |j| j.done = n)
-        })
-        .await;
-        conn.close().await;
-        r.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-    }
-    .await;
-    let (state, said, count) = match result {
-        Ok(r) => (
-            JobState::Done,
-            format!(
-                "The index holds the {} dead letter(s) of {}; {} it had waiting were no longer there.",
-                r.found, c.topology.dead, r.gone
-            ),
-            r.found,
-        ),
-        Err(e) => (JobState::Failed, c.scrubbed(&e), 0),
-    };
-    act(&c, "reindex", serde_json::json!({}), count).await;
     c.jobs.update(id, |j| {
         j.state = state;
         j.result = Some(said);

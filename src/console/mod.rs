@@ -13,12 +13,15 @@
 
 mod actions;
 mod auth;
+mod drift;
+mod forms;
 mod gather;
 mod handlers;
 mod jobs;
 mod letter_actions;
 mod letters;
 mod reading;
+mod reindex;
 mod view;
 
 use std::net::SocketAddr;
@@ -131,7 +134,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/dead/{id}", get(handlers::letter))
         .route("/replay", post(actions::replay))
         .route("/discard", post(letter_actions::discard))
-        .route("/dead/reindex", post(letter_actions::reindex))
+        .route("/dead/reindex", post(reindex::reindex))
         .route("/pause", post(actions::pause))
         .route("/search", get(handlers::search))
         .route(

@@ -512,7 +512,7 @@ fn migration_keeps_first_at_and_bodies() {
     let v: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 5);
+    assert_eq!(v, 6);
     let n: i64 = conn
         .query_row(
             "SELECT count(*) FROM entries WHERE body IS NOT NULL",

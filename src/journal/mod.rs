@@ -17,6 +17,8 @@
 mod access;
 #[cfg(test)]
 mod against_v4;
+mod letter;
+mod letter_query;
 pub mod letters;
 mod postgres;
 mod query;
@@ -292,7 +294,7 @@ impl Metrics {
 pub struct Journal {
     queue: tokio::sync::mpsc::Sender<Entry>,
     /// Dead letters for the index, committed by the same writer.
-    letters: tokio::sync::mpsc::Sender<letters::Letter>,
+    letters: tokio::sync::mpsc::Sender<letter::Letter>,
     metrics: Metrics,
 }
 
@@ -382,7 +384,7 @@ impl Journal {
     /// Hands a dead letter confirmed into the queue to the writer, for the index, without
     /// waiting; a full buffer drops it and counts it, as an entry (the index then differs
     /// from the queue, which the console shows, until a reindex).
-    pub fn record_letter(&self, letter: letters::Letter) -> Result<(), Dropped> {
+    pub fn record_letter(&self, letter: letter::Letter) -> Result<(), Dropped> {
         let dropped = match self.letters.try_send(letter) {
             Ok(()) => return Ok(()),
             Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Dropped::BufferFull,

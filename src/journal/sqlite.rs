@@ -331,8 +331,8 @@ impl super::writer::Sink for FileSink {
 
     async fn commit_letters(
         &mut self,
-        letters: Vec<super::letters::Letter>,
-    ) -> (Vec<super::letters::Letter>, Result<(), JournalError>) {
+        letters: Vec<super::letter::Letter>,
+    ) -> (Vec<super::letter::Letter>, Result<(), JournalError>) {
         let shared = std::sync::Arc::new(letters);
         let for_task = shared.clone();
         let result = self
@@ -340,7 +340,7 @@ impl super::writer::Sink for FileSink {
                 let tx = db
                     .conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                super::letters::insert(&tx, &for_task)?;
+                super::letter::insert(&tx, &for_task)?;
                 tx.commit()
             })
             .await;

@@ -210,7 +210,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let err = sqlite::Db::open(path.clone()).await.err().unwrap();
@@ -219,7 +219,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
             err,
             JournalError::Schema {
                 found: 99,
-                known: 5,
+                known: 6,
                 ..
             }
         ),

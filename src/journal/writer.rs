@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
-use super::letters::Letter;
+use super::letter::Letter;
 use super::{Entry, JournalError, Metrics};
 
 /// At most this many entries per transaction.

@@ -5,32 +5,11 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension as _};
 
-use super::query::{self, LISTED};
 use super::{Group, Indexed, Letter, LetterFilter, Mark, State};
 use crate::journal::JournalError;
+use crate::journal::letter_query::{self as query, LISTED};
 use crate::journal::query::Dialect;
 use crate::journal::sqlite::{from_ms, ms};
-
-/// Writes letters the relay confirmed into the queue; one already there is left as it is.
-pub(in crate::journal) fn insert(conn: &Connection, letters: &[Letter]) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO dead_letters (id, at, destination, reason, event_id, attempts, detail, letter)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
-    )?;
-    for l in letters {
-        stmt.execute(rusqlite::params![
-            l.id,
-            ms(l.at),
-            l.destination,
-            l.reason,
-            l.event_id,
-            l.attempts,
-            l.detail,
-            l.letter
-        ])?;
-    }
-    Ok(())
-}
 
 fn listed(r: &rusqlite::Row<'_>) -> rusqlite::Result<Letter> {
     Ok(Letter {

@@ -5,105 +5,14 @@
 //! querying it; the queue stays the hand-off that replays read.
 
 mod file;
-pub(super) mod query;
 
 use chrono::{DateTime, Utc};
 
 use super::access::{Backend, on_file};
 use super::{JournalConfig, JournalError};
 
-pub(super) use file::{FileLetters, insert};
-
-/// One dead letter as the index keeps it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Letter {
-    /// The dead letter's id (the envelope's), or one the index gave a letter without any.
-    pub id: String,
-    pub at: DateTime<Utc>,
-    /// [`super::NO_DESTINATION`] for a letter from before routing.
-    pub destination: String,
-    pub reason: String,
-    pub event_id: Option<String>,
-    pub attempts: u32,
-    pub detail: String,
-    /// The letter as it is in the queue, as JSON (read by [`crate::dlq::DeadLetter::from_kept`]).
-    pub letter: String,
-}
-
-/// Where a dead letter is, as the index knows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// In the queue.
-    Waiting,
-    /// Sent back for delivery by a replay.
-    Replayed,
-    /// Removed from the queue by an operator; the index keeps it.
-    Discarded,
-    /// Not found in the queue by a reindex (taken by something else).
-    Gone,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Waiting => "waiting",
-            State::Replayed => "replayed",
-            State::Discarded => "discarded",
-            State::Gone => "gone",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<State> {
-        [
-            State::Waiting,
-            State::Replayed,
-            State::Discarded,
-            State::Gone,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-    }
-}
-
-/// A letter and what became of it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Indexed {
-    pub letter: Letter,
-    pub state: State,
-    pub changed_at: Option<DateTime<Utc>>,
-    pub changed_by: Option<String>,
-    /// What came of the change, in words.
-    pub result: Option<String>,
-}
-
-/// Which waiting letters a page asks for; every given criterion must hold.
-#[derive(Clone, Debug, Default)]
-pub struct LetterFilter {
-    pub destination: Option<String>,
-    pub reason: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-    pub event_id: Option<String>,
-    /// Only these letters; empty: any.
-    pub ids: Vec<String>,
-}
-
-/// Waiting letters of one destination and reason.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Group {
-    pub destination: String,
-    pub reason: String,
-    pub count: u64,
-    pub oldest: Option<DateTime<Utc>>,
-}
-
-/// A change to one letter: its new state and what came of it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Mark {
-    pub id: String,
-    pub state: State,
-    pub result: String,
-}
+pub use super::letter::{Group, Indexed, Letter, LetterFilter, Mark, State};
+pub(super) use file::FileLetters;
 
 /// The index, read and changed by the console and the commands.
 #[derive(Clone)]

@@ -1,7 +1,8 @@
 use chrono::{Duration, Utc};
 
-use super::query::{self, tests::every_filter};
 use super::*;
+use crate::journal::letter::insert;
+use crate::journal::letter_query::{self as query, tests::every_filter};
 use crate::journal::query::Dialect;
 
 fn letter(i: usize, destination: &str, reason: &str) -> Letter {
@@ -34,8 +35,8 @@ fn letters_are_counted_listed_marked_and_reindexed() {
             _ => letter(i, crate::journal::NO_DESTINATION, "not_json"),
         })
         .collect();
-    insert(&f.conn_for_test(), &all).unwrap();
-    insert(&f.conn_for_test(), &all[..2]).unwrap();
+    insert(f.conn_for_test(), &all).unwrap();
+    insert(f.conn_for_test(), &all[..2]).unwrap();
     assert_eq!(f.waiting().unwrap(), 10, "a letter written twice is one");
     let groups = f.groups(&LetterFilter::default()).unwrap();
     let hoqu = groups.iter().find(|g| g.destination == "hoqu").unwrap();

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 
 use super::Pg;
 use crate::journal::JournalError;
-use crate::journal::letters::query::{self, LISTED};
-use crate::journal::letters::{Group, Indexed, Letter, LetterFilter, Mark, State};
+use crate::journal::letter::{Group, Indexed, Letter, LetterFilter, Mark, State};
+use crate::journal::letter_query::{self as query, LISTED};
 use crate::journal::query::Dialect;
 use crate::journal::sqlite::{from_ms, ms};
 

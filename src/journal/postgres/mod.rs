@@ -281,8 +281,8 @@ impl super::writer::Sink for PgSink {
 
     async fn commit_letters(
         &mut self,
-        letters: Vec<super::letters::Letter>,
-    ) -> (Vec<super::letters::Letter>, Result<(), JournalError>) {
+        letters: Vec<super::letter::Letter>,
+    ) -> (Vec<super::letter::Letter>, Result<(), JournalError>) {
         let result = self
             .within("committing", async |pg: &mut Pg| {
                 pg.reconnect_if_closed().await?;

@@ -2,7 +2,7 @@
 //! each is planned on the index that serves it; the same for the file and PostgreSQL. The
 //! tests check each plan.
 
-use super::LetterFilter;
+use super::letter::LetterFilter;
 use crate::journal::query::{Dialect, Param, Query};
 
 /// The columns a listed letter is read from, in order.
