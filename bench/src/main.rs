@@ -4,6 +4,8 @@
 //! cargo build --release --workspace && ./target/release/bench
 #![forbid(unsafe_code)]
 
+mod letters;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -92,6 +94,9 @@ enum Part {
     /// Instructions per event of the baseline and the relay, counted by valgrind's callgrind:
     /// repeatable where throughput is not. Slow (minutes); runs only when asked for.
     Instructions,
+    /// The console's dead-letter pages at 100,000 and 1,000,000 letters in the index. Fills
+    /// a journal of 1M letters (minutes); runs only when asked for.
+    Letters,
 }
 
 #[derive(Subcommand)]
@@ -696,6 +701,13 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         ..Default::default()
     };
     let id = || format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    if cli.only.contains(&Part::Letters) {
+        letters::run(&cli.amqp_url, &conn, &dir).await?;
+        if cli.only == [Part::Letters] {
+            shutdown.cancel();
+            return Ok(());
+        }
+    }
     let runs = |p: Part| {
         cli.only.is_empty()
             || cli.only.contains(&p)
