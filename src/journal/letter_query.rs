@@ -120,6 +120,21 @@ pub(in crate::journal) fn grouped(f: &LetterFilter, dialect: Dialect) -> Query {
     }
 }
 
+/// The oldest waiting letter of one destination and reason: one step into the index by
+/// destination and reason, for a group the kept counts have counted.
+pub(in crate::journal) fn oldest(destination: &str, reason: &str, dialect: Dialect) -> Query {
+    let f = LetterFilter {
+        destination: Some(destination.to_owned()),
+        reason: Some(reason.to_owned()),
+        ..LetterFilter::default()
+    };
+    let t = Terms::filter(dialect, &f);
+    Query {
+        sql: format!("SELECT min(at) FROM dead_letters WHERE {}", t.sql()),
+        params: t.params,
+    }
+}
+
 /// How many waiting letters of one destination and reason `f` selects, and the oldest: one
 /// search of the index by destination and reason (and time), whatever else `f` asks.
 pub(in crate::journal) fn in_group(

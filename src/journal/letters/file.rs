@@ -59,15 +59,24 @@ impl FileLetters {
             .collect::<Result<_, _>>()?;
         let mut out = Vec::new();
         for (destination, reason, waiting) in kept {
-            let q = query::in_group(f, &destination, &reason, Dialect::Sqlite);
-            let (count, oldest) = self
-                .conn
-                .prepare_cached(&q.sql)?
-                .query_row(rusqlite::params_from_iter(q.params.iter()), |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
-                })?;
-            // The kept count when it answers: the same, without counting.
-            let count = if query::counted(f) { waiting } else { count };
+            // The kept count when it answers (the same, without counting), and the oldest.
+            let (count, oldest) = if query::counted(f) {
+                let q = query::oldest(&destination, &reason, Dialect::Sqlite);
+                let oldest = self
+                    .conn
+                    .prepare_cached(&q.sql)?
+                    .query_row(rusqlite::params_from_iter(q.params.iter()), |r| {
+                        r.get::<_, Option<i64>>(0)
+                    })?;
+                (waiting, oldest)
+            } else {
+                let q = query::in_group(f, &destination, &reason, Dialect::Sqlite);
+                self.conn
+                    .prepare_cached(&q.sql)?
+                    .query_row(rusqlite::params_from_iter(q.params.iter()), |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                    })?
+            };
             if count > 0 {
                 out.push(Group {
                     destination,

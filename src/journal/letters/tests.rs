@@ -150,6 +150,8 @@ fn every_page_searches_an_index_in_the_file() {
         searched(&format!("page of {what}"), p);
     }
 
+    let q = query::oldest("hoqu", "poison", Dialect::Sqlite);
+    searched("the oldest of a group", plan(&q.sql, &q.params));
     searched(
         "one letter",
         plan(
@@ -215,6 +217,12 @@ async fn every_page_has_an_index_plan_in_postgres() {
         )
         .await;
     }
+
+    explain(
+        "the oldest of a group",
+        query::oldest("hoqu", "poison", Dialect::Postgres),
+    )
+    .await;
 
     // The kept counts follow inserts, marks and reindexes, as in the file.
     let letters = Letters(crate::journal::access::Backend::Postgres(

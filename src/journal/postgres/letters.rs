@@ -109,20 +109,23 @@ impl Pg {
         let mut out = Vec::new();
         for r in &rows {
             let (destination, reason): (String, String) = (r.get(0), r.get(1));
-            let q = query::in_group(f, &destination, &reason, Dialect::Postgres);
+            let counted = query::counted(f);
+            let q = match counted {
+                true => query::oldest(&destination, &reason, Dialect::Postgres),
+                false => query::in_group(f, &destination, &reason, Dialect::Postgres),
+            };
             let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
             let found = self.client.query_one(&q.sql, &params).await?;
-            let count = if query::counted(f) {
-                r.get::<_, i64>(2)
-            } else {
-                found.get::<_, i64>(0)
+            let (count, oldest) = match counted {
+                true => (r.get::<_, i64>(2), found.get::<_, Option<i64>>(0)),
+                false => (found.get::<_, i64>(0), found.get::<_, Option<i64>>(1)),
             };
             if count > 0 {
                 out.push(Group {
                     destination,
                     reason,
                     count: count as u64,
-                    oldest: found.get::<_, Option<i64>>(1).map(from_ms),
+                    oldest: oldest.map(from_ms),
                 });
             }
         }
