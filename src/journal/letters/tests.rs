@@ -83,6 +83,30 @@ fn letters_are_counted_listed_marked_and_reindexed() {
     assert_eq!(f.get("l-9").unwrap().unwrap().state, State::Gone);
 }
 
+/// The writer commits the letters the relay hands over into the file's index, once each.
+#[tokio::test]
+async fn the_writer_commits_letters_into_the_file() {
+    use crate::journal::writer::Sink as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let mut sink = crate::journal::sqlite::FileSink::open(
+        path.clone(),
+        prometheus::IntCounter::new("replaced", "replaced").unwrap(),
+    )
+    .await;
+    let written = vec![
+        letter(1, "ps", "poison"),
+        letter(1, "ps", "poison"),
+        letter(2, "", "not_json"),
+    ];
+    let (back, committed) = sink.commit_letters(written).await;
+    committed.unwrap();
+    assert_eq!(back.len(), 3);
+    let f = FileLetters::open(&path).unwrap();
+    assert_eq!(f.waiting().unwrap(), 2);
+    assert_eq!(f.get("l-2").unwrap().unwrap().letter.destination, "");
+}
+
 /// Each filter the pages use is served by an index in the file: the letters are searched,
 /// never scanned.
 #[test]
@@ -223,6 +247,27 @@ async fn every_page_has_an_index_plan_in_postgres() {
         query::oldest("hoqu", "poison", Dialect::Postgres),
     )
     .await;
+
+    // The writer's letters, committed as the relay hands them over.
+    {
+        use crate::journal::writer::Sink as _;
+        let mut sink = crate::journal::postgres::PgSink::new(url.as_str());
+        let written = vec![letter(100, "ps", "poison"), letter(100, "ps", "poison")];
+        let (_, committed) = sink.commit_letters(written).await;
+        committed.unwrap();
+        let n: i64 = db
+            .query_one(
+                "SELECT waiting FROM dead_letter_counts WHERE destination = 'ps'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "a letter handed over twice is one");
+        db.batch_execute("DELETE FROM dead_letters; UPDATE dead_letter_counts SET waiting = 0")
+            .await
+            .unwrap();
+    }
 
     // The kept counts follow inserts, marks and reindexes, as in the file.
     let letters = Letters(crate::journal::access::Backend::Postgres(
