@@ -110,4 +110,15 @@ async fn reindex_reads_the_queue_once_and_the_index_holds_what_it_holds() {
             .iter()
             .any(|a| a.action == "reindex" && a.who == "ops" && a.count == 5)
     );
+
+    // A replay from the command line marks what it sent back.
+    Cli::new(&["replay", "--config", &config, "--destination", "powerspace"]).ok();
+    for id in &ids {
+        let l = letters.get(id).await.unwrap().unwrap();
+        assert_eq!(
+            (l.state, l.changed_by.as_deref()),
+            (State::Replayed, Some("cli"))
+        );
+    }
+    assert_eq!(letters.waiting().await.unwrap(), 2);
 }

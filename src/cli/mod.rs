@@ -159,7 +159,7 @@ pub enum RenderFormat {
 #[derive(Args)]
 pub struct Target {
     #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Broker URL, when no config is given [default: amqp://guest:guest@127.0.0.1:5672/%2f].
     #[arg(long, env = "AMQP_URL")]
     amqp_url: Option<String>,
