@@ -355,6 +355,75 @@ async fn pages_come_from_the_index_which_is_reindexed_and_marks_discards_and_rep
     );
 }
 
+/// The overview's count of dead letters is the index's: while a read of the queue holds
+/// letters out of the queue's count, it stays whole, and the page says a read is under way.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_count_holds_while_the_queue_is_read() {
+    const N: usize = 3_000;
+    let env = Env::new().await;
+    env.declare().await;
+    fill_queue(&env, N).await;
+    let dead = env.topology().dead;
+    // The journal made, and indexed from the queue.
+    let registry = prometheus::Registry::new();
+    let (journal, writer) =
+        postback_relay::journal::Journal::open(&env.journal_config(), &registry)
+            .await
+            .unwrap();
+    drop(journal);
+    writer.close(tokio::time::Instant::now() + WAIT).await;
+    let letters = Letters::open(&env.journal_config()).await.unwrap();
+    postback_relay::dlq::reindex(
+        &env.conn,
+        &env.topology(),
+        1 << 20,
+        &letters,
+        "test",
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let base = console(&env, true).await;
+    let total = |page: &str| {
+        page.split("id=\"waiting-total\"")
+            .nth(1)
+            .and_then(|r| r.split("</tr>").next())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (_, page) = get(&base, "/").await;
+    assert!(total(&page).contains(&format!(">{N}<")), "{page}");
+
+    let reader = postback_relay::broker::connect(&common::amqp_url(), "test-reader")
+        .await
+        .unwrap();
+    // The read holds its first batch until the test lets it go on.
+    let (go_on, held) = std::sync::mpsc::channel::<()>();
+    let topology = env.topology();
+    let read = tokio::spawn(async move {
+        let mut held = Some(held);
+        postback_relay::dlq::each(&reader, &topology, 1 << 20, |_| {
+            if let Some(h) = held.take() {
+                let _ = h.recv_timeout(WAIT);
+            }
+            Ok(())
+        })
+        .await
+    });
+    eventually(WAIT, "a read under way", || async {
+        env.ready(&dead).await < N as u32
+    })
+    .await;
+    let (_, page) = get(&base, "/").await;
+    assert!(
+        total(&page).contains(&format!(">{N}<")),
+        "whole while read: {page}"
+    );
+    assert!(page.contains("while a read of it"), "{page}");
+    go_on.send(()).unwrap();
+    read.await.unwrap().unwrap();
+}
+
 /// At 100,000 letters in the index every page answers, each by a query: the list (whole and
 /// filtered), a letter, a replay's preview. The queue here is empty, so the pages say the
 /// index differs from it. Times are printed; the bench measures them (`--only letters`).
