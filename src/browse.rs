@@ -189,6 +189,36 @@ impl Drop for Lock {
     }
 }
 
+/// Whether a read of `queue` is under way (its lock is held), asked without taking the lock.
+/// The question closes `ch` whatever the answer (the broker closes a channel that asks for
+/// a queue that is missing, or that another connection owns).
+pub async fn being_read(ch: lapin::Channel, queue: &str) -> Result<bool, lapin::Error> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let asked = ch
+        .queue_declare(
+            lock_name(queue).as_str().into(),
+            passive,
+            FieldTable::default(),
+        )
+        .await;
+    let _ = ch.close(200, "asked".into()).await;
+    match asked {
+        // Declared by a reader that has let it go and not yet deleted it.
+        Ok(_) => Ok(false),
+        Err(e) if is_locked(&e) => Ok(true),
+        Err(e)
+            if matches!(e.kind(), lapin::ErrorKind::ProtocolError(p)
+            if *p.kind() == AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether the broker refused an exclusive declaration because another connection owns it.
 fn is_locked(e: &lapin::Error) -> bool {
     matches!(e.kind(), lapin::ErrorKind::ProtocolError(p)
@@ -230,7 +260,7 @@ where
         counted,
         ..Read::default()
     };
-    let mut held: Vec<(lapin::Channel, lapin::Consumer, String)> = Vec::new();
+    let mut held = Held(Vec::new());
     let outcome: Result<(), ReadError> = async {
         let tag_base = format!("postback-relay-read-{}", uuid::Uuid::new_v4().simple());
         'batches: while read.seen < counted {
@@ -238,7 +268,7 @@ where
             let left = u16::try_from(counted - read.seen).unwrap_or(u16::MAX);
             ch.basic_qos(batch.min(left), BasicQosOptions::default())
                 .await?;
-            let tag = format!("{tag_base}-{:06}", held.len());
+            let tag = format!("{tag_base}-{:06}", held.0.len());
             let consumer = ch
                 .basic_consume(
                     queue.into(),
@@ -249,8 +279,8 @@ where
                 .await?;
             // Not cancelled when full: a full consumer gets nothing more, and the broker
             // counting it is how the give-back below knows its batch is back.
-            held.push((ch, consumer, tag));
-            let consumer = &mut held.last_mut().expect("just pushed").1;
+            held.0.push((ch, consumer, tag));
+            let consumer = &mut held.0.last_mut().expect("just pushed").1;
             let mut kept = 0u16;
             while kept < batch && read.seen < counted {
                 let Some(m) = next(consumer, &probe, queue).await? else {
@@ -272,14 +302,39 @@ where
     .await;
     // The last consumer may still have credit (its batch not full, or freed by acks): it
     // would take back the first batches as they return. It goes first.
-    if let Some((ch, _, tag)) = held.last() {
+    if let Some((ch, _, tag)) = held.0.last() {
         let _ = ch
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await;
     }
-    give_back(&probe, queue, held).await;
+    give_back(&probe, queue, std::mem::take(&mut held.0)).await;
     let _ = probe.close(200, "read done".into()).await;
     outcome.map(|()| read)
+}
+
+/// The channels of a read and the messages they hold unacknowledged. A read gives them back
+/// in order when it ends; when it is dropped midway instead (the request it served went
+/// away, its task was cancelled), this guard closes every channel it still owns, so that the
+/// broker returns their messages at once rather than when the connection ends (which a
+/// long-running process such as the console may never do). Their order is then the broker's.
+struct Held(Vec<(lapin::Channel, lapin::Consumer, String)>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let held = std::mem::take(&mut self.0);
+        if held.is_empty() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            for (ch, consumer, _) in held {
+                let _ = ch.close(200, "read dropped".into()).await;
+                drop(consumer);
+            }
+        });
+    }
 }
 
 /// The next message of a batch, or `None` when the queue has nothing left to send.

@@ -259,6 +259,15 @@ enum DlqCommand {
         #[arg(long, value_enum, default_value_t = RenderFormat::Text)]
         format: RenderFormat,
     },
+    /// Rebuild the journal's index of dead letters from one read of the queue (nothing is
+    /// consumed): for when the index differs from the queue.
+    Reindex {
+        #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
+        config: PathBuf,
+        /// Who asks, as the journal's actions record it.
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
 }
 
 fn main() -> ExitCode {

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod journal;
+mod letters;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -104,6 +105,9 @@ enum Part {
     /// Journal look-ups, the overview and the recovery window at `--journal-sizes` entries.
     /// Slow (the fills take minutes); runs only when asked for.
     Journal,
+    /// The console's dead-letter pages at 100,000 and 1,000,000 letters in the index. Fills
+    /// a journal of 1M letters (minutes); runs only when asked for.
+    Letters,
 }
 
 #[derive(Subcommand)]
@@ -714,6 +718,13 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         ..Default::default()
     };
     let id = || format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    if cli.only.contains(&Part::Letters) {
+        letters::run(&cli.amqp_url, &conn, &dir).await?;
+        if cli.only == [Part::Letters] {
+            shutdown.cancel();
+            return Ok(());
+        }
+    }
     let runs = |p: Part| {
         cli.only.is_empty()
             || cli.only.contains(&p)

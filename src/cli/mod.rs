@@ -11,6 +11,7 @@ mod destination;
 mod dlq;
 mod publish;
 mod recover;
+mod reindex;
 mod render;
 mod replay;
 mod run;
@@ -69,6 +70,7 @@ pub async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(filter) => dlq::list(target, filter, limit, format).await,
                 Err(code) => Ok(code),
             },
+            DlqCommand::Reindex { config, by } => reindex::reindex(&config, &by).await,
         },
         Command::Replay {
             target,
@@ -157,7 +159,7 @@ pub enum RenderFormat {
 #[derive(Args)]
 pub struct Target {
     #[arg(long, env = "POSTBACK_RELAY_CONFIG")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Broker URL, when no config is given [default: amqp://guest:guest@127.0.0.1:5672/%2f].
     #[arg(long, env = "AMQP_URL")]
     amqp_url: Option<String>,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use postback_relay::broker::Topology;
 use postback_relay::dlq::{self, Filter, ReplayReport};
+use postback_relay::journal::letters::{Letters, Mark, State};
 
 use super::{Resolved, Target, summary_line};
 
@@ -16,13 +17,16 @@ pub async fn replay(
     limit: Option<u64>,
     dry_run: bool,
 ) -> anyhow::Result<ExitCode> {
+    let config = target.config.clone();
     let t = match target.resolve() {
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    let report = send_back(&t, &filter, limit, dry_run)
+    let marks = std::sync::Mutex::new(Vec::new());
+    let report = send_back(&t, &filter, limit, dry_run, &marks)
         .await
         .map_err(|e| t.scrubbed(e))?;
+    mark(config.as_deref(), marks.into_inner().unwrap_or_default()).await;
     let outcome = outcome(&report, &t.topology, dry_run);
     eprintln!("{}", t.secrets.scrub(&outcome));
     Ok(ExitCode::SUCCESS)
@@ -33,28 +37,64 @@ async fn send_back(
     filter: &Filter,
     limit: Option<u64>,
     dry_run: bool,
+    marks: &std::sync::Mutex<Vec<Mark>>,
 ) -> anyhow::Result<ReplayReport> {
     let conn = super::connect(&t.url, "replay").await?;
     let total = dlq::depth(&conn.create_channel().await?, &t.topology.dead).await?;
     let bar = super::progress_bar(u64::from(total), "examined");
-    let report = dlq::replay(
+    let sent = |s: &dlq::Summary, sent: &dlq::Sent| {
+        if let (dlq::Sent::Republished { queue, .. }, Some(id), Ok(mut m)) =
+            (sent, &s.dead_letter_id, marks.lock())
+        {
+            m.push(Mark {
+                id: id.clone(),
+                state: State::Replayed,
+                result: format!("republished to {queue}"),
+            });
+        }
+    };
+    let report = dlq::replay_telling(
         &conn,
         &t.topology,
         t.max_event_bytes,
-        filter,
-        limit,
-        dry_run,
+        (filter, limit, dry_run),
         |s, chosen| {
             bar.inc(1);
             if dry_run && chosen {
                 bar.suspend(|| println!("{}", t.secrets.scrub(&summary_line(s))));
             }
         },
+        sent,
     )
     .await?;
     bar.finish_and_clear();
     let _ = conn.close(200, "done".into()).await;
     Ok(report)
+}
+
+/// Marks the letters sent back as replayed in the journal's index, when the config has a
+/// journal; an index that cannot take it is said, and differs from the queue until a
+/// reindex.
+async fn mark(config: Option<&std::path::Path>, marks: Vec<Mark>) {
+    let Some(path) = config else {
+        return;
+    };
+    if marks.is_empty() {
+        return;
+    }
+    let Ok(c) = postback_relay::config::Config::load(path) else {
+        return;
+    };
+    if !c.journal.enabled {
+        return;
+    }
+    let marked = async { Letters::open(&c.journal).await?.mark(&marks, "cli").await }.await;
+    if let Err(e) = marked {
+        eprintln!(
+            "warning: the journal's index of dead letters is not marked ({}); `dlq reindex` brings it up to date",
+            c.secrets.scrub(&e.to_string())
+        );
+    }
 }
 
 /// What the replay did, in words.

@@ -10,37 +10,14 @@ use axum::extract::{RawForm, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
-use maud::Markup;
 
 use super::Console;
 use super::auth::Operator;
+use super::forms::{act, field, fields, not_ours};
 use super::handlers::{bad, failed, filter_of, parse_time};
 use super::jobs::State as JobState;
 use super::view::{self, FilterForm, RecoverForm};
-use crate::dlq::{self, Filter};
-use crate::journal::{Action, Recoveries, Which, Window};
-
-/// A form's fields, repeated ones kept (`ids`).
-fn fields(body: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body).into_owned().collect()
-}
-
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map_or("", |(_, v)| v.as_str())
-}
-
-/// The refusal of a form that does not carry this console's form token.
-fn not_ours(c: &Console, fs: &[(String, String)]) -> Option<Response> {
-    (field(fs, "csrf") != c.auth.form_token).then(|| {
-        super::auth::refused(
-            StatusCode::FORBIDDEN,
-            "Refused: the form is not this console's (reload the page and try again).",
-        )
-    })
-}
+use crate::journal::{Recoveries, Which, Window};
 
 /// Pauses (once confirmed) or resumes a destination, for every relay on the store.
 pub async fn pause(
@@ -146,7 +123,7 @@ pub async fn replay(
     };
     if !confirmed {
         let pinned = pinned.then_some(form.until.as_str());
-        return replay_preview(&c, &filter, hidden, pinned).await;
+        return super::letter_actions::preview(&c, "replay", &filter, hidden, pinned).await;
     }
     let described = serde_json::json!({
         "destination": filter.destination, "reason": filter.reason.map(|r| r.as_str()),
@@ -154,144 +131,10 @@ pub async fn replay(
     });
     let id = c.jobs.start("Replaying dead letters".into(), 0);
     let console = c.clone();
-    tokio::spawn(async move { run_replay(console, who, id, filter, described).await });
+    tokio::spawn(async move {
+        super::letter_actions::run_replay(console, who, id, filter, described).await
+    });
     Redirect::to(&format!("/jobs/{id}")).into_response()
-}
-
-async fn replay_preview(
-    c: &Console,
-    filter: &Filter,
-    hidden: Markup,
-    pinned: Option<&str>,
-) -> Response {
-    let conn = match crate::broker::connect_to(&c.config.broker, "console").await {
-        Ok(conn) => conn,
-        Err(e) => return failed(c, &e),
-    };
-    let mut to: std::collections::BTreeMap<String, u64> = Default::default();
-    let max = c.config.worker.max_event_bytes;
-    let report = dlq::replay(&conn, &c.topology, max, filter, None, true, |s, chosen| {
-        if chosen {
-            let d = s
-                .destination
-                .clone()
-                .unwrap_or_else(|| "(the events queue)".into());
-            *to.entry(d).or_default() += 1;
-        }
-    })
-    .await;
-    let _ = conn.close(200, "done".into()).await;
-    match report {
-        Ok(r) => {
-            let mut said = format!(
-                "{} of {} dead letters would be replayed, each with a fresh budget. Nothing has changed yet.",
-                r.matched, r.examined
-            );
-            if let Some(until) = pinned {
-                said.push_str(&format!(
-                    " Only letters dead-lettered before {until} are taken: those that come after this preview are left for another."
-                ));
-            }
-            let to: Vec<_> = to.into_iter().collect();
-            c.page(view::preview(
-                "Replay: preview",
-                &said,
-                &to,
-                "/replay",
-                hidden,
-                &c.auth.form_token,
-                r.matched > 0,
-            ))
-        }
-        Err(e) => failed(c, &e),
-    }
-}
-
-async fn run_replay(
-    c: Arc<Console>,
-    who: Operator,
-    id: u64,
-    filter: Filter,
-    described: serde_json::Value,
-) {
-    // Letters chosen so far: what a replay that stops partway has sent at most.
-    let chosen = std::sync::atomic::AtomicU64::new(0);
-    let result = async {
-        let conn = crate::broker::connect_to(&c.config.broker, "console").await?;
-        let total = dlq::depth(&conn.create_channel().await?, &c.topology.dead).await?;
-        c.jobs.update(id, |j| j.total = u64::from(total));
-        let max = c.config.worker.max_event_bytes;
-        let report = dlq::replay(
-            &conn,
-            &c.topology,
-            max,
-            &filter,
-            None,
-            false,
-            |_, picked| {
-                if picked {
-                    chosen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                c.jobs.update(id, |j| j.done += 1);
-            },
-        )
-        .await;
-        let _ = conn.close(200, "done".into()).await;
-        report
-    }
-    .await;
-    match result {
-        Ok(r) => {
-            act(&c, &who, "replay", described, r.replayed).await;
-            let said = format!(
-                "Replayed {} dead letter(s) of {} examined; the other {} stay in {}.",
-                r.replayed,
-                r.examined,
-                r.examined.saturating_sub(r.replayed),
-                c.topology.dead
-            );
-            c.jobs.update(id, |j| {
-                j.state = JobState::Done;
-                j.result = Some(said);
-            });
-        }
-        Err(e) => {
-            let said = c.scrubbed(&e);
-            // Written too: a letter leaves the dead-letter queue only once it is published
-            // again, so those not sent are still there, and the count is the most sent.
-            let mut described = described;
-            if let Some(d) = described.as_object_mut() {
-                d.insert("stopped".into(), serde_json::json!(said));
-            }
-            let at_most = chosen.load(std::sync::atomic::Ordering::Relaxed);
-            act(&c, &who, "replay_stopped", described, at_most).await;
-            c.jobs.update(id, |j| {
-                j.state = JobState::Failed;
-                j.result = Some(said);
-            });
-        }
-    }
-}
-
-/// Writes an action to the journal; a journal that cannot take it is logged.
-async fn act(c: &Console, who: &Operator, action: &str, filter: serde_json::Value, count: u64) {
-    if !c.config.journal.enabled {
-        return;
-    }
-    let a = Action {
-        at: Utc::now(),
-        who: who.0.clone(),
-        action: action.into(),
-        filter: filter.to_string(),
-        count,
-    };
-    let written = match Recoveries::open(&c.config.journal).await {
-        Ok(j) => j.act(&a).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = written {
-        tracing::error!(message = "cannot write the action to the journal", action, error = %c.scrubbed(&e));
-    }
 }
 
 /// The window a recovery form asks for, or why it cannot be.

@@ -1,13 +1,13 @@
 //! What the pages show, gathered from the journal (SQLite, read off the async threads), the
-//! broker (queue depths, the dead-letter queue read in order and never held whole) and the
-//! relay's `/metrics` (circuit states, the oldest dead letter).
+//! broker (queue depths) and the relay's `/metrics` (circuit states, the oldest dead letter).
+//! The dead letters' pages gather in `letters`.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use super::Console;
-use crate::dlq::{self, DeadLetter, Filter, Summary};
+use crate::dlq;
 use crate::journal::timeline::{Timeline, timelines};
 use crate::journal::{self, Reader};
 
@@ -42,6 +42,8 @@ pub struct Overview {
     /// Each queue and its depth (`None`: the broker did not say).
     pub queues: Vec<(String, Option<u32>)>,
     pub oldest_dead_age: Option<f64>,
+    /// The dead letters waiting, from the index (by destination), when there is one.
+    pub letters: Option<super::letters::Waiting>,
     /// Why a part is missing, in words.
     pub notes: Vec<String>,
 }
@@ -148,10 +150,12 @@ pub async fn overview(c: &Console) -> Overview {
                 .collect()
         }
     };
+    let letters = super::letters::waiting(c, &mut notes).await;
     Overview {
         rows,
         queues,
         oldest_dead_age: scraped.and_then(|m| m.oldest_dead_age),
+        letters,
         notes,
     }
 }
@@ -216,28 +220,6 @@ pub fn parse_metrics(text: &str) -> Scraped {
     out
 }
 
-/// One group of dead letters.
-pub struct Group {
-    pub destination: String,
-    pub reason: String,
-    pub count: u64,
-    pub oldest: Option<DateTime<Utc>>,
-}
-
-pub struct DeadPage {
-    /// Letters in the queue.
-    pub total: u64,
-    /// Letters the filter selects.
-    pub matched: u64,
-    pub groups: Vec<Group>,
-    /// This page's letters.
-    pub items: Vec<Summary>,
-    pub page: u64,
-    pub has_more: bool,
-}
-
-pub const PAGE: u64 = 50;
-
 /// `found` with the configuration's secrets replaced in what the journal quotes (the request,
 /// the partner's answer, the outcome's detail), before it is rendered: once escaped as HTML,
 /// a secret holding `&`, `<` or `"` would no longer match the page's last scrub. The journal
@@ -269,83 +251,6 @@ fn scrubbed(c: &Console, mut found: Vec<Timeline>) -> Vec<Timeline> {
         }
     }
     found
-}
-
-/// The matches page `page` shows: those after the first `skip`, up to the `end`th. Any page
-/// number is taken, up to `u64::MAX`: a page past the end is empty, never an overflow.
-fn page_bounds(page: u64) -> (u64, u64) {
-    let skip = page.saturating_sub(1).saturating_mul(PAGE);
-    (skip, skip.saturating_add(PAGE))
-}
-
-/// One pass over the dead-letter queue, in order: the filter's groups, and page `page`.
-pub async fn dead_page(c: &Console, filter: &Filter, page: u64) -> Result<DeadPage, String> {
-    let conn = crate::broker::connect_to(&c.config.broker, "console")
-        .await
-        .map_err(|e| e.to_string())?;
-    let (skip, end) = page_bounds(page);
-    let mut out = DeadPage {
-        total: 0,
-        matched: 0,
-        groups: Vec::new(),
-        items: Vec::new(),
-        page: page.max(1),
-        has_more: false,
-    };
-    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
-    let max = c.config.worker.max_event_bytes;
-    let read = dlq::each(&conn, &c.topology, max, |l| {
-        out.total += 1;
-        let s = l.summary();
-        if !filter.matches(&s) {
-            return Ok(());
-        }
-        out.matched += 1;
-        let destination = s.destination.clone().unwrap_or_else(|| "-".into());
-        let reason = s.reason.as_str().to_owned();
-        let g = groups
-            .entry((destination.clone(), reason.clone()))
-            .or_insert(Group {
-                destination,
-                reason,
-                count: 0,
-                oldest: None,
-            });
-        g.count += 1;
-        if let Some(at) = s.dead_lettered_at {
-            g.oldest = Some(g.oldest.map_or(at, |o| o.min(at)));
-        }
-        if out.matched > skip && out.matched <= end {
-            out.items.push(s);
-        } else if out.matched > end {
-            out.has_more = true;
-        }
-        Ok(())
-    })
-    .await;
-    let _ = conn.close(200, "done".into()).await;
-    read.map_err(|e| e.to_string())?;
-    out.groups = groups.into_values().collect();
-    Ok(out)
-}
-
-/// The dead letter `id`, read in one pass; `None` when it is not in the queue.
-pub async fn letter(c: &Console, id: &str) -> Result<Option<DeadLetter>, String> {
-    let conn = crate::broker::connect_to(&c.config.broker, "console")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut found = None;
-    let max = c.config.worker.max_event_bytes;
-    let read = dlq::each(&conn, &c.topology, max, |l| {
-        if found.is_none() && l.summary().dead_letter_id.as_deref() == Some(id) {
-            found = Some(l);
-        }
-        Ok(())
-    })
-    .await;
-    let _ = conn.close(200, "done".into()).await;
-    read.map_err(|e| e.to_string())?;
-    Ok(found)
 }
 
 /// The journal's timelines for an event id or an order id.
@@ -401,15 +306,6 @@ pub async fn timeline_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn any_page_number_has_bounds_and_a_page_past_the_end_is_empty() {
-        assert_eq!(page_bounds(0), (0, PAGE));
-        assert_eq!(page_bounds(1), (0, PAGE));
-        assert_eq!(page_bounds(3), (2 * PAGE, 3 * PAGE));
-        let (skip, end) = page_bounds(u64::MAX);
-        assert_eq!((skip, end), (u64::MAX, u64::MAX));
-    }
 
     #[test]
     fn circuit_states_and_the_oldest_letter_are_read_from_a_scrape() {

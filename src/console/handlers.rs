@@ -134,11 +134,14 @@ pub async fn dead_letters(State(c): State<Arc<Console>>, Query(f): Query<FilterF
         Ok(filter) => filter,
         Err(why) => return bad(&c, &why),
     };
-    match gather::dead_page(&c, &filter, f.page.unwrap_or(1)).await {
+    match super::letters::dead_page(&c, &filter, f.page.unwrap_or(1)).await {
         Ok(mut p) => {
             // Scrubbed before rendering too: an escaped secret would not match afterwards.
             for s in &mut p.items {
                 c.config.secrets.scrub_in_place(&mut s.detail);
+            }
+            for n in &mut p.notes {
+                c.config.secrets.scrub_in_place(n);
             }
             c.page(view::dead(&p, &f, &c.destinations(), &c.auth.form_token))
         }
@@ -151,12 +154,12 @@ pub async fn letter(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Re
         Ok(id) => id,
         Err(why) => return bad(&c, &why),
     };
-    let mut l = match gather::letter(&c, &id).await {
-        Ok(Some(l)) => l,
+    let (mut l, changed) = match super::letters::letter(&c, &id).await {
+        Ok(Some(found)) => (found.letter, found.changed),
         Ok(None) => {
             let mut r = c.page(view::error_page(
                 404,
-                "No such dead letter in the queue (replayed already?).",
+                "No such dead letter (if the index differs from the queue, reindex from the dead letters' page).",
             ));
             *r.status_mut() = StatusCode::NOT_FOUND;
             return r;
@@ -178,11 +181,7 @@ pub async fn letter(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Re
         DeadLetter::Envelope(e) => (e.event_id.clone(), e.destination.clone()),
         DeadLetter::Raw(r) => (r.event_id.clone(), None),
     };
-    let event = match &l {
-        DeadLetter::Envelope(e) => e.event.as_ref().map(|ev| pretty(ev.get())),
-        DeadLetter::Raw(r) => std::str::from_utf8(&r.body).ok().map(pretty),
-    }
-    .map(|e| c.config.secrets.scrub(&e).into_owned());
+    let event = original(&l).map(|e| c.config.secrets.scrub(&e).into_owned());
     let journal = match &event_id {
         Some(e) => gather::timeline_of(&c, e, destination.as_deref())
             .await
@@ -192,10 +191,35 @@ pub async fn letter(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Re
     };
     c.page(view::letter(
         &l,
+        changed.as_ref(),
         event.as_deref(),
         journal.as_deref(),
         &c.auth.form_token,
     ))
+}
+
+/// The letter's original body as the page shows it: JSON pretty-printed, other text as it
+/// is, and bytes that are not text in base64, said so.
+pub fn original(l: &DeadLetter) -> Option<String> {
+    use base64::Engine as _;
+    let raw = |body: &[u8]| match std::str::from_utf8(body) {
+        Ok(text) => pretty(text),
+        Err(_) => format!(
+            "(not text; base64)\n{}",
+            base64::engine::general_purpose::STANDARD.encode(body)
+        ),
+    };
+    match l {
+        DeadLetter::Envelope(e) => match (&e.event, &e.raw_body) {
+            (Some(ev), _) => Some(pretty(ev.get())),
+            (None, Some(r)) if r.encoding == "base64" => {
+                Some(format!("(not text; base64)\n{}", r.data))
+            }
+            (None, Some(r)) => Some(r.data.clone()),
+            (None, None) => None,
+        },
+        DeadLetter::Raw(r) => Some(raw(&r.body)),
+    }
 }
 
 fn pretty(json: &str) -> String {

@@ -7,6 +7,42 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Jobs kept for their pages at most; the oldest go first.
 const KEPT: usize = 100;
+/// Letters a job lists with what came of each, at most; the rest are counted.
+pub const LISTED: usize = 1_000;
+
+/// What came of one letter in a replay or a discard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Came {
+    /// Published back for delivery.
+    Republished,
+    /// Removed from the queue (a discard).
+    Discarded,
+    /// Left in the queue, or not found there.
+    Skipped,
+    /// Could not be sent back; it stays in the queue.
+    Failed,
+}
+
+impl Came {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Came::Republished => "republished",
+            Came::Discarded => "discarded",
+            Came::Skipped => "skipped",
+            Came::Failed => "failed",
+        }
+    }
+}
+
+/// One letter's line on a job's page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LetterResult {
+    pub id: String,
+    pub event_id: Option<String>,
+    pub destination: Option<String>,
+    pub came: Came,
+    pub why: String,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -26,6 +62,21 @@ pub struct Job {
     pub total: u64,
     /// How it ended, in words.
     pub result: Option<String>,
+    /// Each letter the job took, and what came of it (the first [`LISTED`]).
+    pub letters: Vec<LetterResult>,
+    /// Letters past [`LISTED`], not listed.
+    pub unlisted: u64,
+}
+
+impl Job {
+    /// Adds a letter's line, or counts it past [`LISTED`].
+    pub fn add(&mut self, r: LetterResult) {
+        if self.letters.len() < LISTED {
+            self.letters.push(r);
+        } else {
+            self.unlisted += 1;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -50,6 +101,8 @@ impl Jobs {
                     done: 0,
                     total,
                     result: None,
+                    letters: Vec::new(),
+                    unlisted: 0,
                 },
             );
         }

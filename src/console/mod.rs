@@ -1,8 +1,9 @@
 //! The operators' web console (`postback-relay console`): an overview per destination, the
-//! dead letters grouped and filtered, one letter opened, replays and recoveries with a
-//! preview and a confirmation, and the journal's timeline of an event or an order. Pages are
-//! rendered on the server (no script); every read pages or streams, so a queue of 100,000
-//! dead letters is never held in memory.
+//! dead letters grouped and filtered, one letter opened, replays, discards and recoveries
+//! with a preview and a confirmation, and the journal's timeline of an event or an order.
+//! Pages are rendered on the server (no script). The dead letters' pages query the journal's
+//! index of dead letters, never the queue; without a journal they read the queue in a task
+//! of their own (`reading`), which an aborted page load does not interrupt.
 //!
 //! Security: off loopback the console refuses to start without `console.token` (or
 //! `console.operators`). With tokens, every request carries one (`Authorization: Bearer`, or
@@ -15,10 +16,16 @@ mod actions;
 mod auth;
 mod browse;
 mod charts;
+mod drift;
+mod forms;
 mod gather;
 mod handlers;
 mod jobs;
+mod letter_actions;
+mod letters;
 mod login;
+mod reading;
+mod reindex;
 mod sessions;
 mod view;
 
@@ -146,6 +153,8 @@ fn router(console: Arc<Console>) -> Router {
         .route("/dead/{id}", get(handlers::letter))
         .route("/destinations/{name}", get(charts::destination))
         .route("/replay", post(actions::replay))
+        .route("/discard", post(letter_actions::discard))
+        .route("/dead/reindex", post(reindex::reindex))
         .route("/pause", post(actions::pause))
         .route("/search", get(handlers::search))
         .route(

@@ -192,11 +192,16 @@ pub async fn stats(
 }
 
 mod age;
+mod discard;
+pub mod index;
 mod letter;
+mod reindex;
 mod replay;
 #[cfg(test)]
 mod tests;
 
 pub use age::OldestAge;
+pub use discard::discard;
 pub use letter::{DeadLetter, RawDead, Shown, Summary, nested_deeper_than};
-pub use replay::{Budget, ReplayReport, fresh_delivery, replay};
+pub use reindex::{ReindexError, Reindexed, reindex};
+pub use replay::{Budget, ReplayReport, Sent, fresh_delivery, replay, replay_telling};

@@ -23,6 +23,15 @@ pub struct ReplayReport {
     pub as_it_was: u64,
 }
 
+/// What became of a chosen letter in a replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Published back to this queue, confirmed, and removed from the dead-letter queue.
+    Republished { queue: String, budget: Budget },
+    /// Not sent back, for this reason; it stays in the queue (and the replay stops).
+    Failed(String),
+}
+
 /// Sends the dead letters matching `filter` (at most `limit`) back for delivery with a fresh
 /// attempt budget; the others stay in the queue, in order. `dry_run` only counts. `progress`
 /// is called after each examined message.
@@ -33,8 +42,22 @@ pub async fn replay(
     filter: &Filter,
     limit: Option<u64>,
     dry_run: bool,
-    mut progress: impl FnMut(&Summary, bool),
+    progress: impl FnMut(&Summary, bool),
 ) -> Result<ReplayReport, DlqError> {
+    let args = (filter, limit, dry_run);
+    replay_telling(conn, topology, max_event_bytes, args, progress, |_, _| {}).await
+}
+
+/// [`replay`], telling `sent` what became of each chosen letter once it is known.
+pub async fn replay_telling(
+    conn: &lapin::Connection,
+    topology: &Topology,
+    max_event_bytes: usize,
+    (filter, limit, dry_run): (&Filter, Option<u64>, bool),
+    mut progress: impl FnMut(&Summary, bool),
+    sent: impl Fn(&Summary, &Sent) + Send + Sync,
+) -> Result<ReplayReport, DlqError> {
+    let sent = &sent;
     let publisher = Publisher::new(conn).await?;
     let _lock = lock_for_command(conn, &topology.dead).await?;
     let mut report = ReplayReport::default();
@@ -53,24 +76,28 @@ pub async fn replay(
                         if budget == Budget::AsItWas {
                             report.as_it_was += 1;
                         }
-                        (queue.to_owned(), body)
+                        (queue.to_owned(), body, budget)
                     },
                 ));
             }
         }
         progress(&summary, chosen);
-        let (publisher, id) = (publisher.clone(), summary.dead_letter_id);
+        let publisher = publisher.clone();
         async move {
             let Some(send) = send else {
                 return Ok(Choice::Keep);
             };
-            let (queue, body) = send.map_err(|e| Box::new(e) as super::CallerError)?;
+            let failed = |e: &dyn std::fmt::Display| sent(&summary, &Sent::Failed(e.to_string()));
+            let (queue, body, budget) = send.inspect_err(|e| failed(e)).map_err(Box::new)?;
             // Publish, confirm, then ack (the read acks on Remove): never lost, whatever
             // stops the replay.
+            let id = summary.dead_letter_id.as_deref();
             publisher
-                .publish_json("", &queue, &body, id.as_deref(), None)
+                .publish_json("", &queue, &body, id, None)
                 .await
-                .map_err(|e| Box::new(e) as super::CallerError)?;
+                .inspect_err(|e| failed(e))
+                .map_err(Box::new)?;
+            sent(&summary, &Sent::Republished { queue, budget });
             Ok(Choice::Remove)
         }
     })

@@ -13,7 +13,7 @@ use super::recovery::{Action, Candidate, FileRecoveries, Window};
 use super::sqlite::FileReader;
 use super::{Entry, Filter, JournalConfig, JournalError, JournalKind};
 
-enum Backend<F> {
+pub(super) enum Backend<F> {
     File(Arc<Mutex<F>>),
     Postgres(Arc<Pg>),
 }
@@ -28,7 +28,7 @@ impl<F> Clone for Backend<F> {
 }
 
 /// Runs `f` on the file's connection, on a blocking thread.
-async fn on_file<F: Send + 'static, T: Send + 'static>(
+pub(super) async fn on_file<F: Send + 'static, T: Send + 'static>(
     file: &Arc<Mutex<F>>,
     f: impl FnOnce(&F) -> Result<T, JournalError> + Send + 'static,
 ) -> Result<T, JournalError> {
@@ -55,7 +55,7 @@ fn existing(config: &JournalConfig) -> Result<(), JournalError> {
 impl<F: Send + 'static> Backend<F> {
     /// The configured journal: the file (which must exist) opened by `open_file` on a
     /// blocking thread, or a connection to the database.
-    async fn open(
+    pub(super) async fn open(
         config: &JournalConfig,
         open_file: fn(&Path) -> Result<F, JournalError>,
     ) -> Result<Backend<F>, JournalError> {
@@ -77,7 +77,7 @@ impl<F: Send + 'static> Backend<F> {
 }
 
 /// A file connection that reads events (both the reader's and the recoveries').
-trait Events {
+pub(super) trait Events {
     fn event(&self, event_id: &str) -> Result<Option<String>, JournalError>;
 }
 

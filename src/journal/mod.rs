@@ -22,6 +22,9 @@ pub mod browse;
 mod counts;
 #[cfg(test)]
 mod counts_in_file;
+mod letter;
+mod letter_query;
+pub mod letters;
 mod postgres;
 mod query;
 mod recovery;
@@ -300,6 +303,8 @@ impl Metrics {
 #[derive(Clone)]
 pub struct Journal {
     queue: tokio::sync::mpsc::Sender<Entry>,
+    /// Dead letters for the index, committed by the same writer.
+    letters: tokio::sync::mpsc::Sender<letter::Letter>,
     metrics: Metrics,
 }
 
@@ -351,6 +356,11 @@ impl Journal {
         let metrics = Metrics::register(registry)
             .map_err(|e| JournalError::Task(format!("journal metrics: {e}")))?;
         let (queue, queued) = tokio::sync::mpsc::channel(config.buffer.max(1));
+        let (letters, letters_queued) = tokio::sync::mpsc::channel(config.buffer.max(1));
+        let queued = writer::Queued {
+            entries: queued,
+            letters: letters_queued,
+        };
         let retention = chrono::Duration::days(i64::from(config.retention_days.max(1)));
         let stop = tokio_util::sync::CancellationToken::new();
         let task = match config.kind {
@@ -371,7 +381,30 @@ impl Journal {
             stop,
             metrics: metrics.clone(),
         };
-        Ok((Journal { queue, metrics }, writer))
+        Ok((
+            Journal {
+                queue,
+                letters,
+                metrics,
+            },
+            writer,
+        ))
+    }
+
+    /// Hands a dead letter confirmed into the queue to the writer, for the index, without
+    /// waiting; a full buffer drops it and counts it, as an entry (the index then differs
+    /// from the queue, which the console shows, until a reindex).
+    pub fn record_letter(&self, letter: letter::Letter) -> Result<(), Dropped> {
+        let dropped = match self.letters.try_send(letter) {
+            Ok(()) => return Ok(()),
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Dropped::BufferFull,
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Dropped::Stopped,
+        };
+        self.metrics
+            .dropped
+            .with_label_values(&[dropped.as_str()])
+            .inc();
+        Err(dropped)
     }
 
     /// Hands `entry` to the writer, without waiting. When the writer is behind by a whole

@@ -12,13 +12,14 @@ use super::{Entry, JournalError, Outcome};
 
 /// The schema's versions, in order: version N is the Nth file. A file is never changed once
 /// released; a change is a new file.
-pub(super) const MIGRATIONS: [&str; 7] = [
+pub(super) const MIGRATIONS: [&str; 8] = [
     include_str!("migrations/0001_deliveries.sql"),
     include_str!("migrations/0002_recoveries.sql"),
     include_str!("migrations/0003_events_by_rowid.sql"),
     include_str!("migrations/0004_no_events_order_index.sql"),
     include_str!("migrations/0005_bodies_in_entries.sql"),
     include_str!("migrations/0006_counts_per_minute.sql"),
+    include_str!("migrations/0007_dead_letters.sql"),
     include_str!("migrations/0008_retries_by_time.sql"),
 ];
 
@@ -358,6 +359,25 @@ impl super::writer::Sink for FileSink {
 
     async fn prune_step(&mut self, before: DateTime<Utc>) -> Result<usize, JournalError> {
         self.with(move |db| db.prune_step(before)).await
+    }
+
+    async fn commit_letters(
+        &mut self,
+        letters: Vec<super::letter::Letter>,
+    ) -> (Vec<super::letter::Letter>, Result<(), JournalError>) {
+        let shared = std::sync::Arc::new(letters);
+        let for_task = shared.clone();
+        let result = self
+            .with(move |db| {
+                let tx = db
+                    .conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                super::letter::insert(&tx, &for_task)?;
+                tx.commit()
+            })
+            .await;
+        let letters = std::sync::Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
+        (letters, result)
     }
 }
 

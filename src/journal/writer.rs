@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
+use super::letter::Letter;
 use super::{Entry, JournalError, Metrics};
 
 /// At most this many entries per transaction.
@@ -38,12 +39,26 @@ pub(super) trait Sink: Send + 'static {
         &mut self,
         before: DateTime<Utc>,
     ) -> impl Future<Output = Result<usize, JournalError>> + Send;
+
+    /// Writes dead letters to the index in one transaction; gives them back, to try again.
+    fn commit_letters(
+        &mut self,
+        letters: Vec<Letter>,
+    ) -> impl Future<Output = (Vec<Letter>, Result<(), JournalError>)> + Send {
+        std::future::ready((letters, Ok(())))
+    }
+}
+
+/// What the writer commits: entries, and dead letters for the index.
+pub(super) struct Queued {
+    pub entries: Receiver<Entry>,
+    pub letters: Receiver<Letter>,
 }
 
 /// Commits until every sender is gone (or `stop` refuses new entries) and the queue is empty.
 pub(super) async fn write_all<S: Sink>(
     mut sink: S,
-    mut queued: Receiver<Entry>,
+    queued: Queued,
     metrics: Metrics,
     retention: chrono::Duration,
     stop: CancellationToken,
@@ -55,21 +70,42 @@ pub(super) async fn write_all<S: Sink>(
     // The cut-off of a pruning under way: one step at a time, each after any batch that is
     // waiting, so that a commit waits on at most one step.
     let mut pruning: Option<DateTime<Utc>> = None;
+    let Queued {
+        entries: mut queued,
+        mut letters,
+    } = queued;
+    let mut letters_open = true;
+    let mut letter_batch = Vec::new();
     loop {
         tokio::select! {
             biased;
             n = queued.recv_many(&mut batch, MAX_BATCH) => {
                 if n == 0 {
+                    letters.close();
+                    commit_letters_waiting(&mut sink, &mut letters, &metrics).await;
                     return;
                 }
+                // The letters first, without lingering: a dead letter is handed over before
+                // the entries that tell of it, and is in the index once they are in the
+                // journal (and sooner).
+                commit_letters_waiting(&mut sink, &mut letters, &metrics).await;
                 if !stopping {
                     stopping = gather(&mut queued, &mut batch, &stop).await;
                 }
+                commit_letters_waiting(&mut sink, &mut letters, &metrics).await;
                 commit_until_done(&mut sink, std::mem::take(&mut batch), &metrics).await;
+            }
+            n = letters.recv_many(&mut letter_batch, MAX_BATCH), if letters_open => {
+                if n == 0 {
+                    letters_open = false;
+                } else {
+                    letters_until_done(&mut sink, std::mem::take(&mut letter_batch), &metrics).await;
+                }
             }
             _ = stop.cancelled(), if !stopping => {
                 stopping = true;
                 queued.close();
+                letters.close();
             }
             _ = prune.tick(), if !stopping && pruning.is_none() => {
                 pruning = Some(Utc::now() - retention);
@@ -155,6 +191,51 @@ async fn commit_until_done<S: Sink>(sink: &mut S, mut batch: Vec<Entry>, metrics
                 if logged.is_none_or(|at| now - at >= LOG_EVERY) {
                     logged = Some(now);
                     tracing::error!(message = "journal write failed; the batch is kept and tried again, and entries wait in the buffer", entries = batch.len(), buffered = metrics.buffered.get(), error = %e);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Commits the letters waiting now, if any.
+async fn commit_letters_waiting<S: Sink>(
+    sink: &mut S,
+    letters: &mut Receiver<Letter>,
+    metrics: &Metrics,
+) {
+    let mut waiting = Vec::new();
+    while let Ok(l) = letters.try_recv() {
+        waiting.push(l);
+        if waiting.len() >= MAX_BATCH {
+            letters_until_done(sink, std::mem::take(&mut waiting), metrics).await;
+        }
+    }
+    if !waiting.is_empty() {
+        letters_until_done(sink, waiting, metrics).await;
+    }
+}
+
+/// Commits letters, trying again while the journal refuses them, as a batch of entries.
+async fn letters_until_done<S: Sink>(sink: &mut S, mut letters: Vec<Letter>, metrics: &Metrics) {
+    let mut pause = RETRY_FIRST;
+    let mut logged: Option<tokio::time::Instant> = None;
+    loop {
+        let (back, result) = sink.commit_letters(letters).await;
+        letters = back;
+        match result {
+            Ok(()) => {
+                metrics.failing.set(0);
+                return;
+            }
+            Err(e) => {
+                metrics.failing.set(1);
+                metrics.write_errors.inc();
+                let now = tokio::time::Instant::now();
+                if logged.is_none_or(|at| now - at >= LOG_EVERY) {
+                    logged = Some(now);
+                    tracing::error!(message = "journal write of dead letters failed; they are kept and tried again", letters = letters.len(), error = %e);
                 }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(RETRY_MAX);
@@ -369,6 +450,11 @@ mod tests {
         Metrics,
     ) {
         let (tx, rx) = tokio::sync::mpsc::channel(1_000);
+        let (_, letters) = tokio::sync::mpsc::channel(1);
+        let rx = Queued {
+            entries: rx,
+            letters,
+        };
         let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
         let stop = CancellationToken::new();
         let task = tokio::spawn(write_all(

@@ -113,6 +113,11 @@ impl Relay {
         publisher
             .publish_json("", &self.topology.dead, &body, Some(&id), None)
             .await?;
+        // In the queue now: the index is told (whatever becomes of the message it came from,
+        // this letter stays in the queue). A full buffer drops it, counted.
+        if let Some(journal) = &self.journal {
+            let _ = journal.record_letter(crate::dlq::index::envelope_row(&env));
+        }
         let destination = env.destination.as_deref().unwrap_or("none");
         self.metrics
             .dead_letters

@@ -2,8 +2,8 @@
 
 use maud::{Markup, html};
 
-use super::{age_of, at, layout, timelines};
-use crate::console::gather::DeadPage;
+use super::{age_of, at, layout, letter_index, timelines};
+use crate::console::letters::DeadPage;
 use crate::dlq::DeadLetter;
 use crate::journal::timeline::Timeline;
 use crate::reason::Reason;
@@ -78,6 +78,7 @@ pub fn dead(p: &DeadPage, f: &FilterForm, destinations: &[String], form_token: &
                 button type="submit" #apply { "Filter" }
                 a href="/dead" { "clear" }
             }
+            (letter_index::notes(p, form_token))
             p #counts { (p.matched) " of " (p.total) " dead letters match." }
             h2 { "By destination and reason" }
             table #groups {
@@ -97,6 +98,7 @@ pub fn dead(p: &DeadPage, f: &FilterForm, destinations: &[String], form_token: &
                     button type="submit" #replay-all { "Replay all " (p.matched) " matching…" }
                 }
             }
+            (letter_index::discard_filter(p.matched, f, form_token))
             h2 { "Letters" }
             form method="post" action="/replay" #replay-chosen {
                 input type="hidden" name="csrf" value=(form_token);
@@ -118,7 +120,10 @@ pub fn dead(p: &DeadPage, f: &FilterForm, destinations: &[String], form_token: &
                         }
                     }
                 }
-                @if !p.items.is_empty() { button type="submit" #replay-selected { "Replay selected…" } }
+                @if !p.items.is_empty() {
+                    button type="submit" #replay-selected { "Replay selected…" } " "
+                    button.danger type="submit" formaction="/discard" #discard-selected { "Discard selected…" }
+                }
             }
             p {
                 @if p.page > 1 { a href={ "/dead?" (f.query(p.page - 1)) } { "← previous" } " " }
@@ -131,6 +136,7 @@ pub fn dead(p: &DeadPage, f: &FilterForm, destinations: &[String], form_token: &
 
 pub fn letter(
     l: &DeadLetter,
+    changed: Option<&crate::journal::letters::Indexed>,
     event: Option<&str>,
     journal: Option<&[Timeline]>,
     form_token: &str,
@@ -140,6 +146,7 @@ pub fn letter(
         "Dead letter",
         html! {
             h1 { "Dead letter " span.muted { (s.dead_letter_id.as_deref().unwrap_or("")) } }
+            (letter_index::changed(changed))
             div.panel #reason {
                 p { strong { (s.reason.as_str()) } " — " (s.reason.meaning()) }
                 p #todo { strong { "What to do: " } (s.reason.what_to_do()) }
@@ -155,12 +162,13 @@ pub fn letter(
                     dt { "last answer" } dd { @if let Some(st) = e.last_status { "HTTP " (st) " " } (e.last_error.as_deref().unwrap_or("")) }
                 }
             }
-            @if let Some(id) = &s.dead_letter_id {
+            @if let (Some(id), None) = (&s.dead_letter_id, changed) {
                 form method="post" action="/replay" {
                     input type="hidden" name="csrf" value=(form_token);
                     input type="hidden" name="mode" value="chosen";
                     input type="hidden" name="ids" value=(id);
-                    button type="submit" #replay-this { "Replay this letter…" }
+                    button type="submit" #replay-this { "Replay this letter…" } " "
+                    button.danger type="submit" formaction="/discard" #discard-this { "Discard this letter…" }
                 }
             }
             @if let DeadLetter::Envelope(e) = l {
@@ -184,7 +192,7 @@ pub fn letter(
                 }
             }
             h2 { "The original event" }
-            pre #original { (event.unwrap_or("(not JSON: see the raw body with dlq list --format json)")) }
+            pre #original { (event.unwrap_or("(none)")) }
             @if let Some(ts) = journal {
                 h2 { "In the journal" }
                 (timelines(ts))

@@ -12,6 +12,7 @@ use crate::journal::timeline::{Timeline, answer, shown};
 mod actions;
 pub mod chart;
 mod deliveries;
+mod letter_index;
 mod letters;
 
 pub use actions::{actions, pause_confirm};
@@ -170,6 +171,7 @@ pub fn overview(o: &Overview, csrf: &str) -> Markup {
                     }
                 }
             }
+            (letter_index::waiting(o.letters.as_ref()))
             p #oldest {
                 "Oldest dead letter: "
                 @match (o.oldest_dead_age, o.dead_depth()) {
@@ -241,6 +243,7 @@ pub fn job(j: &Job) -> Markup {
             p #state { @match j.state { State::Running => "running", State::Done => "done", State::Failed => "failed" } }
             p #progress { (j.done) @if j.total > 0 { " of " (j.total) } }
             @if let Some(r) = &j.result { p #result { (r) } }
+            (letter_index::results(j))
         },
     )
 }

@@ -11,14 +11,16 @@ use super::sqlite::ms;
 use super::{CALL_TIMEOUT, Entry, JournalError};
 
 mod counts;
+mod letters;
 mod queries;
 
 pub(super) use queries::entry_of;
 
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("../migrations/postgres/0001_deliveries.sql"),
     include_str!("../migrations/postgres/0002_no_events_order_index.sql"),
     include_str!("../migrations/postgres/0003_counts_per_minute.sql"),
+    include_str!("../migrations/postgres/0004_dead_letters.sql"),
     include_str!("../migrations/postgres/0005_retries_by_time.sql"),
 ];
 
@@ -289,6 +291,22 @@ impl super::writer::Sink for PgSink {
             .within("committing", async |pg: &mut Pg| pg.commit(&batch).await)
             .await;
         (batch, result)
+    }
+
+    async fn commit_letters(
+        &mut self,
+        letters: Vec<super::letter::Letter>,
+    ) -> (Vec<super::letter::Letter>, Result<(), JournalError>) {
+        let result = self
+            .within("committing", async |pg: &mut Pg| {
+                pg.reconnect_if_closed().await?;
+                let tx = pg.client.transaction().await?;
+                Pg::insert_letters(&tx, &letters).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await;
+        (letters, result)
     }
 
     async fn prune_step(&mut self, before: DateTime<Utc>) -> Result<usize, JournalError> {
