@@ -319,6 +319,9 @@ async fn pages_come_from_the_index_which_is_reindexed_and_marks_discards_and_rep
     .await;
     let kept = letters.get(&junk.id).await.unwrap().unwrap();
     assert_eq!(kept.state, State::Discarded);
+    // Marked by the operator who asked, as the action is written (`console.token`'s operator
+    // is named `operator`).
+    assert_eq!(kept.changed_by.as_deref(), Some("operator"));
     let (_, page) = get(&base, &format!("/dead/{}", junk.id)).await;
     assert!(
         page.contains("letter-state") && page.contains("discarded"),
@@ -328,7 +331,7 @@ async fn pages_come_from_the_index_which_is_reindexed_and_marks_discards_and_rep
     assert!(
         actions
             .iter()
-            .any(|a| a.action == "discard" && a.count == 1)
+            .any(|a| a.action == "discard" && a.count == 1 && a.who == "operator")
     );
 
     // A replay of one letter and of one that is not there: each with its result.

@@ -24,7 +24,6 @@ use crate::dlq::{self, Filter, Sent, Summary};
 use crate::journal::letters::{Mark, State as Indexed};
 
 /// Who the journal says acted.
-const WHO: &str = "console";
 
 /// What a replay or a discard would take, as the preview says it.
 pub(super) async fn preview(
@@ -128,12 +127,12 @@ fn line(s: &Summary, came: Came, why: String) -> LetterResult {
 
 /// Marks in the index what a job did to each letter; an index that cannot take it is
 /// logged (a reindex brings it back to the queue).
-async fn mark(c: &Console, marks: Vec<Mark>) {
+async fn mark(c: &Console, who: &Operator, marks: Vec<Mark>) {
     if marks.is_empty() {
         return;
     }
     let marked = match super::letters::index(c).await {
-        Ok(Some(letters)) => letters.mark(&marks, WHO).await.map(|_| ()),
+        Ok(Some(letters)) => letters.mark(&marks, &who.0).await.map(|_| ()),
         Ok(None) => Ok(()),
         Err(e) => {
             tracing::error!(message = "cannot mark dead letters in the index", error = %e);
@@ -211,7 +210,7 @@ pub(super) async fn run_replay(
         report.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
     }
     .await;
-    mark(&c, marks.into_inner().unwrap_or_default()).await;
+    mark(&c, &who, marks.into_inner().unwrap_or_default()).await;
     not_found(&c, id, &filter);
     match result {
         Ok(r) => {
@@ -346,7 +345,7 @@ async fn run_discard(
         done.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
     }
     .await;
-    mark(&c, marks).await;
+    mark(&c, &who, marks).await;
     not_found(&c, id, &filter);
     let (state, said, action, count) = match result {
         Ok((examined, removed)) => (

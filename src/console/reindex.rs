@@ -17,7 +17,6 @@ use crate::dlq;
 use crate::journal::letters::Letters;
 
 /// Who the journal says acted.
-const WHO: &str = "console";
 
 /// Rebuilds the index from one read of the queue, as a job.
 pub async fn reindex(
@@ -51,7 +50,7 @@ async fn run_reindex(c: Arc<Console>, who: Operator, id: u64, letters: Letters) 
         let total = dlq::depth(&conn.get().create_channel().await?, &c.topology.dead).await?;
         c.jobs.update(id, |j| j.total = u64::from(total));
         let max = c.config.worker.max_event_bytes;
-        let r = dlq::reindex(conn.get(), &c.topology, max, &letters, WHO, |n| {
+        let r = dlq::reindex(conn.get(), &c.topology, max, &letters, &who.0, |n| {
             c.jobs.update(id, |j| j.done = n)
         })
         .await;

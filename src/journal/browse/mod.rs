@@ -79,7 +79,8 @@ pub fn next_attempt(e: &Entry) -> Option<DateTime<Utc>> {
         return None;
     };
     let delay: Duration = crate::retry::tier_delay(tier)?;
-    Some(e.at + chrono::Duration::from_std(delay).ok()?)
+    // A tier read back from the journal may name any delay: one past the calendar is none.
+    e.at.checked_add_signed(chrono::Duration::from_std(delay).ok()?)
 }
 
 /// The outcome of an entry that schedules a retry.

@@ -138,6 +138,17 @@ async fn pages_follow_each_other_newest_first_and_only_waiting_retries_wait() {
         next_attempt(&entry("e", "d", "2026-11-20T10:00:00Z", Outcome::Delivered)),
         None
     );
+    // A tier read back from the journal that names a delay past the calendar: no time, no
+    // panic.
+    assert_eq!(
+        next_attempt(&entry(
+            "e",
+            "d",
+            "2026-11-20T10:00:00Z",
+            retry("2000000000000h")
+        )),
+        None
+    );
 }
 
 #[test]
