@@ -148,6 +148,13 @@ impl Outcome {
         }
     }
 
+    /// Changes the detail's text in place, if the outcome has one.
+    pub(crate) fn clean_detail(&mut self, f: impl FnOnce(&mut String)) {
+        if let Outcome::RetryScheduled(d) | Outcome::DeadLettered(d) = self {
+            f(d);
+        }
+    }
+
     pub(crate) fn from_parts(code: &str, detail: Option<String>) -> Option<Outcome> {
         let detail = detail.unwrap_or_default();
         Some(match code {

@@ -12,6 +12,7 @@ use super::{CALL_TIMEOUT, Entry, JournalError};
 
 mod counts;
 mod letters;
+mod nul;
 mod queries;
 
 pub(super) use queries::entry_of;
@@ -286,7 +287,8 @@ impl PgSink {
 }
 
 impl super::writer::Sink for PgSink {
-    async fn commit(&mut self, batch: Vec<Entry>) -> (Vec<Entry>, Result<(), JournalError>) {
+    async fn commit(&mut self, mut batch: Vec<Entry>) -> (Vec<Entry>, Result<(), JournalError>) {
+        batch.iter_mut().for_each(nul::entry);
         let result = self
             .within("committing", async |pg: &mut Pg| pg.commit(&batch).await)
             .await;
@@ -295,8 +297,9 @@ impl super::writer::Sink for PgSink {
 
     async fn commit_letters(
         &mut self,
-        letters: Vec<super::letter::Letter>,
+        mut letters: Vec<super::letter::Letter>,
     ) -> (Vec<super::letter::Letter>, Result<(), JournalError>) {
+        letters.iter_mut().for_each(nul::letter);
         let result = self
             .within("committing", async |pg: &mut Pg| {
                 pg.reconnect_if_closed().await?;
