@@ -23,8 +23,6 @@ use super::view::{self, FilterForm};
 use crate::dlq::{self, Filter, Sent, Summary};
 use crate::journal::letters::{Mark, State as Indexed};
 
-/// Who the journal says acted.
-
 /// What a replay or a discard would take, as the preview says it.
 pub(super) async fn preview(
     c: &Console,

@@ -16,8 +16,6 @@ use super::reading::Connection;
 use crate::dlq;
 use crate::journal::letters::Letters;
 
-/// Who the journal says acted.
-
 /// Rebuilds the index from one read of the queue, as a job.
 pub async fn reindex(
     State(c): State<Arc<Console>>,
