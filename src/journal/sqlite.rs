@@ -180,8 +180,10 @@ impl Db {
         let entries = Db::prune_entries(&tx, before)?;
         let others = Db::prune_records(&tx, before, PRUNE_STEP - entries)?;
         let counts = super::counts::prune_in_file(&tx, before, PRUNE_STEP - entries - others)?;
+        let room = PRUNE_STEP - entries - others - counts;
+        let letters = Db::prune_letters(&tx, before, room)?;
         tx.commit()?;
-        Ok(entries + others + counts)
+        Ok(entries + others + counts + letters)
     }
 
     /// Up to [`PRUNE_STEP`] entries before `before`, their bodies handed over.
@@ -212,6 +214,25 @@ impl Db {
     /// Up to `room` operator actions, and events sent by recoveries, from before `before`
     /// (how many: what counts against the step); a recovery goes with the last event it
     /// sent.
+    /// Up to `room` rows of the dead letters' index that left the queue (replayed, discarded,
+    /// gone) before `before`; a letter still waiting stays whatever its age, as it stays in
+    /// the queue.
+    fn prune_letters(
+        tx: &rusqlite::Transaction<'_>,
+        before: i64,
+        room: usize,
+    ) -> rusqlite::Result<usize> {
+        if room == 0 {
+            return Ok(0);
+        }
+        tx.prepare_cached(
+            "DELETE FROM dead_letters WHERE seq IN
+               (SELECT seq FROM dead_letters WHERE state <> 'waiting' AND changed_at < ?1
+                ORDER BY changed_at LIMIT ?2)",
+        )?
+        .execute(rusqlite::params![before, room])
+    }
+
     fn prune_records(
         tx: &rusqlite::Transaction<'_>,
         before: i64,

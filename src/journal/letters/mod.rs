@@ -115,4 +115,6 @@ impl Letters {
 }
 
 #[cfg(test)]
+mod pruning;
+#[cfg(test)]
 mod tests;

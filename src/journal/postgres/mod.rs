@@ -236,7 +236,22 @@ impl Pg {
             .await?;
         let room = room - recovered as i64;
         let counts = counts::prune(&self.client, before, room).await?;
-        Ok((gone + actions + recovered + counts) as usize)
+        let room = room - counts as i64;
+        if room <= 0 {
+            return Ok((gone + actions + recovered + counts) as usize);
+        }
+        // The dead letters' index: those that left the queue before the cut-off; a letter
+        // still waiting stays whatever its age, as it stays in the queue.
+        let letters = self
+            .client
+            .execute(
+                "DELETE FROM dead_letters WHERE seq IN
+                   (SELECT seq FROM dead_letters WHERE state <> 'waiting' AND changed_at < $1
+                    ORDER BY changed_at LIMIT $2)",
+                &[&ms(before), &room],
+            )
+            .await?;
+        Ok((gone + actions + recovered + counts + letters) as usize)
     }
 }
 
