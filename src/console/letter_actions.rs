@@ -123,6 +123,50 @@ fn line(s: &Summary, came: Came, why: String) -> LetterResult {
     }
 }
 
+/// Marks a job gathers, written to the index [`MARK_EVERY`] at a time as the job goes, so
+/// that a job over a million letters holds a few hundred of them, and what it did before a
+/// stop is marked.
+struct Marks {
+    c: Arc<Console>,
+    who: Operator,
+    held: std::sync::Mutex<(Vec<Mark>, Vec<tokio::task::JoinHandle<()>>)>,
+}
+
+/// Marks written to the index at once.
+const MARK_EVERY: usize = 500;
+
+impl Marks {
+    fn new(c: &Arc<Console>, who: &Operator) -> Marks {
+        Marks {
+            c: c.clone(),
+            who: who.clone(),
+            held: Default::default(),
+        }
+    }
+
+    fn push(&self, m: Mark) {
+        let Ok(mut held) = self.held.lock() else {
+            return;
+        };
+        held.0.push(m);
+        if held.0.len() >= MARK_EVERY {
+            let these = std::mem::take(&mut held.0);
+            let (c, who) = (self.c.clone(), self.who.clone());
+            held.1
+                .push(tokio::spawn(async move { mark(&c, &who, these).await }));
+        }
+    }
+
+    /// Writes what is left, and waits for what is being written.
+    async fn finish(self) {
+        let (rest, writing) = self.held.into_inner().unwrap_or_default();
+        mark(&self.c, &self.who, rest).await;
+        for w in writing {
+            let _ = w.await;
+        }
+    }
+}
+
 /// Marks in the index what a job did to each letter; an index that cannot take it is
 /// logged (a reindex brings it back to the queue).
 async fn mark(c: &Console, who: &Operator, marks: Vec<Mark>) {
@@ -169,7 +213,7 @@ pub(super) async fn run_replay(
     described: serde_json::Value,
 ) {
     let chosen = std::sync::atomic::AtomicU64::new(0);
-    let marks = std::sync::Mutex::new(Vec::new());
+    let marks = Marks::new(&c, &who);
     let result = async {
         let conn = Connection::open(&c.config).await?;
         let total = dlq::depth(&conn.get().create_channel().await?, &c.topology.dead).await?;
@@ -184,8 +228,8 @@ pub(super) async fn run_replay(
         let sent = |s: &Summary, sent: &Sent| {
             let (came, why) = match sent {
                 Sent::Republished { queue, budget } => {
-                    if let (Some(letter), Ok(mut m)) = (&s.dead_letter_id, marks.lock()) {
-                        m.push(Mark {
+                    if let Some(letter) = &s.dead_letter_id {
+                        marks.push(Mark {
                             id: letter.clone(),
                             state: Indexed::Replayed,
                             result: format!("republished to {queue}"),
@@ -208,7 +252,7 @@ pub(super) async fn run_replay(
         report.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
     }
     .await;
-    mark(&c, &who, marks.into_inner().unwrap_or_default()).await;
+    marks.finish().await;
     not_found(&c, id, &filter);
     match result {
         Ok(r) => {
@@ -317,7 +361,8 @@ async fn run_discard(
     filter: Filter,
     described: serde_json::Value,
 ) {
-    let mut marks = Vec::new();
+    let marks = Marks::new(&c, &who);
+    let mut removed_so_far = 0u64;
     let result = async {
         let conn = Connection::open(&c.config).await?;
         let total = dlq::depth(&conn.get().create_channel().await?, &c.topology.dead).await?;
@@ -330,6 +375,7 @@ async fn run_discard(
                     j.add(line(s, Came::Discarded, "removed from the queue".into()));
                 }
             });
+            removed_so_far += u64::from(taken);
             if let (true, Some(letter)) = (taken, &s.dead_letter_id) {
                 marks.push(Mark {
                     id: letter.clone(),
@@ -343,7 +389,7 @@ async fn run_discard(
         done.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
     }
     .await;
-    mark(&c, &who, marks).await;
+    marks.finish().await;
     not_found(&c, id, &filter);
     let (state, said, action, count) = match result {
         Ok((examined, removed)) => (
@@ -354,7 +400,13 @@ async fn run_discard(
             "discard",
             removed,
         ),
-        Err(e) => (JobState::Failed, c.scrubbed(&e), "discard_stopped", 0),
+        // Written with what left the queue before the stop.
+        Err(e) => (
+            JobState::Failed,
+            c.scrubbed(&e),
+            "discard_stopped",
+            removed_so_far,
+        ),
     };
     act(&c, &who, action, described, count).await;
     c.jobs.update(id, |j| {

@@ -6,8 +6,10 @@ use crate::broker::Topology;
 use crate::browse::{self, Choice};
 
 /// Removes the dead letters matching `filter` from the queue; `progress` is called with each
-/// examined letter and whether it is removed (told once its removal is acknowledged, with
-/// `removed`). Returns (examined, removed).
+/// examined letter and whether it is removed. A removed letter is told once its
+/// acknowledgement has gone out: when the read goes on to the next letter, or ends without
+/// an error; a read that fails right after choosing a letter does not tell it (it may be
+/// back in the queue). Returns (examined, removed).
 pub async fn discard(
     conn: &lapin::Connection,
     topology: &Topology,
@@ -18,13 +20,25 @@ pub async fn discard(
     // Only letters with an id are chosen by it; a filter without ids takes what it matches.
     let _lock = lock_for_command(conn, &topology.dead).await?;
     let mut examined = 0u64;
+    // The letter chosen last, told once its acknowledgement is known to have gone out.
+    let mut acking: Option<Summary> = None;
     let read = browse::read_all(conn, &topology.dead, |m| {
         examined += 1;
+        if let Some(removed) = acking.take() {
+            progress(&removed, true);
+        }
         let summary = DeadLetter::from_message(m, max_event_bytes).summary();
         let chosen = filter.matches(&summary);
-        progress(&summary, chosen);
+        if chosen {
+            acking = Some(summary);
+        } else {
+            progress(&summary, false);
+        }
         std::future::ready(Ok(if chosen { Choice::Remove } else { Choice::Keep }))
     })
     .await?;
+    if let Some(removed) = acking {
+        progress(&removed, true);
+    }
     Ok((examined, u64::from(read.removed)))
 }
