@@ -23,10 +23,10 @@ pub async fn replay(
         Err(code) => return Ok(code),
     };
     let marks = std::sync::Mutex::new(Vec::new());
-    let report = send_back(&t, &filter, limit, dry_run, &marks)
-        .await
-        .map_err(|e| t.scrubbed(e))?;
+    let report = send_back(&t, &filter, limit, dry_run, &marks).await;
+    // What was sent back before a failure is marked too.
     mark(config.as_deref(), marks.into_inner().unwrap_or_default()).await;
+    let report = report.map_err(|e| t.scrubbed(e))?;
     let outcome = outcome(&report, &t.topology, dry_run);
     eprintln!("{}", t.secrets.scrub(&outcome));
     Ok(ExitCode::SUCCESS)
