@@ -35,7 +35,7 @@ COPY config/example.toml /etc/postback-relay/example.toml
 # Numeric, so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 # The allocator gives freed memory back to the system after 10 ms instead of its default of
-# 10 s for its arenas: a drain's peak memory is some 10 MB lower (docs/BENCHMARKS.md).
+# 10 s for its arenas: a drain's peak memory is 4 to 10 MB lower (docs/BENCHMARKS.md).
 ENV MIMALLOC_PURGE_DELAY=10
 WORKDIR /var/lib/postback-relay
 # /metrics, /healthz, /readyz
