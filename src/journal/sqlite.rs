@@ -12,7 +12,7 @@ use super::{Entry, JournalError, Outcome};
 
 /// The schema's versions, in order: version N is the Nth file. A file is never changed once
 /// released; a change is a new file.
-pub(super) const MIGRATIONS: [&str; 8] = [
+pub(super) const MIGRATIONS: [&str; 9] = [
     include_str!("migrations/0001_deliveries.sql"),
     include_str!("migrations/0002_recoveries.sql"),
     include_str!("migrations/0003_events_by_rowid.sql"),
@@ -21,6 +21,7 @@ pub(super) const MIGRATIONS: [&str; 8] = [
     include_str!("migrations/0006_counts_per_minute.sql"),
     include_str!("migrations/0007_dead_letters.sql"),
     include_str!("migrations/0008_retries_by_time.sql"),
+    include_str!("migrations/0009_rare_outcomes_by_time.sql"),
 ];
 
 use super::writer::PRUNE_STEP;

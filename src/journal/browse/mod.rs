@@ -83,6 +83,11 @@ pub fn next_attempt(e: &Entry) -> Option<DateTime<Utc>> {
     e.at.checked_add_signed(chrono::Duration::from_std(delay).ok()?)
 }
 
+/// Outcomes that are few among the entries, each with an index of its own by time (partial,
+/// so the outcome is written in the statement as it is, not as a parameter): retries
+/// (`entries_retry`), dead letters, duplicates and superseded statuses (`entries_<outcome>`).
+const RARE: [&str; 4] = [RETRY, "dead_lettered", "duplicate", "superseded"];
+
 /// The outcome of an entry that schedules a retry.
 const RETRY: &str = "retry_scheduled";
 
@@ -107,12 +112,17 @@ pub(super) fn deliveries(b: &Browse, dialect: Dialect) -> Query {
     let mut params = Vec::new();
     let p = &mut params;
     let mut terms = Vec::new();
-    // Retries are few among the entries: their own index (`entries_retry`, partial, so the
-    // outcome is written as it is, not as a parameter) serves them first, also at one
-    // destination; SQLite is told not to prefer the destination's index (`+`).
-    let retries = b.waiting || b.outcome.as_deref() == Some(RETRY);
+    // A rare outcome's own index ([`RARE`]) serves it first, also at one destination;
+    // SQLite is told not to prefer the destination's index (`+`).
+    let rare: Option<&str> = match b.waiting {
+        true => Some(RETRY),
+        false => b
+            .outcome
+            .as_deref()
+            .and_then(|o| RARE.iter().copied().find(|r| *r == o)),
+    };
     if let Some(d) = &b.destination {
-        let column = match (retries, dialect) {
+        let column = match (rare.is_some(), dialect) {
             (true, Dialect::Sqlite) => "+e.destination",
             _ => "e.destination",
         };
@@ -130,8 +140,8 @@ pub(super) fn deliveries(b: &Browse, dialect: Dialect) -> Query {
     if let Some(c) = b.before {
         terms.push(below(c, p, dialect, "e."));
     }
-    if retries {
-        terms.push(format!("e.outcome = '{RETRY}'"));
+    if let Some(code) = rare {
+        terms.push(format!("e.outcome = '{code}'"));
     } else if let Some(o) = &b.outcome {
         let v = next(Param::Text(o.clone()), p, dialect);
         terms.push(format!("e.outcome = {v}"));

@@ -215,6 +215,29 @@ fn every_page() -> Vec<(&'static str, Query, Query)> {
             }),
         ),
         (
+            "dead letters",
+            b(Browse {
+                outcome: Some("dead_lettered".into()),
+                before: c,
+                ..Browse::default()
+            }),
+        ),
+        (
+            "duplicates at a destination",
+            b(Browse {
+                outcome: Some("duplicate".into()),
+                destination: dest(),
+                ..Browse::default()
+            }),
+        ),
+        (
+            "superseded statuses",
+            b(Browse {
+                outcome: Some("superseded".into()),
+                ..Browse::default()
+            }),
+        ),
+        (
             "since",
             b(Browse {
                 since: t("2026-11-20T14:00:00Z"),
@@ -295,6 +318,17 @@ fn every_page_reads_an_index_in_its_order_in_the_file() {
         // Retries through their own index; what came after each, by event.
         if what.contains("waiting") || what.contains("retries") {
             assert!(reads[0].contains("INDEX entries_retry"), "{what}: {plan:?}");
+        }
+        // Other rare outcomes through theirs.
+        for (named, index) in [
+            ("dead letters", "entries_dead_lettered"),
+            ("outcome", "entries_dead_lettered"),
+            ("duplicates", "entries_duplicate"),
+            ("superseded", "entries_superseded"),
+        ] {
+            if what.contains(named) && !what.contains("an outcome") {
+                assert!(reads[0].contains(index), "{what}: {plan:?}");
+            }
         }
         if what.contains("waiting") {
             assert!(
