@@ -14,9 +14,10 @@ use chrono::Utc;
 use super::Console;
 use super::auth::Operator;
 use super::forms::{act, field, fields, not_ours};
-use super::handlers::{bad, failed, filter_of, parse_time};
+use super::handlers::{bad, failed, parse_time};
 use super::jobs::State as JobState;
-use super::view::{self, FilterForm, RecoverForm};
+use super::letter_form::Asked;
+use super::view::{self, RecoverForm};
 use crate::journal::{Recoveries, Which, Window};
 
 /// Pauses (once confirmed) or resumes a destination, for every relay on the store.
@@ -77,60 +78,19 @@ pub async fn replay(
     if let Some(refused) = not_ours(&c, &fs) {
         return refused;
     }
-    let mut form = FilterForm {
-        destination: field(&fs, "destination").into(),
-        reason: field(&fs, "reason").into(),
-        since: field(&fs, "since").into(),
-        until: field(&fs, "until").into(),
-        event_id: field(&fs, "event_id").into(),
-        page: None,
+    let asked = match Asked::read(&c, &fs, "replay") {
+        Ok(asked) => asked,
+        Err(answer) => return *answer,
     };
-    let ids: Vec<String> = fs
-        .iter()
-        .filter(|(k, _)| k == "ids")
-        .map(|(_, v)| v.clone())
-        .collect();
-    let chosen = match field(&fs, "mode") {
-        "chosen" => true,
-        "filter" => false,
-        other => return bad(&c, &format!("mode {other:?}: chosen or filter")),
-    };
-    if chosen && ids.is_empty() {
-        return bad(&c, "Choose at least one letter to replay.");
+    if !asked.confirmed {
+        let pinned = asked.pinned.as_deref();
+        return super::letter_actions::preview(&c, "replay", &asked.filter, asked.hidden, pinned)
+            .await;
     }
-    let confirmed = field(&fs, "confirm") == "yes";
-    // A preview of a filter with no end pins its end to now, and the confirmation carries it:
-    // the replay then takes the letters the preview counted, not those dead-lettered since.
-    // Without it, a confirmation sent twice (a double click, a resubmitted form) replayed the
-    // letters the first replay's partner had refused again, and called the partner again.
-    let now = Utc::now();
-    let since = parse_time("since", &form.since).ok().flatten();
-    let pinned = !chosen
-        && !confirmed
-        && form.until.trim().is_empty()
-        && since.is_none_or(|since| since <= now);
-    if pinned {
-        form.until = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    }
-    let filter = match filter_of(&form, if chosen { ids.clone() } else { Vec::new() }) {
-        Ok(f) => f,
-        Err(why) => return bad(&c, &why),
-    };
-    let hidden = maud::html! {
-        input type="hidden" name="mode" value=(if chosen { "chosen" } else { "filter" });
-        @for id in &ids { input type="hidden" name="ids" value=(id); }
-        (form.hidden())
-    };
-    if !confirmed {
-        let pinned = pinned.then_some(form.until.as_str());
-        return super::letter_actions::preview(&c, "replay", &filter, hidden, pinned).await;
-    }
-    let described = serde_json::json!({
-        "destination": filter.destination, "reason": filter.reason.map(|r| r.as_str()),
-        "since": filter.since, "until": filter.until, "event_id": filter.event_id, "ids": filter.ids,
-    });
+    let described = asked.described();
     let id = c.jobs.start("Replaying dead letters".into(), 0);
     let console = c.clone();
+    let filter = asked.filter;
     tokio::spawn(async move {
         super::letter_actions::run_replay(console, who, id, filter, described).await
     });

@@ -10,16 +10,16 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::extract::{RawForm, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::Utc;
 use maud::Markup;
 
 use super::Console;
 use super::auth::Operator;
-use super::forms::{act, field, fields, not_ours};
-use super::handlers::{bad, failed, filter_of, parse_time};
+use super::forms::{act, fields, not_ours};
+use super::handlers::failed;
 use super::jobs::{Came, LetterResult, State as JobState};
+use super::letter_form::Asked;
 use super::reading::Connection;
-use super::view::{self, FilterForm};
+use super::view;
 use crate::dlq::{self, Filter, Sent, Summary};
 use crate::journal::letters::{Mark, State as Indexed};
 
@@ -298,58 +298,18 @@ pub async fn discard(
     if let Some(refused) = not_ours(&c, &fs) {
         return refused;
     }
-    let mut form = FilterForm {
-        destination: field(&fs, "destination").into(),
-        reason: field(&fs, "reason").into(),
-        since: field(&fs, "since").into(),
-        until: field(&fs, "until").into(),
-        event_id: field(&fs, "event_id").into(),
-        page: None,
+    let asked = match Asked::read(&c, &fs, "discard") {
+        Ok(asked) => asked,
+        Err(answer) => return *answer,
     };
-    let ids: Vec<String> = fs
-        .iter()
-        .filter(|(k, _)| k == "ids")
-        .map(|(_, v)| v.clone())
-        .collect();
-    let chosen = match field(&fs, "mode") {
-        "chosen" => true,
-        "filter" => false,
-        other => return bad(&c, &format!("mode {other:?}: chosen or filter")),
-    };
-    if chosen && ids.is_empty() {
-        return bad(&c, "Choose at least one letter to discard.");
+    if !asked.confirmed {
+        let pinned = asked.pinned.as_deref();
+        return preview(&c, "discard", &asked.filter, asked.hidden, pinned).await;
     }
-    let confirmed = field(&fs, "confirm") == "yes";
-    // As a replay's: the preview pins an open end, so that a confirmation sent twice takes
-    // no letter dead-lettered since.
-    let now = Utc::now();
-    let since = parse_time("since", &form.since).ok().flatten();
-    let pinned = !chosen
-        && !confirmed
-        && form.until.trim().is_empty()
-        && since.is_none_or(|since| since <= now);
-    if pinned {
-        form.until = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    }
-    let filter = match filter_of(&form, if chosen { ids.clone() } else { Vec::new() }) {
-        Ok(f) => f,
-        Err(why) => return bad(&c, &why),
-    };
-    if !confirmed {
-        let hidden = maud::html! {
-            input type="hidden" name="mode" value=(if chosen { "chosen" } else { "filter" });
-            @for id in &ids { input type="hidden" name="ids" value=(id); }
-            (form.hidden())
-        };
-        let pinned = pinned.then_some(form.until.as_str());
-        return preview(&c, "discard", &filter, hidden, pinned).await;
-    }
-    let described = serde_json::json!({
-        "destination": filter.destination, "reason": filter.reason.map(|r| r.as_str()),
-        "since": filter.since, "until": filter.until, "event_id": filter.event_id, "ids": filter.ids,
-    });
+    let described = asked.described();
     let id = c.jobs.start("Discarding dead letters".into(), 0);
     let console = c.clone();
+    let filter = asked.filter;
     tokio::spawn(async move { run_discard(console, who, id, filter, described).await });
     Redirect::to(&format!("/jobs/{id}")).into_response()
 }

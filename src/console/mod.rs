@@ -22,6 +22,7 @@ mod gather;
 mod handlers;
 mod jobs;
 mod letter_actions;
+mod letter_form;
 mod letters;
 mod login;
 mod reading;
