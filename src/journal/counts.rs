@@ -166,4 +166,4 @@ pub fn hour_of(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -1,28 +1,10 @@
 //! The per-minute counts in the file: kept with each batch, filled by the migration, pruned
 //! by whole minutes, and read through their key.
 
+use super::Outcome;
+use super::counts::tests::entry;
 use super::counts::{COUNTS_SQL, PER_HOUR_SQL};
 use super::sqlite::{Db, FileReader, MIGRATIONS, from_ms};
-use super::{Entry, Outcome};
-
-fn entry(destination: &str, at: &str, outcome: Outcome, latency_ms: Option<f64>) -> Entry {
-    Entry {
-        event_id: format!("e-{at}"),
-        order_id: None,
-        event_type: "order".into(),
-        destination: destination.into(),
-        attempt: 1,
-        at: at.parse().unwrap(),
-        outcome,
-        http_status: None,
-        error_class: None,
-        latency_ms,
-        request: None,
-        response: None,
-        recovery: None,
-        event: None,
-    }
-}
 
 /// The counts follow the batches (a key in two batches adds up), are read from the minute
 /// holding `since`, per hour for a chart, and lose whole minutes only when pruned.

@@ -1,7 +1,13 @@
 use super::*;
 use crate::journal::Outcome;
 
-fn entry(destination: &str, at: &str, outcome: Outcome, latency_ms: Option<f64>) -> Entry {
+/// An entry for the counts: its destination, time, outcome and latency.
+pub(in crate::journal) fn entry(
+    destination: &str,
+    at: &str,
+    outcome: Outcome,
+    latency_ms: Option<f64>,
+) -> Entry {
     Entry {
         event_id: format!("e-{at}"),
         order_id: None,
