@@ -85,13 +85,11 @@ pub(super) async fn write_all<S: Sink>(
                     commit_letters_waiting(&mut sink, &mut letters, &metrics).await;
                     return;
                 }
-                // The letters first, without lingering: a dead letter is handed over before
-                // the entries that tell of it, and is in the index once they are in the
-                // journal (and sooner).
-                commit_letters_waiting(&mut sink, &mut letters, &metrics).await;
                 if !stopping {
                     stopping = gather(&mut queued, &mut batch, &stop).await;
                 }
+                // The letters first: a dead letter is handed over before the entries that
+                // tell of it, and is in the index once they are in the journal.
                 commit_letters_waiting(&mut sink, &mut letters, &metrics).await;
                 commit_until_done(&mut sink, std::mem::take(&mut batch), &metrics).await;
             }
