@@ -451,6 +451,15 @@ async fn a_replay_confirmed_twice_takes_only_what_its_preview_counted() {
             .unwrap()
     };
     eventually(WAIT, "the letter dead", || async { dead().await == 1 }).await;
+    // The preview counts from the dead-letter index, which the journal's writer fills a batch
+    // after the letter reaches its queue.
+    let letters = postback_relay::journal::letters::Letters::open(&env.journal_config())
+        .await
+        .unwrap();
+    eventually(WAIT, "the letter indexed", || async {
+        letters.waiting().await.unwrap() == 1
+    })
+    .await;
 
     let mut config = builder.load();
     config.console.listen = "127.0.0.1:0".parse().unwrap();
