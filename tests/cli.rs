@@ -14,7 +14,7 @@ use common::config::example_with;
 use common::partner::{per_click, until_clicks, until_received};
 use common::process::stderr;
 use common::{Cli, Env, event};
-use postback_relay::sandbox::Rule;
+use postback_relay::interfaces::sandbox::Rule;
 
 /// Runs the binary with the example config's one secret set, as a user would.
 fn relay_cmd(args: &[&str]) -> Output {
@@ -300,7 +300,7 @@ async fn ten_thousand_published_events_become_ten_thousand_requests() {
     const N: usize = 10_000;
     let env = Env::new().await;
     let (_sandbox, addr) = Process::sandbox();
-    let sandbox = postback_relay::sandbox::Client::new(addr);
+    let sandbox = postback_relay::interfaces::sandbox::Client::new(addr);
     let dir = tempfile::tempdir().unwrap();
     let config = env
         .config()

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use common::browser::{WAIT, browser, count, log_in, screenshot, text, until_page};
 use common::{Env, deliveries, event, eventually, free_port, until};
 use fantoccini::Locator;
+use postback_relay::interfaces::sandbox::Rule;
 use postback_relay::journal::Filter;
-use postback_relay::sandbox::Rule;
 
 const TOKEN: &str = "console-test-token-7f3a9c";
 
@@ -59,7 +59,7 @@ async fn an_operator_reads_filters_opens_and_replays_in_a_real_browser() {
     config.console.listen = "127.0.0.1:0".parse().unwrap();
     config.console.token = Some(TOKEN.into());
     config.console.relay_metrics_url = Some(format!("http://{}/metrics", running.http_addr));
-    let console = postback_relay::console::start(config, env.shutdown.clone())
+    let console = postback_relay::operate::console::start(config, env.shutdown.clone())
         .await
         .unwrap();
     let base = format!("http://{}", console.addr);
@@ -309,13 +309,13 @@ async fn the_console_refuses_to_start_off_loopback_without_a_token() {
     let env = Env::new().await;
     let mut config = env.default_config().load();
     config.console.listen = "0.0.0.0:0".parse().unwrap();
-    let e = postback_relay::console::start(config.clone(), env.shutdown.clone())
+    let e = postback_relay::operate::console::start(config.clone(), env.shutdown.clone())
         .await
         .err()
         .expect("refused");
     assert!(e.to_string().contains("not a loopback address"), "{e}");
     config.console.token = Some("short".into());
-    let e = postback_relay::console::start(config.clone(), env.shutdown.clone())
+    let e = postback_relay::operate::console::start(config.clone(), env.shutdown.clone())
         .await
         .err()
         .expect("refused");
@@ -325,7 +325,7 @@ async fn the_console_refuses_to_start_off_loopback_without_a_token() {
     // name is made to resolve to 127.0.0.1 (DNS rebinding) is refused.
     config.console.token = None;
     config.console.listen = "127.0.0.1:0".parse().unwrap();
-    let console = postback_relay::console::start(config, env.shutdown.clone())
+    let console = postback_relay::operate::console::start(config, env.shutdown.clone())
         .await
         .unwrap();
     let http = reqwest::Client::new();
@@ -354,7 +354,7 @@ async fn a_replay_that_stops_is_written_to_the_journal_too() {
     config.broker.connect_timeout_secs = 1;
     config.console.listen = "127.0.0.1:0".parse().unwrap();
     config.console.token = Some(TOKEN.into());
-    let console = postback_relay::console::start(config, env.shutdown.clone())
+    let console = postback_relay::operate::console::start(config, env.shutdown.clone())
         .await
         .unwrap();
     let base = format!("http://{}", console.addr);
@@ -446,7 +446,7 @@ async fn a_replay_confirmed_twice_takes_only_what_its_preview_counted() {
             .count()
     };
     let dead = || async {
-        postback_relay::dlq::depth(&env.channel, &env.topology().dead)
+        postback_relay::operate::dlq::depth(&env.channel, &env.topology().dead)
             .await
             .unwrap()
     };
@@ -464,7 +464,7 @@ async fn a_replay_confirmed_twice_takes_only_what_its_preview_counted() {
     let mut config = builder.load();
     config.console.listen = "127.0.0.1:0".parse().unwrap();
     config.console.token = Some(TOKEN.into());
-    let console = postback_relay::console::start(config, env.shutdown.clone())
+    let console = postback_relay::operate::console::start(config, env.shutdown.clone())
         .await
         .unwrap();
     let base = format!("http://{}", console.addr);

@@ -8,8 +8,8 @@ use common::browser::WAIT;
 use common::console::{TOKEN, console_config};
 use common::process::RelayProcess;
 use common::{Env, Retry, event, eventually, free_port, until};
+use postback_relay::interfaces::sandbox::Rule;
 use postback_relay::journal::Filter;
-use postback_relay::sandbox::Rule;
 
 #[tokio::test]
 async fn ids_show_hidden_characters_escaped_and_secrets_inside_them_redacted() {
@@ -28,7 +28,7 @@ async fn ids_show_hidden_characters_escaped_and_secrets_inside_them_redacted() {
     env.until_journaled(&all, 1).await;
     let mut config = console_config(builder.load(), None);
     config.secrets.add(secret);
-    let console = postback_relay::console::start(config, env.shutdown.clone())
+    let console = postback_relay::operate::console::start(config, env.shutdown.clone())
         .await
         .unwrap();
     let base = format!("http://{}", console.addr);
@@ -73,10 +73,12 @@ async fn deliveries_waiting_for_a_retry_show_when_they_are_due() {
         .await;
     env.publish(&event("fine-1", "order", "ok", Some("5.00")))
         .await;
-    let console =
-        postback_relay::console::start(console_config(builder.load(), None), env.shutdown.clone())
-            .await
-            .unwrap();
+    let console = postback_relay::operate::console::start(
+        console_config(builder.load(), None),
+        env.shutdown.clone(),
+    )
+    .await
+    .unwrap();
     let base = format!("http://{}", console.addr);
     let http = reqwest::Client::new();
     let page = |url: String| {

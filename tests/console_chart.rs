@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use common::{Env, event, until};
 use fantoccini::Locator;
+use postback_relay::interfaces::sandbox::Rule;
 use postback_relay::journal::{Filter, Outcome, hour_of};
-use postback_relay::sandbox::Rule;
 
 const TOKEN: &str = "console-chart-token-5e1d2b";
 
@@ -80,7 +80,7 @@ async fn the_chart_shows_what_the_journal_holds(env: Env, in_a_browser: bool) {
     let mut config = builder.load();
     config.console.listen = "127.0.0.1:0".parse().unwrap();
     config.console.token = Some(TOKEN.into());
-    let console = postback_relay::console::start(config, env.shutdown.clone())
+    let console = postback_relay::operate::console::start(config, env.shutdown.clone())
         .await
         .unwrap();
     let base = format!("http://{}", console.addr);
@@ -161,7 +161,7 @@ async fn drawn_in_a_browser(
     };
     let mut config = builder.load();
     config.console.listen = "127.0.0.1:0".parse().unwrap();
-    let console = postback_relay::console::start(config, env.shutdown.clone())
+    let console = postback_relay::operate::console::start(config, env.shutdown.clone())
         .await
         .unwrap();
     b.goto(&format!("http://{}/destinations/powerspace", console.addr))

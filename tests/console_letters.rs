@@ -9,9 +9,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Env, event, eventually, until};
-use postback_relay::deadletter::{Envelope, Reason, Source};
+use postback_relay::interfaces::sandbox::Rule;
 use postback_relay::journal::letters::{LetterFilter, Letters, State};
-use postback_relay::sandbox::Rule;
+use postback_relay::relay::deadletter::{Envelope, Reason, Source};
 
 const WAIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "console-letters-token-4b8e1d";
@@ -46,13 +46,15 @@ async fn fill_queue(env: &Env, n: usize) {
                 .unwrap(),
         );
         if pending.len() >= 500 {
-            postback_relay::broker::confirmed(pending.pop_front().unwrap(), &dead)
+            postback_relay::relay::broker::confirmed(pending.pop_front().unwrap(), &dead)
                 .await
                 .unwrap();
         }
     }
     for p in pending {
-        postback_relay::broker::confirmed(p, &dead).await.unwrap();
+        postback_relay::relay::broker::confirmed(p, &dead)
+            .await
+            .unwrap();
     }
 }
 
@@ -62,7 +64,7 @@ async fn console(env: &Env, journal: bool) -> String {
     config.journal.enabled = journal;
     config.console.listen = "127.0.0.1:0".parse().unwrap();
     config.console.token = Some(TOKEN.into());
-    let running = postback_relay::console::start(config, env.shutdown.clone())
+    let running = postback_relay::operate::console::start(config, env.shutdown.clone())
         .await
         .unwrap();
     format!("http://{}", running.addr)
@@ -132,14 +134,14 @@ async fn a_read_dropped_midway_holds_nothing_on_a_connection_that_stays() {
     fill_queue(&env, N).await;
     let dead = env.topology().dead;
     let conn = std::sync::Arc::new(
-        postback_relay::broker::connect(&common::amqp_url(), "test-reader")
+        postback_relay::relay::broker::connect(&common::amqp_url(), "test-reader")
             .await
             .unwrap(),
     );
     for _ in 0..3 {
         let (reader, topology) = (conn.clone(), env.topology());
         let read = tokio::spawn(async move {
-            postback_relay::dlq::each(&reader, &topology, 1 << 20, |_| {
+            postback_relay::operate::dlq::each(&reader, &topology, 1 << 20, |_| {
                 std::thread::sleep(Duration::from_micros(200));
                 Ok(())
             })
@@ -187,7 +189,7 @@ async fn aborted_page_loads_hide_no_letter() {
     })
     .await;
     let mut listed = 0;
-    postback_relay::dlq::each(&env.conn, &env.topology(), 1 << 20, |_| {
+    postback_relay::operate::dlq::each(&env.conn, &env.topology(), 1 << 20, |_| {
         listed += 1;
         Ok(())
     })
@@ -376,7 +378,7 @@ async fn the_overview_count_holds_while_the_queue_is_read() {
     drop(journal);
     writer.close(tokio::time::Instant::now() + WAIT).await;
     let letters = Letters::open(&env.journal_config()).await.unwrap();
-    postback_relay::dlq::reindex(
+    postback_relay::operate::dlq::reindex(
         &env.conn,
         &env.topology(),
         1 << 20,
@@ -397,7 +399,7 @@ async fn the_overview_count_holds_while_the_queue_is_read() {
     let (_, page) = get(&base, "/").await;
     assert!(total(&page).contains(&format!(">{N}<")), "{page}");
 
-    let reader = postback_relay::broker::connect(&common::amqp_url(), "test-reader")
+    let reader = postback_relay::relay::broker::connect(&common::amqp_url(), "test-reader")
         .await
         .unwrap();
     // The read holds its first batch until the test lets it go on.
@@ -405,7 +407,7 @@ async fn the_overview_count_holds_while_the_queue_is_read() {
     let topology = env.topology();
     let read = tokio::spawn(async move {
         let mut held = Some(held);
-        postback_relay::dlq::each(&reader, &topology, 1 << 20, |_| {
+        postback_relay::operate::dlq::each(&reader, &topology, 1 << 20, |_| {
             if let Some(h) = held.take() {
                 let _ = h.recv_timeout(WAIT);
             }
@@ -459,7 +461,7 @@ async fn pages_answer_at_100k_letters() {
         e.destination = (reason != "not_json").then(|| format!("d{}", i % 4));
         e.dead_lettered_at = start + chrono::Duration::seconds(i as i64);
         e.attempts = 3;
-        batch.push(postback_relay::dlq::index::envelope_row(&e));
+        batch.push(postback_relay::relay::deadletter::envelope_row(&e));
         if batch.len() == 10_000 {
             letters.seen(&batch, 1).await.unwrap();
             batch.clear();

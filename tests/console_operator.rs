@@ -11,8 +11,8 @@ use common::console::{ALICE, TOKEN, console_config, form_token};
 use common::process::{Cli, stderr};
 use common::{Env, Retry, event, eventually, until};
 use fantoccini::Locator;
+use postback_relay::interfaces::sandbox::Rule;
 use postback_relay::journal::Filter;
-use postback_relay::sandbox::Rule;
 
 const COOKIE: &str = "__Host-postback_relay_console";
 
@@ -55,7 +55,7 @@ async fn operators_log_in_with_the_form_act_under_their_names_and_log_out() {
     };
     env.until_journaled(&all, 2).await;
     let metrics = Some(format!("http://{}/metrics", running.http_addr));
-    let console = postback_relay::console::start(
+    let console = postback_relay::operate::console::start(
         console_config(builder.load(), metrics),
         env.shutdown.clone(),
     )
@@ -179,7 +179,7 @@ async fn a_login_is_a_form_post_over_https_or_loopback_and_a_proxy_may_name_the_
     let _running = env.start(&builder).await;
     let mut config = console_config(builder.load(), None);
     config.console.operator_header = Some("X-Forwarded-User".into());
-    let console = postback_relay::console::start(config, env.shutdown.clone())
+    let console = postback_relay::operate::console::start(config, env.shutdown.clone())
         .await
         .unwrap();
     let base = format!("http://{}", console.addr);
@@ -350,7 +350,7 @@ async fn operators_alone_guard_a_console_off_loopback_and_each_token_is_long_eno
     config.console.listen = "0.0.0.0:0".parse().unwrap();
     config.console.token = None;
     config.console.operators[0].token = "short".into();
-    let e = postback_relay::console::start(config.clone(), env.shutdown.clone())
+    let e = postback_relay::operate::console::start(config.clone(), env.shutdown.clone())
         .await
         .err()
         .expect("refused");
@@ -361,7 +361,7 @@ async fn operators_alone_guard_a_console_off_loopback_and_each_token_is_long_eno
     );
     config.console.operators[0].token = ALICE.into();
     config.console.listen = "127.0.0.1:0".parse().unwrap();
-    let console = postback_relay::console::start(config, env.shutdown.clone())
+    let console = postback_relay::operate::console::start(config, env.shutdown.clone())
         .await
         .unwrap();
     let status = |r: reqwest::Response| r.status().as_u16();

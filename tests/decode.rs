@@ -9,8 +9,8 @@ use std::io::Write as _;
 use common::{Env, until};
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
-use postback_relay::deadletter::Reason;
-use postback_relay::dlq::DeadLetter;
+use postback_relay::operate::dlq::DeadLetter;
+use postback_relay::relay::deadletter::Reason;
 
 fn body(id: &str, click: &str) -> Vec<u8> {
     common::event(id, "order", click, Some("10.00"))
@@ -34,7 +34,7 @@ async fn publish_as(env: &Env, key: &str, body: &[u8], props: BasicProperties) {
         )
         .await
         .unwrap();
-    postback_relay::broker::confirmed(confirm, key)
+    postback_relay::relay::broker::confirmed(confirm, key)
         .await
         .unwrap();
 }
@@ -51,7 +51,7 @@ fn deflate(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn clicks_sent(requests: &[postback_relay::sandbox::Recorded]) -> Vec<String> {
+fn clicks_sent(requests: &[postback_relay::interfaces::sandbox::Recorded]) -> Vec<String> {
     let mut c: Vec<String> = requests.iter().filter_map(|r| r.param("qci")).collect();
     c.sort();
     c

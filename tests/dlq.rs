@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::process::BIN;
 use common::{Cli, Env, Event, RelayProcess, amqp_url, deliveries, event, eventually, until};
-use postback_relay::deadletter::{Envelope, Reason, Source};
-use postback_relay::delivery::Delivery;
+use postback_relay::relay::deadletter::{Envelope, Reason, Source};
+use postback_relay::relay::delivery::Delivery;
 
 /// A command on this test's queues; it must succeed.
 fn cli(env: &Env, args: &[&str]) -> Output {
@@ -257,7 +257,7 @@ async fn filtered_replay_moves_exactly_the_matching_and_keeps_the_rest_in_order(
 async fn replayed_dead_letters_are_delivered_by_the_relay() {
     let env = Env::new().await;
     env.sandbox
-        .add_rule(&postback_relay::sandbox::Rule::answer(404))
+        .add_rule(&postback_relay::interfaces::sandbox::Rule::answer(404))
         .await
         .unwrap();
     let running = env.start(&env.default_config()).await;
@@ -658,7 +658,7 @@ async fn a_delivery_moved_by_the_broker_is_replayed_with_a_fresh_budget() {
     let mut d = Delivery::new("moved".into(), "powerspace".into(), ev, old);
     d.attempts = 7;
     d.retries = 3;
-    d.record([postback_relay::delivery::AttemptRecord {
+    d.record([postback_relay::relay::delivery::AttemptRecord {
         at: old,
         result: "5xx".into(),
         status: Some(503),
@@ -720,13 +720,15 @@ async fn a_large_queue_is_read_in_order_in_bounded_memory() {
                 .unwrap(),
         );
         if pending.len() >= 500 {
-            postback_relay::broker::confirmed(pending.pop_front().unwrap(), &dead)
+            postback_relay::relay::broker::confirmed(pending.pop_front().unwrap(), &dead)
                 .await
                 .unwrap();
         }
     }
     for p in pending {
-        postback_relay::broker::confirmed(p, &dead).await.unwrap();
+        postback_relay::relay::broker::confirmed(p, &dead)
+            .await
+            .unwrap();
     }
     let expected: Vec<String> = (0..N).map(|i| format!("big{i:06}")).collect();
     for read in 0..2 {

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{Cli, Env};
-use postback_relay::deadletter::{Envelope, Reason, Source};
 use postback_relay::journal::letters::{LetterFilter, Letters, State};
+use postback_relay::relay::deadletter::{Envelope, Reason, Source};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reindex_reads_the_queue_once_and_the_index_holds_what_it_holds() {
@@ -53,7 +53,7 @@ async fn reindex_reads_the_queue_once_and_the_index_holds_what_it_holds() {
     let mut gone = Envelope::for_message(Reason::Poison, "x".into(), b"{}", None, source);
     gone.dead_lettered_at = chrono::Utc::now() - chrono::Duration::minutes(5);
     journal
-        .record_letter(postback_relay::dlq::index::envelope_row(&gone))
+        .record_letter(postback_relay::relay::deadletter::envelope_row(&gone))
         .unwrap();
     drop(journal);
     writer

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::broker::close_connections;
 use common::partner::{per_click, until_clicks};
 use common::{Env, Retry, event};
-use postback_relay::sandbox::Rule;
+use postback_relay::interfaces::sandbox::Rule;
 
 /// Calls the partner answers too late (after the relay's 1 s timeout).
 const TIMEOUTS: usize = 40;

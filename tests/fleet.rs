@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use common::partner::{per_click, until_clicks};
 use common::process::metric;
 use common::{Circuit, Env, RelayProcess as Process, Retry, event, eventually, free_port};
-use postback_relay::sandbox::Rule;
+use postback_relay::interfaces::sandbox::Rule;
 
 const REPLICAS: usize = 3;
 

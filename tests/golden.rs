@@ -6,8 +6,8 @@ mod common;
 use common::config::{example_with, load_with_secret};
 use common::{Callback, ConfigBuilder, Dest, Event, Hoqu, Tracker};
 use postback_relay::config::DestinationConfig;
-use postback_relay::event::{self, ConversionEvent};
-use postback_relay::partner::{Method, RenderError, Request};
+use postback_relay::contract::event::{self, ConversionEvent};
+use postback_relay::contract::partner::{Method, RenderError, Request};
 use serde_json::{Value, json};
 
 /// `d` loaded on its own, as the relay loads it.

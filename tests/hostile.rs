@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use common::config::load_with_secret;
 use common::{Callback, ConfigBuilder, Dest, Tracker};
 use postback_relay::config::Config;
-use postback_relay::event;
+use postback_relay::contract::event;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use serde_json::{Value, json};

@@ -5,8 +5,8 @@ mod common;
 
 use common::process::stderr;
 use common::{Cli, Dest, Env, Event, Hoqu, Retry, until};
+use postback_relay::interfaces::sandbox::Rule;
 use postback_relay::journal::{Entry, Filter, Outcome};
-use postback_relay::sandbox::Rule;
 
 const KEY: &str = "hq-s3cr3t-key";
 

@@ -14,7 +14,7 @@ use common::{Env, RelayProcess, deliveries, event, eventually, until};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A series of the relay's registry, summed over its labels (those that contain `label`).
-fn series(m: &postback_relay::metrics::Metrics, name: &str, label: Option<&str>) -> f64 {
+fn series(m: &postback_relay::relay::metrics::Metrics, name: &str, label: Option<&str>) -> f64 {
     m.registry()
         .gather()
         .iter()
@@ -38,7 +38,7 @@ async fn a_postgresql_outage_longer_than_a_few_retries_loses_no_entry() {
         .destination(env.powerspace())
         .journal_postgres(&pg.url());
     let running = env.start(&config).await;
-    let written = |m: &postback_relay::metrics::Metrics| {
+    let written = |m: &postback_relay::relay::metrics::Metrics| {
         series(m, "postback_relay_journal_written_total", None) as usize
     };
     for i in 0..N {

@@ -61,7 +61,7 @@ fn hoqu_event(id: &str, kind: &str, status: Option<&str>) -> Vec<u8> {
         .body()
 }
 
-fn statuses(requests: &[postback_relay::sandbox::Recorded]) -> Vec<String> {
+fn statuses(requests: &[postback_relay::interfaces::sandbox::Recorded]) -> Vec<String> {
     requests.iter().filter_map(|r| r.param("status")).collect()
 }
 
@@ -144,7 +144,8 @@ async fn two_replicas_share_the_work_and_each_event_goes_once() {
     })
     .await;
     let per = per_click(&env.sandbox.requests().await.unwrap(), false);
-    let delivered = |m: &postback_relay::metrics::Metrics| deliveries(m, "powerspace", "delivered");
+    let delivered =
+        |m: &postback_relay::relay::metrics::Metrics| deliveries(m, "powerspace", "delivered");
     eprintln!(
         "replica a delivered {}, replica b {}",
         delivered(&ma),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::broker::{close_connection, worker_connections};
 use common::partner::{self, until_clicks, until_received};
 use common::{Env, event, until};
-use postback_relay::sandbox::Rule;
+use postback_relay::interfaces::sandbox::Rule;
 
 /// promtool, or `None` outside CI when it is not installed (CI installs it).
 fn promtool() -> Option<&'static str> {

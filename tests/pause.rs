@@ -12,8 +12,8 @@ use common::redis::{Persist, Redis};
 use common::{
     Circuit, Cli, ConfigBuilder, Env, RelayProcess, Retry, deliveries, event, eventually, until,
 };
-use postback_relay::metrics::Metrics;
-use postback_relay::sandbox::Rule;
+use postback_relay::interfaces::sandbox::Rule;
+use postback_relay::relay::metrics::Metrics;
 
 fn destination(env: &Env) -> common::Dest {
     // An age budget far shorter than the pause: a pause that spent it would dead-letter all.

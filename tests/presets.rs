@@ -6,7 +6,7 @@ mod common;
 
 use chrono::{DateTime, Utc};
 use common::{ConfigBuilder, Dest, Event};
-use postback_relay::partner::{Method, RenderError, Request};
+use postback_relay::contract::partner::{Method, RenderError, Request};
 use serde_json::json;
 
 fn now() -> DateTime<Utc> {

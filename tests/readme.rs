@@ -46,7 +46,7 @@ fn every_destination_example_loads_and_renders_as_shown() {
             continue;
         }
         let event = std::fs::read("examples/events/keitaro-order.json").unwrap();
-        let e = postback_relay::event::parse(&event, 1 << 20).unwrap();
+        let e = postback_relay::contract::event::parse(&event, 1 << 20).unwrap();
         let r = config.destinations[0].render(&e).unwrap();
         assert_eq!(
             shown,

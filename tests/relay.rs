@@ -8,10 +8,10 @@ use common::broker::{close_connection, unacked, worker_connections};
 use common::{
     Callback, Dest, Env, Event, Hoqu, Retry, Tracker, deliveries, event, eventually, until,
 };
-use postback_relay::deadletter::Reason;
-use postback_relay::dlq::DeadLetter;
+use postback_relay::interfaces::sandbox::Rule;
+use postback_relay::operate::dlq::DeadLetter;
 use postback_relay::relay::Running;
-use postback_relay::sandbox::Rule;
+use postback_relay::relay::deadletter::Reason;
 
 const WAIT: Duration = Duration::from_secs(30);
 

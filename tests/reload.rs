@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::partner::{per_click, until_received};
 use common::{ConfigBuilder, Dest, Env, RelayProcess, Retry, deliveries, event, eventually};
-use postback_relay::reason::Reason;
+use postback_relay::contract::reason::Reason;
+use postback_relay::interfaces::sandbox::{self, Rule};
 use postback_relay::relay::{Consuming, ReloadRefused};
-use postback_relay::sandbox::{self, Rule};
 
 /// A second partner, beside the `Env`'s own.
 async fn other_partner(env: &Env) -> sandbox::Client {
@@ -25,7 +25,7 @@ fn at(base: &str) -> Dest {
         .retry(Retry::fast())
 }
 
-fn refused(m: &postback_relay::metrics::Metrics) -> u64 {
+fn refused(m: &postback_relay::relay::metrics::Metrics) -> u64 {
     m.config_reloads.with_label_values(&["refused"]).get()
 }
 

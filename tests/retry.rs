@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{Circuit, Dest, Env, Event, Retry, deliveries, event, until};
 
-use postback_relay::deadletter::Reason;
-use postback_relay::sandbox::Rule;
+use postback_relay::interfaces::sandbox::Rule;
+use postback_relay::relay::deadletter::Reason;
 
 /// This test's relay with the one Powerspace destination retrying by `retry`.
 async fn start(env: &Env, retry: Retry) -> postback_relay::relay::Running {

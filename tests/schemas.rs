@@ -4,8 +4,8 @@
 mod common;
 
 use common::Event;
-use postback_relay::deadletter::{Envelope, Reason, Source};
-use postback_relay::event;
+use postback_relay::contract::event;
+use postback_relay::relay::deadletter::{Envelope, Reason, Source};
 use serde_json::{Value, json};
 
 fn validator(file: &str) -> jsonschema::Validator {
@@ -130,9 +130,9 @@ fn envelopes_match_the_dead_letter_schema() {
     with_request.last_attempt_at = Some(chrono::Utc::now());
     with_request.last_status = Some(404);
     with_request.response_snippet = Some("not found".into());
-    with_request.request = Some(postback_relay::partner::Request {
+    with_request.request = Some(postback_relay::contract::partner::Request {
         destination: "powerspace".into(),
-        method: postback_relay::partner::Method::Get,
+        method: postback_relay::contract::partner::Method::Get,
         url: "https://a.pwspace.com/ord?qci=abc123xyz789&ov=89.99".into(),
         headers: Default::default(),
         body: None,
@@ -190,14 +190,14 @@ fn deliveries_match_the_delivery_schema() {
         .build(&schema)
         .unwrap();
     let raw = serde_json::value::RawValue::from_string(base().to_string()).unwrap();
-    let mut d = postback_relay::delivery::Delivery::new(
+    let mut d = postback_relay::relay::delivery::Delivery::new(
         "ord-10045-paid".into(),
         "powerspace".into(),
         raw,
         chrono::Utc::now(),
     );
     d.attempts = 2;
-    d.record([postback_relay::delivery::AttemptRecord {
+    d.record([postback_relay::relay::delivery::AttemptRecord {
         at: chrono::Utc::now(),
         result: "5xx".into(),
         status: Some(503),

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Callback, Cli, Dest, Env, Event, Hoqu, RelayProcess, Retry};
-use postback_relay::sandbox::Rule;
+use postback_relay::interfaces::sandbox::Rule;
 use tokio_util::sync::CancellationToken;
 
 const HOQU_KEY: &str = "hq-Secret/Key 42";
@@ -17,7 +17,7 @@ const CB_TOKEN: &str = "cb+Token=9x";
 fn leaks(text: &str) -> Vec<String> {
     let mut found = Vec::new();
     for secret in [HOQU_KEY, CB_TOKEN] {
-        let encoded = postback_relay::partner::encode_component(secret);
+        let encoded = postback_relay::contract::partner::encode_component(secret);
         let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
         for f in [
             secret.to_owned(),
@@ -167,7 +167,7 @@ async fn a_secret_cut_by_the_snippet_limit_is_still_scrubbed() {
     // The echo starts "Cannot GET /cb?id=<order id>&tok=<token>": an order id this long puts
     // the token's first 24 characters before the 1 KiB cut and the rest after it.
     let prefix = "Cannot GET /cb?id=".len() + "&tok=".len();
-    let order_id = "o".repeat(postback_relay::deadletter::SNIPPET_MAX - 24 - prefix);
+    let order_id = "o".repeat(postback_relay::relay::deadletter::SNIPPET_MAX - 24 - prefix);
     let event = Event::attributed("cut1", "order", "awin", "c2")
         .order(&order_id, "10.00")
         .currency("EUR")
@@ -196,7 +196,7 @@ async fn a_secret_cut_by_the_snippet_limit_is_still_scrubbed() {
 /// when they are given the config, and their JSON stays JSON.
 #[tokio::test]
 async fn dead_letters_holding_secrets_are_printed_without_them() {
-    use postback_relay::deadletter::{Envelope, Reason, Source};
+    use postback_relay::relay::deadletter::{Envelope, Reason, Source};
     let env = Env::new().await;
     env.declare().await;
     let base = env.sandbox.base_url();
@@ -220,7 +220,7 @@ async fn dead_letters_holding_secrets_are_printed_without_them() {
         .write(&dir);
 
     // An envelope as an older relay wrote it: secrets in what it wrote, raw and encoded.
-    let key = postback_relay::partner::encode_component(HOQU_KEY);
+    let key = postback_relay::contract::partner::encode_component(HOQU_KEY);
     let event = format!(
         r#"{{"event_id":"old1","type":"lead","occurred_at":"2026-11-22T10:00:00Z","attribution":{{"network":"hoqu","click_id":"{CB_TOKEN}"}}}}"#
     );

@@ -13,7 +13,7 @@ use common::partner::{per_click, until_clicks};
 use common::proxy::Proxy;
 use common::{Env, RelayProcess, deliveries, event, eventually, until};
 use lapin::options::QueueDeleteOptions;
-use postback_relay::sandbox::Rule;
+use postback_relay::interfaces::sandbox::Rule;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

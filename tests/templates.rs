@@ -11,8 +11,8 @@ use base64::engine::general_purpose::STANDARD;
 use common::partner::until_received;
 use common::{Dest, Env, Event, Retry, until};
 use hmac::{Hmac, Mac};
-use postback_relay::deadletter::Reason;
-use postback_relay::sandbox::Rule;
+use postback_relay::interfaces::sandbox::Rule;
+use postback_relay::relay::deadletter::Reason;
 use serde_json::json;
 use sha2::Sha256;
 

@@ -7,15 +7,15 @@ mod common;
 use std::time::Duration;
 
 use common::{Circuit, Dest, Env, Event, Hoqu, Retry, deliveries, until};
-use postback_relay::classify::CallResult;
-use postback_relay::deadletter::Reason;
-use postback_relay::dispatch::Client;
-use postback_relay::partner::{Method, Request};
-use postback_relay::sandbox;
+use postback_relay::contract::classify::CallResult;
+use postback_relay::contract::partner::{Method, Request};
+use postback_relay::interfaces::sandbox;
+use postback_relay::relay::deadletter::Reason;
+use postback_relay::relay::dispatch::Client;
 use tokio_util::sync::CancellationToken;
 
 /// The longest URL `render` lets through, which must be the longest the HTTP client sends.
-const CLIENT_URL_LIMIT: usize = postback_relay::partner::sendable::MAX_URL_BYTES;
+const CLIENT_URL_LIMIT: usize = postback_relay::contract::partner::sendable::MAX_URL_BYTES;
 
 fn get(url: String) -> Request {
     Request {

@@ -12,11 +12,11 @@ pub async fn console(config_path: &Path) -> anyhow::Result<ExitCode> {
     };
     let guarded = config.console.token.is_some() || !config.console.operators.is_empty();
     let stop = CancellationToken::new();
-    let running = match postback_relay::console::start(config, stop.clone()).await {
+    let running = match postback_relay::operate::console::start(config, stop.clone()).await {
         Ok(r) => r,
         Err(
-            e @ (postback_relay::console::ConsoleError::NoToken(_)
-            | postback_relay::console::ConsoleError::ShortToken(..)),
+            e @ (postback_relay::operate::console::ConsoleError::NoToken(_)
+            | postback_relay::operate::console::ConsoleError::ShortToken(..)),
         ) => {
             eprintln!("error: {}: {e}", config_path.display());
             return Ok(ExitCode::from(2));

@@ -28,7 +28,7 @@ pub fn check(f: &Filter, known: &[&str]) -> Result<(), QueryError> {
     in_order(f.since, f.until)?;
     for (flag, id) in [("--event-id", &f.event_id), ("--order-id", &f.order_id)] {
         if let Some(id) = id {
-            postback_relay::event::check_id(flag, id)
+            postback_relay::contract::event::check_id(flag, id)
                 .map_err(|e| QueryError::BadId(e.to_string()))?;
         }
     }

@@ -1,9 +1,9 @@
 //! `postback-relay destination pause|resume|list`: the paused destinations, where the store
-//! keeps them (see [`postback_relay::pause`]).
+//! keeps them (see [`postback_relay::shared::pause`]).
 
 use std::process::ExitCode;
 
-use postback_relay::pause::{Paused, Pauses};
+use postback_relay::shared::pause::{Paused, Pauses};
 
 use crate::DestinationCommand;
 
@@ -24,7 +24,7 @@ pub async fn execute(command: DestinationCommand) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(2));
     }
-    let shown = |e: postback_relay::pause::PauseError| {
+    let shown = |e: postback_relay::shared::pause::PauseError| {
         anyhow::anyhow!("{}", config.secrets.scrub(&e.to_string()))
     };
     let pauses = Pauses::for_store(&config.store).await.map_err(shown)?;

@@ -4,8 +4,8 @@
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use postback_relay::dlq::{self, DeadLetter, Filter, Stats};
-use postback_relay::redact::Secrets;
+use postback_relay::contract::redact::Secrets;
+use postback_relay::operate::dlq::{self, DeadLetter, Filter, Stats};
 
 use super::{RenderFormat, Resolved, Target, summary_line, write_json};
 

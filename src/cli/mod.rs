@@ -27,10 +27,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{Command, DlqCommand};
-use postback_relay::broker::{self, Topology};
 use postback_relay::config::{Config, DEFAULT_AMQP_URL};
-use postback_relay::reason::Reason;
-use postback_relay::redact::Secrets;
+use postback_relay::contract::reason::Reason;
+use postback_relay::contract::redact::Secrets;
+use postback_relay::relay::broker::{self, Topology};
 
 /// Runs one command. `Ok` carries the exit code of an outcome the command reported itself
 /// (an invalid config, a refused event); `Err` is an error for `main` to print.
@@ -238,14 +238,14 @@ pub struct FilterArgs {
 impl FilterArgs {
     /// The filter; or, for a window whose `--until` is before its `--since` (which would match
     /// nothing, and replay would read the whole queue for it), the error printed and exit 2.
-    pub fn filter(self) -> Result<postback_relay::dlq::Filter, ExitCode> {
+    pub fn filter(self) -> Result<postback_relay::operate::dlq::Filter, ExitCode> {
         let since = self.since.map(|t| t.with_timezone(&chrono::Utc));
         let until = self.until.map(|t| t.with_timezone(&chrono::Utc));
         if let Err(e) = postback_relay::journal::in_order(since, until) {
             eprintln!("error: {e}");
             return Err(ExitCode::from(2));
         }
-        Ok(postback_relay::dlq::Filter {
+        Ok(postback_relay::operate::dlq::Filter {
             destination: self.destination,
             reason: self.reason,
             since,
@@ -299,11 +299,11 @@ pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
 }
 
 /// What came from outside, escaped for the terminal (the console renders it the same way).
-pub use postback_relay::text::printable;
+pub use postback_relay::contract::text::printable;
 
 /// One dead letter on one line, as `dlq list` and `replay --dry-run` print it; what it
 /// quotes is printable.
-pub fn summary_line(s: &postback_relay::dlq::Summary) -> String {
+pub fn summary_line(s: &postback_relay::operate::dlq::Summary) -> String {
     let line = format!(
         "{}  {:<18} {:<18} {:<24} {}",
         s.dead_lettered_at

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use postback_relay::config::DEFAULT_AMQP_URL;
-use postback_relay::publish::{self, Outgoing};
-use postback_relay::{broker, event};
+use postback_relay::contract::event;
+use postback_relay::interfaces::publish::{self, Outgoing};
+use postback_relay::relay::broker;
 
 /// Publishes the events of `files`. The broker URL and exchange come from the flags, then the
 /// config at `config`, then the defaults. With `check`, nothing is published unless every

@@ -1,4 +1,4 @@
-//! `postback-relay recover`: the arguments checked, then [`postback_relay::recover`] with a
+//! `postback-relay recover`: the arguments checked, then [`postback_relay::operate::recover`] with a
 //! progress bar on a terminal.
 
 use std::path::Path;
@@ -42,15 +42,21 @@ pub async fn recover(config_path: &Path, ask: Ask) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("{}", config.secrets.scrub(&e.to_string())))?;
     let bar = super::progress_bar(0, "recovered");
-    let report =
-        postback_relay::recover::recover(&config, journal, &window, &ask.by, ask.dry_run, |r| {
+    let report = postback_relay::operate::recover::recover(
+        &config,
+        journal,
+        &window,
+        &ask.by,
+        ask.dry_run,
+        |r| {
             bar.set_length(r.to_send);
             bar.set_position(r.sent);
-        })
-        .await;
+        },
+    )
+    .await;
     let report = match report {
         Ok(r) => r,
-        Err(e @ postback_relay::recover::RecoverError::NotLoaded { .. }) => {
+        Err(e @ postback_relay::operate::recover::RecoverError::NotLoaded { .. }) => {
             bar.finish_and_clear();
             return refuse(config.secrets.scrub(&e.to_string()).into_owned());
         }
@@ -59,7 +65,7 @@ pub async fn recover(config_path: &Path, ask: Ask) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     eprintln!(
         "{}",
-        postback_relay::recover::said(&report, &window, ask.dry_run)
+        postback_relay::operate::recover::said(&report, &window, ask.dry_run)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -5,10 +5,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use postback_relay::broker::Topology;
-use postback_relay::dlq;
 use postback_relay::journal::letters::Letters;
 use postback_relay::journal::{Action, Recoveries};
+use postback_relay::operate::dlq;
+use postback_relay::relay::broker::Topology;
 
 pub async fn reindex(config: &Path, by: &str) -> anyhow::Result<ExitCode> {
     let c = match super::load(config) {

@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use postback_relay::config::Config;
-use postback_relay::partner::Request;
-use postback_relay::{event, publish, relay};
+use postback_relay::contract::event;
+use postback_relay::contract::partner::Request;
+use postback_relay::interfaces::publish;
+use postback_relay::relay;
 
 use super::RenderFormat;
 

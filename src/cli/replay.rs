@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use postback_relay::broker::Topology;
-use postback_relay::dlq::{self, Filter, ReplayReport};
 use postback_relay::journal::letters::{Letters, Mark, State};
+use postback_relay::operate::dlq::{self, Filter, ReplayReport};
+use postback_relay::relay::broker::Topology;
 
 use super::{Resolved, Target, summary_line};
 

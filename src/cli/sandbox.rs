@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
-use postback_relay::sandbox;
+use postback_relay::interfaces::sandbox;
 
 /// Serves the sandbox on `listen` until a signal.
 pub async fn serve(listen: SocketAddr) -> anyhow::Result<ExitCode> {

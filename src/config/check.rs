@@ -138,7 +138,7 @@ fn check_worker(w: &WorkerConfig) -> Result<(), ConfigError> {
     )
 }
 
-fn check_journal(j: &crate::journal::JournalConfig) -> Result<(), ConfigError> {
+fn check_journal(j: &super::journal::JournalConfig) -> Result<(), ConfigError> {
     in_range(
         "journal.retention_days",
         j.retention_days,

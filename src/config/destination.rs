@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::circuit::CircuitConfig;
 use super::{ConfigError, key_err};
-pub use crate::circuit::CircuitConfig;
-use crate::event::{ConversionEvent, EventType};
-use crate::partner::template::Missing;
-use crate::partner::{self, Kind, Partner, RenderError, Request, Spec};
-use crate::retry::RetryPolicy;
+use crate::config::retry::RetryPolicy;
+use crate::contract::event::{ConversionEvent, EventType};
+use crate::contract::partner::template::Missing;
+use crate::contract::partner::{self, Kind, Partner, RenderError, Request, Spec};
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,15 +49,15 @@ pub struct DestinationConfig {
     #[serde(default)]
     pub missing: Option<Missing>,
     #[serde(default)]
-    pub powerspace: Option<crate::partner::powerspace::Options>,
+    pub powerspace: Option<crate::contract::partner::powerspace::Options>,
     #[serde(default)]
-    pub hoqu: Option<crate::partner::hoqu::Options>,
+    pub hoqu: Option<crate::contract::partner::hoqu::Options>,
     #[serde(default)]
-    pub callback: Option<crate::partner::callback::Options>,
+    pub callback: Option<crate::contract::partner::callback::Options>,
     #[serde(default)]
-    pub tracker: Option<crate::partner::tracker::Options>,
+    pub tracker: Option<crate::contract::partner::tracker::Options>,
     #[serde(default)]
-    pub template: Option<crate::partner::custom::Options>,
+    pub template: Option<crate::contract::partner::custom::Options>,
     /// The partner side, checked and compiled (templates parsed) at load.
     #[serde(skip)]
     pub partner: Partner,
@@ -82,7 +82,7 @@ impl DestinationConfig {
     }
 
     /// What `event` is sent as, when this destination must hear about it.
-    pub fn route(&self, event: &crate::event::ConversionEvent) -> Option<&str> {
+    pub fn route(&self, event: &crate::contract::event::ConversionEvent) -> Option<&str> {
         let a = event.attribution.as_ref()?;
         let m = &self.matcher;
         let wanted = m.networks.iter().any(|n| n == &a.network)
@@ -99,7 +99,7 @@ impl DestinationConfig {
     }
 
     /// Whether this destination must hear about `event`.
-    pub fn matches(&self, event: &crate::event::ConversionEvent) -> bool {
+    pub fn matches(&self, event: &crate::contract::event::ConversionEvent) -> bool {
         self.route(event).is_some()
     }
 

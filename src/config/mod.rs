@@ -9,10 +9,14 @@ use serde::Deserialize;
 use self::env::expand_env;
 
 mod check;
+pub mod circuit;
 mod destination;
 mod env;
+pub mod journal;
 pub mod operators;
 mod proxy;
+pub mod retry;
+pub mod store;
 #[cfg(test)]
 mod tests;
 
@@ -59,17 +63,17 @@ pub struct Config {
     pub http: HttpConfig,
     /// Where deliveries, claims and statuses are recorded.
     #[serde(default)]
-    pub store: crate::store::StoreConfig,
+    pub store: store::StoreConfig,
     /// What happened to each delivery, kept for people (`deliveries`, `recover`).
     #[serde(default)]
-    pub journal: crate::journal::JournalConfig,
+    pub journal: journal::JournalConfig,
     /// The operators' web console.
     #[serde(default)]
     pub console: ConsoleConfig,
     pub destinations: Vec<DestinationConfig>,
     /// Every secret the configuration holds, to keep out of what the relay writes.
     #[serde(skip)]
-    pub secrets: crate::redact::Secrets,
+    pub secrets: crate::contract::redact::Secrets,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -124,7 +128,7 @@ impl Default for BrokerConfig {
             prefetch: 64,
             delivery_limit: 20,
             reconnect_max_delay_secs: 30,
-            retry_tiers_ms: crate::retry::DEFAULT_TIERS_MS.to_vec(),
+            retry_tiers_ms: crate::config::retry::DEFAULT_TIERS_MS.to_vec(),
         }
     }
 }
@@ -297,7 +301,7 @@ impl Config {
         // Every form a secret can be written in: a URL in an error is in its sent form.
         let scrub = |e: ConfigError| match e {
             ConfigError::Key { key, message } => {
-                let forms = crate::redact::Secrets::new(secrets.borrow().iter());
+                let forms = crate::contract::redact::Secrets::new(secrets.borrow().iter());
                 let message = forms.scrub(&message).into_owned();
                 ConfigError::Key { key, message }
             }
@@ -312,7 +316,8 @@ impl Config {
         // A `${VAR}` value is put into a template's text before the template is read: a
         // value holding the destination's macro syntax would be read as macros.
         for (i, d) in config.destinations.iter().enumerate() {
-            if let (Some(o), crate::partner::Format::Template(t)) = (&d.template, &d.partner.format)
+            if let (Some(o), crate::contract::partner::Format::Template(t)) =
+                (&d.template, &d.partner.format)
             {
                 let texts = o.texts();
                 if secrets.borrow().iter().any(|s| {
@@ -334,8 +339,8 @@ impl Config {
 
     /// The values read from the environment, and the secrets written in the file itself: API
     /// keys and the passwords in broker and store URLs.
-    fn collect_secrets(&self, from_env: Vec<String>) -> crate::redact::Secrets {
-        let mut all = crate::redact::Secrets::new(from_env);
+    fn collect_secrets(&self, from_env: Vec<String>) -> crate::contract::redact::Secrets {
+        let mut all = crate::contract::redact::Secrets::new(from_env);
         for d in &self.destinations {
             if let Some(h) = &d.hoqu {
                 all.add(&h.api_key);
@@ -357,7 +362,7 @@ impl Config {
             all.add(&password);
         }
         let mut urls = self.broker.addresses();
-        if let crate::store::StoreConfig::Redis { url, .. } = &self.store {
+        if let store::StoreConfig::Redis { url, .. } = &self.store {
             urls.push(url);
         }
         if let Some(url) = &self.journal.url {

@@ -43,7 +43,7 @@ pub fn name_problem(name: &str) -> Option<String> {
     if n > MAX_NAME_CHARS {
         return Some(format!("is {n} characters long: at most {MAX_NAME_CHARS}"));
     }
-    if name.chars().any(crate::text::hidden) {
+    if name.chars().any(crate::contract::text::hidden) {
         return Some("holds a control or invisible character".into());
     }
     None

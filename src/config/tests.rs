@@ -25,7 +25,7 @@ fn minimal_config_gets_defaults() {
     let c = Config::from_toml(MINIMAL, &|_| None).unwrap();
     assert_eq!(c.broker.url, DEFAULT_AMQP_URL);
     assert_eq!(
-        crate::broker::Topology::from_config(&c).events,
+        crate::relay::broker::Topology::from_config(&c).events,
         "postback-relay.events"
     );
     assert_eq!(c.destinations[0].timeout(), Duration::from_secs(5));
@@ -198,7 +198,7 @@ fn with_value(path: &str, value: &str) -> String {
 
 /// What the relay computes from a loaded config, where an extreme value could overflow.
 fn exercise(c: &Config) {
-    let topology = crate::broker::Topology::from_config(c);
+    let topology = crate::relay::broker::Topology::from_config(c);
     let tiers: Vec<Duration> = topology.tiers.iter().map(|(d, _)| *d).collect();
     let now = chrono::Utc::now();
     for d in &c.destinations {
@@ -208,11 +208,11 @@ fn exercise(c: &Config) {
         for retry in [0, 1, 64, u32::MAX] {
             for ra in [None, Some(Duration::ZERO), Some(Duration::MAX)] {
                 let delay = p.delay(retry, 0.999, ra);
-                assert!(delay <= tiers[crate::retry::tier_for(&tiers, delay)]);
+                assert!(delay <= tiers[crate::config::retry::tier_for(&tiers, delay)]);
                 let _ = p.exhausted(p.max_attempts, now, now, delay);
             }
         }
-        let circuit = crate::circuit::Circuit::new(d.circuit.clone());
+        let circuit = crate::shared::circuit::Circuit::new(d.circuit.clone());
         let t = std::time::Instant::now();
         circuit.record(false, t);
         let _ = circuit.admit(t);

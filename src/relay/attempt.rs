@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use super::Relay;
 use super::destination::Destination;
 use super::outcome::{Attempted, Outcome, Taken, Wait, click_expired, credit_pause, paused, wait};
-use crate::delivery::Delivery;
-use crate::event::ConversionEvent;
-use crate::partner::{RenderError, Request, StatusOf};
-use crate::reason::Reason;
-use crate::store::{Claim, Held, keys};
+use crate::contract::event::ConversionEvent;
+use crate::contract::partner::{RenderError, Request, StatusOf};
+use crate::contract::reason::Reason;
+use crate::relay::delivery::Delivery;
+use crate::shared::store::{Claim, Held, keys};
 
 /// What the status order says about sending a status now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,13 +15,13 @@ use chrono::Utc;
 use super::Relay;
 use super::destination::Destination;
 use super::outcome::{Attempted, Call, NotNow, Outcome, Taken, Wait, after, paused, wait};
-use crate::circuit::Admit;
-use crate::classify::{CallResult, Verdict};
-use crate::deadletter::LastAnswer;
-use crate::delivery::{AttemptRecord, Delivery};
-use crate::event::ConversionEvent;
-use crate::partner::Request;
-use crate::store::{Held, HoldError};
+use crate::contract::classify::{CallResult, Verdict};
+use crate::contract::event::ConversionEvent;
+use crate::contract::partner::Request;
+use crate::relay::deadletter::LastAnswer;
+use crate::relay::delivery::{AttemptRecord, Delivery};
+use crate::shared::circuit::Admit;
+use crate::shared::store::{Held, HoldError};
 
 /// What a claim must still have left when a call starts: the call itself, and the time to
 /// record its result.
@@ -64,7 +64,7 @@ impl Report {
     fn answered(
         &mut self,
         dest: &Destination,
-        answer: crate::dispatch::Answer,
+        answer: crate::relay::dispatch::Answer,
         (at, latency_ms): (chrono::DateTime<Utc>, f64),
     ) -> Verdict {
         self.tries += 1;
@@ -160,7 +160,7 @@ impl Relay {
             )
         };
         let dead = |detail: String, delivery: &Delivery| {
-            let reason = crate::reason::Reason::RenderError;
+            let reason = crate::contract::reason::Reason::RenderError;
             Outcome::dead(reason, detail, delivery, Some(request), None, taken)
         };
         let outcome = match report.end {
@@ -377,7 +377,7 @@ impl Relay {
         event_id: &str,
         attempt: u32,
         taken: Option<Instant>,
-    ) -> (crate::dispatch::Answer, f64) {
+    ) -> (crate::relay::dispatch::Answer, f64) {
         let series = &dest.series;
         let in_flight = InFlight::new(series.in_flight.clone());
         let start = Instant::now();

@@ -1,16 +1,16 @@
 //! One destination at run time: its configuration, the protection its partner gets (a
 //! concurrency limit, an optional rate limit, a circuit breaker: its own, or with the Redis store
-//! the fleet's, see [`crate::fleet`]) and its metric series, built once at start-up and found
+//! the fleet's, see [`crate::shared::fleet`]) and its metric series, built once at start-up and found
 //! by name.
 
 use std::num::NonZeroU32;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::circuit::Admit;
 use crate::config::{Config, DestinationConfig};
-use crate::fleet::{Breaker, Fleet, Rate};
-use crate::metrics::{DestinationSeries, Metrics};
+use crate::relay::metrics::{DestinationSeries, Metrics};
+use crate::shared::circuit::Admit;
+use crate::shared::fleet::{Breaker, Fleet, Rate};
 
 pub(crate) struct Destination {
     pub config: DestinationConfig,
@@ -78,7 +78,7 @@ impl Destination {
     }
 
     pub fn circuit_closed(&self) -> bool {
-        self.circuit.state() == crate::circuit::State::Closed
+        self.circuit.state() == crate::shared::circuit::State::Closed
     }
 
     /// Shows the circuit's state as it is now, also when this replica has made no call

@@ -15,11 +15,11 @@ use super::outcome::{Attempted, Outcome, Taken};
 use super::session::{Queue, Recorder};
 use super::settle::Fate;
 use crate::config::DestinationConfig;
-use crate::deadletter::{Envelope, Source};
-use crate::delivery::Delivery;
-use crate::event::{self, ConversionEvent, Decoded, Encoding};
-use crate::partner::{RenderError, Request};
-use crate::reason::Reason;
+use crate::contract::event::{self, ConversionEvent, Decoded, Encoding};
+use crate::contract::partner::{RenderError, Request};
+use crate::contract::reason::Reason;
+use crate::relay::deadletter::{Envelope, Source};
+use crate::relay::delivery::Delivery;
 
 /// Why a message's body is not an event.
 enum Refused {

@@ -13,7 +13,7 @@ use super::destination::Destination;
 use super::outcome::{Attempted, Outcome};
 use super::session::Recorder;
 use super::settle::Fate;
-use crate::event::ConversionEvent;
+use crate::contract::event::ConversionEvent;
 use crate::journal::{self, Entry};
 
 /// The event a message's attempts were for, as the journal keeps it.
@@ -62,7 +62,7 @@ impl Relay {
         attempted: &[(Option<&Destination>, Attempted)],
         about: &About<'_>,
     ) -> Vec<(bool, Vec<Entry>)> {
-        let tier = |delay: Duration| crate::retry::tier_label(self.topology.tier(delay).0);
+        let tier = |delay: Duration| crate::config::retry::tier_label(self.topology.tier(delay).0);
         let mut all = Vec::new();
         for (dest, a) in attempted {
             let Some(dest) = dest else { continue };
@@ -73,7 +73,7 @@ impl Relay {
                     *r = self
                         .config
                         .secrets
-                        .scrub_and_cut(r, crate::deadletter::SNIPPET_MAX);
+                        .scrub_and_cut(r, crate::relay::deadletter::SNIPPET_MAX);
                 }
             }
             if let Some(last) = these.last_mut() {
@@ -93,7 +93,9 @@ impl Relay {
         let Some(journal) = &self.journal else {
             return;
         };
-        let unroutable = crate::reason::Reason::Unroutable.as_str().to_owned();
+        let unroutable = crate::contract::reason::Reason::Unroutable
+            .as_str()
+            .to_owned();
         let outcome = journal::Outcome::DeadLettered(unroutable);
         let mut only = entry(
             event,
@@ -222,7 +224,7 @@ mod tests {
                 .into(),
         )
         .unwrap();
-        crate::event::from_raw(&raw).unwrap()
+        crate::contract::event::from_raw(&raw).unwrap()
     }
 
     fn call(attempt: u32, status: u16) -> Call {
@@ -290,7 +292,12 @@ mod tests {
         }));
         let raw = serde_json::value::RawValue::from_string("{}".into()).unwrap();
         let retry = Outcome::Retry {
-            delivery: crate::delivery::Delivery::new("e1".into(), "d".into(), raw, Utc::now()),
+            delivery: crate::relay::delivery::Delivery::new(
+                "e1".into(),
+                "d".into(),
+                raw,
+                Utc::now(),
+            ),
             delay: Duration::from_secs(30),
         };
         assert!(!stored_before_settling(&retry));

@@ -19,14 +19,21 @@
 //!   the next on the same store, journal, metrics and listener.
 
 mod attempt;
+pub mod broker;
 mod call;
+pub mod deadletter;
+pub mod delivery;
 mod destination;
+pub mod dispatch;
 mod drain;
 mod handle;
 mod journaled;
+pub mod metrics;
+pub(crate) mod observe;
 mod outcome;
 mod record;
 mod reload;
+pub mod retry;
 mod sample;
 pub mod session;
 pub mod settle;
@@ -36,10 +43,10 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::Topology;
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::relay::broker::Topology;
+use crate::relay::metrics::Metrics;
+use crate::shared::store::Store;
 
 pub use self::handle::{Plan, plan};
 pub use self::reload::{ReloadRefused, Reloaded, Reloader, compare, needs_restart};
@@ -53,7 +60,7 @@ pub enum RelayError {
         source: std::io::Error,
     },
     #[error("cannot open the store ([store] in the config): {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::shared::store::StoreError),
     #[error("cannot open the journal ([journal] in the config): {0}")]
     Journal(#[from] crate::journal::JournalError),
     #[error("cannot build the HTTP client: {0}")]
@@ -67,7 +74,7 @@ pub enum RelayError {
     #[error("the relay's task ended abnormally: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
-pub use crate::observe::{Consuming, Health};
+pub use crate::relay::observe::{Consuming, Health};
 
 use self::destination::Destinations;
 
@@ -75,7 +82,7 @@ pub struct Relay {
     config: Arc<Config>,
     topology: Topology,
     destinations: Destinations,
-    client: crate::dispatch::Client,
+    client: crate::relay::dispatch::Client,
     /// Claims, the idempotency record and status order.
     store: Store,
     metrics: Metrics,
@@ -83,7 +90,7 @@ pub struct Relay {
     /// Which of the broker's addresses the last session connected to.
     broker_node: std::sync::atomic::AtomicUsize,
     /// The destinations an operator paused, as last read.
-    paused: crate::pause::Board,
+    paused: crate::shared::pause::Board,
     /// What happened to each delivery, for people; `None` when `journal.enabled = false`.
     journal: Option<crate::journal::Journal>,
     /// The work of sessions that lost their broker connection: it finishes its partner calls
@@ -92,7 +99,7 @@ pub struct Relay {
     orphans: Mutex<Vec<JoinSet<()>>>,
     /// The previous generation's readiness, held through a reload until this generation's
     /// first session consumes or fails.
-    ready_hold: Mutex<Option<crate::observe::ReadyHold>>,
+    ready_hold: Mutex<Option<crate::relay::observe::ReadyHold>>,
 }
 
 impl Relay {
@@ -102,7 +109,7 @@ impl Relay {
         config: Arc<Config>,
         shared: &reload::Shared,
         broker_node: usize,
-        ready_hold: Option<crate::observe::ReadyHold>,
+        ready_hold: Option<crate::relay::observe::ReadyHold>,
     ) -> Result<Relay, RelayError> {
         let metrics = shared.metrics.clone();
         metrics.init_destinations(config.destinations.iter().map(|d| d.name.as_str()));
@@ -111,14 +118,14 @@ impl Relay {
             for (tier, _) in &topology.tiers {
                 metrics
                     .retries_scheduled
-                    .with_label_values(&[&d.name, &crate::retry::tier_label(*tier)]);
+                    .with_label_values(&[&d.name, &crate::config::retry::tier_label(*tier)]);
             }
         }
         let proxy = &config.worker.partner_proxy;
-        let client = crate::dispatch::Client::with_proxy(proxy)?;
+        let client = crate::relay::dispatch::Client::with_proxy(proxy)?;
         tracing::info!(
             message = "partner calls' proxy",
-            proxy = %crate::dispatch::proxy_in_use(proxy)
+            proxy = %crate::relay::dispatch::proxy_in_use(proxy)
         );
         Ok(Relay {
             destinations: Destinations::new(&config, &metrics, shared.store.fleet().as_ref()),
@@ -196,9 +203,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         _ => (None, None),
     };
-    let pauses = crate::pause::Pauses::for_running(&config.store, store.fleet().as_ref());
+    let pauses = crate::shared::pause::Pauses::for_running(&config.store, store.fleet().as_ref());
     metrics.store_up.set(1);
-    tokio::spawn(crate::observe::watch_store(
+    tokio::spawn(crate::relay::observe::watch_store(
         store.clone(),
         health.clone(),
         metrics.clone(),
@@ -210,9 +217,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         health: health.clone(),
         journal,
         pauses,
-        paused: crate::pause::Board::default(),
+        paused: crate::shared::pause::Board::default(),
     };
-    let http = tokio::spawn(crate::observe::serve(
+    let http = tokio::spawn(crate::relay::observe::serve(
         listener,
         metrics.clone(),
         health.clone(),

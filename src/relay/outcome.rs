@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::classify::Verdict;
 use crate::config::DestinationConfig;
-use crate::deadletter::{Envelope, LastAnswer, Source};
-use crate::delivery::{AttemptRecord, AttemptResult, Delivery};
-use crate::partner::Request;
-use crate::reason::Reason;
-use crate::retry::{Cause, Step, next_step};
+use crate::contract::classify::Verdict;
+use crate::contract::partner::Request;
+use crate::contract::reason::Reason;
+use crate::relay::deadletter::{Envelope, LastAnswer, Source};
+use crate::relay::delivery::{AttemptRecord, AttemptResult, Delivery};
+use crate::relay::retry::{Cause, Step, next_step};
 
 /// Where a message came from, and when it was taken off its queue.
 pub(super) struct Taken<'a> {
@@ -297,7 +297,7 @@ mod tests {
         let event = serde_json::value::RawValue::from_string("{}".into()).unwrap();
         let request = Request {
             destination: "ps".into(),
-            method: crate::partner::Method::Get,
+            method: crate::contract::partner::Method::Get,
             url: "https://a.pwspace.com/ld?qci=c".into(),
             headers: Default::default(),
             body: None,

@@ -7,10 +7,10 @@ use super::destination::Destination;
 use super::outcome::Outcome;
 use super::session::Recorder;
 use super::settle::Fate;
-use crate::broker::{PublishError, Publisher};
-use crate::deadletter::Envelope;
-use crate::delivery::Delivery;
-use crate::metrics::attempt_bucket;
+use crate::relay::broker::{PublishError, Publisher};
+use crate::relay::deadletter::Envelope;
+use crate::relay::delivery::Delivery;
+use crate::relay::metrics::attempt_bucket;
 
 impl Relay {
     /// Records every outcome. If one cannot be recorded the session is ending: the message is
@@ -85,7 +85,7 @@ impl Relay {
         let (tier, queue) = self.topology.tier(delay);
         let body = serde_json::to_vec(&delivery).expect("deliveries serialize");
         publisher.publish_json("", queue, &body, None, None).await?;
-        let label = crate::retry::tier_label(*tier);
+        let label = crate::config::retry::tier_label(*tier);
         self.metrics
             .retries_scheduled
             .with_label_values(&[&delivery.destination, &label])
@@ -116,7 +116,7 @@ impl Relay {
         // In the queue now: the index is told (whatever becomes of the message it came from,
         // this letter stays in the queue). A full buffer drops it, counted.
         if let Some(journal) = &self.journal {
-            let _ = journal.record_letter(crate::dlq::index::envelope_row(&env));
+            let _ = journal.record_letter(crate::relay::deadletter::envelope_row(&env));
         }
         let destination = env.destination.as_deref().unwrap_or("none");
         self.metrics

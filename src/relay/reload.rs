@@ -114,12 +114,12 @@ impl Reloader {
 
 /// What every generation of the relay shares.
 pub(super) struct Shared {
-    pub store: crate::store::Store,
-    pub metrics: crate::metrics::Metrics,
+    pub store: crate::shared::store::Store,
+    pub metrics: crate::relay::metrics::Metrics,
     pub health: Arc<super::Health>,
     pub journal: Option<crate::journal::Journal>,
-    pub pauses: crate::pause::Pauses,
-    pub paused: crate::pause::Board,
+    pub pauses: crate::shared::pause::Pauses,
+    pub paused: crate::shared::pause::Board,
 }
 
 /// Runs generation after generation of the relay until `shutdown`, taking each reload asked
@@ -142,10 +142,13 @@ pub(super) async fn supervise(
         )?);
         // Paused destinations are known before the first message is taken.
         let names = config.destinations.iter().map(|d| d.name.clone()).collect();
-        let watching = crate::pause::Watch::new(
+        let watching = crate::shared::pause::Watch::new(
             shared.pauses.clone(),
             shared.paused.clone(),
-            shared.metrics.clone(),
+            crate::shared::pause::Gauges {
+                paused: shared.metrics.destination_paused.clone(),
+                state_lost: shared.metrics.store_state_lost.clone(),
+            },
             names,
             stop.clone(),
         );

@@ -22,7 +22,7 @@ impl Relay {
             passive: true,
             ..Default::default()
         };
-        let mut oldest = crate::dlq::OldestAge::default();
+        let mut oldest = crate::relay::deadletter::age::OldestAge::default();
         loop {
             for q in self.topology.queues() {
                 if let Ok(info) = ch

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::settle::Settler;
 use super::{Relay, RelayError};
-use crate::broker::{self, Publisher};
+use crate::relay::broker::{self, Publisher};
 
 /// The longest a session's set-up (connect, declare, consume) may take before it counts as
 /// failed and is tried again.

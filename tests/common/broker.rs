@@ -5,7 +5,7 @@ use std::process::Command;
 
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 
-use postback_relay::broker::{self, Topology};
+use postback_relay::relay::broker::{self, Topology};
 
 /// The broker connections of the relays of the test with queue prefix `prefix`.
 pub struct Connections {

@@ -10,11 +10,11 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use tokio_util::sync::CancellationToken;
 
-use postback_relay::broker::{self, Publisher, Topology};
 use postback_relay::config::Config;
-use postback_relay::deadletter::Envelope;
-use postback_relay::dlq::DeadLetter;
-use postback_relay::sandbox;
+use postback_relay::interfaces::sandbox;
+use postback_relay::operate::dlq::DeadLetter;
+use postback_relay::relay::broker::{self, Publisher, Topology};
+use postback_relay::relay::deadletter::Envelope;
 
 use super::config::{Circuit, ConfigBuilder, Dest, Retry, amqp_url, redis_url};
 use super::wait::eventually;
@@ -186,7 +186,7 @@ impl Env {
     }
 
     pub async fn publish(&self, body: &[u8]) {
-        let m = postback_relay::publish::Outgoing::new(body.to_vec());
+        let m = postback_relay::interfaces::publish::Outgoing::new(body.to_vec());
         self.publisher
             .publish_json(
                 &self.topology().exchange,
@@ -260,7 +260,7 @@ impl Env {
     /// holding the letters) meanwhile.
     pub async fn take_all_dead(&self) -> Vec<DeadLetter> {
         let dead = self.topology().dead;
-        let _lock = postback_relay::browse::Lock::acquire(
+        let _lock = postback_relay::relay::deadletter::browse::Lock::acquire(
             &self.conn,
             &dead,
             std::time::Duration::from_secs(60),

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use postback_relay::event::ConversionEvent;
+use postback_relay::contract::event::ConversionEvent;
 
 /// The click of HOQU's document examples.
 pub const HOQU_CLICK: &str = "c7e2206f-03af-49fa-9046-dd6aeaa44e9b";
@@ -170,7 +170,7 @@ impl Event {
     /// As the relay reads it; the event must be valid.
     pub fn parsed(self) -> ConversionEvent {
         let body = self.body();
-        postback_relay::event::parse(&body, 1 << 20)
+        postback_relay::contract::event::parse(&body, 1 << 20)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)))
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use postback_relay::sandbox::{Client, Recorded};
+use postback_relay::interfaces::sandbox::{Client, Recorded};
 
 use super::wait::eventually;
 

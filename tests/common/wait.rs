@@ -26,7 +26,7 @@ where
 pub async fn until(
     running: &postback_relay::relay::Running,
     what: &str,
-    f: impl Fn(&postback_relay::metrics::Metrics) -> bool,
+    f: impl Fn(&postback_relay::relay::metrics::Metrics) -> bool,
 ) {
     let m = running.metrics.clone();
     eventually(Duration::from_secs(30), what, || {
@@ -38,7 +38,11 @@ pub async fn until(
 
 /// How many of `destination`'s deliveries a relay ended with `outcome` (`delivered`,
 /// `dead_lettered`, `duplicate`, `superseded`...).
-pub fn deliveries(m: &postback_relay::metrics::Metrics, destination: &str, outcome: &str) -> u64 {
+pub fn deliveries(
+    m: &postback_relay::relay::metrics::Metrics,
+    destination: &str,
+    outcome: &str,
+) -> u64 {
     m.deliveries
         .with_label_values(&[destination, outcome])
         .get()

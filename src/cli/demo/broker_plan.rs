@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use postback_relay::broker;
+use postback_relay::relay::broker;
 
 use super::node::OwnBroker;
 use crate::cli::redact_url;

@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use postback_relay::broker::{Publisher, Topology};
-use postback_relay::metrics::Metrics;
-use postback_relay::{dlq, publish, relay, sandbox};
+use postback_relay::interfaces::{publish, sandbox};
+use postback_relay::operate::dlq;
+use postback_relay::relay;
+use postback_relay::relay::broker::{Publisher, Topology};
+use postback_relay::relay::metrics::Metrics;
 
 use super::progress_bar;
 use broker_plan::Connected;

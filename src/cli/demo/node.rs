@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use postback_relay::broker;
+use postback_relay::relay::broker;
 
 /// A throwaway RabbitMQ node. It has its own node name, AMQP and distribution ports, and
 /// directory (data, logs, config, Erlang cookie), no plugins and so no other listener.
@@ -193,7 +193,7 @@ mod tests {
 
     use lapin::options::QueueDeclareOptions;
     use lapin::types::FieldTable;
-    use postback_relay::broker::{CONFIRM_TIMEOUT, PublishError, Publisher};
+    use postback_relay::relay::broker::{CONFIRM_TIMEOUT, PublishError, Publisher};
 
     #[test]
     fn the_own_node_is_kept_to_its_own_name_ports_and_directory() {

@@ -4,11 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use postback_relay::broker::Topology;
 use postback_relay::config::Config;
-use postback_relay::metrics::Metrics;
-use postback_relay::reason::Reason;
-use postback_relay::{dlq, sandbox};
+use postback_relay::contract::reason::Reason;
+use postback_relay::interfaces::sandbox;
+use postback_relay::operate::dlq;
+use postback_relay::relay::broker::Topology;
+use postback_relay::relay::metrics::Metrics;
 
 use super::sample::DESTINATIONS;
 

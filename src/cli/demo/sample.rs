@@ -2,7 +2,7 @@
 //! sandbox) and its sample events.
 
 use postback_relay::config::Config;
-use postback_relay::publish::Outgoing;
+use postback_relay::interfaces::publish::Outgoing;
 
 /// The demo's destinations: one of each kind, each under its own path at the sandbox.
 pub const DESTINATIONS: [&str; 4] = ["powerspace", "hoqu", "publisher", "affiliate"];

@@ -66,7 +66,7 @@ pub struct Browsed {
 
 impl Browsed {
     /// When a delivery waiting in a delay tier is due back: the entry's time and the tier's
-    /// delay (the tier's name is its delay, [`crate::retry::tier_label`]). `None` for any
+    /// delay (the tier's name is its delay, [`crate::config::retry::tier_label`]). `None` for any
     /// other entry.
     pub fn next_attempt(&self) -> Option<DateTime<Utc>> {
         next_attempt(&self.entry)
@@ -78,7 +78,7 @@ pub fn next_attempt(e: &Entry) -> Option<DateTime<Utc>> {
     let Outcome::RetryScheduled(tier) = &e.outcome else {
         return None;
     };
-    let delay: Duration = crate::retry::tier_delay(tier)?;
+    let delay: Duration = crate::config::retry::tier_delay(tier)?;
     // A tier read back from the journal may name any delay: one past the calendar is none.
     e.at.checked_add_signed(chrono::Duration::from_std(delay).ok()?)
 }

@@ -1,0 +1,6 @@
+//! What replicas share.
+
+pub(crate) mod circuit;
+pub mod fleet;
+pub mod pause;
+pub mod store;
