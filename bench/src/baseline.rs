@@ -4,7 +4,7 @@ use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 
-use postback_relay::broker;
+use postback_relay::relay::broker;
 
 /// The smallest consumer that does the job: consume, one GET, ack. The GET is `url` with the
 /// message id appended, so that each request can be matched to its event.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use postback_relay::sandbox;
+use postback_relay::interfaces::sandbox;
 
 use crate::process::{Proc, spawn_baseline, start_relay};
 use crate::results::Results;

@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use postback_relay::deadletter::{Envelope, Reason, Source};
 use postback_relay::journal::letters::{LetterFilter, Letters};
+use postback_relay::relay::deadletter::{Envelope, Reason, Source};
 
 /// Letters in the index, per run.
 const SIZES: [usize; 2] = [100_000, 1_000_000];
@@ -63,7 +63,7 @@ async fn fill(path: &Path, n: usize) -> anyhow::Result<(Letters, Duration)> {
     let began = Instant::now();
     let mut batch = Vec::with_capacity(FILL_BATCH);
     for i in 0..n {
-        batch.push(postback_relay::dlq::index::envelope_row(&envelope(
+        batch.push(postback_relay::relay::deadletter::envelope_row(&envelope(
             i, start,
         )));
         if batch.len() == FILL_BATCH || i + 1 == n {
@@ -131,10 +131,10 @@ pub async fn run(amqp_url: &str, conn: &lapin::Connection, dir: &Path) -> anyhow
             took.as_secs_f64(),
             bytes / n as u64
         );
-        let topology = postback_relay::broker::Topology::for_prefix(&prefix);
+        let topology = postback_relay::relay::broker::Topology::for_prefix(&prefix);
         topology.declare(&conn.create_channel().await?).await?;
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let console = postback_relay::console::start(
+        let console = postback_relay::operate::console::start(
             config(dir, &prefix, &journal, amqp_url)?,
             shutdown.clone(),
         )

@@ -10,9 +10,9 @@ use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 
-use postback_relay::broker::{self, Publisher, Topology};
-use postback_relay::publish::{self, Outgoing};
-use postback_relay::sandbox::{self, Rule};
+use postback_relay::interfaces::publish::{self, Outgoing};
+use postback_relay::interfaces::sandbox::{self, Rule};
+use postback_relay::relay::broker::{self, Publisher, Topology};
 
 use crate::Cli;
 
@@ -139,13 +139,13 @@ pub async fn wait_ready_within(
 pub async fn cleanup(conn: &lapin::Connection, t: &Topology) {
     if let Ok(ch) = conn.create_channel().await {
         let _ = t.delete(&ch).await;
-        let retry_queues: Vec<String> = postback_relay::retry::DEFAULT_TIERS_MS
+        let retry_queues: Vec<String> = postback_relay::config::retry::DEFAULT_TIERS_MS
             .iter()
             .map(|ms| {
                 format!(
                     "{}.retry.{}",
                     t.events.trim_end_matches(".events"),
-                    postback_relay::retry::tier_label(Duration::from_millis(*ms))
+                    postback_relay::config::retry::tier_label(Duration::from_millis(*ms))
                 )
             })
             .collect();
