@@ -1,4 +1,4 @@
-//! A destination's `[destinations.circuit]` ([`crate::shared::circuit`]).
+//! A destination's `[destinations.circuit]`: when its partner stops being called.
 
 use serde::Deserialize;
 

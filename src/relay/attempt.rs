@@ -14,7 +14,7 @@ use crate::contract::event::ConversionEvent;
 use crate::contract::partner::{RenderError, Request, StatusOf};
 use crate::contract::reason::Reason;
 use crate::relay::delivery::Delivery;
-use crate::shared::store::{Claim, Held, keys};
+use crate::shared::{Claim, Held, keys};
 
 /// What the status order says about sending a status now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

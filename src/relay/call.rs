@@ -21,7 +21,7 @@ use crate::contract::partner::Request;
 use crate::relay::deadletter::LastAnswer;
 use crate::relay::delivery::{AttemptRecord, Delivery};
 use crate::shared::circuit::Admit;
-use crate::shared::store::{Held, HoldError};
+use crate::shared::{Held, HoldError};
 
 /// What a claim must still have left when a call starts: the call itself, and the time to
 /// record its result.

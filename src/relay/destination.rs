@@ -1,6 +1,6 @@
 //! One destination at run time: its configuration, the protection its partner gets (a
 //! concurrency limit, an optional rate limit, a circuit breaker: its own, or with the Redis store
-//! the fleet's, see [`crate::shared::fleet`]) and its metric series, built once at start-up and found
+//! the fleet's, see [`crate::shared`]) and its metric series, built once at start-up and found
 //! by name.
 
 use std::num::NonZeroU32;
@@ -10,7 +10,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::config::{Config, DestinationConfig};
 use crate::relay::metrics::{DestinationSeries, Metrics};
 use crate::shared::circuit::Admit;
-use crate::shared::fleet::{Breaker, Fleet, Rate};
+use crate::shared::{Breaker, Rate, Shared};
 
 pub(crate) struct Destination {
     pub config: DestinationConfig,
@@ -21,17 +21,17 @@ pub(crate) struct Destination {
 }
 
 impl Destination {
-    /// With `fleet` (the Redis store), the rate limit and the circuit are the fleet's.
-    fn new(config: &DestinationConfig, metrics: &Metrics, fleet: Option<&Fleet>) -> Destination {
+    /// With the Redis store, the rate limit and the circuit are the fleet's.
+    fn new(config: &DestinationConfig, metrics: &Metrics, shared: &Shared) -> Destination {
         let name = &config.name;
         let rate = config
             .rate_limit_per_sec
             .and_then(NonZeroU32::new)
-            .map(|n| Rate::new(n, name, fleet));
+            .map(|n| shared.rate(n, name));
         Destination {
             concurrency: Semaphore::new(config.concurrency),
             rate,
-            circuit: Breaker::new(&config.circuit, config.timeout(), name, fleet),
+            circuit: shared.breaker(&config.circuit, config.timeout(), name),
             series: metrics.series(&config.name),
             config: config.clone(),
         }
@@ -97,12 +97,12 @@ impl Destination {
 pub(crate) struct Destinations(Vec<Destination>);
 
 impl Destinations {
-    pub fn new(config: &Config, metrics: &Metrics, fleet: Option<&Fleet>) -> Destinations {
+    pub fn new(config: &Config, metrics: &Metrics, shared: &Shared) -> Destinations {
         Destinations(
             config
                 .destinations
                 .iter()
-                .map(|d| Destination::new(d, metrics, fleet))
+                .map(|d| Destination::new(d, metrics, shared))
                 .collect(),
         )
     }

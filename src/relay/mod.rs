@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::relay::broker::Topology;
 use crate::relay::metrics::Metrics;
-use crate::shared::store::Store;
+use crate::shared::Shared;
 
 pub use self::handle::{Plan, plan};
 pub use self::reload::{ReloadRefused, Reloaded, Reloader, compare, needs_restart};
@@ -60,7 +60,7 @@ pub enum RelayError {
         source: std::io::Error,
     },
     #[error("cannot open the store ([store] in the config): {0}")]
-    Store(#[from] crate::shared::store::StoreError),
+    Store(#[from] crate::shared::StoreError),
     #[error("cannot open the journal ([journal] in the config): {0}")]
     Journal(#[from] crate::journal::JournalError),
     #[error("cannot build the HTTP client: {0}")]
@@ -84,7 +84,7 @@ pub struct Relay {
     destinations: Destinations,
     client: crate::relay::dispatch::Client,
     /// Claims, the idempotency record and status order.
-    store: Store,
+    store: Shared,
     metrics: Metrics,
     health: Arc<Health>,
     /// Which of the broker's addresses the last session connected to.
@@ -128,7 +128,7 @@ impl Relay {
             proxy = %crate::relay::dispatch::proxy_in_use(proxy)
         );
         Ok(Relay {
-            destinations: Destinations::new(&config, &metrics, shared.store.fleet().as_ref()),
+            destinations: Destinations::new(&config, &metrics, &shared.store),
             topology,
             client,
             store: shared.store.clone(),
@@ -195,7 +195,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let http_addr = listener
         .local_addr()
         .map_err(|source| RelayError::Listen { addr, source })?;
-    let store = Store::open(&config.store).await?;
+    let store = Shared::open(&config.store).await?;
     let (journal, writer) = match &config.journal {
         j if j.enabled => {
             let (journal, writer) = crate::journal::Journal::open(j, metrics.registry()).await?;
@@ -203,7 +203,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         _ => (None, None),
     };
-    let pauses = crate::shared::pause::Pauses::for_running(&config.store, store.fleet().as_ref());
+    let pauses = store.pauses();
     metrics.store_up.set(1);
     tokio::spawn(crate::relay::observe::watch_store(
         store.clone(),

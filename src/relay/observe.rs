@@ -169,7 +169,7 @@ fn readiness(consuming: Consuming, store: bool) -> (StatusCode, &'static str) {
 /// Asks the store every second whether it answers, until `stop`, for `/readyz` and
 /// `postback_relay_store_up`.
 pub async fn watch_store(
-    store: crate::shared::store::Store,
+    store: crate::shared::Shared,
     health: Arc<Health>,
     metrics: Metrics,
     stop: CancellationToken,

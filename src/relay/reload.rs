@@ -114,7 +114,7 @@ impl Reloader {
 
 /// What every generation of the relay shares.
 pub(super) struct Shared {
-    pub store: crate::shared::store::Store,
+    pub store: crate::shared::Shared,
     pub metrics: crate::relay::metrics::Metrics,
     pub health: Arc<super::Health>,
     pub journal: Option<crate::journal::Journal>,

@@ -10,7 +10,7 @@ fn held(c: Claim) -> Held {
 }
 
 /// A Redis hold is let go by a task of its own once dropped: wait for it.
-async fn claim_when_free(store: &Store, key: &str, lease: Duration) -> Held {
+async fn claim_when_free(store: &Shared, key: &str, lease: Duration) -> Held {
     for _ in 0..100 {
         if let Claim::Acquired(h) = store.claim(key, lease).await.unwrap() {
             return h;
@@ -20,7 +20,7 @@ async fn claim_when_free(store: &Store, key: &str, lease: Duration) -> Held {
     panic!("{key} was never let go");
 }
 
-async fn lock_when_free(store: &Store, key: &str, lease: Duration) -> Held {
+async fn lock_when_free(store: &Shared, key: &str, lease: Duration) -> Held {
     for _ in 0..100 {
         if let Some(h) = store.lock(key, lease).await.unwrap() {
             return h;
@@ -30,7 +30,7 @@ async fn lock_when_free(store: &Store, key: &str, lease: Duration) -> Held {
     panic!("{key} was never let go");
 }
 
-async fn exercise(store: Store, unique: &str) {
+async fn exercise(store: Shared, unique: &str) {
     let key = keys::delivery("dest", unique);
     let lease = Duration::from_secs(30);
     let first = held(store.claim(&key, lease).await.unwrap());
@@ -99,9 +99,9 @@ async fn embedded_store_and_its_persistence() {
         path: path.clone(),
         ttl_secs: 60,
     };
-    exercise(Store::open(&cfg).await.unwrap(), "e1").await;
+    exercise(Shared::open(&cfg).await.unwrap(), "e1").await;
     // A new process sees what the last one recorded.
-    let again = Store::open(&cfg).await.unwrap();
+    let again = Shared::open(&cfg).await.unwrap();
     assert!(matches!(
         again
             .claim(&keys::delivery("dest", "e1"), Duration::from_secs(1))
@@ -118,8 +118,8 @@ async fn an_embedded_store_serves_one_process() {
         path: dir.path().join("s.db"),
         ttl_secs: 60,
     };
-    let first = Store::open(&cfg).await.unwrap();
-    let second = Store::open(&cfg).await.expect_err("the file is taken");
+    let first = Shared::open(&cfg).await.unwrap();
+    let second = Shared::open(&cfg).await.expect_err("the file is taken");
     assert!(
         second.to_string().contains("in use by another process"),
         "{second}"
@@ -146,7 +146,7 @@ async fn an_embedded_store_serves_one_process() {
 #[tokio::test]
 async fn a_hold_whose_lease_ran_out_cannot_free_its_successor() {
     let dir = tempfile::tempdir().unwrap();
-    let embedded = Store::open(&StoreConfig::Embedded {
+    let embedded = Shared::open(&StoreConfig::Embedded {
         path: dir.path().join("s.db"),
         ttl_secs: 60,
     })
@@ -173,13 +173,13 @@ async fn a_hold_whose_lease_ran_out_cannot_free_its_successor() {
     }
 }
 
-async fn redis_store() -> Store {
+async fn redis_store() -> Shared {
     let cfg = StoreConfig::Redis {
         url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into()),
         key_prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
         ttl_secs: 60,
     };
-    Store::open(&cfg)
+    Shared::open(&cfg)
         .await
         .expect("Redis must be running on 127.0.0.1:6379 (see README)")
 }
@@ -222,8 +222,8 @@ async fn a_claim_redis_lost_is_not_ensured_for_its_old_holder() {
         ttl_secs: 60,
     };
     let (a, b) = (
-        Store::open(&cfg).await.unwrap(),
-        Store::open(&cfg).await.unwrap(),
+        Shared::open(&cfg).await.unwrap(),
+        Shared::open(&cfg).await.unwrap(),
     );
     let key = keys::delivery("hoqu", "e1");
     let lease = Duration::from_secs(30);

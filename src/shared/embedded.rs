@@ -26,6 +26,7 @@ pub struct Embedded {
     writes: tokio::sync::mpsc::UnboundedSender<Write>,
     claims: Arc<Mutex<Claims>>,
     ttl: Duration,
+    path: Arc<PathBuf>,
 }
 
 /// A record waiting for the writer.
@@ -98,6 +99,7 @@ const MAX_BATCH: usize = 512;
 impl Embedded {
     pub(super) async fn open(path: PathBuf, ttl: Duration) -> Result<Embedded, StoreError> {
         let shown = path.display().to_string();
+        let kept = Arc::new(path.clone());
         let db = tokio::task::spawn_blocking(move || -> Result<_, rusqlite::Error> {
             let db = rusqlite::Connection::open(&path)?;
             db.busy_timeout(Duration::from_secs(2))?;
@@ -131,7 +133,13 @@ impl Embedded {
             writes,
             claims: Arc::default(),
             ttl,
+            path: kept,
         })
+    }
+
+    /// The store's file.
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     /// Commits queued records, as many as have queued up (up to `MAX_BATCH`) per transaction.
