@@ -19,6 +19,7 @@ mod access;
 #[cfg(test)]
 mod against_v4;
 pub mod browse;
+mod config;
 mod counts;
 #[cfg(test)]
 mod counts_in_file;
@@ -34,7 +35,6 @@ mod tests;
 pub mod timeline;
 mod writer;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -42,68 +42,10 @@ use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
 
 pub use access::{Reader, Recoveries};
+pub use config::{JournalConfig, JournalKind};
 pub use counts::{HourCount, hour_of};
 pub use recovery::{Action, Candidate, Which, Window, WindowError, in_order};
 pub use sqlite::Filter;
-
-/// `[journal]` in the configuration.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct JournalConfig {
-    /// Whether the relay keeps a journal at all.
-    pub enabled: bool,
-    /// `embedded` (a SQLite file, one relay) or `postgres` (one journal for several).
-    pub kind: JournalKind,
-    /// The SQLite file (`embedded`).
-    pub path: PathBuf,
-    /// The PostgreSQL connection URL (`postgres`), e.g. `postgres://relay:${PGPASSWORD}@db/journal`.
-    pub url: Option<String>,
-    /// Entries older than this many days are pruned.
-    pub retention_days: u32,
-    /// Entries waiting for the writer, at most; beyond, new entries are dropped and counted.
-    pub buffer: usize,
-}
-
-impl Default for JournalConfig {
-    fn default() -> Self {
-        JournalConfig {
-            enabled: true,
-            kind: JournalKind::Embedded,
-            url: None,
-            path: PathBuf::from("postback-relay-journal.db"),
-            retention_days: 30,
-            buffer: 10_000,
-        }
-    }
-}
-
-/// Where the journal is kept.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JournalKind {
-    #[default]
-    Embedded,
-    Postgres,
-}
-
-impl JournalConfig {
-    /// What the types cannot check: a URL for `postgres`, and only there.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
-        match (self.kind, &self.url) {
-            (JournalKind::Postgres, None) => {
-                Err(("journal.url", "kind = \"postgres\" needs a url".into()))
-            }
-            (JournalKind::Postgres, Some(u)) => u
-                .parse::<tokio_postgres::Config>()
-                .map(|_| ())
-                .map_err(|e| ("journal.url", format!("not a PostgreSQL URL: {e}"))),
-            (JournalKind::Embedded, Some(_)) => {
-                Err(("journal.url", "url is for kind = \"postgres\"".into()))
-            }
-            (JournalKind::Embedded, None) => Ok(()),
-        }
-    }
-}
 
 /// The destination of an entry for an event no destination took (`unroutable`): no
 /// configured destination has an empty name.
