@@ -16,8 +16,6 @@
 //! start-up, each once.
 
 mod access;
-#[cfg(test)]
-mod against_v4;
 pub mod browse;
 mod config;
 mod counts;
