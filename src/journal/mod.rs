@@ -16,8 +16,6 @@
 //! start-up, each once.
 
 mod access;
-#[cfg(test)]
-mod against_v4;
 pub mod browse;
 mod counts;
 #[cfg(test)]
@@ -40,12 +38,11 @@ use chrono::{DateTime, Utc};
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::journal::{JournalConfig, JournalKind};
 pub use access::{Reader, Recoveries};
 pub use counts::{HourCount, hour_of};
 pub use recovery::{Action, Candidate, Which, Window, WindowError, in_order};
 pub use sqlite::Filter;
-
-pub use crate::config::journal::{JournalConfig, JournalKind};
 
 /// The destination of an entry for an event no destination took (`unroutable`): no
 /// configured destination has an empty name.
