@@ -16,7 +16,7 @@
 //! start-up, each once.
 
 mod access;
-pub mod browse;
+pub(crate) mod browse;
 mod counts;
 #[cfg(test)]
 mod counts_in_file;

@@ -35,8 +35,8 @@ mod record;
 mod reload;
 pub mod retry;
 mod sample;
-pub mod session;
-pub mod settle;
+mod session;
+mod settle;
 
 use std::sync::{Arc, Mutex};
 

@@ -40,7 +40,7 @@ pub use crate::config::circuit::CircuitConfig;
 pub use crate::config::store::StoreConfig;
 
 /// The store's keys, built here and nowhere else.
-pub mod keys {
+pub(crate) mod keys {
     /// One delivery: an event for a destination.
     pub fn delivery(destination: &str, event_id: &str) -> String {
         format!("{destination}\u{1f}{event_id}")
