@@ -4,8 +4,9 @@
 //! confirmed by the broker.
 //!
 //! One message's way down, file by file:
-//! - [`session`]: connects, declares the topology, consumes, reconnects; `drain` ends a
-//!   session, on a stop or a lost connection;
+//! - [`session`]: consumes, and reconnects when the broker goes away; `open` sets a session
+//!   up (connects, declares the topology, starts the consumers); `drain` ends a session, on a
+//!   stop or a lost connection;
 //! - `handle`: decodes the message once and plans its deliveries (route and render);
 //! - `attempt`: one delivery to one destination: click lifetime, the claim and the status
 //!   order (held by guards), the circuit, and the decision;
@@ -33,6 +34,7 @@ mod handle;
 mod journaled;
 pub mod metrics;
 pub(crate) mod observe;
+mod open;
 mod outcome;
 mod record;
 mod reload;
