@@ -4,9 +4,9 @@
 //! confirmed by the broker.
 //!
 //! One message's way down, file by file:
-//! - [`session`]: consumes, and reconnects when the broker goes away; `open` sets a session
-//!   up (connects, declares the topology, starts the consumers); `drain` ends a session, on a
-//!   stop or a lost connection;
+//! - [`session`]: consumes, reconnects; `drain` ends a session, on a stop or a lost
+//!   connection;
+//! - `open`: sets a session up: connects, declares the topology, starts the consumers;
 //! - `handle`: decodes the message once and plans its deliveries (route and render);
 //! - `attempt`: one delivery to one destination: click lifetime, the claim and the status
 //!   order (held by guards), the circuit, and the decision;
