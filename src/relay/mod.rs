@@ -4,13 +4,17 @@
 //! confirmed by the broker.
 //!
 //! One message's way down, file by file:
-//! - [`session`]: connects, declares the topology, consumes, reconnects; `drain` ends a
-//!   session, on a stop or a lost connection;
+//! - [`session`]: consumes, reconnects; `drain` ends a session, on a stop or a lost
+//!   connection;
+//! - `open`: sets a session up: connects, declares the topology, starts the consumers;
 //! - `handle`: decodes the message once and plans its deliveries (route and render);
 //! - `attempt`: one delivery to one destination: click lifetime, the claim and the status
 //!   order (held by guards), the circuit, and the decision;
-//! - `call`: the partner calls, each one behind a concurrency slot, the rate limit and a
-//!   check that the claim is still held;
+//! - `call`: the partner calls of one attempt, and what they came to;
+//! - `tries`: those calls in a row, in-process, each one behind a concurrency slot and the
+//!   rate limit;
+//! - `send`: one call, behind a check that the claim is still held (and the pause, the
+//!   circuit);
 //! - `record`: the outcome published (retry tier, dead letter) and counted;
 //! - `journaled`: once recorded, every call and outcome told to the journal;
 //! - [`settle`]: the acknowledgement, batched;
@@ -30,13 +34,16 @@ mod handle;
 mod journaled;
 pub mod metrics;
 pub(crate) mod observe;
+mod open;
 mod outcome;
 mod record;
 mod reload;
 pub mod retry;
 mod sample;
+mod send;
 mod session;
 mod settle;
+mod tries;
 
 use std::sync::{Arc, Mutex};
 

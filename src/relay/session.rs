@@ -1,5 +1,5 @@
-//! The broker session: connect, declare the topology, consume the events and deliveries
-//! queues, and end when a connection is lost, a consumer is cancelled by the broker, or a stop
+//! The broker session: connect, declare the topology (both set up in `open`), consume the
+//! events and deliveries queues, and end when a connection is lost, a consumer is cancelled by the broker, or a stop
 //! is asked. A lost session is followed by a new one, with backoff; a stop drains within the
 //! grace (`drain`). Every wait on the broker has an end, so a broker that closes, cancels or
 //! goes silent in any state is noticed, and a stop always finishes.
@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::message::Delivery;
 use lapin::{Channel, Connection, Consumer};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -220,86 +219,6 @@ impl Relay {
         Ok(end)
     }
 
-    /// Connects, declares the topology, and starts consuming both queues.
-    async fn open(self: &Arc<Self>) -> Result<Session, lapin::Error> {
-        let b = &self.config.broker;
-        let addresses = b.addresses();
-        let prefix = &b.queue_prefix;
-        // The node that worked last first; the next ones when it does not answer.
-        let start = self.broker_node.load(std::sync::atomic::Ordering::Relaxed);
-        let (conn, node) = broker::connect_any(
-            &addresses,
-            start,
-            b.connect_timeout(),
-            &format!("worker {prefix}"),
-        )
-        .await?;
-        self.broker_node
-            .store(node, std::sync::atomic::Ordering::Relaxed);
-        let conn = Arc::new(conn);
-        // Publishing gets its own connection, to the same node: a broker that blocks
-        // publishers (memory or disk alarm) must not also stall the acks of the consuming
-        // connection.
-        let role = format!("worker {prefix} publisher");
-        let (pub_conn, _) =
-            broker::connect_any(&addresses, node, b.connect_timeout(), &role).await?;
-        let failed = CancellationToken::new();
-        let mut watchers = self.watch(&[&*conn, &pub_conn], &failed);
-        let setup = conn.create_channel().await?;
-        self.topology.declare(&setup).await?;
-        let recorder = Recorder {
-            publisher: Publisher::new(&pub_conn).await?,
-            broken: CancellationToken::new(),
-        };
-        let ch = conn.create_channel().await?;
-        ch.basic_qos(self.config.broker.prefetch, BasicQosOptions::default())
-            .await?;
-        let consumers = [
-            take(&ch, Queue::Events, &self.topology.events).await?,
-            take(&ch, Queue::Deliveries, &self.topology.deliveries).await?,
-        ];
-        watchers.push(tokio::spawn(
-            Arc::clone(self).sample_queues(Arc::clone(&conn), setup),
-        ));
-        let acked = self.metrics.events_acked.clone();
-        let (settler, settling) =
-            Settler::start(ch.clone(), self.config.broker.prefetch, move |n| {
-                acked.inc_by(n)
-            });
-        Ok(Session {
-            conn,
-            pub_conn,
-            ch,
-            recorder,
-            consumers,
-            failed,
-            watchers,
-            settler,
-            settling,
-            tasks: JoinSet::new(),
-        })
-    }
-
-    /// Cancels `failed` when a connection reports an error.
-    fn watch(&self, conns: &[&Connection], failed: &CancellationToken) -> Vec<JoinHandle<()>> {
-        conns
-            .iter()
-            .map(|c| {
-                let (mut events, failed) = (c.events_listener(), failed.clone());
-                let secrets = self.config.secrets.clone();
-                tokio::spawn(async move {
-                    while let Some(event) = events.next().await {
-                        if let lapin::Event::Error(e) = event {
-                            tracing::debug!(message = "broker connection error", error = %secrets.scrub(&e.to_string()));
-                            failed.cancel();
-                            return;
-                        }
-                    }
-                })
-            })
-            .collect()
-    }
-
     /// Takes messages and hands each to a task of its own, until the session ends. While the
     /// store does not answer, it takes none: nothing could be sent without a claim, and the
     /// messages wait in their queues, in order, their retry budget unspent, rather than being
@@ -343,27 +262,40 @@ impl Relay {
                 next = events.consumer.next(), if taking => (events.queue, next),
                 next = deliveries.consumer.next(), if taking => (deliveries.queue, next),
             };
-            match next {
-                (queue, Some(Ok(message))) => {
-                    let tag = message.delivery_tag;
-                    settler.taken(tag, queue == Queue::Events);
-                    let (me, recorder, settler) =
-                        (Arc::clone(self), recorder.clone(), settler.clone());
-                    tasks.spawn(async move {
-                        let fate = me.handle(queue, message, &recorder).await;
-                        settler.done(tag, fate);
-                    });
-                }
-                (_, Some(Err(e))) => return SessionEnd::Lost(e.to_string()),
-                (queue, None) => {
-                    let name = match queue {
-                        Queue::Events => &self.topology.events,
-                        Queue::Deliveries => &self.topology.deliveries,
-                    };
-                    return SessionEnd::Lost(format!(
-                        "the broker cancelled the consumer of {name}"
-                    ));
-                }
+            if let Some(end) = self.took(next, (recorder, settler), tasks) {
+                return end;
+            }
+        }
+    }
+
+    /// What a consumer brought: a message, handed to a task of its own (`None`: the session
+    /// goes on), or the consumer's error or end, which ends the session.
+    fn took(
+        self: &Arc<Self>,
+        next: (Queue, Option<Result<Delivery, lapin::Error>>),
+        (recorder, settler): (&Recorder, &Settler),
+        tasks: &mut JoinSet<()>,
+    ) -> Option<SessionEnd> {
+        match next {
+            (queue, Some(Ok(message))) => {
+                let tag = message.delivery_tag;
+                settler.taken(tag, queue == Queue::Events);
+                let (me, recorder, settler) = (Arc::clone(self), recorder.clone(), settler.clone());
+                tasks.spawn(async move {
+                    let fate = me.handle(queue, message, &recorder).await;
+                    settler.done(tag, fate);
+                });
+                None
+            }
+            (_, Some(Err(e))) => Some(SessionEnd::Lost(e.to_string())),
+            (queue, None) => {
+                let name = match queue {
+                    Queue::Events => &self.topology.events,
+                    Queue::Deliveries => &self.topology.deliveries,
+                };
+                Some(SessionEnd::Lost(format!(
+                    "the broker cancelled the consumer of {name}"
+                )))
             }
         }
     }
@@ -371,32 +303,6 @@ impl Relay {
     pub(super) fn grace(&self) -> Duration {
         Duration::from_secs(self.config.worker.shutdown_grace_secs)
     }
-}
-
-/// Starts consuming `name` on `ch`.
-async fn take(ch: &Channel, queue: Queue, name: &str) -> Result<Taking, lapin::Error> {
-    let label = match queue {
-        Queue::Events => "events",
-        Queue::Deliveries => "deliveries",
-    };
-    let tag = format!(
-        "postback-relay-{label}-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4()
-    );
-    let consumer = ch
-        .basic_consume(
-            name.into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(Taking {
-        queue,
-        tag,
-        consumer,
-    })
 }
 
 #[cfg(test)]
