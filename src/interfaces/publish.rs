@@ -70,7 +70,7 @@ pub fn read_events(path: &Path) -> std::io::Result<Vec<Outgoing>> {
     Ok(out)
 }
 
-/// Publishes every message with confirms, at most [`WINDOW`] unconfirmed at a time; calls
+/// Publishes every message with confirms, at most `WINDOW` unconfirmed at a time; calls
 /// `progress` after each confirm. Stops at the first failure and says which message it was.
 pub async fn publish_all(
     publisher: &Publisher,

@@ -132,7 +132,7 @@ impl Reader {
         self.0.event(event_id).await
     }
 
-    /// A page of delivery entries, newest first ([`super::browse`]).
+    /// A page of delivery entries, newest first (`journal::browse`).
     pub async fn browse(&self, b: &Browse) -> Result<Vec<Browsed>, JournalError> {
         match &self.0 {
             Backend::File(f) => {

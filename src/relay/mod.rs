@@ -4,7 +4,7 @@
 //! confirmed by the broker.
 //!
 //! One message's way down, file by file:
-//! - [`session`]: consumes, reconnects; `drain` ends a session, on a stop or a lost
+//! - `session`: consumes, reconnects; `drain` ends a session, on a stop or a lost
 //!   connection;
 //! - `open`: sets a session up: connects, declares the topology, starts the consumers;
 //! - `handle`: decodes the message once and plans its deliveries (route and render);
@@ -17,7 +17,7 @@
 //!   circuit);
 //! - `record`: the outcome published (retry tier, dead letter) and counted;
 //! - `journaled`: once recorded, every call and outcome told to the journal;
-//! - [`settle`]: the acknowledgement, batched;
+//! - `settle`: the acknowledgement, batched;
 //! - `sample`: queue depths and the oldest dead letter's age, on the side;
 //! - `reload`: a new configuration (SIGHUP) ends one generation of all the above and starts
 //!   the next on the same store, journal, metrics and listener.

@@ -63,7 +63,7 @@ impl Health {
     }
 
     /// Ready: connected to the broker and consuming from every relay queue, or changing
-    /// configuration after it was (a [`ReadyHold`] is out).
+    /// configuration after it was (a `ReadyHold` is out).
     pub fn is_ready(&self) -> bool {
         self.consuming() != Consuming::No
     }

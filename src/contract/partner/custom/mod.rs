@@ -48,7 +48,7 @@ pub struct Options {
     /// preset gives it and put in its text at load.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
-    /// `brace` ({name}), `hash` (#name#), `bang` (!!!name!!!) or `bracket` ([name]).
+    /// `brace` ({name}), `hash` (#name#), `bang` (!!!name!!!) or `bracket` (\[name\]).
     #[serde(default)]
     pub syntax: Option<Syntax>,
     /// GET (default), POST or PUT.

@@ -2,7 +2,7 @@
 //!
 //! - GET `{base}/{api_key}/s2s?click_id=&request_id=&action=&price=&status=`, or POST to
 //!   `{base}/{api_key}` with `Content-Type: application/json` and the same fields ("Пример
-//!   POST-запроса: Host: https://trackerdomain.com/advertiser_api_key"). POST is offered for
+//!   POST-запроса: Host: `https://trackerdomain.com/advertiser_api_key`"). POST is offered for
 //!   a new conversion only ("Сообщить платформе о новой конверсии ... POST или GET-запрос");
 //!   a status update is a GET ("Для того чтобы обновить статус заявки на платформе, нужно
 //!   отправить GET-запрос"), and the document gives no POST for recurring payments' customers.

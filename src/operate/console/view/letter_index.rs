@@ -5,7 +5,8 @@
 
 use maud::{Markup, html};
 
-use super::{at, letters::FilterForm};
+use super::at;
+use super::filter_form::FilterForm;
 use crate::journal::letters::Indexed;
 use crate::operate::console::jobs::Job;
 use crate::operate::console::letters::{DeadPage, Waiting};

@@ -12,12 +12,14 @@ use crate::journal::timeline::{Timeline, answer, shown};
 mod actions;
 pub mod chart;
 mod deliveries;
+mod filter_form;
 mod letter_index;
 mod letters;
 
 pub use actions::{actions, pause_confirm};
 pub use deliveries::{DeliveriesForm, OUTCOMES, Paged, deliveries};
-pub use letters::{FilterForm, dead, letter, preview};
+pub use filter_form::FilterForm;
+pub use letters::{dead, letter, preview};
 
 pub const CSS: &str = r#"
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0; color: #1d2330; background: #f5f6f8; }
