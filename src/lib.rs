@@ -24,10 +24,17 @@
 //! `src/cli/`.
 #![forbid(unsafe_code)]
 
-pub mod config;
+// One group per layer, in reading order (blank lines keep rustfmt from sorting them).
 pub mod contract;
-pub mod interfaces;
-pub mod journal;
-pub mod operate;
+
+pub mod config;
+
 pub mod relay;
+
 pub mod shared;
+
+pub mod journal;
+
+pub mod operate;
+
+pub mod interfaces;
