@@ -45,22 +45,12 @@ impl Fleet {
 
     /// The hash of paused destinations ([`crate::shared::pause`]).
     pub(crate) fn paused_key(&self) -> String {
-        paused_key(&self.prefix)
+        format!("{}:paused", self.prefix)
     }
 
-    /// The fleet's mark, which tells that Redis forgot ([`crate::shared::pause`]).
+    /// The fleet's mark ([`crate::shared::pause`]): a Redis without it has forgotten the
+    /// fleet's state, or never held it.
     pub(crate) fn mark_key(&self) -> String {
-        mark_key(&self.prefix)
+        format!("{}:mark", self.prefix)
     }
-}
-
-/// The Redis hash of paused destinations under the store's prefix.
-pub(crate) fn paused_key(prefix: &str) -> String {
-    format!("{prefix}:paused")
-}
-
-/// The fleet's mark in Redis under the store's prefix: a Redis without it has forgotten the
-/// fleet's state, or never held it.
-pub(crate) fn mark_key(prefix: &str) -> String {
-    format!("{prefix}:mark")
 }

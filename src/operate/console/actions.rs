@@ -74,11 +74,7 @@ pub async fn replay(
     Extension(who): Extension<Operator>,
     RawForm(body): RawForm,
 ) -> Response {
-    let fs = fields(&body);
-    if let Some(refused) = not_ours(&c, &fs) {
-        return refused;
-    }
-    let asked = match Asked::read(&c, &fs, "replay") {
+    let asked = match Asked::posted(&c, &body, "replay") {
         Ok(asked) => asked,
         Err(answer) => return *answer,
     };

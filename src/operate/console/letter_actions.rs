@@ -14,7 +14,7 @@ use maud::Markup;
 
 use super::Console;
 use super::auth::Operator;
-use super::forms::{act, fields, not_ours};
+use super::forms::act;
 use super::handlers::failed;
 use super::jobs::{Came, LetterResult, State as JobState};
 use super::letter_form::Asked;
@@ -294,11 +294,7 @@ pub async fn discard(
     Extension(who): Extension<Operator>,
     RawForm(body): RawForm,
 ) -> Response {
-    let fs = fields(&body);
-    if let Some(refused) = not_ours(&c, &fs) {
-        return refused;
-    }
-    let asked = match Asked::read(&c, &fs, "discard") {
+    let asked = match Asked::posted(&c, &body, "discard") {
         Ok(asked) => asked,
         Err(answer) => return *answer,
     };

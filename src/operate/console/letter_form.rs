@@ -6,7 +6,7 @@ use chrono::Utc;
 use maud::Markup;
 
 use super::Console;
-use super::forms::field;
+use super::forms::{field, fields, not_ours};
 use super::handlers::{bad, filter_of, parse_time};
 use super::view::FilterForm;
 use crate::operate::dlq::Filter;
@@ -23,9 +23,19 @@ pub(super) struct Asked {
 }
 
 impl Asked {
+    /// Reads the posted `body` of action `verb`: refused unless the form is this console's,
+    /// then as [`Asked::read`] does.
+    pub fn posted(c: &Console, body: &[u8], verb: &str) -> Result<Asked, Box<Response>> {
+        let fs = fields(body);
+        if let Some(refused) = not_ours(c, &fs) {
+            return Err(Box::new(refused));
+        }
+        Asked::read(c, &fs, verb)
+    }
+
     /// Reads the form of action `verb` ("replay", "discard"); a form that cannot be is
     /// answered with why (boxed: a response is large).
-    pub fn read(c: &Console, fs: &[(String, String)], verb: &str) -> Result<Asked, Box<Response>> {
+    fn read(c: &Console, fs: &[(String, String)], verb: &str) -> Result<Asked, Box<Response>> {
         let mut form = FilterForm {
             destination: field(fs, "destination").into(),
             reason: field(fs, "reason").into(),

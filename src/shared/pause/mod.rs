@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use self::file::{lock_file, read_file, write_file};
 pub use self::watch::{Board, Gauges, Watch};
 use super::StoreConfig;
-use super::fleet::{mark_key, paused_key};
+use super::fleet::Fleet;
 
 /// How often a running relay reads the paused destinations again.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -113,11 +113,7 @@ impl Pauses {
             } => {
                 let client = redis::Client::open(url.as_str())?;
                 let conn = redis::aio::ConnectionManager::new(client).await?;
-                Ok(Pauses::Redis {
-                    conn,
-                    key: paused_key(key_prefix),
-                    mark: mark_key(key_prefix),
-                })
+                Ok(Pauses::of_fleet(&Fleet::new(conn, key_prefix)))
             }
         }
     }
@@ -128,7 +124,7 @@ impl Pauses {
     }
 
     /// The fleet's hash, on the Redis store's own connection.
-    pub(super) fn of_fleet(fleet: &super::fleet::Fleet) -> Pauses {
+    pub(super) fn of_fleet(fleet: &Fleet) -> Pauses {
         Pauses::Redis {
             conn: fleet.conn(),
             key: fleet.paused_key(),
