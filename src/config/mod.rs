@@ -19,6 +19,7 @@ pub mod retry;
 pub mod store;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 pub use destination::{CircuitConfig, DestinationConfig, MatchRule};
 pub use proxy::{PartnerProxy, shown as shown_proxy};

@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod redis;
+pub mod tls;
 pub mod wait;
 
 pub use config::{

@@ -121,6 +121,9 @@ impl Drop for RelayProcess {
     }
 }
 
+/// How long a one-shot command may run in a test.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A one-shot command of the binary.
 pub struct Cli {
     cmd: Command,
@@ -163,8 +166,35 @@ impl Cli {
         self
     }
 
+    /// Its output. A command still running after [`CLI_TIMEOUT`] is killed, and the test
+    /// fails with what it wrote so far, rather than waiting with it forever.
     pub fn output(mut self) -> Output {
-        self.cmd.output().unwrap()
+        let child = self
+            .cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = rustix::process::Pid::from_child(&child);
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            let timed_out = finished.recv_timeout(CLI_TIMEOUT).is_err();
+            if timed_out {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            timed_out
+        });
+        let out = child.wait_with_output().unwrap();
+        let _ = done.send(());
+        let timed_out = watchdog.join().unwrap_or(false);
+        assert!(
+            !timed_out,
+            "{:?} still ran after {CLI_TIMEOUT:?} and was killed; it wrote:\n{}{}",
+            self.args,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
     }
 
     /// Its output; the command must succeed.
