@@ -22,8 +22,17 @@ pub struct Topology {
     pub delivery_limit: u32,
 }
 
-/// Deliveries of one dead letter after which the broker would drop it: reading the
-/// dead-letter queue (`dlq list`) redelivers its messages, so this is set out of reach.
+/// Deliveries of one dead letter after which the broker would drop it (the dead-letter queue
+/// has no dead-letter exchange). Reading the queue (`dlq list`, `replay`, the age sample) gives
+/// every message back, and the broker counts each return: on RabbitMQ 3.10 and 4.0 to 4.2
+/// every return, and from 4.3 a channel closed with messages unacknowledged. RabbitMQ 4 gives
+/// a quorum queue declared without a limit one of 20, so the limit is set here, out of reach,
+/// rather than left to the broker. Not -1 (4.x's "unlimited"): 3.10 takes it as a limit of 0
+/// and drops a dead letter the first time a read gives it back (measured); 4.0 to 4.2
+/// put the messages returned to an unlimited queue at its back, behind dead letters that
+/// arrived during the read, where a limited queue returns them near its head, ahead of
+/// those; and every installation's queue holds this value, so another one would make the
+/// broker refuse the declaration (`PRECONDITION_FAILED`, inequivalent arg).
 const DEAD_DELIVERY_LIMIT: u32 = i32::MAX as u32;
 
 impl Topology {
@@ -105,6 +114,9 @@ impl Topology {
         );
         ch.queue_declare(self.dead.as_str().into(), durable, dead_args)
             .await?;
+        // No delivery limit on the tiers: nothing consumes them, so no message there is ever
+        // returned and RabbitMQ 4's default limit is never reached; what expires goes on
+        // through the dead-letter exchange, which a limit would use too.
         for (delay, name) in &self.tiers {
             let mut args = quorum_args();
             args.insert(
