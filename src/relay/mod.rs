@@ -74,8 +74,9 @@ pub enum RelayError {
     Client(#[from] reqwest::Error),
     #[error(
         "the broker refuses the relay's topology: {0}. A queue or exchange already exists with \
-         other arguments (for example another broker.delivery_limit or retry tiers); delete it \
-         or choose another broker.queue_prefix"
+         other arguments (for example another broker.delivery_limit or retry tiers); restore \
+         the settings it was declared with, or empty it and delete it (replay what a \
+         dead-letter queue holds first), or choose another broker.queue_prefix"
     )]
     TopologyRefused(String),
     #[error("the relay's task ended abnormally: {0}")]
