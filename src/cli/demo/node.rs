@@ -242,13 +242,14 @@ mod tests {
             .unwrap();
         let conn = broker::connect(&node.url, "test").await.unwrap();
         let ch = conn.create_channel().await.unwrap();
-        ch.queue_declare(
-            "blocked".into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+        // Exclusive: RabbitMQ 4.3 refuses a transient queue that is not exclusive.
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        };
+        ch.queue_declare("blocked".into(), exclusive, FieldTable::default())
+            .await
+            .unwrap();
         let publisher = Publisher::new(&conn).await.unwrap();
         // Larger than the socket buffers: its frames cannot all be written while the broker
         // reads nothing, so the publish waits on the send, before any confirm.
