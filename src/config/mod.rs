@@ -36,8 +36,8 @@ pub mod limits {
     pub const RETRY_TIERS: usize = 64;
     /// `broker.retry_tiers_ms`: a year, the longest retry age.
     pub const RETRY_TIER_MS: u64 = 365 * 24 * 3600 * 1000;
-    /// `worker.max_event_bytes`: 128 MiB, RabbitMQ's default largest message; up to
-    /// `broker.prefetch` bodies are held at once.
+    /// `worker.max_event_bytes`: 128 MiB, RabbitMQ 3's default largest message (RabbitMQ 4's
+    /// is 16 MiB); up to `broker.prefetch` bodies are held at once.
     pub const MAX_EVENT_BYTES: usize = 128 * 1024 * 1024;
     /// `worker.shutdown_grace_secs`.
     pub const SHUTDOWN_GRACE_SECS: u64 = 3600;
