@@ -129,6 +129,35 @@ async fn a_relay_delivers_through_rabbitmq_and_redis_over_tls_and_refusals_say_w
     let path = config.write(&dir);
     let out = Cli::new(&["dlq", "stats", "--config", &path]).ok();
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 dead letter"));
+    // And the store with its own: a destination paused and listed, over TLS.
+    Cli::new(&["destination", "pause", "powerspace", "--config", &path]).ok();
+    let out = Cli::new(&["destination", "list", "--config", &path]).ok();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("powerspace\tpaused by"));
+
+    // Without a CA file, the system's roots: the test CA is one when SSL_CERT_FILE names it.
+    let identity_only = Tls {
+        ca_file: None,
+        ..client.clone()
+    };
+    let system = config
+        .clone()
+        .broker_tls(&node.url(), identity_only.clone())
+        .redis_tls(&redis.url(), identity_only);
+    let system_dir = tempfile::tempdir().unwrap();
+    let system_path = system.write(&system_dir);
+    let ca = pki.ca.display().to_string();
+    let out = Cli::new(&["dlq", "stats", "--config", &system_path])
+        .env("SSL_CERT_FILE", &ca)
+        .ok();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 dead letter"));
+    let out = Cli::new(&["destination", "list", "--config", &system_path])
+        .env("SSL_CERT_FILE", &ca)
+        .ok();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("powerspace\tpaused by"));
+    // The machine's own roots do not hold the test CA.
+    let out = Cli::new(&["dlq", "stats", "--config", &system_path]).output();
+    assert!(!out.status.success());
+    assert!(common::process::stderr(&out).contains("UnknownIssuer"));
 
     let broker_at = format!("the broker at 127.0.0.1:{}", node.port);
     // Another CA's certificate is not trusted: the relay refuses the server.
