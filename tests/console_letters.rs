@@ -134,7 +134,7 @@ async fn a_read_dropped_midway_holds_nothing_on_a_connection_that_stays() {
     fill_queue(&env, N).await;
     let dead = env.topology().dead;
     let conn = std::sync::Arc::new(
-        postback_relay::relay::broker::connect(&common::amqp_url(), "test-reader")
+        postback_relay::relay::broker::connect(&common::amqp_url(), None, "test-reader")
             .await
             .unwrap(),
     );
@@ -399,7 +399,7 @@ async fn the_overview_count_holds_while_the_queue_is_read() {
     let (_, page) = get(&base, "/").await;
     assert!(total(&page).contains(&format!(">{N}<")), "{page}");
 
-    let reader = postback_relay::relay::broker::connect(&common::amqp_url(), "test-reader")
+    let reader = postback_relay::relay::broker::connect(&common::amqp_url(), None, "test-reader")
         .await
         .unwrap();
     // The read holds its first batch until the test lets it go on.

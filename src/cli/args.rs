@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use super::load;
+use postback_relay::config::tls::TlsFiles;
 use postback_relay::config::{Config, DEFAULT_AMQP_URL};
 use postback_relay::contract::reason::Reason;
 use postback_relay::contract::redact::Secrets;
@@ -35,6 +36,9 @@ pub struct Target {
 /// A relay's queues as a command reaches them.
 pub struct Resolved {
     pub url: String,
+    /// `[broker.tls]` of the config; none without a config (an `amqps://` URL then trusts
+    /// the system's roots and presents no client certificate).
+    pub tls: Option<TlsFiles>,
     pub topology: Topology,
     /// Tells a dead letter refused as too large from one that crashed the relay.
     pub max_event_bytes: usize,
@@ -53,6 +57,7 @@ impl Target {
                 let c = load(&path)?;
                 Ok(Resolved {
                     url: url_flag.unwrap_or(c.broker.url.clone()),
+                    tls: c.broker.tls.clone(),
                     topology: Topology::from_config(&c),
                     max_event_bytes: c.worker.max_event_bytes,
                     secrets: c.secrets,
@@ -60,6 +65,7 @@ impl Target {
             }
             None => Ok(Resolved {
                 url: url_flag.unwrap_or_else(|| DEFAULT_AMQP_URL.into()),
+                tls: None,
                 topology: Topology::for_prefix(
                     self.queue_prefix.as_deref().unwrap_or("postback-relay"),
                 ),

@@ -21,7 +21,7 @@ pub async fn stats(target: Target, format: RenderFormat) -> anyhow::Result<ExitC
 }
 
 async fn read_stats(t: &Resolved, format: RenderFormat) -> anyhow::Result<()> {
-    let conn = super::connect(&t.url, "dlq").await?;
+    let conn = super::connect(&t.url, t.tls.as_ref(), "dlq").await?;
     let st = dlq::stats(&conn, &t.topology, t.max_event_bytes).await;
     let _ = conn.close(200, "done".into()).await;
     print_stats(&t.topology.dead, &st?, format, &t.secrets)
@@ -84,7 +84,7 @@ pub async fn list(
 }
 
 async fn read_list(t: &Resolved, filter: &Filter, mut out: Letters<'_>) -> anyhow::Result<()> {
-    let conn = super::connect(&t.url, "dlq").await?;
+    let conn = super::connect(&t.url, t.tls.as_ref(), "dlq").await?;
     let read = dlq::each(&conn, &t.topology, t.max_event_bytes, |l| {
         if filter.matches(&l.summary()) {
             out.print(&l)?;

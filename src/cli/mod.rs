@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use crate::{Command, DlqCommand};
 use postback_relay::config::Config;
+use postback_relay::config::tls::TlsFiles;
 use postback_relay::contract::redact::Secrets;
 use postback_relay::relay::broker;
 
@@ -158,8 +159,12 @@ pub fn load(path: &Path) -> Result<Config, ExitCode> {
 }
 
 /// A connection to the broker at `url`; the error names the URL without its password.
-pub async fn connect(url: &str, role: &str) -> anyhow::Result<lapin::Connection> {
-    broker::connect(url, role)
+pub async fn connect(
+    url: &str,
+    tls: Option<&TlsFiles>,
+    role: &str,
+) -> anyhow::Result<lapin::Connection> {
+    broker::connect(url, tls, role)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to RabbitMQ at {}: {e}", redact_url(url)))
 }

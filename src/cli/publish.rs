@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use postback_relay::config::DEFAULT_AMQP_URL;
+use postback_relay::config::tls::TlsFiles;
 use postback_relay::contract::event;
 use postback_relay::interfaces::publish::{self, Outgoing};
 use postback_relay::relay::broker;
@@ -19,12 +20,12 @@ pub async fn publish(
     check: bool,
     files: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
-    let (config_url, config_exchange) = match config {
+    let (config_url, config_exchange, tls) = match config {
         Some(path) => match super::load(path) {
-            Ok(c) => (Some(c.broker.url), Some(c.broker.exchange)),
+            Ok(c) => (Some(c.broker.url), Some(c.broker.exchange), c.broker.tls),
             Err(code) => return Ok(code),
         },
-        None => (None, None),
+        None => (None, None, None),
     };
     let url = amqp_url
         .or(config_url)
@@ -39,7 +40,7 @@ pub async fn publish(
     if check && !all_valid(&messages) {
         return Ok(ExitCode::from(1));
     }
-    send(&url, &exchange, messages).await
+    send((&url, tls.as_ref()), &exchange, messages).await
 }
 
 /// Whether every message is a valid event; says which are not.
@@ -58,8 +59,12 @@ fn all_valid(messages: &[Outgoing]) -> bool {
 }
 
 /// Publishes `messages` to `exchange`, once the exchange is known to exist.
-async fn send(url: &str, exchange: &str, messages: Vec<Outgoing>) -> anyhow::Result<ExitCode> {
-    let conn = super::connect(url, "publish").await?;
+async fn send(
+    (url, tls): (&str, Option<&TlsFiles>),
+    exchange: &str,
+    messages: Vec<Outgoing>,
+) -> anyhow::Result<ExitCode> {
+    let conn = super::connect(url, tls, "publish").await?;
     if let Err(e) = exchange_exists(&conn, exchange).await? {
         eprintln!(
             "exchange {exchange:?} cannot be used ({e}). The relay declares it when it starts: \

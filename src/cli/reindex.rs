@@ -22,7 +22,7 @@ pub async fn reindex(config: &Path, by: &str) -> anyhow::Result<ExitCode> {
     let scrub = |e: &dyn std::fmt::Display| anyhow::anyhow!("{}", c.secrets.scrub(&e.to_string()));
     let letters = Letters::open(&c.journal).await.map_err(|e| scrub(&e))?;
     let topology = Topology::from_config(&c);
-    let conn = super::connect(&c.broker.url, "dlq").await?;
+    let conn = super::connect(&c.broker.url, c.broker.tls.as_ref(), "dlq").await?;
     let total = dlq::depth(&conn.create_channel().await?, &topology.dead).await?;
     let bar = super::progress_bar(u64::from(total), "read");
     let r = dlq::reindex(

@@ -39,7 +39,7 @@ async fn send_back(
     dry_run: bool,
     marks: &std::sync::Mutex<Vec<Mark>>,
 ) -> anyhow::Result<ReplayReport> {
-    let conn = super::connect(&t.url, "replay").await?;
+    let conn = super::connect(&t.url, t.tls.as_ref(), "replay").await?;
     let total = dlq::depth(&conn.create_channel().await?, &t.topology.dead).await?;
     let bar = super::progress_bar(u64::from(total), "examined");
     let sent = |s: &dlq::Summary, sent: &dlq::Sent| {

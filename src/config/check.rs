@@ -18,6 +18,7 @@ impl Config {
             &self.console.operators,
             self.console.operator_header.as_deref(),
         )?;
+        self.store.check_tls()?;
         self.store
             .check_ttl()
             .map_err(|m| key_err("store.ttl_secs", m))?;
@@ -69,6 +70,7 @@ fn check_broker(b: &BrokerConfig) -> Result<(), ConfigError> {
             ),
         ));
     }
+    b.check_tls()?;
     check_name("broker.exchange", &b.exchange)?;
     check_name("broker.queue_prefix", &b.queue_prefix)?;
     if b.prefetch == 0 {

@@ -8,10 +8,12 @@ use serde::Deserialize;
 
 use self::env::expand_env;
 
+mod broker;
 mod check;
 pub mod circuit;
 mod destination;
 mod env;
+pub mod handshake;
 pub mod journal;
 pub mod operators;
 mod proxy;
@@ -21,6 +23,7 @@ pub mod store;
 mod tests;
 pub mod tls;
 
+pub use broker::BrokerConfig;
 pub use destination::{CircuitConfig, DestinationConfig, MatchRule};
 pub use proxy::{PartnerProxy, shown as shown_proxy};
 
@@ -75,63 +78,6 @@ pub struct Config {
     /// Every secret the configuration holds, to keep out of what the relay writes.
     #[serde(skip)]
     pub secrets: crate::contract::redact::Secrets,
-}
-
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BrokerConfig {
-    /// AMQP URL; the vhost is percent-encoded (`%2f` is `/`).
-    pub url: String,
-    /// The other nodes of the same RabbitMQ cluster: when the node the relay is on goes away
-    /// (or `url` does not answer), it connects to the next address that does.
-    pub failover_urls: Vec<String>,
-    /// How long one address may take to accept a connection before the next is tried.
-    pub connect_timeout_secs: u64,
-    /// The topic exchange producers publish to (routing key = event type).
-    pub exchange: String,
-    /// Prefix of the relay's queues: `{prefix}.events`, `{prefix}.deliveries`, `{prefix}.dead`.
-    pub queue_prefix: String,
-    /// Unacknowledged deliveries the broker may hand the relay at once; also the number of
-    /// events processed concurrently.
-    pub prefetch: u16,
-    /// Redeliveries after which the broker dead-letters a message (quorum `x-delivery-limit`),
-    /// so a message that crashes the relay cannot loop forever.
-    pub delivery_limit: u32,
-    /// Seconds between reconnection attempts grow up to this cap.
-    pub reconnect_max_delay_secs: u64,
-    /// The delay tiers durable retries wait in, in milliseconds, shortest first: one queue
-    /// `{queue_prefix}.retry.{delay}` each. A retry waits in the shortest tier at least as
-    /// long as its computed delay.
-    pub retry_tiers_ms: Vec<u64>,
-}
-
-impl BrokerConfig {
-    /// Every address of the broker: `url` first, then `failover_urls`.
-    pub fn addresses(&self) -> Vec<&str> {
-        std::iter::once(self.url.as_str())
-            .chain(self.failover_urls.iter().map(String::as_str))
-            .collect()
-    }
-
-    pub fn connect_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.connect_timeout_secs)
-    }
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        BrokerConfig {
-            url: DEFAULT_AMQP_URL.into(),
-            failover_urls: Vec::new(),
-            connect_timeout_secs: 5,
-            exchange: "conversions".into(),
-            queue_prefix: "postback-relay".into(),
-            prefetch: 64,
-            delivery_limit: 20,
-            reconnect_max_delay_secs: 30,
-            retry_tiers_ms: crate::config::retry::DEFAULT_TIERS_MS.to_vec(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::tls::{TlsFiles, Verify, client_config};
+use super::{ConfigError, key_err};
+
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(try_from = "StoreTable")]
 pub enum StoreConfig {
@@ -15,6 +18,8 @@ pub enum StoreConfig {
         url: String,
         key_prefix: String,
         ttl_secs: u64,
+        /// `[store.tls]`: the CA and client certificate for a `rediss://` URL.
+        tls: Option<TlsFiles>,
     },
 }
 
@@ -29,6 +34,7 @@ struct StoreTable {
     key_prefix: Option<String>,
     #[serde(default = "default_ttl")]
     ttl_secs: u64,
+    tls: Option<TlsFiles>,
 }
 
 #[derive(Clone, Copy, Deserialize)]
@@ -44,8 +50,8 @@ impl TryFrom<StoreTable> for StoreConfig {
     fn try_from(t: StoreTable) -> Result<StoreConfig, String> {
         match t.kind {
             StoreKind::Embedded => {
-                if t.url.is_some() || t.key_prefix.is_some() {
-                    return Err("url and key_prefix are for kind = \"redis\"".into());
+                if t.url.is_some() || t.key_prefix.is_some() || t.tls.is_some() {
+                    return Err("url, key_prefix and tls are for kind = \"redis\"".into());
                 }
                 Ok(StoreConfig::Embedded {
                     path: t.path.unwrap_or_else(default_path),
@@ -62,6 +68,7 @@ impl TryFrom<StoreTable> for StoreConfig {
                         .ok_or("missing field `url` (required for kind = \"redis\")")?,
                     key_prefix: t.key_prefix.unwrap_or_else(default_prefix),
                     ttl_secs: t.ttl_secs,
+                    tls: t.tls,
                 })
             }
         }
@@ -115,5 +122,60 @@ impl StoreConfig {
                 Duration::from_secs(*ttl_secs)
             }
         }
+    }
+}
+
+impl StoreConfig {
+    /// What the Redis URL and `[store.tls]` ask that the relay cannot do: a URL it cannot
+    /// read, `[store.tls]` beside a `redis://` URL, redis-rs' `#insecure` fragment (the relay
+    /// always checks the server's certificate), files that cannot be read or used, no root to
+    /// check the server's certificate against, or a system root store that redis-rs would
+    /// refuse to load.
+    pub(super) fn check_tls(&self) -> Result<(), ConfigError> {
+        use redis::IntoConnectionInfo as _;
+        let StoreConfig::Redis { url, tls, .. } = self else {
+            return Ok(());
+        };
+        let info = url.as_str().into_connection_info().map_err(|e| {
+            key_err(
+                "store.url",
+                format!("not a Redis URL the relay can use ({})", e.category()),
+            )
+        })?;
+        let insecure = match info.addr() {
+            redis::ConnectionAddr::TcpTls { insecure, .. } => *insecure,
+            _ if tls.is_some() => {
+                return Err(key_err(
+                    "store.url",
+                    "[store.tls] is set, but the URL is not rediss:// (no TLS): use rediss://",
+                ));
+            }
+            _ => return Ok(()),
+        };
+        if insecure {
+            return Err(key_err(
+                "store.url",
+                "#insecure would connect without checking the server's certificate, which the \
+                 relay does not do: remove it, and name the server's CA in store.tls.ca_file",
+            ));
+        }
+        let material = tls
+            .clone()
+            .unwrap_or_default()
+            .load("store.tls")
+            .map_err(|e| key_err("store.tls", e.to_string()))?;
+        client_config(&material, Verify::Full, "store.tls")
+            .map_err(|e| key_err("store.tls", e.to_string()))?;
+        // redis-rs reads the system's roots for every TLS connection, with or without a CA of
+        // the operator's, and gives up on the first file it cannot read.
+        if let Some(e) = rustls_native_certs::load_native_certs().errors.first() {
+            return Err(key_err(
+                "store.url",
+                format!(
+                    "the system's root certificates cannot all be read ({e}), which fails every rediss:// connection"
+                ),
+            ));
+        }
+        Ok(())
     }
 }

@@ -26,6 +26,7 @@ impl Relay {
         let start = self.broker_node.load(std::sync::atomic::Ordering::Relaxed);
         let (conn, node) = broker::connect_any(
             &addresses,
+            b.tls.as_ref(),
             start,
             b.connect_timeout(),
             &format!("worker {prefix}"),
@@ -39,7 +40,8 @@ impl Relay {
         // connection.
         let role = format!("worker {prefix} publisher");
         let (pub_conn, _) =
-            broker::connect_any(&addresses, node, b.connect_timeout(), &role).await?;
+            broker::connect_any(&addresses, b.tls.as_ref(), node, b.connect_timeout(), &role)
+                .await?;
         let failed = CancellationToken::new();
         let mut watchers = self.watch(&[&*conn, &pub_conn], &failed);
         let setup = conn.create_channel().await?;

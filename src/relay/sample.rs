@@ -43,7 +43,10 @@ impl Relay {
                 .unwrap_or(&self.config.broker.url);
             let dead = &self.topology.dead;
             let max = self.config.worker.max_event_bytes;
-            if let Ok(age) = oldest.sample(&conn, url, dead, max).await {
+            if let Ok(age) = oldest
+                .sample(&conn, (url, self.config.broker.tls.as_ref()), dead, max)
+                .await
+            {
                 self.metrics.oldest_dead_letter_age.set(age);
             }
             for d in self.destinations.as_slice() {

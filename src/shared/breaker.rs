@@ -78,11 +78,7 @@ mod tests {
     #[tokio::test]
     async fn a_replica_without_calls_reads_what_the_others_did_to_the_circuit() {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-        let conn = redis::Client::open(url.as_str())
-            .unwrap()
-            .get_connection_manager()
-            .await
-            .unwrap();
+        let conn = crate::shared::client::manager(&url, None).await.unwrap();
         let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
         let fleet = Fleet::new(conn.clone(), &prefix);
         let config = CircuitConfig {

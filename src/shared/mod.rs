@@ -18,6 +18,7 @@
 
 mod breaker;
 pub(crate) mod circuit;
+pub mod client;
 mod embedded;
 mod fleet;
 mod fleet_circuit;
@@ -153,9 +154,14 @@ impl Shared {
                 url,
                 key_prefix,
                 ttl_secs,
-            } => RedisStore::open(url, key_prefix, Duration::from_secs(*ttl_secs))
-                .await
-                .map(Shared::Redis),
+                tls,
+            } => RedisStore::open(
+                (url, tls.as_ref()),
+                key_prefix,
+                Duration::from_secs(*ttl_secs),
+            )
+            .await
+            .map(Shared::Redis),
         }
     }
 

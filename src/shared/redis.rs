@@ -118,18 +118,11 @@ async fn warn_if_evicting(conn: &mut redis::aio::ConnectionManager) {
 
 impl RedisStore {
     pub(super) async fn open(
-        url: &str,
+        (url, tls): (&str, Option<&crate::config::tls::TlsFiles>),
         prefix: &str,
         ttl: Duration,
     ) -> Result<RedisStore, StoreError> {
-        use redis::IntoConnectionInfo as _;
-        // Small commands on one multiplexed connection: without TCP_NODELAY, Nagle's
-        // algorithm holds a command back until the previous one is acknowledged.
-        let info = url
-            .into_connection_info()?
-            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-        let client = redis::Client::open(info)?;
-        let conn = redis::aio::ConnectionManager::new(client).await?;
+        let conn = super::client::manager(url, tls).await?;
         warn_if_evicting(&mut conn.clone()).await;
         let renewals = Arc::new(Renewals::default());
         let batch = Batcher::start(conn.clone());

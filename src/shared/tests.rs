@@ -178,6 +178,7 @@ async fn redis_store() -> Shared {
         url: std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into()),
         key_prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
         ttl_secs: 60,
+        tls: None,
     };
     Shared::open(&cfg)
         .await
@@ -220,6 +221,7 @@ async fn a_claim_redis_lost_is_not_ensured_for_its_old_holder() {
         url: url.clone(),
         key_prefix: prefix.clone(),
         ttl_secs: 60,
+        tls: None,
     };
     let (a, b) = (
         Shared::open(&cfg).await.unwrap(),
@@ -228,7 +230,7 @@ async fn a_claim_redis_lost_is_not_ensured_for_its_old_holder() {
     let key = keys::delivery("hoqu", "e1");
     let lease = Duration::from_secs(30);
     let first = held(a.claim(&key, lease).await.unwrap());
-    let mut conn = ::redis::Client::open(url.as_str())
+    let mut conn = crate::shared::client::client(&url, None)
         .unwrap()
         .get_multiplexed_async_connection()
         .await

@@ -90,7 +90,7 @@ pub fn unacked(queue: &str) -> u64 {
 /// Deletes the queues and the exchange of `topology`, each on its own: one that is already
 /// gone (or refused) does not keep the others.
 pub async fn remove_topology(url: &str, topology: &Topology) -> Result<(), lapin::Error> {
-    let conn = broker::connect(url, "test cleanup").await?;
+    let conn = broker::connect(url, None, "test cleanup").await?;
     let mut channel = conn.create_channel().await?;
     for q in topology.queues() {
         if channel

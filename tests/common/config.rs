@@ -51,6 +51,31 @@ struct Broker {
     failover_urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     connect_timeout_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<Tls>,
+}
+
+/// A `[broker.tls]` or `[store.tls]` table.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Tls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+}
+
+impl Tls {
+    /// Trusting `ca`, presenting `client` (a certificate and its key) if given.
+    pub fn new(ca: &std::path::Path, client: Option<(&std::path::Path, &std::path::Path)>) -> Tls {
+        let s = |p: &std::path::Path| Some(p.display().to_string());
+        Tls {
+            ca_file: s(ca),
+            cert_file: client.and_then(|c| s(c.0)),
+            key_file: client.and_then(|c| s(c.1)),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -80,8 +105,15 @@ struct Journal {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Store {
-    Embedded { path: String },
-    Redis { url: String, key_prefix: String },
+    Embedded {
+        path: String,
+    },
+    Redis {
+        url: String,
+        key_prefix: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tls: Option<Tls>,
+    },
 }
 
 impl ConfigBuilder {
@@ -104,6 +136,7 @@ impl ConfigBuilder {
                 retry_tiers_ms: TEST_TIERS_MS.to_vec(),
                 failover_urls: Vec::new(),
                 connect_timeout_secs: None,
+                tls: None,
             }),
             worker: Some(Worker {
                 shutdown_grace_secs: 5,
@@ -166,6 +199,7 @@ impl ConfigBuilder {
         self.store = Some(Store::Redis {
             url: redis_url(),
             key_prefix,
+            tls: None,
         });
         self
     }
@@ -176,7 +210,27 @@ impl ConfigBuilder {
         self.store = Some(Store::Redis {
             url: url.to_owned(),
             key_prefix,
+            tls: None,
         });
+        self
+    }
+
+    /// The Redis store at `url` (`rediss://`), with `[store.tls]` = `tls`.
+    pub fn redis_tls(mut self, url: &str, tls: Tls) -> ConfigBuilder {
+        let key_prefix = self.broker_mut().queue_prefix.clone();
+        self.store = Some(Store::Redis {
+            url: url.to_owned(),
+            key_prefix,
+            tls: Some(tls),
+        });
+        self
+    }
+
+    /// The broker at `url` (`amqps://`), with `[broker.tls]` = `tls`.
+    pub fn broker_tls(mut self, url: &str, tls: Tls) -> ConfigBuilder {
+        let b = self.broker_mut();
+        b.url = url.to_owned();
+        b.tls = Some(tls);
         self
     }
 

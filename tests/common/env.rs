@@ -42,7 +42,7 @@ impl Env {
     pub async fn new() -> Env {
         let shutdown = CancellationToken::new();
         let addr = sandbox::spawn(shutdown.clone()).await.unwrap();
-        let conn = broker::connect(&amqp_url(), "test")
+        let conn = broker::connect(&amqp_url(), None, "test")
             .await
             .expect("RabbitMQ must be running on 127.0.0.1:5672 (see README)");
         let channel = conn.create_channel().await.unwrap();

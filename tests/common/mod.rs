@@ -14,6 +14,7 @@ pub mod pg_server;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod rabbit_node;
 pub mod redis;
 pub mod tls;
 pub mod wait;

@@ -56,7 +56,7 @@ pub struct Connected {
 /// Connects to the broker at `amqp_url`, or to a node of the demo's own started in its
 /// place. `None` when there is no broker to use: the reason is printed.
 pub async fn connect(amqp_url: &str) -> anyhow::Result<Option<Connected>> {
-    let attempt = broker::connect(amqp_url, "demo").await;
+    let attempt = broker::connect(amqp_url, None, "demo").await;
     let reach = match &attempt {
         Ok(_) => Reach::Answers,
         Err(_) => probe(amqp_url).await,
@@ -73,7 +73,7 @@ pub async fn connect(amqp_url: &str) -> anyhow::Result<Option<Connected>> {
                  (it takes a few seconds)."
             );
             let own = OwnBroker::start(&server, "").await?;
-            let conn = broker::connect(&own.url, "demo").await?;
+            let conn = broker::connect(&own.url, None, "demo").await?;
             Ok(Some(Connected {
                 conn,
                 own: Some(own),

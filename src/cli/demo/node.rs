@@ -57,7 +57,7 @@ impl OwnBroker {
                     self.log_tail()
                 );
             }
-            if let Ok(conn) = broker::connect(&self.url, "demo").await {
+            if let Ok(conn) = broker::connect(&self.url, None, "demo").await {
                 let _ = conn.close(200, "started".into()).await;
                 return Ok(self);
             }
@@ -240,7 +240,7 @@ mod tests {
         let node = OwnBroker::start(&server, "vm_memory_high_watermark.absolute = 1")
             .await
             .unwrap();
-        let conn = broker::connect(&node.url, "test").await.unwrap();
+        let conn = broker::connect(&node.url, None, "test").await.unwrap();
         let ch = conn.create_channel().await.unwrap();
         // Exclusive: RabbitMQ 4.3 refuses a transient queue that is not exclusive.
         let exclusive = QueueDeclareOptions {

@@ -10,63 +10,17 @@
 //! - quorum queue `postback-relay.dead`: dead-letter envelopes, and messages the broker itself
 //!   dead-letters (delivery limit reached) from the events and deliveries queues.
 
+mod connect;
 mod topology;
+
+pub use connect::{connect, connect_any, connect_to};
 
 pub use topology::Topology;
 
 use lapin::PublisherConfirm;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-
-/// Opens a connection named after the process role, shown in the management UI.
-pub async fn connect(url: &str, role: &str) -> Result<Connection, lapin::Error> {
-    let props = ConnectionProperties::default()
-        .with_connection_name(format!("postback-relay {role} (pid {})", std::process::id()).into());
-    Connection::connect(url, props).await
-}
-
-/// A connection to the first of `addresses` that accepts one within `timeout`, trying them
-/// in turn from `start` (the one that worked last, say); with the index of the one it is.
-/// The error is the last address's.
-pub async fn connect_any(
-    addresses: &[&str],
-    start: usize,
-    timeout: std::time::Duration,
-    role: &str,
-) -> Result<(Connection, usize), lapin::Error> {
-    let mut last = None;
-    for k in 0..addresses.len() {
-        let i = (start + k) % addresses.len();
-        match tokio::time::timeout(timeout, connect(addresses[i], role)).await {
-            Ok(Ok(conn)) => return Ok((conn, i)),
-            Ok(Err(e)) => last = Some(e),
-            Err(_) => {
-                let why = format!("no connection within {timeout:?}");
-                last = Some(std::io::Error::new(std::io::ErrorKind::TimedOut, why).into());
-            }
-        }
-        if addresses.len() > 1 {
-            tracing::warn!(
-                message = "a broker address does not answer; trying the next",
-                address = i,
-                of = addresses.len()
-            );
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no broker address").into()
-    }))
-}
-
-/// A connection to the configured broker: its first address that answers.
-pub async fn connect_to(
-    broker: &crate::config::BrokerConfig,
-    role: &str,
-) -> Result<Connection, lapin::Error> {
-    let (conn, _) = connect_any(&broker.addresses(), 0, broker.connect_timeout(), role).await?;
-    Ok(conn)
-}
+use lapin::{BasicProperties, Channel, Connection};
 
 /// Why a publish was not confirmed.
 #[derive(Debug, thiserror::Error)]

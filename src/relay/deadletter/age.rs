@@ -52,11 +52,11 @@ pub struct OldestAge {
 
 impl OldestAge {
     /// The age in seconds of the oldest dead letter in `queue` (0 when there is none). `conn`
-    /// counts the queue; a read, when one is due, connects to `url`.
+    /// counts the queue; a read, when one is due, connects to `url` with its TLS files.
     pub async fn sample(
         &mut self,
         conn: &lapin::Connection,
-        url: &str,
+        (url, tls): (&str, Option<&crate::config::tls::TlsFiles>),
         queue: &str,
         max_event_bytes: usize,
     ) -> Result<i64, lapin::Error> {
@@ -65,8 +65,11 @@ impl OldestAge {
         let _ = probe.close(200, "sampled".into()).await;
         let ready = ready?;
         if measure_due(self.last.as_ref(), ready, Instant::now()) {
-            let (url, name) = (url.to_owned(), queue.to_owned());
-            let measured = tokio::spawn(async move { measure(&url, &name, max_event_bytes).await });
+            let (url, tls, name) = (url.to_owned(), tls.cloned(), queue.to_owned());
+            let measured =
+                tokio::spawn(
+                    async move { measure(&url, tls.as_ref(), &name, max_event_bytes).await },
+                );
             match measured.await {
                 Ok(Ok(Some(m))) => self.last = Some(m),
                 // A command is reading the queue: the last measure stands.
@@ -97,10 +100,11 @@ enum AgeError {
 /// holds it.
 async fn measure(
     url: &str,
+    tls: Option<&crate::config::tls::TlsFiles>,
     queue: &str,
     max_event_bytes: usize,
 ) -> Result<Option<Measured>, AgeError> {
-    let conn = crate::relay::broker::connect(url, "dead-letter age").await?;
+    let conn = crate::relay::broker::connect(url, tls, "dead-letter age").await?;
     let result = async {
         let Some(_lock) = Lock::try_acquire(&conn, queue).await? else {
             return Ok(None);

@@ -109,10 +109,12 @@ impl Pauses {
         match store {
             StoreConfig::Embedded { path, .. } => Ok(Pauses::File(beside(path))),
             StoreConfig::Redis {
-                url, key_prefix, ..
+                url,
+                key_prefix,
+                tls,
+                ..
             } => {
-                let client = redis::Client::open(url.as_str())?;
-                let conn = redis::aio::ConnectionManager::new(client).await?;
+                let conn = crate::shared::client::manager(url, tls.as_ref()).await?;
                 Ok(Pauses::of_fleet(&Fleet::new(conn, key_prefix)))
             }
         }
