@@ -13,6 +13,12 @@ impl Config {
         check_broker(&self.broker)?;
         check_worker(&self.worker)?;
         check_journal(&self.journal)?;
+        self.tracing
+            .check()
+            .map_err(|(key, message)| key_err(key, message))?;
+        if let Some(t) = &self.console.trace_url {
+            super::tracing::check_trace_url(t).map_err(|m| key_err("console.trace_url", m))?;
+        }
         super::operators::check(
             self.console.token.as_deref(),
             &self.console.operators,
@@ -40,6 +46,12 @@ impl Config {
             check_destination(d, &at)?;
             if !names.insert(d.name.clone()) {
                 return Err(key_err(at("name"), format!("{:?} is used twice", d.name)));
+            }
+            if d.send_traceparent && !self.tracing.enabled() {
+                return Err(key_err(
+                    at("send_traceparent"),
+                    "a call carries its span's traceparent only with tracing on: set [tracing] otlp_endpoint",
+                ));
             }
             check_against_tiers(d, &at, longest_tier_ms)?;
             check_record_outlives_retries(d, i, longest_tier_ms, ttl_secs)?;

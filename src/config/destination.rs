@@ -40,6 +40,11 @@ pub struct DestinationConfig {
     /// Requests per second at most to this destination (none when absent).
     #[serde(default)]
     pub rate_limit_per_sec: Option<u32>,
+    /// With tracing on, each call to the partner carries the W3C `traceparent` (and
+    /// `tracestate`) of its attempt's span, so that a partner that traces sees the same trace.
+    /// Off by default: a partner's request is its document's, byte for byte.
+    #[serde(default)]
+    pub send_traceparent: bool,
     /// A conversion whose click is older than this is dead-lettered `click_expired` without
     /// calling the partner (Powerspace: "expiration ~30 jours"; HOQU: "как правило 30 дней").
     #[serde(default = "default_click_lifetime_days")]

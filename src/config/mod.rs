@@ -11,6 +11,7 @@ use self::env::expand_env;
 mod broker;
 mod check;
 pub mod circuit;
+mod console;
 mod destination;
 mod env;
 pub mod handshake;
@@ -22,8 +23,10 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 pub mod tls;
+pub mod tracing;
 
 pub use broker::BrokerConfig;
+pub use console::ConsoleConfig;
 pub use destination::{CircuitConfig, DestinationConfig, MatchRule};
 pub use proxy::{PartnerProxy, shown as shown_proxy};
 
@@ -74,6 +77,9 @@ pub struct Config {
     /// The operators' web console.
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// OpenTelemetry traces (off unless an OTLP endpoint is set).
+    #[serde(default)]
+    pub tracing: tracing::TracingConfig,
     pub destinations: Vec<DestinationConfig>,
     /// Every secret the configuration holds, to keep out of what the relay writes.
     #[serde(skip)]
@@ -116,57 +122,6 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:9464".parse().expect("valid address"),
         }
-    }
-}
-
-/// `[console]`: the operators' web console (`postback-relay console`).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ConsoleConfig {
-    /// Where the console listens; off loopback it needs a `token`.
-    pub listen: SocketAddr,
-    /// The access token every request must carry, from the environment (`${CONSOLE_TOKEN}`);
-    /// who logs in with it is named `operator`.
-    pub token: Option<String>,
-    /// More operators, each with a name and a token of their own: their actions are written
-    /// to the journal with their name.
-    pub operators: Vec<operators::Operator>,
-    /// A header an authenticating proxy in front of the console names the operator in
-    /// (`X-Forwarded-User`): believed only on a request that also carries a token or a
-    /// session (or, without tokens, on loopback).
-    pub operator_header: Option<String>,
-    /// The relay's `/metrics`, for circuit states and the oldest dead letter [default: from
-    /// `http.listen`].
-    pub relay_metrics_url: Option<String>,
-}
-
-impl Default for ConsoleConfig {
-    fn default() -> Self {
-        ConsoleConfig {
-            listen: "127.0.0.1:8081".parse().expect("valid address"),
-            token: None,
-            operators: Vec::new(),
-            operator_header: None,
-            relay_metrics_url: None,
-        }
-    }
-}
-
-impl Config {
-    /// The running relay's `/metrics`: `console.relay_metrics_url`, else `http.listen`'s
-    /// (loopback for an unspecified address); `None` when `http.listen` takes any port.
-    pub fn relay_metrics_url(&self) -> Option<String> {
-        self.console.relay_metrics_url.clone().or_else(|| {
-            let l = self.http.listen;
-            (l.port() != 0).then(|| {
-                let host = if l.ip().is_unspecified() {
-                    "127.0.0.1".to_owned()
-                } else {
-                    l.ip().to_string()
-                };
-                format!("http://{host}:{}/metrics", l.port())
-            })
-        })
     }
 }
 
@@ -313,6 +268,9 @@ impl Config {
             urls.push(url);
         }
         if let Some(url) = &self.journal.url {
+            urls.push(url);
+        }
+        if let Some(url) = &self.tracing.otlp_endpoint {
             urls.push(url);
         }
         for u in urls {

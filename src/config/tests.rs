@@ -243,3 +243,30 @@ fn the_partner_proxy_is_the_environments_none_or_a_url() {
         assert!(!e.contains("hunter2"), "{e}");
     }
 }
+
+#[test]
+fn tracing_settings_are_checked_naming_the_key() {
+    let e = err(&format!(
+        "[tracing]\notlp_endpoint = \"collector:4318\"\n{MINIMAL}"
+    ));
+    assert!(e.contains("`tracing.otlp_endpoint`"), "{e}");
+    let e = err(&format!(
+        "[tracing]\notlp_endpoint = \"http://u:${{SET}}@c:4318/?x\"\n{MINIMAL}"
+    ));
+    assert!(
+        e.contains("`tracing.otlp_endpoint`") && !e.contains("value"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "[console]\ntrace_url = \"https://grafana.example/explore\"\n{MINIMAL}"
+    ));
+    assert!(e.contains("`console.trace_url`"), "{e}");
+    let e = err(&format!("{MINIMAL}send_traceparent = true\n"));
+    assert!(e.contains("`destinations[0].send_traceparent`"), "{e}");
+    let on = format!(
+        "[tracing]\notlp_endpoint = \"http://collector:4318\"\n{MINIMAL}send_traceparent = true\n"
+    );
+    let c = Config::from_toml(&on, &|_| None).unwrap();
+    assert!(c.tracing.enabled() && c.destinations[0].send_traceparent);
+    assert_eq!(c.tracing.service_name, "postback-relay");
+}
