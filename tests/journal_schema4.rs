@@ -54,6 +54,7 @@ fn ent(
         request: None,
         response: None,
         recovery: recovery.map(str::to_owned),
+        trace_id: None,
         event: body.then(|| format!(r#"{{"event_id":"{event}"}}"#)),
     }
 }

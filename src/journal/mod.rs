@@ -131,6 +131,9 @@ pub struct Entry {
     /// The recovery (`postback-relay recover`) this delivery was sent again by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<String>,
+    /// The trace the delivery was in (W3C trace id, 32 hex digits), when the relay traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// The event as published, kept once per event: given with the event's first entry.
     #[serde(skip)]
     pub event: Option<String>,

@@ -31,7 +31,7 @@ pub(super) struct Query {
 
 /// The columns an [`super::Entry`] is read from, in the order the readers take them.
 pub(super) const COLUMNS: &str = "event_id, order_id, event_type, destination, attempt, at, \
-    outcome, detail, http_status, error_class, latency_ms, request, response, recovery";
+    outcome, detail, http_status, error_class, latency_ms, request, response, recovery, trace_id";
 
 /// The entries `f` selects, oldest first, at most `f.limit`.
 pub(super) fn entries(f: &Filter, dialect: Dialect) -> Query {

@@ -15,6 +15,12 @@ pub struct Timeline {
     pub event_type: String,
     /// The delivery's state ([`headline`]).
     pub outcome: String,
+    /// The trace the delivery was in (its latest entry's that has one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Where the trace is shown (`console.trace_url` with the id), when the reader has one.
+    #[serde(skip)]
+    pub trace_link: Option<String>,
     pub entries: Vec<Entry>,
 }
 
@@ -41,6 +47,8 @@ pub fn timelines(entries: Vec<Entry>) -> Vec<Timeline> {
                 order_id: last.order_id.clone(),
                 event_type: last.event_type.clone(),
                 outcome: headline(&entries),
+                trace_id: entries.iter().rev().find_map(|e| e.trace_id.clone()),
+                trace_link: None,
                 entries,
             })
         })
@@ -94,6 +102,7 @@ mod tests {
             request: None,
             response: None,
             recovery: None,
+            trace_id: None,
             event: None,
         }
     }

@@ -16,6 +16,7 @@ fn entry(event_id: &str, destination: &str, at: &str, outcome: Outcome) -> Entry
         request: None,
         response: None,
         recovery: None,
+        trace_id: None,
         event: Some("{}".into()),
     }
 }

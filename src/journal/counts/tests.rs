@@ -22,6 +22,7 @@ pub(in crate::journal) fn entry(
         request: None,
         response: None,
         recovery: None,
+        trace_id: None,
         event: None,
     }
 }

@@ -121,6 +121,7 @@ mod tests {
             request: None,
             response: None,
             recovery: None,
+            trace_id: None,
             event: None,
         }
     }

@@ -21,13 +21,14 @@ mod write;
 pub(super) use queries::entry_of;
 pub(super) use sink::PgSink;
 
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("../migrations/postgres/0001_deliveries.sql"),
     include_str!("../migrations/postgres/0002_no_events_order_index.sql"),
     include_str!("../migrations/postgres/0003_counts_per_minute.sql"),
     include_str!("../migrations/postgres/0004_dead_letters.sql"),
     include_str!("../migrations/postgres/0005_retries_by_time.sql"),
     include_str!("../migrations/postgres/0006_rare_outcomes_by_time.sql"),
+    include_str!("../migrations/postgres/0007_trace_ids.sql"),
 ];
 
 /// The advisory lock that one process at a time takes to migrate.

@@ -66,6 +66,7 @@ mod tests {
             request: Some("{\"url\":\"https://p/x\"}".into()),
             response: Some("bad\0answer".into()),
             recovery: None,
+            trace_id: None,
             event: Some("{\"event_id\":\"e\\u0000nul\"}\0".into()),
         }
     }

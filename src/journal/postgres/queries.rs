@@ -167,6 +167,7 @@ pub(in crate::journal) fn entry_of(r: &tokio_postgres::Row) -> Result<Entry, Jou
         request: r.get(11),
         response: r.get(12),
         recovery: r.get(13),
+        trace_id: r.get(14),
         event: None,
     })
 }

@@ -40,6 +40,7 @@ impl Pg {
         let request = col(|e| e.request.clone());
         let response = col(|e| e.response.clone());
         let recovery = col(|e| e.recovery.clone());
+        let trace_id = col(|e| e.trace_id.clone());
         let attempt: Vec<i32> = batch
             .iter()
             .map(|e| i32::try_from(e.attempt).unwrap_or(i32::MAX))
@@ -49,10 +50,11 @@ impl Pg {
         let latency: Vec<Option<f64>> = batch.iter().map(|e| e.latency_ms).collect();
         tx.execute(
             "INSERT INTO entries (event_id, order_id, event_type, destination, attempt, at,
-               outcome, detail, http_status, error_class, latency_ms, request, response, recovery)
+               outcome, detail, http_status, error_class, latency_ms, request, response, recovery,
+               trace_id)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int[],
                $6::bigint[], $7::text[], $8::text[], $9::int[], $10::text[], $11::float8[],
-               $12::text[], $13::text[], $14::text[])",
+               $12::text[], $13::text[], $14::text[], $15::text[])",
             &[
                 &event_id,
                 &order_id,
@@ -68,6 +70,7 @@ impl Pg {
                 &request,
                 &response,
                 &recovery,
+                &trace_id,
             ],
         )
         .await?;

@@ -10,7 +10,7 @@ use crate::journal::JournalError;
 
 /// The schema's versions, in order: version N is the Nth file. A file is never changed once
 /// released; a change is a new file.
-pub(in crate::journal) const MIGRATIONS: [&str; 9] = [
+pub(in crate::journal) const MIGRATIONS: [&str; 10] = [
     include_str!("../migrations/0001_deliveries.sql"),
     include_str!("../migrations/0002_recoveries.sql"),
     include_str!("../migrations/0003_events_by_rowid.sql"),
@@ -20,6 +20,7 @@ pub(in crate::journal) const MIGRATIONS: [&str; 9] = [
     include_str!("../migrations/0007_dead_letters.sql"),
     include_str!("../migrations/0008_retries_by_time.sql"),
     include_str!("../migrations/0009_rare_outcomes_by_time.sql"),
+    include_str!("../migrations/0010_trace_ids.sql"),
 ];
 
 /// How long a statement waits for another process's write lock.

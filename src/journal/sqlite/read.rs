@@ -33,6 +33,7 @@ pub(in crate::journal) fn entry_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<En
         request: r.get(11)?,
         response: r.get(12)?,
         recovery: r.get(13)?,
+        trace_id: r.get(14)?,
         event: None,
     })
 }

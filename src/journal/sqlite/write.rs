@@ -22,9 +22,9 @@ impl Db {
             let mut entry = tx.prepare_cached(
                 "INSERT INTO entries (event_id, order_id, event_type, destination, attempt, at,
                    outcome, detail, http_status, error_class, latency_ms, request, response,
-                   recovery, body, first_at)
+                   recovery, body, first_at, trace_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                         CASE WHEN ?15 IS NOT NULL THEN ?6 END)",
+                         CASE WHEN ?15 IS NOT NULL THEN ?6 END, ?16)",
             )?;
             for e in batch {
                 let body = match &e.event {
@@ -51,6 +51,7 @@ impl Db {
                     e.response,
                     e.recovery,
                     body,
+                    e.trace_id,
                 ])?;
             }
         }

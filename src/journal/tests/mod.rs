@@ -21,6 +21,7 @@ fn entry(event_id: &str, destination: &str, at: &str, outcome: Outcome) -> Entry
         request: Some(r#"{"method":"GET","url":"https://p/x?k=REDACTED"}"#.into()),
         response: Some("OK".into()),
         recovery: None,
+        trace_id: None,
         event: Some(format!(r#"{{"event_id":"{event_id}"}}"#)),
     }
 }
@@ -93,6 +94,7 @@ fn ent(
         request: None,
         response: None,
         recovery: recovery.map(str::to_owned),
+        trace_id: None,
         event: body.then(|| format!(r#"{{"event_id":"{event}"}}"#)),
     }
 }

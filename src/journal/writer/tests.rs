@@ -179,6 +179,7 @@ fn entry(i: usize) -> Entry {
         request: None,
         response: None,
         recovery: None,
+        trace_id: None,
         event: None,
     }
 }
