@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 
 use crate::relay::broker::{PublishError, Publisher, confirmed};
+use crate::relay::trace;
 
 /// How many publishes may await their confirm at once.
 const WINDOW: usize = 512;
@@ -72,6 +73,8 @@ pub fn read_events(path: &Path) -> std::io::Result<Vec<Outgoing>> {
 
 /// Publishes every message with confirms, at most `WINDOW` unconfirmed at a time; calls
 /// `progress` after each confirm. Stops at the first failure and says which message it was.
+/// Each message starts a trace of its own: its headers carry a fresh W3C `traceparent`, which
+/// a relay that traces continues.
 pub async fn publish_all(
     publisher: &Publisher,
     exchange: &str,
@@ -93,7 +96,7 @@ pub async fn publish_all(
                 &m.routing_key,
                 &m.body,
                 m.message_id.as_deref(),
-                None,
+                Some(trace::traceparent_headers(&trace::new_traceparent())),
             )
             .await
             .map_err(|e| (i as u64, e))?;

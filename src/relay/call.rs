@@ -12,6 +12,7 @@ use crate::contract::event::ConversionEvent;
 use crate::contract::partner::Request;
 use crate::relay::deadletter::LastAnswer;
 use crate::relay::delivery::Delivery;
+use crate::relay::trace;
 use crate::shared::Held;
 
 impl Relay {
@@ -62,9 +63,16 @@ impl Relay {
         } else {
             1
         };
-        let report = self
-            .tries(dest, request, event, tries, holds, taken.at)
-            .await;
+        let report = self.tries(dest, request, event, tries, holds, taken.at);
+        let report = match &self.trace {
+            // The calls' spans count the delivery's calls before this pass.
+            Some(_) => {
+                let before = trace::Before(delivery.attempts);
+                let cx = opentelemetry::Context::current_with_value(before);
+                opentelemetry::trace::FutureExt::with_context(report, cx).await
+            }
+            None => report.await,
+        };
         delivery.attempts += report.tries;
         delivery.record(report.history);
         let (calls, sent) = (report.calls, report.sent);

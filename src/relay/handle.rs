@@ -20,6 +20,7 @@ use crate::contract::partner::{RenderError, Request};
 use crate::contract::reason::Reason;
 use crate::relay::deadletter::{Envelope, Source};
 use crate::relay::delivery::Delivery;
+use crate::relay::trace::Pass;
 
 /// Why a message's body is not an event.
 enum Refused {
@@ -104,7 +105,9 @@ impl Relay {
                 }
             }
         };
-        std::panic::AssertUnwindSafe(work).catch_unwind().await.unwrap_or_else(|_| {
+        let work = std::panic::AssertUnwindSafe(work).catch_unwind();
+        let done = self.in_message_context(queue, &msg, &source, work).await;
+        done.unwrap_or_else(|_| {
             tracing::error!(message = "processing panicked; the broker dead-letters the message", queue = %source.queue);
             Fate::Refuse
         })
@@ -122,6 +125,7 @@ impl Relay {
             }
         };
         let event = &decoded.event;
+        self.trace_event(event);
         self.metrics
             .events_consumed
             .with_label_values(&[event.kind.as_str()])
@@ -222,6 +226,7 @@ impl Relay {
             )
         };
         let attempt = self.attempt(dest, event, delivery(), request, true, taken);
+        let attempt = self.in_delivery_span(dest, Pass::Event, attempt);
         let outcome = std::panic::AssertUnwindSafe(attempt)
             .catch_unwind()
             .await
@@ -259,12 +264,12 @@ impl Relay {
                 return self.record_all(vec![(Some(dest), dead)], recorder).await;
             }
         };
+        self.trace_event(&event);
         let request = dest.config.render(&event);
         let raw = self.journal.is_some().then(|| delivery.event.clone());
         let recovery = delivery.recovery.clone();
-        let attempted = self
-            .attempt(dest, &event, delivery, request, false, taken)
-            .await;
+        let attempt = self.attempt(dest, &event, delivery, request, false, taken);
+        let attempted = self.in_delivery_span(dest, Pass::Retry, attempt).await;
         let raw = raw.as_deref().map_or("", |r| r.get());
         let about = About {
             event: &event,

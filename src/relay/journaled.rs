@@ -79,6 +79,12 @@ impl Relay {
             if let Some(last) = these.last_mut() {
                 last.event = Some(about.raw.to_owned());
             }
+            let trace_id = self.trace_id_now();
+            if trace_id.is_some() {
+                these
+                    .iter_mut()
+                    .for_each(|e| e.trace_id.clone_from(&trace_id));
+            }
             all.push((stored_before_settling(&a.outcome), these));
         }
         all
@@ -104,6 +110,7 @@ impl Relay {
             (0, Utc::now(), outcome),
         );
         only.event = Some(raw.to_owned());
+        only.trace_id = self.trace_id_now();
         let _ = journal.record(only);
     }
 }
@@ -130,6 +137,7 @@ fn entry(
         request: None,
         response: None,
         recovery: recovery.map(str::to_owned),
+        trace_id: None,
         event: None,
     }
 }

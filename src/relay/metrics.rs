@@ -154,6 +154,9 @@ pub struct Metrics {
     pub store_state_lost: IntCounter,
     /// Configuration reloads (SIGHUP), by result: `applied` or `refused`.
     pub config_reloads: IntCounterVec,
+    /// Spans not exported, by reason: `queue_full` (the exporter is behind) or
+    /// `export_failed` (the collector did not take the batch).
+    pub trace_spans_dropped: IntCounterVec,
 }
 
 impl Metrics {
@@ -235,6 +238,11 @@ impl Metrics {
                 "config_reloads_total",
                 "Configuration reloads (SIGHUP), applied or refused (the running configuration stays).",
                 &["result"],
+            ),
+            trace_spans_dropped: r.counters(
+                "trace_spans_dropped_total",
+                "Spans not exported, by reason: queue_full or export_failed.",
+                &["reason"],
             ),
             retries_scheduled: r.counters(
                 "retries_scheduled_total",

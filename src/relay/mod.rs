@@ -19,6 +19,8 @@
 //! - `journaled`: once recorded, every call and outcome told to the journal;
 //! - `settle`: the acknowledgement, batched;
 //! - `sample`: queue depths and the oldest dead letter's age, on the side;
+//! - `trace`: with tracing on, the spans of all the above and their export (`traced` puts
+//!   each destination's pass in its span);
 //! - `reload`: a new configuration (SIGHUP) ends one generation of all the above and starts
 //!   the next on the same store, journal, metrics and listener.
 
@@ -43,6 +45,8 @@ mod sample;
 mod send;
 mod session;
 mod settle;
+pub mod trace;
+mod traced;
 mod tries;
 
 use std::sync::{Arc, Mutex};
@@ -79,6 +83,8 @@ pub enum RelayError {
          dead-letter queue holds first), or choose another broker.queue_prefix"
     )]
     TopologyRefused(String),
+    #[error(transparent)]
+    Tracing(#[from] crate::relay::trace::TracingError),
     #[error("the relay's task ended abnormally: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -101,6 +107,8 @@ pub struct Relay {
     paused: crate::shared::pause::Board,
     /// What happened to each delivery, for people; `None` when `journal.enabled = false`.
     journal: Option<crate::journal::Journal>,
+    /// Spans and their export; `None` when tracing is off.
+    trace: Option<crate::relay::trace::Tracing>,
     /// The work of sessions that lost their broker connection: it finishes its partner calls
     /// and records them in the store (its acks are gone with the channel), and a stop waits
     /// for it as for the current session's.
@@ -144,6 +152,7 @@ impl Relay {
             metrics,
             health: shared.health.clone(),
             journal: shared.journal.clone(),
+            trace: shared.trace.clone(),
             paused: shared.paused.clone(),
             broker_node: std::sync::atomic::AtomicUsize::new(broker_node),
             orphans: Mutex::default(),
@@ -191,6 +200,9 @@ impl Running {
 /// commit the last batch to a journal that answers.
 const JOURNAL_LAST_BATCH: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// What the trace exporter is given at the stop to send the last spans.
+const TRACE_LAST_BATCH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Binds the operations listener and starts consuming; both stop when `shutdown` is cancelled.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, RelayError> {
     let config = Arc::new(config);
@@ -211,6 +223,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         _ => (None, None),
     };
+    let trace = crate::relay::trace::Tracing::start(&config.tracing, &metrics, &config.secrets)?;
     let pauses = store.pauses();
     metrics.store_up.set(1);
     tokio::spawn(crate::relay::observe::watch_store(
@@ -226,6 +239,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         journal,
         pauses,
         paused: crate::shared::pause::Board::default(),
+        trace: trace.clone(),
     };
     let http = tokio::spawn(crate::relay::observe::serve(
         listener,
@@ -260,6 +274,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             };
             let last_batch = tokio::time::Instant::now() + JOURNAL_LAST_BATCH;
             writer.close((asked_at + grace).max(last_batch)).await;
+        }
+        if let Some(trace) = trace {
+            // The last spans go out if the collector takes them at once; a stop never waits
+            // for one that does not answer.
+            trace.shutdown(TRACE_LAST_BATCH).await;
         }
         // A scraper holding a keep-alive connection must not hold up the stop.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http).await;

@@ -84,7 +84,12 @@ impl Relay {
     ) -> Result<(), PublishError> {
         let (tier, queue) = self.topology.tier(delay);
         let body = serde_json::to_vec(&delivery).expect("deliveries serialize");
-        publisher.publish_json("", queue, &body, None, None).await?;
+        // With tracing on, the retry goes on in the trace it came in (through the tier's
+        // dead-lettering, which keeps a message's headers).
+        let headers = self.trace_headers_now();
+        publisher
+            .publish_json("", queue, &body, None, headers)
+            .await?;
         let label = crate::config::retry::tier_label(*tier);
         self.metrics
             .retries_scheduled
@@ -108,6 +113,9 @@ impl Relay {
     ) -> Result<(), PublishError> {
         // A partner's answer can echo a secret back (an API key in the path).
         env.scrub(&self.config.secrets);
+        if env.trace_id.is_none() {
+            env.trace_id = self.trace_id_now();
+        }
         let body = serde_json::to_vec(&env).expect("envelopes serialize");
         let id = env.dead_letter_id.to_string();
         publisher

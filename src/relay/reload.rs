@@ -58,6 +58,9 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.http != new.http {
         changed.push("http");
     }
+    if old.tracing != new.tracing {
+        changed.push("tracing");
+    }
     changed
 }
 
@@ -120,6 +123,7 @@ pub(super) struct Shared {
     pub journal: Option<crate::journal::Journal>,
     pub pauses: crate::shared::pause::Pauses,
     pub paused: crate::shared::pause::Board,
+    pub trace: Option<crate::relay::trace::Tracing>,
 }
 
 /// Runs generation after generation of the relay until `shutdown`, taking each reload asked

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use opentelemetry::Context;
 
 use super::Relay;
 use super::destination::Destination;
@@ -17,6 +18,7 @@ use crate::contract::event::ConversionEvent;
 use crate::contract::partner::Request;
 use crate::relay::deadletter::LastAnswer;
 use crate::relay::delivery::AttemptRecord;
+use crate::relay::trace;
 use crate::shared::circuit::Admit;
 use crate::shared::{Held, HoldError};
 
@@ -208,6 +210,19 @@ impl Relay {
         taken: Option<Instant>,
     ) -> (crate::relay::dispatch::Answer, f64) {
         let series = &dest.series;
+        let traced = self.trace.as_ref().map(|t| {
+            let before = Context::current().get::<trace::Before>().map_or(0, |b| b.0);
+            let call = (before.saturating_add(attempt), taken.is_none());
+            t.attempt_span(&Context::current(), &dest.config, req, call)
+        });
+        let carrying;
+        let req = match &traced {
+            Some(cx) if dest.config.send_traceparent => {
+                carrying = trace::carrying(req, cx);
+                &carrying
+            }
+            _ => req,
+        };
         let in_flight = InFlight::new(series.in_flight.clone());
         let start = Instant::now();
         if let Some(taken) = taken {
@@ -215,6 +230,11 @@ impl Relay {
         }
         let answer = self.client.send(req, dest.config.timeout()).await;
         let elapsed = start.elapsed();
+        if let Some(cx) = &traced {
+            let kind = dest.config.kind;
+            let verdict = answer.result.classify(&|s| kind.explain_status(s));
+            trace::end_attempt(cx, &answer.result, elapsed, &verdict);
+        }
         drop(in_flight);
         series.request_duration.observe(elapsed.as_secs_f64());
         if let Some(c) = series.requests.get(answer.result.status_class()) {

@@ -117,6 +117,9 @@ pub struct Envelope {
     /// delivery is claimed under the recovery's key again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<String>,
+    /// The trace the delivery was in (W3C trace id, 32 hex digits), when the relay traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl Envelope {
@@ -226,6 +229,7 @@ impl Envelope {
             history: Vec::new(),
             source,
             recovery: None,
+            trace_id: None,
         }
     }
 }
