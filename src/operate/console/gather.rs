@@ -225,6 +225,14 @@ pub fn parse_metrics(text: &str) -> Scraped {
 /// a secret holding `&`, `<` or `"` would no longer match the page's last scrub. The journal
 /// was scrubbed when written, with the secrets of its day; these are today's.
 fn scrubbed(c: &Console, mut found: Vec<Timeline>) -> Vec<Timeline> {
+    if let Some(template) = &c.config.console.trace_url {
+        for t in &mut found {
+            t.trace_link = t
+                .trace_id
+                .as_deref()
+                .map(|id| crate::config::tracing::trace_link(template, id));
+        }
+    }
     let secrets = &c.config.secrets;
     if secrets.is_empty() {
         return found;

@@ -194,7 +194,7 @@ pub async fn letter(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Re
         changed.as_ref(),
         event.as_deref(),
         journal.as_deref(),
-        &c.auth.form_token,
+        (&c.auth.form_token, c.config.console.trace_url.as_deref()),
     ))
 }
 

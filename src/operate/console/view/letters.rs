@@ -98,7 +98,7 @@ pub fn letter(
     changed: Option<&crate::journal::letters::Indexed>,
     event: Option<&str>,
     journal: Option<&[Timeline]>,
-    form_token: &str,
+    (form_token, trace_url): (&str, Option<&str>),
 ) -> Markup {
     let s = l.summary();
     layout(
@@ -119,6 +119,10 @@ pub fn letter(
                 @if let DeadLetter::Envelope(e) = l {
                     dt { "first / last attempt" } dd { (at(e.first_attempt_at)) " / " (at(e.last_attempt_at)) }
                     dt { "last answer" } dd { @if let Some(st) = e.last_status { "HTTP " (st) " " } (e.last_error.as_deref().unwrap_or("")) }
+                    @if let Some(id) = &e.trace_id {
+                        @let link = trace_url.map(|t| crate::config::tracing::trace_link(t, id));
+                        dt { "trace" } dd #trace-id { (super::trace(id, link.as_deref())) }
+                    }
                 }
             }
             @if let (Some(id), None) = (&s.dead_letter_id, changed) {

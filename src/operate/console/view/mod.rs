@@ -214,6 +214,7 @@ pub(super) fn timelines(ts: &[Timeline]) -> Markup {
                 strong { (t.event_id) " → " (t.destination) } " "
                 span.muted { "(" (t.event_type) ", order " (t.order_id.as_deref().unwrap_or("-")) ")" } " "
                 span.outcome { (t.outcome) }
+                @if let Some(id) = &t.trace_id { " " (trace(id, t.trace_link.as_deref())) }
                 table {
                     tr { th { "at" } th.num { "attempt" } th { "outcome" } th { "answer" } th.num { "latency" } th { "request / response" } }
                     @for e in &t.entries {
@@ -230,6 +231,19 @@ pub(super) fn timelines(ts: &[Timeline]) -> Markup {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// A trace id, linked to the tracing UI when `console.trace_url` is set.
+pub(super) fn trace(id: &str, link: Option<&str>) -> Markup {
+    html! {
+        span.trace.muted {
+            "trace "
+            @match link {
+                Some(href) => a.trace-link href=(href) target="_blank" rel="noopener" { code { (id) } },
+                None => code { (id) },
             }
         }
     }
