@@ -33,6 +33,8 @@ pub struct ConfigBuilder {
     store: Option<Store>,
     #[serde(skip_serializing_if = "Option::is_none")]
     journal: Option<Journal>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracing: Option<Tracing>,
     destinations: Vec<Dest>,
     /// Environment variables the configuration's `${NAME}` references resolve to.
     #[serde(skip)]
@@ -103,6 +105,11 @@ struct Journal {
 }
 
 #[derive(Clone, Debug, Serialize)]
+struct Tracing {
+    otlp_endpoint: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Store {
     Embedded {
@@ -154,9 +161,18 @@ impl ConfigBuilder {
                 path: Some(journal_path(db).display().to_string()),
                 url: None,
             }),
+            tracing: None,
             destinations: Vec::new(),
             vars: BTreeMap::new(),
         }
+    }
+
+    /// Traces exported to the OTLP/HTTP collector at `endpoint` (`http://127.0.0.1:4318`).
+    pub fn tracing(mut self, endpoint: &str) -> ConfigBuilder {
+        self.tracing = Some(Tracing {
+            otlp_endpoint: endpoint.to_owned(),
+        });
+        self
     }
 
     /// The operations listener (`/metrics`) on `addr`.
@@ -355,6 +371,8 @@ pub struct Dest {
     tracker: Option<Tracker>,
     #[serde(skip_serializing_if = "Option::is_none")]
     template: Option<toml::Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    send_traceparent: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -390,6 +408,7 @@ impl Dest {
             callback: None,
             tracker: None,
             template: None,
+            send_traceparent: false,
         }
     }
 
@@ -439,6 +458,12 @@ impl Dest {
 
     pub fn timeout_ms(mut self, ms: u64) -> Dest {
         self.timeout_ms = Some(ms);
+        self
+    }
+
+    /// Each call carries its attempt span's `traceparent`.
+    pub fn send_traceparent(mut self) -> Dest {
+        self.send_traceparent = true;
         self
     }
 
