@@ -201,7 +201,7 @@ pub(super) fn actions(before: Option<Cursor>, limit: usize, dialect: Dialect) ->
 }
 
 /// The id column's place in a row of [`deliveries`].
-const ID: usize = 14;
+const ID: usize = 15;
 
 pub(super) fn deliveries_in_file(
     conn: &rusqlite::Connection,

@@ -329,3 +329,19 @@ pub fn recover_form(destinations: &[String], form_token: &str) -> Markup {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_trace_id_is_linked_only_where_a_trace_url_is_set() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let plain = super::trace(id, None).into_string();
+        assert!(plain.contains(id) && !plain.contains("href"), "{plain}");
+        let url = crate::config::tracing::trace_link("https://grafana.example/t/{trace_id}", id);
+        let linked = super::trace(id, Some(&url)).into_string();
+        assert!(
+            linked.contains(&format!("href=\"https://grafana.example/t/{id}\"")),
+            "{linked}"
+        );
+    }
+}
