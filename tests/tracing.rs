@@ -320,3 +320,46 @@ async fn without_a_collector_the_relay_delivers_counts_its_drops_and_names_the_t
     })
     .await;
 }
+
+#[tokio::test]
+async fn publish_starts_a_trace_per_message() {
+    let env = Env::new().await;
+    env.declare().await;
+    let messages = ["p1", "p2"]
+        .map(|id| postback_relay::interfaces::publish::Outgoing::new(event(id, "lead", "c", None)));
+    let sent = postback_relay::interfaces::publish::publish_all(
+        &env.publisher,
+        &env.topology().exchange,
+        messages,
+        || {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent, 2);
+    let taken = env.drain(&env.topology().events).await;
+    let parents: Vec<String> = taken
+        .iter()
+        .map(|m| {
+            let headers = m.properties.headers().as_ref().expect("headers");
+            match headers.inner().get("traceparent") {
+                Some(lapin::types::AMQPValue::LongString(s)) => {
+                    String::from_utf8(s.as_bytes().to_vec()).unwrap()
+                }
+                other => panic!("no traceparent: {other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(parents.len(), 2);
+    for p in &parents {
+        let parts: Vec<&str> = p.split('-').collect();
+        assert_eq!(parts.len(), 4, "{p}");
+        assert_eq!(
+            (parts[0], parts[3]),
+            ("00", "01"),
+            "version 00, sampled: {p}"
+        );
+        assert!(parts[1].len() == 32 && parts[2].len() == 16, "{p}");
+        assert!(parts[1].bytes().all(|b| b.is_ascii_hexdigit()), "{p}");
+    }
+    assert_ne!(parents[0][3..35], parents[1][3..35], "a trace each");
+}
