@@ -193,3 +193,34 @@ impl Sink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_spans_and_counts_them_without_waiting() {
+        let metrics = Metrics::new();
+        let (tx, mut rx) = mpsc::channel(2);
+        let counter = |r: &str| metrics.trace_spans_dropped.with_label_values(&[r]);
+        let queue = Queue {
+            spans: tx,
+            full: counter("queue_full"),
+            stopped: counter("stopped"),
+        };
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(queue)
+            .build();
+        let tracer = provider.tracer("test");
+        for _ in 0..5 {
+            tracer.start("s").end();
+        }
+        assert_eq!(counter("queue_full").get(), 3, "two fit, three are dropped");
+        assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok());
+        rx.close();
+        tracer.start("late").end();
+        assert_eq!(counter("stopped").get(), 1, "after the exporter stopped");
+    }
+}
