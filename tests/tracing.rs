@@ -311,6 +311,17 @@ async fn without_a_collector_the_relay_delivers_counts_its_drops_and_names_the_t
     };
     let entries = env.until_journaled(&filter, 1).await;
     assert_eq!(entries[0].trace_id.as_deref(), Some(trace_id.as_str()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = config.write(&dir);
+    let out = common::Cli::new(&["deliveries", "--config", &path, "--event-id", "e-untraced"]).ok();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .next()
+            .unwrap_or("")
+            .ends_with(&format!("  trace {trace_id}")),
+        "deliveries names the trace: {text}"
+    );
     // The export failed; the spans are counted, never waited for.
     until(&running, "spans counted as dropped", |m| {
         m.trace_spans_dropped

@@ -89,8 +89,13 @@ fn print_text(found: &[Timeline]) {
             d => d,
         };
         // Every line quotes what came from outside (ids, partners' answers): printable.
+        let trace = t
+            .trace_id
+            .as_deref()
+            .map(|id| format!("  trace {id}"))
+            .unwrap_or_default();
         let line = format!(
-            "{} -> {destination}  ({}, order {order}): {}",
+            "{} -> {destination}  ({}, order {order}): {}{trace}",
             t.event_id, t.event_type, t.outcome
         );
         println!("{}", super::printable(&line));
