@@ -235,6 +235,16 @@ async fn a_producers_trace_goes_through_a_delay_tier_to_the_partner() {
     assert_eq!(attr(c2, "http.response.status_code"), 200);
     assert_eq!(attr(c2, "postback_relay.outcome"), "delivered");
     assert_eq!(attr(c2, "postback_relay.attempt"), 2);
+    assert_eq!(
+        attr(c2, "postback_relay.retry_tier"),
+        "100ms",
+        "the call came through the first delay tier"
+    );
+    assert_eq!(attr(retried, "postback_relay.waited_in"), "100ms");
+    assert!(
+        attr(c1, "postback_relay.retry_tier").is_null(),
+        "the first call"
+    );
     assert!(attr(c2, "postback_relay.latency_ms").as_f64().unwrap() > 0.0);
     assert_eq!(attr(c2, "server.address"), "127.0.0.1");
     // No span says more of the partner than its host: no URL, no query.

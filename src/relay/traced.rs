@@ -33,7 +33,14 @@ impl Relay {
         let Some(t) = &self.trace else {
             return work.await;
         };
-        let carried = t.extract(msg.properties.headers().as_ref());
+        let headers = msg.properties.headers().as_ref();
+        let mut carried = t.extract(headers);
+        if queue == Queue::Deliveries {
+            let tiers = format!("{}.retry.", self.config.broker.queue_prefix);
+            if let Some(tier) = trace::waited_in(headers, &tiers) {
+                carried = carried.with_value(tier);
+            }
+        }
         let (cx, ours) = t.message_context(
             carried,
             queue == Queue::Deliveries,

@@ -141,6 +141,27 @@ pub fn new_traceparent() -> String {
     format!("00-{trace:032x}-{span:016x}-01")
 }
 
+/// The delay tier a retry came through, in a retry's context: its pass's `delivery` span and
+/// first `attempt` span name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitedIn(pub String);
+
+/// The delay tier a retry came through: the queue the broker last dead-lettered it from (the
+/// first of its `x-death` records), less `tier_prefix` (`{queue_prefix}.retry.`).
+pub fn waited_in(headers: Option<&FieldTable>, tier_prefix: &str) -> Option<WaitedIn> {
+    let AMQPValue::FieldArray(deaths) = headers?.inner().get("x-death")? else {
+        return None;
+    };
+    let AMQPValue::FieldTable(last) = deaths.as_slice().first()? else {
+        return None;
+    };
+    let last = AmqpHeaders(last);
+    let queue = last.get("queue")?;
+    queue
+        .strip_prefix(tier_prefix)
+        .map(|tier| WaitedIn(tier.to_owned()))
+}
+
 /// The AMQP headers with only a `traceparent`: what a producer without a tracer publishes.
 pub fn traceparent_headers(traceparent: &str) -> FieldTable {
     let mut table = FieldTable::default();
@@ -244,6 +265,31 @@ mod tests {
         let mut h = FieldTable::default();
         h.insert(ShortString::from(TRACEPARENT), AMQPValue::LongLongInt(1));
         assert_eq!(AmqpHeaders(&h).get(TRACEPARENT), None);
+    }
+
+    #[test]
+    fn a_retry_names_the_tier_it_came_through() {
+        let death = |queue: &str| {
+            let mut t = FieldTable::default();
+            t.insert(
+                ShortString::from("queue"),
+                AMQPValue::LongString(LongString::from(queue)),
+            );
+            AMQPValue::FieldTable(t)
+        };
+        let mut h = FieldTable::default();
+        let deaths = vec![death("p.retry.400ms"), death("p.retry.100ms")];
+        h.insert(
+            ShortString::from("x-death"),
+            AMQPValue::FieldArray(deaths.into()),
+        );
+        assert_eq!(
+            waited_in(Some(&h), "p.retry."),
+            Some(WaitedIn("400ms".into()))
+        );
+        assert_eq!(waited_in(Some(&h), "other.retry."), None);
+        assert_eq!(waited_in(Some(&FieldTable::default()), "p.retry."), None);
+        assert_eq!(waited_in(None, "p.retry."), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 
-use super::{Tracing, text};
+use super::{Tracing, WaitedIn, text};
 use crate::config::DestinationConfig;
 use crate::contract::classify::{CallResult, Verdict};
 use crate::contract::partner::Request;
@@ -62,13 +62,17 @@ impl Tracing {
 
     /// A `delivery` span for `dest`, child of `parent`.
     pub fn delivery_span(&self, parent: &Context, dest: &DestinationConfig, pass: Pass) -> Context {
+        let mut attributes = vec![
+            text("postback_relay.destination", dest.name.clone()),
+            text("postback_relay.partner", dest.kind.to_string()),
+            text("postback_relay.pass", pass.as_str()),
+        ];
+        if let Some(WaitedIn(tier)) = parent.get::<WaitedIn>() {
+            attributes.push(text("postback_relay.waited_in", tier.clone()));
+        }
         let span = SpanBuilder::from_name("delivery")
             .with_kind(SpanKind::Internal)
-            .with_attributes([
-                text("postback_relay.destination", dest.name.clone()),
-                text("postback_relay.partner", dest.kind.to_string()),
-                text("postback_relay.pass", pass.as_str()),
-            ]);
+            .with_attributes(attributes);
         parent.with_span(self.tracer.build_with_context(span, parent))
     }
 
@@ -101,11 +105,15 @@ impl Tracing {
         {
             attributes.push(text("server.address", host));
         }
-        if in_process {
-            attributes.push(text(
-                "postback_relay.retry_tier",
-                crate::journal::IN_PROCESS,
-            ));
+        // The tier this call came through: again at once, or (a retry's first call) the
+        // delay tier it waited in.
+        let tier = match (in_process, parent.get::<WaitedIn>()) {
+            (true, _) => Some(crate::journal::IN_PROCESS.to_owned()),
+            (false, Some(WaitedIn(tier))) => Some(tier.clone()),
+            (false, None) => None,
+        };
+        if let Some(tier) = tier {
+            attributes.push(text("postback_relay.retry_tier", tier));
         }
         let span = SpanBuilder::from_name("attempt")
             .with_kind(SpanKind::Client)
