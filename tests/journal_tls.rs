@@ -192,6 +192,7 @@ async fn a_wrong_ca_is_told_at_the_relays_first_write_and_by_the_commands() {
         return;
     };
     let env = Env::new().await;
+    env.declare().await;
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let config = env

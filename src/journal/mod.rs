@@ -169,7 +169,7 @@ pub enum JournalError {
     },
     #[error("journal: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("journal (PostgreSQL): {0}")]
+    #[error("journal (PostgreSQL): {}", postgres::said(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// Connecting failed: the server (`host:port`, never the URL) and why.
     #[error("journal (PostgreSQL at {server}): {reason}")]

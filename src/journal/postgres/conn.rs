@@ -151,5 +151,5 @@ pub(super) fn reason(e: &tokio_postgres::Error) -> String {
         }
         source = s.source();
     }
-    e.to_string()
+    super::said(e)
 }

@@ -34,6 +34,19 @@ const MIGRATIONS: [&str; 6] = [
     include_str!("../migrations/postgres/0006_rare_outcomes_by_time.sql"),
 ];
 
+/// A tokio-postgres error with what it carries: its own text is only the kind ("db error"),
+/// the server's message and the cause are its sources.
+pub(in crate::journal) fn said(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Longest a migration may take, waiting for another process's included.
 const MIGRATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 

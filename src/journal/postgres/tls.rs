@@ -112,7 +112,11 @@ pub(super) fn reason(e: &rustls::Error) -> String {
             CertificateError::NotValidForNameContext { presented, .. } => format!(
                 "the server's certificate is not for this host name but for {} \
                  (verify-full checks it; verify-ca does not)",
-                presented.join(", ")
+                presented
+                    .iter()
+                    .map(|n| bare_name(n))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                 "the server's certificate has expired".into()
@@ -140,6 +144,14 @@ pub(super) fn reason(e: &rustls::Error) -> String {
         },
         other => format!("the handshake failed: {other}"),
     }
+}
+
+/// A name the certificate presents, as rustls writes it (`DnsName("db.example")`), bare.
+fn bare_name(shown: &str) -> &str {
+    shown
+        .split_once("(\"")
+        .and_then(|(_, rest)| rest.strip_suffix("\")"))
+        .unwrap_or(shown)
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
@@ -188,6 +200,8 @@ mod tests {
         assert!(cert(CertificateError::UnknownIssuer).contains("not signed by a CA"));
         assert!(cert(CertificateError::Expired).contains("has expired"));
         assert!(cert(CertificateError::NotValidForName).contains("not for this host name"));
+        assert_eq!(bare_name("DnsName(\"db.example\")"), "db.example");
+        assert_eq!(bare_name("10.0.0.1"), "10.0.0.1");
         let alert = |a| reason(&rustls::Error::AlertReceived(a));
         assert!(alert(AlertDescription::CertificateRequired).contains("set sslcert and sslkey"));
         assert!(alert(AlertDescription::UnknownCA).contains("refused the relay's client"));
