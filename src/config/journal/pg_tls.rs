@@ -187,6 +187,26 @@ impl PgUrl {
         let mut config: tokio_postgres::Config = rest
             .parse()
             .map_err(|e: tokio_postgres::Error| PgUrlError::Postgres(e.to_string()))?;
+        if config.get_ssl_negotiation() == tokio_postgres::config::SslNegotiation::Direct
+            && matches!(tls.mode, SslMode::Disable | SslMode::Prefer)
+        {
+            return Err(PgUrlError::Contradiction(
+                "sslnegotiation=direct needs sslmode=require, verify-ca or verify-full",
+            ));
+        }
+        #[cfg(unix)]
+        if tls.mode != SslMode::Prefer
+            && tls.mode != SslMode::Disable
+            && config
+                .get_hosts()
+                .iter()
+                .any(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
+        {
+            return Err(PgUrlError::Contradiction(
+                "a Unix socket (a host that is a directory) carries no TLS: use sslmode=prefer \
+                 or disable for it, or connect over TCP",
+            ));
+        }
         config.ssl_mode(match tls.mode {
             SslMode::Disable => tokio_postgres::config::SslMode::Disable,
             SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,

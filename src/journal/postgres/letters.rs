@@ -243,8 +243,7 @@ impl Pg {
         by: &str,
         at: DateTime<Utc>,
     ) -> Result<u64, JournalError> {
-        Ok(self
-            .conn()
+        self.conn()
             .await?
             .execute(
                 "UPDATE dead_letters SET state = 'gone', changed_at = $3, changed_by = $4,
@@ -252,6 +251,6 @@ impl Pg {
                  WHERE state = 'waiting' AND at < $2 AND (seen IS NULL OR seen <> $1)",
                 &[&run, &ms(began), &ms(at), &by],
             )
-            .await?)
+            .await
     }
 }

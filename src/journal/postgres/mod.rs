@@ -3,7 +3,8 @@
 //! `migrations/postgres/` applied under an advisory lock (so that replicas starting together
 //! apply each once), and batches written with one statement per table. The readers' and
 //! recoveries' queries are in `queries`. The writer's commits and pruning steps are in
-//! `write`, and the writer's sink in `sink`.
+//! `write`, and the writer's sink in `sink`. Connections come from a pool, made over TLS as
+//! the URL says (`tls`), each statement on them bounded (`conn`).
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 

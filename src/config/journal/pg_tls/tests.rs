@@ -193,10 +193,24 @@ fn settings_that_contradict_each_other_are_refused() {
         "sslmode=verify-ca&sslrootcert=system",
         "sslmode=verify-full&sslcert=/c.pem",
         "sslkey=/k.pem",
+        "sslnegotiation=direct",
+        "sslmode=prefer&sslnegotiation=direct",
+        "host=/var/run/postgresql&sslmode=require",
     ] {
         let e = refused(&format!("postgres://db/j?{query}"));
         assert!(matches!(e, PgUrlError::Contradiction(_)), "{query}: {e:?}");
     }
+}
+
+#[test]
+fn what_tokio_postgres_takes_with_tls() {
+    let url = parsed("postgres://db/j?sslmode=verify-full&sslnegotiation=direct");
+    assert_eq!(
+        url.config.get_ssl_negotiation(),
+        tokio_postgres::config::SslNegotiation::Direct
+    );
+    // Over a Unix socket, prefer is no TLS, as libpq's.
+    parsed("postgres://db/j?host=/var/run/postgresql");
 }
 
 #[test]
