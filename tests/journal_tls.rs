@@ -111,6 +111,7 @@ async fn a_server_the_url_does_not_trust_is_refused_naming_it_and_why() {
             .await
             .err()
             .unwrap();
+        eprintln!("{mode}, another CA: {e}");
         assert!(
             e.contains(&at) && e.contains("not signed by a CA the relay trusts"),
             "{mode}: {e}"
@@ -134,6 +135,7 @@ async fn a_server_the_url_does_not_trust_is_refused_naming_it_and_why() {
         .await
         .err()
         .unwrap();
+    eprintln!("verify-ca, expired: {e}");
     assert!(e.contains("certificate has expired"), "verify-ca: {e}");
 
     pg.set_certificate(&pki.misnamed);
@@ -158,6 +160,7 @@ async fn a_client_certificate_is_presented_when_the_server_asks() {
     let at = server(&pg);
     let base = checked("verify-full", &pki.ca);
     let e = open(&url(&pg, &base)).await.err().unwrap();
+    eprintln!("no client certificate: {e}");
     assert!(
         e.contains(&at) && e.contains("requires a valid client certificate"),
         "{e}"
@@ -173,6 +176,7 @@ async fn a_client_certificate_is_presented_when_the_server_asks() {
         .await
         .err()
         .unwrap();
+    eprintln!("another CA's client certificate: {e}");
     assert!(
         e.contains(&at) && e.contains("refused the relay's client certificate"),
         "{e}"
