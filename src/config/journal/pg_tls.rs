@@ -190,6 +190,13 @@ impl PgUrl {
                 "sslnegotiation=direct needs sslmode=require, verify-ca or verify-full",
             ));
         }
+        // tokio-postgres, like libpq for a checked certificate, takes the name to give the
+        // server and check its certificate against from `host`, never from `hostaddr`.
+        if tls.mode != SslMode::Disable && config.get_hosts().len() < config.get_hostaddrs().len() {
+            return Err(PgUrlError::Contradiction(
+                "TLS needs the server's name: give host as well as hostaddr, or sslmode=disable",
+            ));
+        }
         #[cfg(unix)]
         if tls.mode != SslMode::Prefer
             && tls.mode != SslMode::Disable
@@ -211,21 +218,34 @@ impl PgUrl {
         Ok(PgUrl { tls, config })
     }
 
-    /// The servers it names, `host:port` each, for messages.
+    /// The servers it names, `host:port` each (or the addresses, `hostaddr`, where no host
+    /// is named), for messages.
     pub fn servers(&self) -> String {
         let ports = self.config.get_ports();
-        self.config
+        let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let hosts: Vec<String> = self
+            .config
             .get_hosts()
             .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-                match h {
-                    tokio_postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
-                    #[cfg(unix)]
-                    tokio_postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
-                }
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
             })
+            .collect();
+        let hosts = match hosts.is_empty() {
+            true => self
+                .config
+                .get_hostaddrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            false => hosts,
+        };
+        hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| format!("{h}:{}", port(i)))
             .collect::<Vec<_>>()
             .join(",")
     }

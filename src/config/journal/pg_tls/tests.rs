@@ -124,6 +124,12 @@ fn the_key_value_form_too() {
     assert_eq!(url.config.get_password(), Some(&b"p w'x"[..]));
     assert_eq!(url.config.get_dbname(), Some("j"));
     assert_eq!(url.servers(), "127.0.0.1:5433");
+    let by_address = parsed("hostaddr=10.0.3.7 port=6432 user=relay sslmode=disable");
+    assert_eq!(by_address.servers(), "10.0.3.7:6432");
+    assert!(matches!(
+        refused("hostaddr=10.0.3.7 user=relay"),
+        PgUrlError::Contradiction(_)
+    ));
     assert_eq!(refused("host=h sslmode='verify-ca"), PgUrlError::Syntax);
     assert_eq!(refused("host=h sslmode"), PgUrlError::Syntax);
 }
