@@ -190,6 +190,14 @@ impl PgUrl {
                 "sslnegotiation=direct needs sslmode=require, verify-ca or verify-full",
             ));
         }
+        // What tokio-postgres would refuse only when connecting.
+        let (hosts, addrs) = (config.get_hosts().len(), config.get_hostaddrs().len());
+        let ports = config.get_ports().len();
+        if (hosts > 0 && addrs > 0 && hosts != addrs) || (ports > 1 && ports != hosts.max(addrs)) {
+            return Err(PgUrlError::Contradiction(
+                "host, hostaddr and port must list as many values each (or one port for all)",
+            ));
+        }
         // tokio-postgres, like libpq for a checked certificate, takes the name to give the
         // server and check its certificate against from `host`, never from `hostaddr`.
         if tls.mode != SslMode::Disable && config.get_hosts().len() < config.get_hostaddrs().len() {

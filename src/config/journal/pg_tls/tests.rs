@@ -126,10 +126,17 @@ fn the_key_value_form_too() {
     assert_eq!(url.servers(), "127.0.0.1:5433");
     let by_address = parsed("hostaddr=10.0.3.7 port=6432 user=relay sslmode=disable");
     assert_eq!(by_address.servers(), "10.0.3.7:6432");
-    assert!(matches!(
-        refused("hostaddr=10.0.3.7 user=relay"),
-        PgUrlError::Contradiction(_)
-    ));
+    for refusal in [
+        "hostaddr=10.0.3.7 user=relay",
+        "host=a,b port=1,2,3 sslmode=disable",
+        "host=a,b hostaddr=10.0.3.7 sslmode=disable",
+    ] {
+        assert!(
+            matches!(refused(refusal), PgUrlError::Contradiction(_)),
+            "{refusal}"
+        );
+    }
+    assert_eq!(parsed("host=a,b port=1,2").servers(), "a:1,b:2");
     assert_eq!(refused("host=h sslmode='verify-ca"), PgUrlError::Syntax);
     assert_eq!(refused("host=h sslmode"), PgUrlError::Syntax);
 }
