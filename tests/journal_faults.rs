@@ -166,3 +166,48 @@ async fn a_stop_ends_within_the_grace_while_postgresql_is_down_or_frozen() {
         }
     }
 }
+
+/// The readers (the console, the commands) share the pool's bounds: a statement a frozen
+/// server never answers ends at the bound, as an error, and a reader opened before a restart
+/// reads again once the server is back (its closed connections are made again).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_is_bounded_by_a_frozen_server_and_outlives_a_restart() {
+    // The journal's bound on a statement (CALL_TIMEOUT), and what the test allows beyond it.
+    const BOUND: Duration = Duration::from_secs(10);
+    let Some(pg) = PgServer::start() else {
+        return;
+    };
+    let config = postback_relay::journal::JournalConfig {
+        kind: postback_relay::journal::JournalKind::Postgres,
+        url: Some(pg.url()),
+        ..Default::default()
+    };
+    let reader = postback_relay::journal::Reader::open(&config)
+        .await
+        .unwrap();
+    let all = postback_relay::journal::Filter {
+        limit: 10,
+        ..Default::default()
+    };
+    reader.entries(&all).await.unwrap();
+
+    pg.freeze();
+    let asked = Instant::now();
+    let frozen = reader.entries(&all).await;
+    let took = asked.elapsed();
+    pg.thaw();
+    let e = frozen.err().unwrap().to_string();
+    assert!(e.contains("no answer while reading"), "{e}");
+    assert!(
+        took >= BOUND && took < BOUND + Duration::from_secs(3),
+        "{took:?}"
+    );
+    eprintln!("frozen: {e} after {took:?}");
+
+    pg.down();
+    pg.up();
+    eventually(WAIT, "the reader reads again", || async {
+        reader.entries(&all).await.is_ok()
+    })
+    .await;
+}

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub mod pg_tls;
+
 /// `[journal]` in the configuration.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -14,7 +16,8 @@ pub struct JournalConfig {
     pub kind: JournalKind,
     /// The SQLite file (`embedded`).
     pub path: PathBuf,
-    /// The PostgreSQL connection URL (`postgres`), e.g. `postgres://relay:${PGPASSWORD}@db/journal`.
+    /// The PostgreSQL connection URL (`postgres`), e.g. `postgres://relay:${PGPASSWORD}@db/journal`,
+    /// with libpq's TLS parameters (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`: [`pg_tls`]).
     pub url: Option<String>,
     /// Entries older than this many days are pruned.
     pub retention_days: u32,
@@ -51,10 +54,14 @@ impl JournalConfig {
             (JournalKind::Postgres, None) => {
                 Err(("journal.url", "kind = \"postgres\" needs a url".into()))
             }
-            (JournalKind::Postgres, Some(u)) => u
-                .parse::<tokio_postgres::Config>()
-                .map(|_| ())
-                .map_err(|e| ("journal.url", format!("not a PostgreSQL URL: {e}"))),
+            (JournalKind::Postgres, Some(u)) => {
+                let url = pg_tls::PgUrl::parse(u).map_err(|e| ("journal.url", e.to_string()))?;
+                // The files are read now, so that none is found unusable once the relay runs.
+                url.tls
+                    .client_config()
+                    .map(|_| ())
+                    .map_err(|e| ("journal.url", e.to_string()))
+            }
             (JournalKind::Embedded, Some(_)) => {
                 Err(("journal.url", "url is for kind = \"postgres\"".into()))
             }

@@ -172,8 +172,15 @@ pub enum JournalError {
     },
     #[error("journal: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("journal (PostgreSQL): {0}")]
+    #[error("journal (PostgreSQL): {}", postgres::said(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    /// Connecting failed: the server (`host:port`, never the URL) and why.
+    #[error("journal (PostgreSQL at {server}): {reason}")]
+    Connect { server: String, reason: String },
+    /// `journal.url` cannot be used (a TLS file that changed since the configuration was
+    /// checked).
+    #[error("journal.url: {0}")]
+    Url(String),
     #[error("no journal at {0} (journal.path): has a relay with this configuration run?")]
     Missing(String),
     #[error("journal: the blocking task failed: {0}")]

@@ -251,7 +251,7 @@ pub(super) async fn deliveries_in_pg(
 ) -> Result<Vec<Browsed>, JournalError> {
     let q = deliveries(b, Dialect::Postgres);
     let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
-    let rows = pg.conn().query(&q.sql, &params).await?;
+    let rows = pg.conn().await?.query(&q.sql, &params).await?;
     rows.iter()
         .map(|r| {
             let entry = super::postgres::entry_of(r)?;
@@ -273,7 +273,7 @@ pub(super) async fn actions_in_pg(
 ) -> Result<Vec<(Cursor, Action)>, JournalError> {
     let q = actions(before, limit, Dialect::Postgres);
     let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
-    let rows = pg.conn().query(&q.sql, &params).await?;
+    let rows = pg.conn().await?.query(&q.sql, &params).await?;
     Ok(rows
         .iter()
         .map(|r| {

@@ -350,14 +350,13 @@ async fn every_page_reads_an_index() {
         return;
     };
     let pg = crate::journal::postgres::Pg::connect(&url).await.unwrap();
-    pg.conn()
-        .batch_execute("SET enable_seqscan = off")
+    let conn = pg.conn().await.unwrap();
+    conn.batch_execute("SET enable_seqscan = off")
         .await
         .unwrap();
     for (what, _, q) in every_page() {
         let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
-        let plan: Vec<String> = pg
-            .conn()
+        let plan: Vec<String> = conn
             .query(&format!("EXPLAIN {}", q.sql), &params)
             .await
             .unwrap()

@@ -3,7 +3,7 @@
 //! minutes.
 
 use chrono::{DateTime, Utc};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::Transaction;
 
 use super::Pg;
 use crate::journal::counts::{HourCount, minute_of, tally};
@@ -47,21 +47,21 @@ pub(super) async fn add(tx: &Transaction<'_>, batch: &[Entry]) -> Result<(), Jou
 
 /// Removes up to `room` rows of whole minutes before `before`; how many went.
 pub(super) async fn prune(
-    client: &Client,
+    client: &super::Conn,
     before: DateTime<Utc>,
     room: i64,
 ) -> Result<u64, JournalError> {
     if room <= 0 {
         return Ok(0);
     }
-    Ok(client
+    client
         .execute(
             "DELETE FROM per_minute WHERE (minute, destination, outcome) IN
                (SELECT minute, destination, outcome FROM per_minute WHERE minute < $1
                 ORDER BY minute LIMIT $2)",
             &[&minute_of(ms(before)), &room],
         )
-        .await?)
+        .await
 }
 
 impl Pg {
@@ -70,7 +70,8 @@ impl Pg {
         since: DateTime<Utc>,
     ) -> Result<Vec<(String, String, u64)>, JournalError> {
         let rows = self
-            .client
+            .conn()
+            .await?
             .query(COUNTS_SQL, &[&minute_of(ms(since))])
             .await?;
         Ok(rows
@@ -85,7 +86,8 @@ impl Pg {
         since: DateTime<Utc>,
     ) -> Result<Vec<HourCount>, JournalError> {
         let rows = self
-            .client
+            .conn()
+            .await?
             .query(PER_HOUR_SQL, &[&destination, &minute_of(ms(since))])
             .await?;
         Ok(rows
@@ -153,7 +155,7 @@ mod tests {
             .await
             .unwrap();
         }
-        let mut pg = Pg::connect(&url).await.unwrap();
+        let pg = Pg::connect(&url).await.unwrap();
         let ok = Outcome::Delivered;
         let dead = Outcome::DeadLettered("rejected".into());
         pg.commit(&[
@@ -203,8 +205,8 @@ mod tests {
         assert_eq!((delivered.n, delivered.latency_n), (3, 3));
         assert_eq!(delivered.latency_ms_sum, 30.0);
 
-        pg.client
-            .batch_execute("SET enable_seqscan = off")
+        let conn = pg.conn().await.unwrap();
+        conn.batch_execute("SET enable_seqscan = off")
             .await
             .unwrap();
         for (sql, params) in [
@@ -214,8 +216,7 @@ mod tests {
             ),
             (PER_HOUR_SQL, vec![&"hoqu", &0i64]),
         ] {
-            let plan: Vec<String> = pg
-                .client
+            let plan: Vec<String> = conn
                 .query(&format!("EXPLAIN {sql}"), &params)
                 .await
                 .unwrap()
@@ -230,13 +231,21 @@ mod tests {
         }
 
         // Whole minutes before the cut-off go; the minute holding it stays.
-        let gone = prune(&pg.client, "2026-11-20T14:00:40Z".parse().unwrap(), 1_000)
-            .await
-            .unwrap();
+        let gone = prune(
+            &pg.conn().await.unwrap(),
+            "2026-11-20T14:00:40Z".parse().unwrap(),
+            1_000,
+        )
+        .await
+        .unwrap();
         assert_eq!(gone, 1, "the old one; the cut-off's own minute stays");
-        let gone = prune(&pg.client, "2026-11-20T14:01:00Z".parse().unwrap(), 1_000)
-            .await
-            .unwrap();
+        let gone = prune(
+            &pg.conn().await.unwrap(),
+            "2026-11-20T14:01:00Z".parse().unwrap(),
+            1_000,
+        )
+        .await
+        .unwrap();
         assert_eq!(gone, 2, "hoqu's two at 14:00");
         assert_eq!(
             pg.counts(from_ms(0)).await.unwrap().len(),

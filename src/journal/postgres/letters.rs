@@ -92,7 +92,7 @@ impl Pg {
         if query::narrow(f) {
             let q = query::grouped(f, Dialect::Postgres);
             let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
-            let rows = self.client.query(&q.sql, &params).await?;
+            let rows = self.conn().await?.query(&q.sql, &params).await?;
             return Ok(rows
                 .iter()
                 .map(|r| Group {
@@ -105,7 +105,7 @@ impl Pg {
         }
         let q = query::groups(f, Dialect::Postgres);
         let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
-        let rows = self.client.query(&q.sql, &params).await?;
+        let rows = self.conn().await?.query(&q.sql, &params).await?;
         let mut out = Vec::new();
         for r in &rows {
             let (destination, reason): (String, String) = (r.get(0), r.get(1));
@@ -115,7 +115,7 @@ impl Pg {
                 false => query::in_group(f, &destination, &reason, Dialect::Postgres),
             };
             let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
-            let found = self.client.query_one(&q.sql, &params).await?;
+            let found = self.conn().await?.query_one(&q.sql, &params).await?;
             let (count, oldest) = match counted {
                 true => (r.get::<_, i64>(2), found.get::<_, Option<i64>>(0)),
                 false => (found.get::<_, i64>(0), found.get::<_, Option<i64>>(1)),
@@ -134,7 +134,8 @@ impl Pg {
 
     pub(in crate::journal) async fn letters_waiting(&self) -> Result<u64, JournalError> {
         let n: i64 = self
-            .client
+            .conn()
+            .await?
             .query_one(
                 "SELECT coalesce(sum(waiting), 0)::bigint FROM dead_letter_counts",
                 &[],
@@ -152,7 +153,7 @@ impl Pg {
     ) -> Result<Vec<Letter>, JournalError> {
         let q = query::page(f, skip, limit, Dialect::Postgres);
         let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
-        let rows = self.client.query(&q.sql, &params).await?;
+        let rows = self.conn().await?.query(&q.sql, &params).await?;
         Ok(rows.iter().map(listed).collect())
     }
 
@@ -164,7 +165,7 @@ impl Pg {
             "SELECT {LISTED}, letter, state, changed_at, changed_by, result FROM dead_letters \
              WHERE id = $1"
         );
-        Ok(self.client.query_opt(&sql, &[&id]).await?.map(|r| {
+        Ok(self.conn().await?.query_opt(&sql, &[&id]).await?.map(|r| {
             let mut letter = listed(&r);
             letter.letter = r.get(7);
             let state: String = r.get(8);
@@ -188,7 +189,8 @@ impl Pg {
         let states: Vec<&str> = marks.iter().map(|m| m.state.as_str()).collect();
         let results: Vec<&str> = marks.iter().map(|m| m.result.as_str()).collect();
         let n = self
-            .client
+            .conn()
+            .await?
             .execute(
                 "UPDATE dead_letters d SET state = m.state, changed_at = $4, changed_by = $5,
                    result = m.result
@@ -209,7 +211,8 @@ impl Pg {
             return Ok(());
         }
         let c = Columns::of(letters);
-        self.client
+        self.conn()
+            .await?
             .execute(
                 &format!(
                     "INSERT INTO dead_letters (id, at, destination, reason, event_id, attempts,
@@ -240,14 +243,14 @@ impl Pg {
         by: &str,
         at: DateTime<Utc>,
     ) -> Result<u64, JournalError> {
-        Ok(self
-            .client
+        self.conn()
+            .await?
             .execute(
                 "UPDATE dead_letters SET state = 'gone', changed_at = $3, changed_by = $4,
                    result = 'not in the queue when it was read for a reindex'
                  WHERE state = 'waiting' AND at < $2 AND (seen IS NULL OR seen <> $1)",
                 &[&run, &ms(began), &ms(at), &by],
             )
-            .await?)
+            .await
     }
 }

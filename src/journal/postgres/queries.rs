@@ -11,7 +11,7 @@ impl Pg {
     pub(in crate::journal) async fn entries(&self, f: &Filter) -> Result<Vec<Entry>, JournalError> {
         let q = crate::journal::query::entries(f, crate::journal::query::Dialect::Postgres);
         let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
-        let rows = self.client.query(&q.sql, &params).await?;
+        let rows = self.conn().await?.query(&q.sql, &params).await?;
         rows.iter().map(entry_of).collect()
     }
 
@@ -20,7 +20,8 @@ impl Pg {
         event_id: &str,
     ) -> Result<Option<String>, JournalError> {
         Ok(self
-            .client
+            .conn()
+            .await?
             .query_opt("SELECT body FROM events WHERE event_id = $1", &[&event_id])
             .await?
             .map(|r| r.get(0)))
@@ -31,7 +32,8 @@ impl Pg {
         w: &Window,
     ) -> Result<Option<DateTime<Utc>>, JournalError> {
         Ok(self
-            .client
+            .conn()
+            .await?
             .query_opt(
                 "SELECT coalesce(until, asked_at) FROM recoveries WHERE id = $1",
                 &[&w.id()],
@@ -47,7 +49,8 @@ impl Pg {
     ) -> Result<Vec<Candidate>, JournalError> {
         let sql = candidates_sql(w.outcome);
         let rows = self
-            .client
+            .conn()
+            .await?
             .query(sql, &[&w.destination, &ms(w.since), &window_end(w), &id])
             .await?;
         Ok(rows
@@ -61,7 +64,8 @@ impl Pg {
 
     pub(in crate::journal) async fn sent(&self, recovery: &str) -> Result<u64, JournalError> {
         let n: i64 = self
-            .client
+            .conn()
+            .await?
             .query_one(
                 "SELECT count(*) FROM recovered WHERE recovery_id = $1",
                 &[&recovery],
@@ -77,8 +81,7 @@ impl Pg {
         w: &Window,
         who: &str,
     ) -> Result<(), JournalError> {
-        self.client
-            .execute(
+        self.conn().await?.execute(
                 "INSERT INTO recoveries (id, destination, since, until, outcome, asked_by, asked_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
                 &[
@@ -100,7 +103,8 @@ impl Pg {
         recovery: &str,
         event_id: &str,
     ) -> Result<(), JournalError> {
-        self.client
+        self.conn()
+            .await?
             .execute(
                 "INSERT INTO recovered (recovery_id, event_id, sent_at) VALUES ($1, $2, $3)
                  ON CONFLICT DO NOTHING",
@@ -111,7 +115,8 @@ impl Pg {
     }
 
     pub(in crate::journal) async fn act(&self, a: &Action) -> Result<(), JournalError> {
-        self.client
+        self.conn()
+            .await?
             .execute(
                 "INSERT INTO actions (at, who, action, filter, count) VALUES ($1, $2, $3, $4, $5)",
                 &[&ms(a.at), &a.who, &a.action, &a.filter, &(a.count as i64)],
@@ -125,7 +130,8 @@ impl Pg {
         limit: usize,
     ) -> Result<Vec<Action>, JournalError> {
         let rows = self
-            .client
+            .conn()
+            .await?
             .query(
                 "SELECT at, who, action, filter, count FROM actions ORDER BY at DESC, id DESC
                  LIMIT $1",
@@ -208,13 +214,12 @@ mod tests {
             return;
         };
         let pg = Pg::connect(&url).await.unwrap();
-        pg.client
-            .batch_execute("SET enable_seqscan = off")
+        let conn = pg.conn().await.unwrap();
+        conn.batch_execute("SET enable_seqscan = off")
             .await
             .unwrap();
         for which in [Which::Delivered, Which::Any] {
-            let plan: Vec<String> = pg
-                .client
+            let plan: Vec<String> = conn
                 .query(
                     &format!("EXPLAIN {}", candidates_sql(which)),
                     &[&"hoqu", &0i64, &i64::MAX, &"r"],

@@ -1,7 +1,22 @@
 //! The PostgreSQL journal on a database of each test's own: pruning, and the filters' plans.
 
+use tokio_postgres::{Client, NoTls};
+
 use super::*;
 use crate::journal::sqlite::ms;
+
+impl Pg {
+    /// One connection of its own, outside the pool: to create a test's database, or write
+    /// what the journal would not.
+    pub(in crate::journal) async fn client(url: &str) -> Result<Client, JournalError> {
+        let connecting = tokio_postgres::connect(url, NoTls);
+        let (client, connection) = tokio::time::timeout(CALL_TIMEOUT, connecting)
+            .await
+            .map_err(|_| JournalError::Timeout("connecting", CALL_TIMEOUT))??;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+}
 
 /// A database of the test's own on the PostgreSQL the tests use, and its URL; `None`
 /// outside CI when no server answers.
@@ -27,19 +42,20 @@ async fn pruning_removes_old_actions_and_recoveries_with_what_they_sent() {
     let Some((admin, name, url)) = database().await else {
         return;
     };
-    let mut pg = Pg::connect(&url).await.unwrap();
+    let pg = Pg::connect(&url).await.unwrap();
     let old = ms("2026-01-01T00:00:00Z".parse().unwrap());
     let new = ms("2026-11-20T00:00:00Z".parse().unwrap());
     for (id, at) in [("r-old", old), ("r-new", new)] {
-        pg.client
-            .execute(
+        pg.conn().await.unwrap().execute(
                 "INSERT INTO recoveries (id, destination, since, until, outcome, asked_by, asked_at)
                  VALUES ($1, 'd', 0, NULL, 'delivered', 'ops', $2)",
                 &[&id, &at],
             )
             .await
             .unwrap();
-        pg.client
+        pg.conn()
+            .await
+            .unwrap()
             .execute(
                 "INSERT INTO recovered (recovery_id, event_id, sent_at)
                  SELECT $1, 'e' || i, $2 FROM generate_series(1, 30) i",
@@ -49,7 +65,9 @@ async fn pruning_removes_old_actions_and_recoveries_with_what_they_sent() {
             .unwrap();
     }
     for at in [old, old, new] {
-        pg.client
+        pg.conn()
+            .await
+            .unwrap()
             .execute(
                 "INSERT INTO actions (at, who, action, filter, count)
                  VALUES ($1, 'ops', 'replay', '{}', 1)",
@@ -61,7 +79,15 @@ async fn pruning_removes_old_actions_and_recoveries_with_what_they_sent() {
     let before = "2026-06-01T00:00:00Z".parse().unwrap();
     assert_eq!(pg.prune_step(before, 20).await.unwrap(), 20, "a full step");
     assert!(pg.prune_step(before, 20).await.unwrap() < 20, "the rest");
-    let count = async |sql: &str| -> i64 { pg.client.query_one(sql, &[]).await.unwrap().get(0) };
+    let count = async |sql: &str| -> i64 {
+        pg.conn()
+            .await
+            .unwrap()
+            .query_one(sql, &[])
+            .await
+            .unwrap()
+            .get(0)
+    };
     assert_eq!(count("SELECT count(*) FROM actions").await, 1);
     assert_eq!(count("SELECT count(*) FROM recoveries").await, 1);
     assert_eq!(
@@ -84,15 +110,14 @@ async fn every_filter_has_an_index_plan() {
         return;
     };
     let pg = Pg::connect(&url).await.unwrap();
-    pg.client
-        .batch_execute("SET enable_seqscan = off")
+    let conn = pg.conn().await.unwrap();
+    conn.batch_execute("SET enable_seqscan = off")
         .await
         .unwrap();
     for (what, f) in crate::journal::query::tests::every_filter() {
         let q = crate::journal::query::entries(&f, crate::journal::query::Dialect::Postgres);
         let params: Vec<_> = q.params.iter().map(|p| p.pg()).collect();
-        let plan: Vec<String> = pg
-            .client
+        let plan: Vec<String> = conn
             .query(&format!("EXPLAIN {}", q.sql), &params)
             .await
             .unwrap()

@@ -54,6 +54,9 @@ pub(super) async fn write_all<S: Sink>(
     } = queued;
     let mut letters_open = true;
     let mut letter_batch = Vec::new();
+    if let Err(e) = sink.open().await {
+        tracing::error!(message = "journal not reachable at start; entries wait in the buffer and each write tries again", error = %e);
+    }
     loop {
         tokio::select! {
             biased;

@@ -27,6 +27,13 @@ pub(in crate::journal) trait Sink: Send + 'static {
         before: DateTime<Utc>,
     ) -> impl Future<Output = Result<usize, JournalError>> + Send;
 
+    /// Connects ahead of the first commit, so that a journal that cannot be reached (a
+    /// server whose certificate the URL does not trust, a database that is down) is told of
+    /// when the relay starts, not at its first delivery. The writer goes on either way.
+    fn open(&mut self) -> impl Future<Output = Result<(), JournalError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     /// Writes dead letters to the index in one transaction; gives them back, to try again.
     fn commit_letters(
         &mut self,
