@@ -9,7 +9,7 @@ use postback_relay::relay::broker;
 /// The smallest consumer that does the job: consume, one GET, ack. The GET is `url` with the
 /// message id appended, so that each request can be matched to its event.
 pub async fn consume(amqp_url: &str, queue: &str, url: &str, prefetch: u16) -> anyhow::Result<()> {
-    let conn = broker::connect(amqp_url, "bench baseline").await?;
+    let conn = broker::connect(amqp_url, None, "bench baseline").await?;
     let ch = conn.create_channel().await?;
     ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
     let mut consumer = ch

@@ -59,6 +59,10 @@ struct Cli {
     /// The relay's delivery journal: `embedded` (a SQLite file), `off`, or a PostgreSQL URL.
     #[arg(long, default_value = "embedded")]
     journal: String,
+    /// The relay with tracing on: its spans exported over OTLP to the bench's partner, which
+    /// answers every request (so the cost of tracing is measured, not a collector's).
+    #[arg(long)]
+    tracing: bool,
     /// Events for the smaller of the two runs under callgrind (`--only instructions`); the
     /// larger run has three times as many.
     #[arg(long, default_value_t = 5_000)]

@@ -165,6 +165,8 @@ fn relay_config(
 
             {store}
 
+            {tracing}
+
             [[destinations]]
             name = "powerspace"
             kind = "powerspace"
@@ -174,6 +176,11 @@ fn relay_config(
             "#,
         url = cli.amqp_url,
         prefetch = cli.prefetch,
+        tracing = if cli.tracing {
+            format!("[tracing]\notlp_endpoint = \"{base}\"")
+        } else {
+            String::new()
+        },
         store = if cli.store == "embedded" {
             format!(
                 "[store]\nkind = \"embedded\"\npath = \"{}\"\n\n{journal}",

@@ -33,7 +33,7 @@ impl<'a> Rig<'a> {
         let shutdown = CancellationToken::new();
         let addr = sandbox::spawn(shutdown.clone()).await?;
         let sb = sandbox::Client::new(addr);
-        let conn = broker::connect(&cli.amqp_url, "bench")
+        let conn = broker::connect(&cli.amqp_url, None, "bench")
             .await
             .with_context(|| format!("cannot reach RabbitMQ at {}", cli.amqp_url))?;
         let publisher = Publisher::new(&conn).await?;
