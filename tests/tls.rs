@@ -1,7 +1,8 @@
 //! TLS to RabbitMQ (`amqps://`) and Redis (`rediss://`), against servers of the test's own:
 //! a RabbitMQ node with a TLS listener only, and redis-servers with `--tls-port` only, each
 //! with certificates of a throwaway CA made at test time (common::tls). A relay delivers
-//! through both; the commands reach the broker with the same settings; every refusal (an
+//! through both, with its journal in a PostgreSQL server that takes only TLS (the journal's
+//! own TLS tests are in journal_tls.rs); the commands reach the broker with the same settings; every refusal (an
 //! unknown CA, a missing or foreign client certificate, an expired or misnamed server
 //! certificate) says which server and why, and never the password.
 
@@ -12,10 +13,11 @@ use std::time::Duration;
 
 use common::config::Tls;
 use common::partner::until_clicks;
+use common::pg_server::PgServer;
 use common::rabbit_node::{NodeTls, RabbitNode};
 use common::redis::{Redis, RedisTls};
 use common::tls::{Pair, Pki};
-use common::{Cli, Env, event};
+use common::{Cli, Env, event, eventually};
 use postback_relay::config::store::StoreConfig;
 use postback_relay::config::tls::TlsFiles;
 use postback_relay::relay::broker::{self, Publisher};
@@ -75,7 +77,7 @@ fn says(text: &str, server: &str, words: &[&str]) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_relay_delivers_through_rabbitmq_and_redis_over_tls_and_refusals_say_why() {
+async fn a_relay_delivers_through_rabbitmq_redis_and_postgresql_over_tls_and_refusals_say_why() {
     let pki = Pki::new();
     let Some(node) = RabbitNode::start(&NodeTls {
         ca: &pki.ca,
@@ -88,16 +90,29 @@ async fn a_relay_delivers_through_rabbitmq_and_redis_over_tls_and_refusals_say_w
     let Some(redis) = redis_tls(&pki, &pki.server, true) else {
         return;
     };
+    // The journal's server asks for a client certificate too.
+    let Some(pg) = PgServer::start_tls(&pki.server, Some(&pki.ca)) else {
+        return;
+    };
+    let journal = format!(
+        "postgres://postgres:guest@127.0.0.1:{}/postgres?sslmode=verify-full&sslrootcert={}\
+         &sslcert={}&sslkey={}",
+        pg.port(),
+        pki.ca.display(),
+        pki.client.cert.display(),
+        pki.client.key.display()
+    );
     let client = Tls::new(&pki.ca, Some((&pki.client.cert, &pki.client.key)));
     let good = files(&pki.ca, Some(&pki.client));
 
-    // A relay on both, over TLS, delivers.
+    // A relay on all three, over TLS, delivers and journals.
     let env = Env::new().await;
     let config = env
         .config()
         .destination(env.powerspace())
         .broker_tls(&node.url(), client.clone())
-        .redis_tls(&redis.url(), client.clone());
+        .redis_tls(&redis.url(), client.clone())
+        .journal_postgres(&journal);
     let _running = env.start(&config).await;
     let conn = broker::connect(&node.url(), Some(&good), "test")
         .await
@@ -121,6 +136,12 @@ async fn a_relay_delivers_through_rabbitmq_and_redis_over_tls_and_refusals_say_w
         true,
         Duration::from_secs(30),
         "delivered over TLS",
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the delivery journaled over TLS",
+        || async { pg.entries().await == Some(1) },
     )
     .await;
 
