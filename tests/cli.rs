@@ -641,3 +641,35 @@ async fn partner_calls_take_the_environments_proxy_unless_told_otherwise() {
     said(&none_log, "no proxy");
     said(&own_log, &format!("the proxy http://{}", proxy.addr));
 }
+
+/// A broker that takes the connection and never answers (blocked, overloaded) is reported
+/// by a command after a bounded wait, naming it without the password, not waited on.
+#[test]
+fn a_command_gives_up_on_a_broker_that_never_answers() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Accepts and holds every connection, saying nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let url = format!("amqp://guest:s3cret@127.0.0.1:{port}/%2f");
+    let started = Instant::now();
+    let out = Cli::new(&[
+        "dlq",
+        "stats",
+        "--amqp-url",
+        &url,
+        "--queue-prefix",
+        "silent",
+    ])
+    .output();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no connection within 30s"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(started.elapsed() < common::process::CLI_TIMEOUT);
+}

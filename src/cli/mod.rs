@@ -164,10 +164,20 @@ pub async fn connect(
     tls: Option<&TlsFiles>,
     role: &str,
 ) -> anyhow::Result<lapin::Connection> {
-    broker::connect(url, tls, role)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to RabbitMQ at {}: {e}", redact_url(url)))
+    let connecting = broker::connect(url, tls, role);
+    match tokio::time::timeout(COMMAND_CONNECT_TIMEOUT, connecting).await {
+        Ok(connected) => connected
+            .map_err(|e| anyhow::anyhow!("cannot connect to RabbitMQ at {}: {e}", redact_url(url))),
+        Err(_) => anyhow::bail!(
+            "cannot connect to RabbitMQ at {}: no connection within {COMMAND_CONNECT_TIMEOUT:?}",
+            redact_url(url)
+        ),
+    }
 }
+
+/// How long a command waits for the broker to accept its connection: a broker that takes
+/// the connection and never answers (blocked, overloaded) is reported, not waited on.
+const COMMAND_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The URL without its password, for messages.
 pub fn redact_url(url: &str) -> String {
