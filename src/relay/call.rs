@@ -63,15 +63,19 @@ impl Relay {
         } else {
             1
         };
-        let report = self.tries(dest, request, event, tries, holds, taken.at);
         let report = match &self.trace {
             // The calls' spans count the delivery's calls before this pass.
             Some(_) => {
+                let report = self.tries(dest, request, event, tries, holds, taken.at);
                 let before = trace::Before(delivery.attempts);
                 let cx = opentelemetry::Context::current_with_value(before);
-                opentelemetry::trace::FutureExt::with_context(report, cx).await
+                opentelemetry::trace::FutureExt::with_context(Box::pin(report), cx).await
             }
-            None => report.await,
+            // Awaited where it is made: a future handed on by value is copied whole.
+            None => {
+                self.tries(dest, request, event, tries, holds, taken.at)
+                    .await
+            }
         };
         delivery.attempts += report.tries;
         delivery.record(report.history);

@@ -226,11 +226,17 @@ impl Relay {
             )
         };
         let attempt = self.attempt(dest, event, delivery(), request, true, taken);
-        let attempt = self.in_delivery_span(dest, Pass::Event, attempt);
-        let outcome = std::panic::AssertUnwindSafe(attempt)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
+        // Awaited where it is made when tracing is off: a future handed on by value is copied
+        // whole at each hand, and an attempt's is large. With tracing on, the span takes it
+        // boxed.
+        let attempted = match &self.trace {
+            None => std::panic::AssertUnwindSafe(attempt).catch_unwind().await,
+            Some(_) => {
+                let traced = self.in_delivery_span(dest, Pass::Event, Box::pin(attempt));
+                std::panic::AssertUnwindSafe(traced).catch_unwind().await
+            }
+        };
+        let outcome = attempted.unwrap_or_else(|_| {
                 tracing::error!(message = "processing a delivery panicked; it is dead-lettered", destination = dest.name(), event_id = %event.event_id);
                 let detail = "processing this delivery crashed the relay".to_owned();
                 Outcome::dead(Reason::Poison, detail, &delivery(), None, None, taken).into()
@@ -269,7 +275,13 @@ impl Relay {
         let raw = self.journal.is_some().then(|| delivery.event.clone());
         let recovery = delivery.recovery.clone();
         let attempt = self.attempt(dest, &event, delivery, request, false, taken);
-        let attempted = self.in_delivery_span(dest, Pass::Retry, attempt).await;
+        let attempted = match &self.trace {
+            None => attempt.await,
+            Some(_) => {
+                self.in_delivery_span(dest, Pass::Retry, Box::pin(attempt))
+                    .await
+            }
+        };
         let raw = raw.as_deref().map_or("", |r| r.get());
         let about = About {
             event: &event,
