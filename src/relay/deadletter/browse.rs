@@ -223,12 +223,14 @@ impl Drop for Held {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        rt.spawn(async move {
-            for (ch, consumer, _) in held {
+        // All at once: the order is the broker's anyway, and one close waiting on a busy
+        // broker does not keep the other channels' letters held behind it.
+        rt.spawn(futures_util::future::join_all(held.into_iter().map(
+            |(ch, consumer, _)| async move {
                 let _ = ch.close(200, "read dropped".into()).await;
                 drop(consumer);
-            }
-        });
+            },
+        )));
     }
 }
 
