@@ -68,15 +68,7 @@ async fn letters_that_left_the_queue_are_pruned_and_waiting_ones_stay_in_postgre
     let pg = crate::journal::postgres::Pg::connect(&url).await.unwrap();
     let marked_at: DateTime<Utc> = "2026-02-01T00:00:00Z".parse().unwrap();
     pg.mark_letters(&marks(), "ops", marked_at).await.unwrap();
-    let n = async |sql: &str| -> i64 {
-        pg.conn()
-            .await
-            .unwrap()
-            .query_one(sql, &[])
-            .await
-            .unwrap()
-            .get(0)
-    };
+    let n = async |sql: &str| pg.count(sql).await;
 
     sink.prune_step(marked_at - Duration::days(1))
         .await

@@ -16,6 +16,17 @@ impl Pg {
         tokio::spawn(connection);
         Ok(client)
     }
+
+    /// The one number `sql` selects, through the pool.
+    pub(in crate::journal) async fn count(&self, sql: &str) -> i64 {
+        self.conn()
+            .await
+            .unwrap()
+            .query_one(sql, &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
 }
 
 /// A database of the test's own on the PostgreSQL the tests use, and its URL; `None`
@@ -79,15 +90,7 @@ async fn pruning_removes_old_actions_and_recoveries_with_what_they_sent() {
     let before = "2026-06-01T00:00:00Z".parse().unwrap();
     assert_eq!(pg.prune_step(before, 20).await.unwrap(), 20, "a full step");
     assert!(pg.prune_step(before, 20).await.unwrap() < 20, "the rest");
-    let count = async |sql: &str| -> i64 {
-        pg.conn()
-            .await
-            .unwrap()
-            .query_one(sql, &[])
-            .await
-            .unwrap()
-            .get(0)
-    };
+    let count = async |sql: &str| pg.count(sql).await;
     assert_eq!(count("SELECT count(*) FROM actions").await, 1);
     assert_eq!(count("SELECT count(*) FROM recoveries").await, 1);
     assert_eq!(
